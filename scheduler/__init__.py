@@ -1,0 +1,50 @@
+"""scheduler: an embeddable, PostgreSQL-backed, async-first job scheduler."""
+
+from __future__ import annotations
+
+from scheduler.errors import (
+    ArgumentsNotSerializableError,
+    ConfigurationError,
+    InvalidJobError,
+    JobAlreadyExistsError,
+    JobConflictError,
+    JobIsRunningError,
+    PayloadTooLargeError,
+    SchedulerError,
+    SchedulerNotRunningError,
+    SchemaError,
+    SchemaNotReadyError,
+    SchemaTooNewError,
+    TaskNotNameableError,
+    TaskNotRegisteredError,
+)
+from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.retry import RetryBackoff
+from scheduler.scheduler import Scheduler
+from scheduler.tasks import task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentsNotSerializableError",
+    "ConfigurationError",
+    "ConflictResolution",
+    "InvalidJobError",
+    "Job",
+    "JobAlreadyExistsError",
+    "JobConflictError",
+    "JobIsRunningError",
+    "JobPriority",
+    "JobStatus",
+    "PayloadTooLargeError",
+    "RetryBackoff",
+    "Scheduler",
+    "SchedulerError",
+    "SchedulerNotRunningError",
+    "SchemaError",
+    "SchemaNotReadyError",
+    "SchemaTooNewError",
+    "TaskNotNameableError",
+    "TaskNotRegisteredError",
+    "task",
+]

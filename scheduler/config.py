@@ -1,0 +1,70 @@
+"""Tunables of one `Scheduler`, validated once at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from scheduler.errors import ConfigurationError
+from scheduler.postgres.sql import validate_schema_name
+from scheduler.retry import RetryBackoff
+from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """See the README's configuration table for what each setting trades off."""
+
+    max_concurrent_jobs: int = 10
+    schema: str = "scheduler"
+    auto_migrate: bool = True
+    lease_time: float = 30.0
+    heartbeat_interval: float = 10.0
+    poll_interval: float = 5.0
+    shutdown_grace: float = 30.0
+    claim_batch_size: int = 100
+    retry_backoff: RetryBackoff = field(default_factory=RetryBackoff)
+    reap_interval: float = 15.0
+    retention: float = timedelta(days=7).total_seconds()
+    prune_interval: float = 300.0
+    unrunnable_job_timeout: float | None = 3600.0
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    listener_check_interval: float = 15.0
+    listener_check_timeout: float = 5.0
+    cancel_wait: float = 10.0
+
+    def __post_init__(self) -> None:
+        validate_schema_name(self.schema)
+        _positive_int("max_concurrent_jobs", self.max_concurrent_jobs)
+        _positive_int("claim_batch_size", self.claim_batch_size)
+        _positive_int("max_payload_bytes", self.max_payload_bytes)
+        for name in (
+            "lease_time", "heartbeat_interval", "poll_interval", "reap_interval",
+            "prune_interval", "listener_check_interval", "listener_check_timeout",
+        ):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds")
+        for name in ("shutdown_grace", "retention", "cancel_wait"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0 seconds")
+        if self.unrunnable_job_timeout is not None and self.unrunnable_job_timeout < 0:
+            raise ConfigurationError("unrunnable_job_timeout must be >= 0 seconds or None")
+        if self.heartbeat_interval * 2 > self.lease_time:
+            raise ConfigurationError(
+                f"heartbeat_interval ({self.heartbeat_interval}s) must be at most half of"
+                f" lease_time ({self.lease_time}s), so one lost heartbeat does not cost the"
+                " lease"
+            )
+
+
+def seconds(value: float | timedelta, name: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be seconds (a number) or a timedelta")
+    return float(value)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1,0 +1,64 @@
+"""The exception hierarchy. Every error the library raises on purpose derives from
+`SchedulerError`; input errors also derive from `ValueError` so generic handlers work."""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """Base class of every error raised by `scheduler`."""
+
+
+class ConfigurationError(SchedulerError, ValueError):
+    """A `Scheduler` setting is invalid (for example a hostile schema name)."""
+
+
+class InvalidJobError(SchedulerError, ValueError):
+    """`schedule()` was given something it cannot store; nothing was written."""
+
+
+class ArgumentsNotSerializableError(InvalidJobError):
+    """Job arguments are not plain JSON (dict/list/str/int/float/bool/None)."""
+
+
+class PayloadTooLargeError(InvalidJobError):
+    """The JSON-encoded arguments exceed the configured cap."""
+
+
+class TaskNotNameableError(InvalidJobError):
+    """A callable has no stable importable name (lambda, closure, partial, instance)."""
+
+
+class TaskNotRegisteredError(SchedulerError, LookupError):
+    """A task name is not registered on this replica."""
+
+
+class JobConflictError(SchedulerError):
+    """A custom `job_id` collides with an existing job."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobAlreadyExistsError(JobConflictError):
+    """`ConflictResolution.RAISE` met an existing job with the same id."""
+
+
+class JobIsRunningError(JobConflictError):
+    """`ConflictResolution.REPLACE` met a job that is running right now."""
+
+
+class SchemaError(SchedulerError):
+    """The database schema is missing or of a version this code does not know."""
+
+
+class SchemaNotReadyError(SchemaError):
+    """The scheduler's tables do not exist yet: run migrations first."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The database was migrated by a newer release of `scheduler`."""
+
+
+class SchedulerNotRunningError(SchedulerError, RuntimeError):
+    """An operation needs a started scheduler (or one that is not shut down)."""

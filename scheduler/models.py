@@ -1,0 +1,88 @@
+"""The domain vocabulary: statuses, priorities, conflict policies and the read-only job
+record. Nothing here does I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. The last three are terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobPriority(enum.IntEnum):
+    """Due jobs are claimed highest priority first, then earliest due time first."""
+
+    LOW = 1
+    NORMAL = 5
+    HIGH = 10
+    CRITICAL = 20
+
+    @classmethod
+    def coerce(cls, value: object) -> JobPriority:
+        """Accept a member or its integer value; anything else is a caller error."""
+        if isinstance(value, JobPriority):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        names = ", ".join(f"JobPriority.{p.name} ({p.value})" for p in cls)
+        raise ValueError(f"unknown priority {value!r}; use one of {names}")
+
+
+class ConflictResolution(str, enum.Enum):
+    """What `schedule()` does when a custom `job_id` already exists.
+
+    RAISE    raise `JobAlreadyExistsError`, whatever the existing job's state.
+    IGNORE   return the existing id and change nothing, whatever its state (so a finished
+             job is not run again: "at most once per id").
+    REPLACE  overwrite a pending or finished job in place (it becomes pending again with
+             zero attempts); a running job is not touched and `JobIsRunningError` is raised.
+    """
+
+    RAISE = "raise"
+    IGNORE = "ignore"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A read-only snapshot of one job row, as returned by `Scheduler.get_job()`."""
+
+    job_id: str
+    task_name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    status: JobStatus
+    priority: JobPriority
+    execution_time: datetime
+    attempts: int
+    max_retries: int
+    timeout: float | None
+    last_error: str | None
+    lease_owner: UUID | None
+    cancel_requested: bool
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_terminal

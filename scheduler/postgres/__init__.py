@@ -1,0 +1,1 @@
+"""The PostgreSQL adapter: SQL files, migrations, the job store and the listener."""

@@ -1,0 +1,94 @@
+"""LISTEN on a dedicated connection, health-checked, re-established after any loss.
+
+Notifications wake the dispatcher ("due <seconds>") and cancel running jobs
+("cancel <job id>"). After a reconnect `on_reconnect` runs, because notifications sent
+while we were not listening are gone: the caller catches up from the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import asyncpg
+from anyio.abc import TaskStatus
+
+from scheduler.services.backoff import LoopBackoff
+
+logger = logging.getLogger("scheduler.listener")
+
+
+class Listener:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channel: str,
+        *,
+        on_due: Callable[[float], None],
+        on_cancel: Callable[[str], None],
+        on_reconnect: Callable[[], None],
+        check_interval: float,
+        check_timeout: float,
+    ) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._on_due = on_due
+        self._on_cancel = on_cancel
+        self._on_reconnect = on_reconnect
+        self._check_interval = check_interval
+        self._check_timeout = check_timeout
+        self.connections_made = 0
+
+    def _handle(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        kind, _, value = payload.partition(" ")
+        try:
+            if kind == "due":
+                self._on_due(float(value))
+            elif kind == "cancel":
+                self._on_cancel(value)
+        except Exception:  # a bad payload (hand-written NOTIFY) must not kill the listener
+            logger.exception("ignoring notification %r", payload)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        backoff = LoopBackoff(maximum=10.0)
+        while True:
+            made_before = self.connections_made
+            try:
+                await self._listen_until_lost(task_status if made_before == 0 else None)
+            except Exception as exc:
+                if self.connections_made == 0:
+                    raise  # the very first connection failed: let start() fail loudly
+                logger.warning("listener connection lost (%r); reconnecting", exc)
+            if self.connections_made > made_before:
+                backoff.reset()  # it worked for a while: reconnect quickly
+            await anyio.sleep(backoff.next_delay())
+
+    async def _listen_until_lost(self, task_status: TaskStatus[None] | None) -> None:
+        conn: asyncpg.Connection = await self._pool.acquire()
+        lost = anyio.Event()
+        try:
+            conn.add_termination_listener(lambda _c: lost.set())
+            await conn.add_listener(self._channel, self._handle)
+            self.connections_made += 1
+            if task_status is not None:
+                task_status.started()
+            else:
+                logger.info("listening again on %s; catching up", self._channel)
+                self._on_reconnect()
+            while not lost.is_set():
+                with anyio.move_on_after(self._check_interval):
+                    await lost.wait()
+                if lost.is_set():
+                    raise ConnectionError("the listener connection was closed")
+                # A connection can stop answering without closing (a dropped route, a
+                # frozen server): only a round trip with a deadline tells.
+                with anyio.fail_after(self._check_timeout):
+                    await conn.fetchval("SELECT 1")
+        except BaseException:
+            conn.terminate()
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._pool.release(conn)

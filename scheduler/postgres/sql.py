@@ -1,0 +1,73 @@
+"""Loads the named SQL blocks once and renders them for one schema.
+
+The schema name is the only piece of text ever put into SQL; it must match a strict
+identifier pattern and is then double-quoted, so no input can escape it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+from scheduler.errors import ConfigurationError
+
+SCHEMA_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+_BLOCK_HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+
+
+def validate_schema_name(schema: str) -> str:
+    if not isinstance(schema, str) or not SCHEMA_NAME_PATTERN.match(schema):
+        raise ConfigurationError(
+            f"schema name {schema!r} is not allowed: use 1-48 characters of lower-case"
+            " letters, digits and underscores, starting with a letter or underscore"
+        )
+    return schema
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def channel_for(schema: str) -> str:
+    """The NOTIFY channel of a schema (max 63 bytes: the schema name is at most 48)."""
+    return f"{validate_schema_name(schema)}_events"
+
+
+def render(template: str, schema: str) -> str:
+    schema = validate_schema_name(schema)
+    return template.replace("{schema}", quote_identifier(schema)).replace(
+        "{channel}", quote_literal(channel_for(schema))
+    )
+
+
+@cache
+def _query_templates() -> dict[str, str]:
+    text = resources.files("scheduler.postgres").joinpath("queries.sql").read_text()
+    parts = _BLOCK_HEADER.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2]):
+        lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
+        queries[name] = "\n".join(lines).strip()
+    return queries
+
+
+class Queries:
+    """The named statements rendered for one schema, as attributes (`queries.claim_jobs`)."""
+
+    def __init__(self, schema: str) -> None:
+        self._rendered = {name: render(sql, schema) for name, sql in _query_templates().items()}
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self._rendered[name]
+        except KeyError:
+            raise AttributeError(f"no query named {name!r} in queries.sql") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._rendered)

@@ -1,0 +1,470 @@
+"""The composition root: `Scheduler` wires the store, the services and the runner together
+and owns their lifecycle. Everything else in the package is unaware of the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import anyio
+import asyncpg
+from typing_extensions import Self
+
+from scheduler.config import SchedulerConfig, seconds
+from scheduler.errors import InvalidJobError, SchedulerNotRunningError
+from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.postgres import migrate as migrations
+from scheduler.postgres.listener import Listener
+from scheduler.postgres.sql import channel_for
+from scheduler.postgres.store import PostgresJobStore
+from scheduler.retry import RetryBackoff
+from scheduler.runner import JobRunner
+from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.serialization import encode_arguments
+from scheduler.services.dispatcher import Dispatcher
+from scheduler.services.heartbeat import Heartbeat
+from scheduler.services.pruner import Pruner
+from scheduler.services.reaper import Reaper
+from scheduler.store import NewJob
+from scheduler.tasks import TaskCatalog, TaskDefinition, TaskRegistry, define_task, task_name_for
+
+logger = logging.getLogger("scheduler")
+
+F = TypeVar("F", bound=Callable[..., Any])
+JOB_ID_MAX_LENGTH = 255
+
+
+class Scheduler:
+    """One per replica. Schedules jobs from anywhere; runs them once started.
+
+    ``schedule()``, ``cancel_job()`` and ``get_job()`` work without ``start()`` (a
+    producer-only process); running jobs needs ``start()`` or ``async with``.
+    """
+
+    def __init__(
+        self,
+        db_pool: asyncpg.Pool,
+        max_concurrent_jobs: int = 10,
+        *,
+        schema: str = "scheduler",
+        auto_migrate: bool = True,
+        lease_time: float | timedelta = 30.0,
+        heartbeat_interval: float | timedelta = 10.0,
+        poll_interval: float | timedelta = 5.0,
+        shutdown_grace: float | timedelta = 30.0,
+        claim_batch_size: int = 100,
+        retry_backoff: RetryBackoff | None = None,
+        reap_interval: float | timedelta = 15.0,
+        retention: float | timedelta = timedelta(days=7),
+        prune_interval: float | timedelta = 300.0,
+        unrunnable_job_timeout: float | timedelta | None = 3600.0,
+        max_payload_bytes: int = 64 * 1024,
+        listener_check_interval: float | timedelta = 15.0,
+        listener_check_timeout: float | timedelta = 5.0,
+        cancel_wait: float | timedelta = 10.0,
+        tasks: Sequence[Callable[..., Any]] = (),
+    ) -> None:
+        self.config = SchedulerConfig(
+            max_concurrent_jobs=max_concurrent_jobs,
+            schema=schema,
+            auto_migrate=auto_migrate,
+            lease_time=seconds(lease_time, "lease_time"),
+            heartbeat_interval=seconds(heartbeat_interval, "heartbeat_interval"),
+            poll_interval=seconds(poll_interval, "poll_interval"),
+            shutdown_grace=seconds(shutdown_grace, "shutdown_grace"),
+            claim_batch_size=claim_batch_size,
+            retry_backoff=retry_backoff or RetryBackoff(),
+            reap_interval=seconds(reap_interval, "reap_interval"),
+            retention=seconds(retention, "retention"),
+            prune_interval=seconds(prune_interval, "prune_interval"),
+            unrunnable_job_timeout=None
+            if unrunnable_job_timeout is None
+            else seconds(unrunnable_job_timeout, "unrunnable_job_timeout"),
+            max_payload_bytes=max_payload_bytes,
+            listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
+            listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
+            cancel_wait=seconds(cancel_wait, "cancel_wait"),
+        )
+        self._pool = db_pool
+        self._store = PostgresJobStore(db_pool, self.config.schema)
+        self._tasks = TaskCatalog(TaskRegistry())
+        for func in tasks:
+            self.register(func)
+        self._identity = WorkerIdentity()
+        self._running = RunningJobs(self.config.max_concurrent_jobs)
+        self._state = "new"  # new -> running -> stopped
+        self._stop_requested = anyio.Event()
+        self._stopped = anyio.Event()
+        self._ready = anyio.Event()
+        self._startup_error: BaseException | None = None
+        self._jobs_group: anyio.abc.TaskGroup | None = None
+        self._grace = self.config.shutdown_grace
+        self._build_services()
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations (idempotent, safe to run from many replicas)."""
+        async with self._pool.acquire() as conn:
+            return await migrations.migrate(conn, self.config.schema)
+
+    async def start(self) -> None:
+        """Migrate (unless disabled), register this worker, start claiming jobs."""
+        if self._state != "new":
+            raise SchedulerNotRunningError(
+                f"start() was already called (the scheduler is {self._state}); create a new"
+                " Scheduler to start again"
+            )
+        self._state = "starting"
+        if self.config.auto_migrate:
+            await self.migrate()
+        else:
+            async with self._pool.acquire() as conn:
+                await migrations.check_schema(conn, self.config.schema)
+        await self._heartbeat.register()
+        # asyncpg is asyncio-only; this task hosts the scheduler's anyio task groups.
+        self._main_task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"scheduler-{self._identity.current}"
+        )
+        await self._ready.wait()
+        if self._startup_error is not None:
+            self._state = "stopped"
+            await self._main_task
+            raise self._startup_error
+        self._state = "running"
+        logger.info("scheduler started as worker %s", self._identity.current)
+
+    async def shutdown(self, grace: float | timedelta | None = None) -> None:
+        """Stop claiming; let running jobs finish within the grace period while still
+        heartbeating; then cancel the rest and release them so peers take them at once."""
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        if grace is not None:
+            self._grace = seconds(grace, "grace")
+        self._stop_requested.set()
+        await self._stopped.wait()
+        self._state = "stopped"
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    @property
+    def worker_id(self) -> uuid.UUID:
+        """This replica's current lease identity (new after every lost lease)."""
+        return self._identity.current
+
+    @property
+    def running_job_ids(self) -> list[str]:
+        return [entry.job_id for entry in self._running]
+
+    # -- tasks ------------------------------------------------------------------------
+    @overload
+    def register(self, func: F, /) -> F: ...
+    @overload
+    def register(
+        self,
+        func: F,
+        /,
+        *,
+        name: str | None = None,
+        max_retries: int = 0,
+        timeout: float | None = None,
+        backoff: RetryBackoff | None = None,
+    ) -> F: ...
+    def register(
+        self,
+        func: F,
+        /,
+        *,
+        name: str | None = None,
+        max_retries: int = 0,
+        timeout: float | None = None,
+        backoff: RetryBackoff | None = None,
+    ) -> F:
+        """Let this replica run `func` (under `name`, default ``module:qualname``)."""
+        definition = define_task(
+            func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff
+        )
+        self._tasks.own.add(definition)
+        return func
+
+    def _task_for(self, func: Callable[..., Any] | str) -> TaskDefinition:
+        if isinstance(func, str):
+            return self._tasks.get(func)
+        name = task_name_for(func)
+        if name in self._tasks:
+            definition = self._tasks.get(name)
+            if definition.func is not func and getattr(func, "__scheduler_task__", None) is None:
+                raise InvalidJobError(
+                    f"task name {name!r} is registered for another callable"
+                )
+            return definition
+        return self._tasks.own.add(define_task(func))
+
+    # -- producing --------------------------------------------------------------------
+    async def schedule(
+        self,
+        func: Callable[..., Any] | str,
+        execution_time: datetime | None = None,
+        *,
+        delay: float | timedelta | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        priority: JobPriority | int = JobPriority.NORMAL,
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
+        connection: asyncpg.Connection | None = None,
+    ) -> str:
+        """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
+
+        With no `execution_time` and no `delay` the job is due now. Pass `connection` to
+        enqueue inside your own transaction: the job exists only if it commits.
+        """
+        definition = self._task_for(func)
+        args_json, kwargs_json = encode_arguments(
+            args, kwargs, max_bytes=self.config.max_payload_bytes
+        )
+        new_job = NewJob(
+            job_id=_validate_job_id(job_id),
+            task_name=definition.name,
+            args_json=args_json,
+            kwargs_json=kwargs_json,
+            priority=_validate_priority(priority),
+            execution_time=_validate_execution_time(execution_time, delay),
+            delay_seconds=_validate_delay(delay),
+            max_retries=_validate_retries(
+                definition.max_retries if max_retries is None else max_retries
+            ),
+            timeout=_validate_timeout(definition.timeout if timeout is None else timeout),
+        )
+        conflict = _validate_conflict_resolution(conflict_resolution)
+        return await self._store.insert_job(new_job, conflict, connection)
+
+    async def cancel_job(self, job_id: str, *, wait: float | timedelta | None = None) -> bool:
+        """Cancel a job. True when this call cancelled it.
+
+        A pending job is cancelled at once and never starts. A running job's coroutine is
+        cancelled on whichever replica runs it, without retry; this waits up to `wait`
+        seconds (default `cancel_wait`) for that attempt to end and returns True only if
+        it ended cancelled (False if it finished first, or is still ending: the request
+        stands and is honoured). Unknown and finished jobs return False.
+        """
+        previous = await self._store.cancel_job(job_id)
+        if previous is None:
+            return False
+        if previous is JobStatus.PENDING:
+            return True
+        entry = self._running.get(job_id)
+        if entry is not None:
+            entry.cancel(CancelReason.REQUESTED)
+        deadline = anyio.current_time() + (
+            self.config.cancel_wait if wait is None else seconds(wait, "wait")
+        )
+        delay = 0.01
+        while True:
+            status = await self._store.job_status(job_id)
+            if status is None or status.is_terminal:
+                return status is JobStatus.CANCELLED
+            if anyio.current_time() >= deadline:
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """A read-only snapshot of a job, or None if there is no such job (or it was
+        pruned after the retention period)."""
+        return await self._store.get_job(job_id)
+
+    # -- wiring -----------------------------------------------------------------------
+    def _build_services(self) -> None:
+        config = self.config
+        self._thread_limiter = anyio.CapacityLimiter(config.max_concurrent_jobs)
+        self._runner = JobRunner(
+            self._store,
+            self._running,
+            self._identity,
+            self._tasks.get,
+            config.retry_backoff,
+            self._thread_limiter,
+            host_scope=lambda: self._jobs_group.cancel_scope if self._jobs_group else None,
+        )
+        self._dispatcher = Dispatcher(
+            self._store,
+            self._running,
+            self._identity,
+            self._tasks.names,
+            self._start_job,
+            batch_size=config.claim_batch_size,
+            poll_interval=config.poll_interval,
+        )
+        self._heartbeat = Heartbeat(
+            self._store,
+            self._running,
+            self._identity,
+            self._tasks.names,
+            lease_time=config.lease_time,
+            interval=config.heartbeat_interval,
+        )
+        self._reaper = Reaper(
+            self._store,
+            interval=config.reap_interval,
+            unrunnable_job_timeout=config.unrunnable_job_timeout,
+        )
+        self._pruner = Pruner(
+            self._store, retention=config.retention, interval=config.prune_interval
+        )
+        self._listener = Listener(
+            self._pool,
+            channel_for(config.schema),
+            on_due=self._dispatcher.notify_due,
+            on_cancel=self._on_cancel_requested,
+            on_reconnect=self._dispatcher.wakeup.set,
+            check_interval=config.listener_check_interval,
+            check_timeout=config.listener_check_timeout,
+        )
+
+    def _start_job(self, entry: RunningJob) -> None:
+        assert self._jobs_group is not None
+        self._jobs_group.start_soon(self._runner.run, entry, name=f"job-{entry.job_id}")
+
+    def _on_cancel_requested(self, job_id: str) -> None:
+        entry = self._running.get(job_id)
+        if entry is not None:
+            entry.cancel(CancelReason.REQUESTED)
+
+    async def _run(self) -> None:
+        try:
+            async with anyio.create_task_group() as services:
+                await services.start(self._listener.run)
+                services.start_soon(self._heartbeat.run)
+                services.start_soon(self._reaper.run)
+                services.start_soon(self._pruner.run)
+                async with anyio.create_task_group() as jobs:
+                    self._jobs_group = jobs
+                    dispatching = anyio.CancelScope()
+                    jobs.start_soon(self._dispatch, dispatching)
+                    self._ready.set()
+                    await self._stop_requested.wait()
+                    dispatching.cancel()
+                    await self._drain()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self._store.unregister_worker(self._identity.current)
+                services.cancel_scope.cancel()
+        except Exception as exc:
+            if not self._ready.is_set():
+                self._startup_error = exc
+                self._ready.set()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self._store.unregister_worker(self._identity.current)
+            else:
+                logger.exception("the scheduler stopped because of an error")
+        finally:
+            self._stopped.set()
+
+    async def _dispatch(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._dispatcher.run()
+
+    async def _drain(self) -> None:
+        if len(self._running):
+            logger.info("draining %d running job(s) for up to %.1fs", len(self._running),
+                        self._grace)
+        with anyio.move_on_after(self._grace):
+            await self._running.wait_until_empty()
+        if len(self._running):
+            logger.warning("releasing %d job(s) still running after the grace period",
+                           len(self._running))
+            self._running.cancel_all(CancelReason.SHUTDOWN)
+
+
+def _validate_conflict_resolution(value: object) -> ConflictResolution:
+    try:
+        return ConflictResolution(value)
+    except ValueError:
+        raise InvalidJobError(
+            f"conflict_resolution must be a ConflictResolution, got {value!r}"
+        ) from None
+
+
+def _validate_job_id(job_id: str | None) -> str:
+    if job_id is None:
+        return str(uuid.uuid4())
+    if not isinstance(job_id, str) or not 1 <= len(job_id) <= JOB_ID_MAX_LENGTH:
+        raise InvalidJobError(
+            f"job_id must be a str of 1 to {JOB_ID_MAX_LENGTH} characters, got {job_id!r}"
+        )
+    return job_id
+
+
+def _validate_priority(priority: object) -> int:
+    try:
+        return JobPriority.coerce(priority).value
+    except ValueError as exc:
+        raise InvalidJobError(str(exc)) from None
+
+
+def _validate_execution_time(
+    execution_time: datetime | None, delay: float | timedelta | None
+) -> datetime | None:
+    if execution_time is None:
+        return None
+    if delay is not None:
+        raise InvalidJobError("pass either execution_time or delay, not both")
+    if not isinstance(execution_time, datetime):
+        raise InvalidJobError(
+            f"execution_time must be a datetime, got {type(execution_time).__name__}"
+        )
+    if execution_time.tzinfo is None or execution_time.utcoffset() is None:
+        raise InvalidJobError(
+            "execution_time is naive; give it a time zone, e.g. datetime.now(timezone.utc)"
+            " + timedelta(minutes=5), so every replica reads the same instant"
+        )
+    return execution_time
+
+
+def _validate_delay(delay: float | timedelta | None) -> float | None:
+    if delay is None:
+        return None
+    if isinstance(delay, timedelta):
+        value = delay.total_seconds()
+    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        value = float(delay)
+    else:
+        raise InvalidJobError(f"delay must be seconds or a timedelta, got {delay!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidJobError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+    return value
+
+
+def _validate_retries(max_retries: object) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidJobError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    return max_retries
+
+
+def _validate_timeout(timeout: float | timedelta | None) -> float | None:
+    if timeout is None:
+        return None
+    value = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidJobError(f"timeout must be seconds or a timedelta, got {timeout!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidJobError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return float(value)

@@ -1,0 +1,81 @@
+"""The JSON codec for job arguments. Only plain JSON values are accepted, checked up front
+so that a bad argument fails in `schedule()` and never half-way through a write."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from scheduler.errors import ArgumentsNotSerializableError, PayloadTooLargeError
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def encode_arguments(
+    args: Sequence[Any], kwargs: Mapping[str, Any] | None, *, max_bytes: int
+) -> tuple[str, str]:
+    """Return (args_json, kwargs_json) or raise a typed error naming the bad value."""
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise ArgumentsNotSerializableError(
+            f"args must be a tuple or list of positional arguments, got {type(args).__name__}"
+            " (for one argument write args=(value,))"
+        )
+    kwargs = {} if kwargs is None else kwargs
+    if not isinstance(kwargs, Mapping):
+        raise ArgumentsNotSerializableError(
+            f"kwargs must be a dict, got {type(kwargs).__name__}"
+        )
+    for index, value in enumerate(args):
+        _check_json_value(value, f"args[{index}]")
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise ArgumentsNotSerializableError(f"kwargs keys must be str, got {key!r}")
+        _check_json_value(value, f"kwargs[{key!r}]")
+    args_json = json.dumps(list(args), allow_nan=False, separators=(",", ":"))
+    kwargs_json = json.dumps(dict(kwargs), allow_nan=False, separators=(",", ":"))
+    size = len(args_json.encode()) + len(kwargs_json.encode())
+    if size > max_bytes:
+        raise PayloadTooLargeError(
+            f"job arguments encode to {size} bytes, over the cap of {max_bytes}; store large"
+            " data elsewhere (a table, object storage) and pass its key, or raise"
+            " max_payload_bytes"
+        )
+    return args_json, kwargs_json
+
+
+def decode_arguments(args_json: str, kwargs_json: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args = json.loads(args_json)
+    kwargs = json.loads(kwargs_json)
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("stored arguments must be a JSON array and a JSON object")
+    return tuple(args), kwargs
+
+
+def _check_json_value(value: Any, where: str) -> None:
+    # bool and int are fine; subclasses such as IntEnum encode as their value.
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ArgumentsNotSerializableError(
+                f"{where} is {value!r}; JSON has no NaN or infinity, pass None or a string"
+            )
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{where}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ArgumentsNotSerializableError(
+                    f"{where} has the non-string key {key!r}; JSON object keys are strings"
+                )
+            _check_json_value(item, f"{where}[{key!r}]")
+        return
+    raise ArgumentsNotSerializableError(
+        f"{where} is a {type(value).__name__}, which is not JSON; pass plain values"
+        " (dict, list, str, int, float, bool, None), e.g. an id instead of an object"
+    )

@@ -1,0 +1,78 @@
+"""The dispatcher: claims due jobs up to the free concurrency and starts them.
+
+It sleeps until the earliest known due time (learned from the database after each claim,
+and from NOTIFY payloads), wakes at once on notifications of due work, and polls every
+`poll_interval` as a backstop for anything missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.services.backoff import LoopBackoff
+from scheduler.services.wakeup import Wakeup
+from scheduler.store import JobStore
+
+logger = logging.getLogger("scheduler.dispatcher")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: JobStore,
+        running: RunningJobs,
+        identity: WorkerIdentity,
+        task_names: Callable[[], list[str]],
+        start_job: Callable[[RunningJob], None],
+        *,
+        batch_size: int,
+        poll_interval: float,
+    ) -> None:
+        self._store = store
+        self._running = running
+        self._identity = identity
+        self._task_names = task_names
+        self._start_job = start_job
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self.wakeup = Wakeup()
+
+    def notify_due(self, delay: float) -> None:
+        """A job becomes due in `delay` seconds (as measured by the database)."""
+        self.wakeup.arm_in(delay)
+
+    async def run_once(self) -> int:
+        """Claim what is due now, up to the free slots; return how many jobs started."""
+        free = self._running.free_slots
+        names = self._task_names()
+        if free <= 0 or not names or not self._identity.registered:
+            return 0
+        limit = min(free, self._batch_size)
+        claimed = await self._store.claim_jobs(self._identity.current, names, limit)
+        for job in claimed:
+            self._start_job(self._running.add(job))
+        if len(claimed) == limit:
+            self.wakeup.set()  # a full batch: more may be due right now
+        else:
+            delay = await self._store.next_due_delay(names)
+            if delay is not None:
+                self.wakeup.arm_in(delay)
+        return len(claimed)
+
+    async def run(self) -> None:
+        backoff = LoopBackoff()
+        while True:
+            await self._running.wait_for_free_slot()
+            await self.wakeup.wait(self._poll_interval)
+            try:
+                await self.run_once()
+            except Exception as exc:
+                delay = backoff.next_delay()
+                logger.warning("claiming jobs failed (%r); retrying in %.2fs", exc, delay)
+                self.wakeup.arm_in(delay)
+            else:
+                backoff.reset()

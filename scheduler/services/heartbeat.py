@@ -1,0 +1,109 @@
+"""The heartbeat: one statement per interval extends this replica's lease and reports the
+running jobs the database says it owns and their cancel requests.
+
+If no heartbeat has succeeded for long enough that the lease might expire, the replica
+fences itself before the database could hand its jobs to a peer: it cancels them all and
+takes a fresh identity, because an expired lease is never revived.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+import anyio
+
+from scheduler.running import CancelReason, RunningJobs, WorkerIdentity
+from scheduler.store import JobStore
+
+logger = logging.getLogger("scheduler.heartbeat")
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        store: JobStore,
+        running: RunningJobs,
+        identity: WorkerIdentity,
+        task_names: Callable[[], list[str]],
+        *,
+        lease_time: float,
+        interval: float,
+    ) -> None:
+        self._store = store
+        self._running = running
+        self._identity = identity
+        self._task_names = task_names
+        self._lease_time = lease_time
+        self._interval = interval
+        # Fence this long after the last successful beat was *sent*: the database's expiry
+        # is at least lease_time after that, so we always stop first.
+        self._fence_after = lease_time - min(interval, lease_time / 3)
+        self._last_success = anyio.current_time()
+
+    async def register(self) -> None:
+        """Announce a (new) identity with a fresh lease."""
+        sent_at = anyio.current_time()
+        await self._store.register_worker(
+            self._identity.current, socket.gethostname(), os.getpid(), self._task_names(),
+            self._lease_time,
+        )
+        self._identity.registered = True
+        self._last_success = sent_at
+        logger.info("worker %s registered", self._identity.current)
+
+    def fence_deadline(self) -> float:
+        return self._last_success + self._fence_after
+
+    async def run_once(self) -> None:
+        if not self._identity.registered:
+            await self.register()
+            return
+        sent_at = anyio.current_time()
+        newest_before_send = self._running.last_sequence()
+        owner = self._identity.current
+        timeout = max(self.fence_deadline() - sent_at, 0.01)
+        with anyio.fail_after(timeout):
+            result = await self._store.heartbeat(owner, self._task_names(), self._lease_time)
+        if owner != self._identity.current:
+            return  # fenced while the beat was in flight
+        if not result.alive:
+            self.fence("the database says the lease expired")
+            return
+        self._last_success = sent_at
+        for entry in self._running:
+            if entry.claimed.lease.owner != owner:
+                continue
+            if entry.job_id in result.cancel_requested:
+                entry.cancel(CancelReason.REQUESTED)
+            elif entry.job_id not in result.owned and entry.sequence <= newest_before_send:
+                logger.warning("job %s is no longer ours; cancelling it", entry.job_id)
+                entry.cancel(CancelReason.LEASE_LOST)
+
+    def fence(self, why: str) -> None:
+        old = self._identity.retire()
+        logger.error(
+            "worker %s fenced itself (%s): cancelling %d running job(s); continuing as %s",
+            old, why, len(self._running), self._identity.current,
+        )
+        for entry in self._running:
+            if entry.claimed.lease.owner == old:
+                entry.cancel(CancelReason.LEASE_LOST)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:
+                logger.warning("heartbeat failed: %r", exc)
+            now = anyio.current_time()
+            if self._identity.registered and now >= self.fence_deadline():
+                self.fence("no successful heartbeat within the lease time")
+            wake_at = now + self._interval
+            if self._identity.registered:
+                wake_at = min(wake_at, self.fence_deadline())
+            else:
+                wake_at = now + min(self._interval, 1.0)  # re-register soon
+            await anyio.sleep(max(wake_at - anyio.current_time(), 0.0))

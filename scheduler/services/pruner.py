@@ -1,0 +1,40 @@
+"""The pruner: deletes finished jobs older than the retention period, in small batches so
+no single statement holds many locks."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from scheduler.store import JobStore
+
+logger = logging.getLogger("scheduler.pruner")
+
+
+class Pruner:
+    def __init__(
+        self, store: JobStore, *, retention: float, interval: float, batch_size: int = 1000
+    ) -> None:
+        self._store = store
+        self._retention = retention
+        self._interval = interval
+        self._batch_size = batch_size
+
+    async def run_once(self) -> int:
+        deleted = 0
+        while True:
+            count = await self._store.prune_finished_jobs(self._retention, self._batch_size)
+            deleted += count
+            if count < self._batch_size:
+                return deleted
+
+    async def run(self) -> None:
+        while True:
+            try:
+                deleted = await self.run_once()
+                if deleted:
+                    logger.info("pruned %d finished job(s)", deleted)
+            except Exception as exc:
+                logger.warning("pruning failed: %r", exc)
+            await anyio.sleep(self._interval)

@@ -1,0 +1,51 @@
+"""The reaper: any replica returns the jobs of workers whose lease expired to pending (or
+to failed once their attempts are used up), forgets dead workers, and fails jobs whose task
+no live worker has registered for too long."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from scheduler.store import JobStore
+
+logger = logging.getLogger("scheduler.reaper")
+
+
+class Reaper:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        interval: float,
+        unrunnable_job_timeout: float | None,
+        batch_size: int = 1000,
+    ) -> None:
+        self._store = store
+        self._interval = interval
+        self._unrunnable_job_timeout = unrunnable_job_timeout
+        self._batch_size = batch_size
+
+    async def run_once(self) -> int:
+        """One sweep; returns how many orphaned jobs it reclaimed."""
+        reclaimed = 0
+        while True:
+            count = await self._store.reap_orphans(self._batch_size)
+            reclaimed += count
+            if count < self._batch_size:
+                break
+        await self._store.delete_dead_workers()
+        if self._unrunnable_job_timeout is not None:
+            await self._store.fail_unrunnable_jobs(self._unrunnable_job_timeout, self._batch_size)
+        return reclaimed
+
+    async def run(self) -> None:
+        while True:
+            try:
+                reclaimed = await self.run_once()
+                if reclaimed:
+                    logger.info("reclaimed %d orphaned job(s)", reclaimed)
+            except Exception as exc:
+                logger.warning("orphan sweep failed: %r", exc)
+            await anyio.sleep(self._interval)

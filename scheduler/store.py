@@ -1,0 +1,88 @@
+"""The storage port: everything the scheduler's services need from a database, and the
+records that cross it. The PostgreSQL adapter in `scheduler.postgres` implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from scheduler.models import ConflictResolution, Job, JobStatus
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Names one attempt: every write an attempt makes is conditional on all three."""
+
+    job_id: str
+    owner: UUID
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    lease: Lease
+    task_name: str
+    args_json: str
+    kwargs_json: str
+    max_retries: int
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job ready to insert. Exactly one of execution_time / delay is set."""
+
+    job_id: str
+    task_name: str
+    args_json: str
+    kwargs_json: str
+    priority: int
+    execution_time: datetime | None
+    delay_seconds: float | None
+    max_retries: int
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    alive: bool  # False: the lease had expired; this identity must not be used again
+    owned: frozenset[str]
+    cancel_requested: frozenset[str]
+
+
+class JobStore(Protocol):
+    # -- producers --------------------------------------------------------------------
+    async def insert_job(self, job: NewJob, conflict: ConflictResolution) -> str: ...
+    async def cancel_job(self, job_id: str) -> JobStatus | None: ...
+    async def get_job(self, job_id: str) -> Job | None: ...
+    async def job_status(self, job_id: str) -> JobStatus | None: ...
+
+    # -- dispatcher -------------------------------------------------------------------
+    async def claim_jobs(
+        self, owner: UUID, task_names: Sequence[str], limit: int
+    ) -> list[ClaimedJob]: ...
+    async def next_due_delay(self, task_names: Sequence[str]) -> float | None: ...
+
+    # -- one attempt's outcome (fenced: False means the lease was no longer held) -------
+    async def complete_job(self, lease: Lease) -> bool: ...
+    async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None: ...
+    async def cancel_running_job(self, lease: Lease, reason: str) -> bool: ...
+    async def release_job(self, lease: Lease, reason: str) -> bool: ...
+
+    # -- worker leases ----------------------------------------------------------------
+    async def register_worker(
+        self, owner: UUID, hostname: str, pid: int, tasks: Sequence[str], lease_time: float
+    ) -> None: ...
+    async def heartbeat(
+        self, owner: UUID, tasks: Sequence[str], lease_time: float
+    ) -> HeartbeatResult: ...
+    async def unregister_worker(self, owner: UUID) -> None: ...
+
+    # -- maintenance ------------------------------------------------------------------
+    async def reap_orphans(self, limit: int) -> int: ...
+    async def delete_dead_workers(self) -> int: ...
+    async def fail_unrunnable_jobs(self, after_seconds: float, limit: int) -> int: ...
+    async def prune_finished_jobs(self, older_than_seconds: float, limit: int) -> int: ...

@@ -1,0 +1,230 @@
+"""Tasks: the code a replica is willing to run. A job row names a task by its registered
+name; a replica claims only jobs whose task it has registered, and nothing else ever runs.
+
+A function gets a stable name ``module:qualname`` that must resolve back to the very same
+object, the test pickle uses for functions. Lambdas, closures, partials and callable
+instances fail it and must be registered with an explicit ``name=``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from scheduler.errors import TaskNotNameableError, TaskNotRegisteredError
+from scheduler.retry import RetryBackoff
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TASK_NAME_MAX_LENGTH = 255
+_TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][\w.:<>-]*$")
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """A registered callable and its defaults for jobs that do not override them."""
+
+    name: str
+    func: Callable[..., Any]
+    max_retries: int = 0
+    timeout: float | None = None
+    backoff: RetryBackoff | None = None
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", _is_async_callable(self.func))
+
+
+def task_name_for(func: Callable[..., Any], *, check_resolvable: bool = True) -> str:
+    """The stable name of a function, or `TaskNotNameableError` saying what to do instead.
+
+    `check_resolvable=False` is for decorators, which run before the module attribute
+    exists; the lambda and closure checks still apply.
+    """
+    definition = getattr(func, "__scheduler_task__", None)
+    if isinstance(definition, TaskDefinition):
+        return definition.name
+    if inspect.ismethod(func):
+        raise TaskNotNameableError(
+            f"{func!r} is a bound method; its instance cannot be stored as JSON. Schedule a"
+            " module-level function, or register the method with an explicit name:"
+            " scheduler.register(obj.method, name='...')"
+        )
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not callable(func) or module is None or qualname is None:
+        raise TaskNotNameableError(
+            f"{func!r} has no __module__/__qualname__ (a functools.partial or a callable"
+            " instance?); schedule a module-level function and pass data as args, or"
+            " register it with an explicit name"
+        )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise TaskNotNameableError(
+            f"{module}.{qualname} is a lambda or a function defined inside another function;"
+            " other replicas cannot find it by name. Define it at module level."
+        )
+    if check_resolvable and _resolve(module, qualname) is not func:
+        raise TaskNotNameableError(
+            f"{module}:{qualname} does not resolve back to {func!r} (is it wrapped by a"
+            " decorator without functools.wraps, or shadowed?); register it with an explicit"
+            " name"
+        )
+    return f"{module}:{qualname}"
+
+
+def validate_task_name(name: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > TASK_NAME_MAX_LENGTH:
+        raise TaskNotNameableError(
+            f"task name must be a non-empty str of at most {TASK_NAME_MAX_LENGTH} characters"
+        )
+    if not _TASK_NAME_PATTERN.match(name):
+        raise TaskNotNameableError(
+            f"task name {name!r} may contain only letters, digits and _ . : < > -"
+        )
+    return name
+
+
+class TaskRegistry:
+    """Name -> TaskDefinition. Thread-safe because sync tasks may register from threads."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+        self._lock = threading.Lock()
+
+    def add(self, definition: TaskDefinition) -> TaskDefinition:
+        with self._lock:
+            existing = self._tasks.get(definition.name)
+            if existing is not None and existing.func is not definition.func:
+                raise ValueError(
+                    f"task name {definition.name!r} is already registered for"
+                    f" {existing.func!r}; give one of them another name"
+                )
+            self._tasks[definition.name] = definition
+        return definition
+
+    def get(self, name: str) -> TaskDefinition:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise TaskNotRegisteredError(
+                f"task {name!r} is not registered on this replica"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[TaskDefinition]:
+        return iter(list(self._tasks.values()))
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+
+#: Functions decorated with `@task` land here; every `Scheduler` in the process runs them.
+default_registry = TaskRegistry()
+
+
+def define_task(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    max_retries: int = 0,
+    timeout: float | None = None,
+    backoff: RetryBackoff | None = None,
+    check_resolvable: bool = True,
+) -> TaskDefinition:
+    if not callable(func):
+        raise TaskNotNameableError(f"{func!r} is not callable")
+    if max_retries < 0:
+        raise ValueError("max_retries must be >= 0")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be > 0 seconds or None")
+    if name is None:
+        name = task_name_for(func, check_resolvable=check_resolvable)
+    task_name = validate_task_name(name)
+    return TaskDefinition(
+        name=task_name, func=func, max_retries=max_retries, timeout=timeout, backoff=backoff
+    )
+
+
+@overload
+def task(func: F, /) -> F: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    max_retries: int = 0,
+    timeout: float | None = None,
+    backoff: RetryBackoff | None = None,
+) -> Callable[[F], F]: ...
+def task(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    max_retries: int = 0,
+    timeout: float | None = None,
+    backoff: RetryBackoff | None = None,
+) -> F | Callable[[F], F]:
+    """Register a function as a task in every scheduler of this process.
+
+    Use bare (``@task``) or with defaults (``@task(max_retries=3, timeout=60)``). The
+    function is returned unchanged, so it can still be called directly.
+    """
+
+    def decorate(f: F) -> F:
+        definition = define_task(
+            f,
+            name=name,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            check_resolvable=False,
+        )
+        default_registry.add(definition)
+        f.__scheduler_task__ = definition  # type: ignore[attr-defined]
+        return f
+
+    return decorate(func) if func is not None else decorate
+
+
+def _resolve(module: str, qualname: str) -> object:
+    obj: object = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _is_async_callable(func: Callable[..., Any]) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - async callable instances
+    )
+
+
+class TaskCatalog:
+    """What one scheduler can run: its own registrations, then the process-wide `@task`s."""
+
+    def __init__(self, own: TaskRegistry, shared: TaskRegistry = default_registry) -> None:
+        self.own = own
+        self.shared = shared
+
+    def get(self, name: str) -> TaskDefinition:
+        if name in self.own:
+            return self.own.get(name)
+        return self.shared.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.own or name in self.shared
+
+    def names(self) -> list[str]:
+        return sorted(set(self.own.names()) | set(self.shared.names()))
