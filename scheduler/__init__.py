@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scheduler.context import JobContext, current_job
 from scheduler.errors import (
     ArgumentsNotSerializableError,
     ConfigurationError,
@@ -31,6 +32,7 @@ __all__ = [
     "ConflictResolution",
     "InvalidJobError",
     "Job",
+    "JobContext",
     "JobAlreadyExistsError",
     "JobConflictError",
     "JobIsRunningError",
@@ -46,5 +48,6 @@ __all__ = [
     "SchemaTooNewError",
     "TaskNotNameableError",
     "TaskNotRegisteredError",
+    "current_job",
     "task",
 ]

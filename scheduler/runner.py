@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from scheduler.context import JobContext, set_current_job
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import decode_arguments
@@ -101,6 +102,11 @@ class JobRunner:
             return Failed(f"could not start: {exc}"), None
         backoff = definition.backoff or self._default_backoff
         timeout = claimed.timeout
+        # Each runner is its own task, so this context variable is private to the job.
+        set_current_job(
+            JobContext(claimed.lease.job_id, claimed.task_name, claimed.lease.attempt,
+                       claimed.lease.owner)
+        )
         try:
             with entry.scope:
                 deadline = anyio.current_time() + timeout if timeout else math.inf

@@ -121,6 +121,15 @@ class Scheduler:
                 " Scheduler to start again"
             )
         self._state = "starting"
+        try:
+            await self._start()
+        except BaseException:
+            self._state = "stopped"
+            raise
+        self._state = "running"
+        logger.info("scheduler started as worker %s", self._identity.current)
+
+    async def _start(self) -> None:
         if self.config.auto_migrate:
             await self.migrate()
         else:
@@ -133,11 +142,8 @@ class Scheduler:
         )
         await self._ready.wait()
         if self._startup_error is not None:
-            self._state = "stopped"
             await self._main_task
             raise self._startup_error
-        self._state = "running"
-        logger.info("scheduler started as worker %s", self._identity.current)
 
     async def shutdown(self, grace: float | timedelta | None = None) -> None:
         """Stop claiming; let running jobs finish within the grace period while still

@@ -1,0 +1,265 @@
+"""schedule(): what it stores, what it refuses, and conflict policies on custom ids."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+import pytest
+
+from scheduler import (
+    ArgumentsNotSerializableError,
+    ConflictResolution,
+    InvalidJobError,
+    JobAlreadyExistsError,
+    JobIsRunningError,
+    JobPriority,
+    JobStatus,
+    PayloadTooLargeError,
+    TaskNotNameableError,
+)
+from scheduler.postgres.sql import quote_identifier
+from tests.conftest import SchedulerFactory
+from tests.support import jobs
+
+
+async def count_jobs(pool: asyncpg.Pool, schema: str) -> int:
+    return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.jobs"))
+
+
+async def db_now(pool: asyncpg.Pool) -> datetime:
+    value: datetime = await pool.fetchval("SELECT now()")
+    return value
+
+
+async def test_a_scheduled_job_is_stored_with_its_settings(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    when = datetime.now(timezone.utc) + timedelta(hours=1)
+    job_id = await scheduler.schedule(
+        jobs.record, execution_time=when, args=("k",), kwargs={"value": [1, 2]},
+        job_id="report-1", priority=JobPriority.CRITICAL, max_retries=3, timeout=12.5,
+    )
+    assert job_id == "report-1"
+    job = await scheduler.get_job(job_id)
+    assert job is not None
+    assert (job.task_name, job.args, job.kwargs) == (
+        "tests.support.jobs:record", ("k",), {"value": [1, 2]})
+    assert (job.status, job.priority, job.attempts, job.max_retries, job.timeout) == (
+        JobStatus.PENDING, JobPriority.CRITICAL, 0, 3, 12.5)
+    assert job.execution_time == when
+    assert job.lease_owner is None and job.last_error is None and not job.is_finished
+    assert await scheduler.get_job("no-such-job") is None
+
+
+async def test_generated_ids_are_unique_and_default_time_is_database_now(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    before = await db_now(pool)
+    ids = {await scheduler.schedule(jobs.record, args=("k",)) for _ in range(20)}
+    assert len(ids) == 20
+    job = await scheduler.get_job(ids.pop())
+    assert job is not None and job.execution_time >= before
+
+
+async def test_delay_is_measured_from_the_database_clock(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    before = await db_now(pool)
+    job_id = await scheduler.schedule(jobs.record, delay=timedelta(minutes=10), args=("k",))
+    after = await db_now(pool)
+    job = await scheduler.get_job(job_id)
+    assert job is not None
+    assert before + timedelta(minutes=10) <= job.execution_time <= after + timedelta(minutes=10)
+
+
+class NotJson:
+    pass
+
+
+BAD_INPUTS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"execution_time": datetime(2030, 1, 1)}, InvalidJobError, "naive"),
+    ({"execution_time": "2030-01-01"}, InvalidJobError, "must be a datetime"),
+    ({"execution_time": datetime.now(timezone.utc), "delay": 5}, InvalidJobError, "not both"),
+    ({"delay": -1}, InvalidJobError, ">= 0"),
+    ({"delay": float("nan")}, InvalidJobError, "finite"),
+    ({"args": ({1, 2},)}, ArgumentsNotSerializableError, "set"),
+    ({"args": (NotJson(),)}, ArgumentsNotSerializableError, "NotJson"),
+    ({"args": (float("nan"),)}, ArgumentsNotSerializableError, "NaN"),
+    ({"kwargs": {"x": datetime.now()}}, ArgumentsNotSerializableError, "datetime"),
+    ({"args": ("x" * 70_000,)}, PayloadTooLargeError, "cap"),
+    ({"max_retries": -1}, InvalidJobError, "max_retries"),
+    ({"max_retries": 1.5}, InvalidJobError, "max_retries"),
+    ({"priority": 7}, InvalidJobError, "unknown priority"),
+    ({"priority": "urgent"}, InvalidJobError, "unknown priority"),
+    ({"timeout": 0}, InvalidJobError, "timeout"),
+    ({"job_id": ""}, InvalidJobError, "job_id"),
+    ({"job_id": "x" * 256}, InvalidJobError, "job_id"),
+    ({"job_id": 42}, InvalidJobError, "job_id"),
+    ({"conflict_resolution": "overwrite"}, InvalidJobError, "conflict_resolution"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "fragment"), BAD_INPUTS)
+async def test_bad_input_raises_a_typed_error_and_writes_nothing(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
+    kwargs: dict[str, Any], error: type[Exception], fragment: str,
+) -> None:
+    scheduler = make_scheduler()
+    kwargs.setdefault("args", ("k",))
+    with pytest.raises(error, match=fragment):
+        await scheduler.schedule(jobs.record, **kwargs)
+    assert await count_jobs(pool, migrated) == 0
+
+
+async def test_unnameable_callables_are_refused_and_nothing_is_written(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+
+    async def inner() -> None:
+        return None
+
+    for bad in (lambda: None, inner):
+        with pytest.raises(TaskNotNameableError):
+            await scheduler.schedule(bad)
+    assert await count_jobs(pool, migrated) == 0
+
+
+async def test_raise_refuses_a_duplicate_id_in_any_state(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
+    with pytest.raises(JobAlreadyExistsError, match="IGNORE") as info:
+        await scheduler.schedule(jobs.record, args=("b",), job_id="dup")
+    assert info.value.job_id == "dup"
+    job = await scheduler.get_job("dup")
+    assert job is not None and job.args == ("a",)
+
+
+async def test_ignore_returns_the_existing_id_and_changes_nothing(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
+    before = await scheduler.get_job("dup")
+    again = await scheduler.schedule(
+        jobs.record, args=("b",), job_id="dup", priority=JobPriority.CRITICAL,
+        conflict_resolution=ConflictResolution.IGNORE,
+    )
+    assert again == "dup"
+    assert await scheduler.get_job("dup") == before
+
+
+async def test_replace_overwrites_a_pending_job_in_place(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
+    when = datetime.now(timezone.utc) + timedelta(minutes=30)
+    replaced = await scheduler.schedule(
+        jobs.record_sync, execution_time=when, args=("b",), job_id="dup",
+        priority=JobPriority.HIGH, max_retries=2,
+        conflict_resolution=ConflictResolution.REPLACE,
+    )
+    assert replaced == "dup"
+    job = await scheduler.get_job("dup")
+    assert job is not None
+    assert (job.task_name, job.args, job.priority, job.max_retries, job.execution_time) == (
+        "tests.support.jobs:record_sync", ("b",), JobPriority.HIGH, 2, when)
+    assert await count_jobs(pool, migrated) == 1
+
+
+async def test_replace_revives_a_finished_job_as_a_fresh_pending_one(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
+    assert await scheduler.cancel_job("dup")
+    await scheduler.schedule(
+        jobs.record, args=("b",), job_id="dup", delay=60,
+        conflict_resolution=ConflictResolution.REPLACE,
+    )
+    job = await scheduler.get_job("dup")
+    assert job is not None
+    assert (job.status, job.args, job.attempts, job.finished_at, job.cancel_requested) == (
+        JobStatus.PENDING, ("b",), 0, None, False)
+
+
+async def test_replace_does_not_touch_a_running_job(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await scheduler.start()
+    await scheduler.schedule(jobs.wait_forever, args=("replace-running",), job_id="busy")
+    await _wait_status(scheduler, "busy", JobStatus.RUNNING)
+    with pytest.raises(JobIsRunningError, match="cancel it first"):
+        await scheduler.schedule(
+            jobs.record, args=("b",), job_id="busy",
+            conflict_resolution=ConflictResolution.REPLACE,
+        )
+    job = await scheduler.get_job("busy")
+    assert job is not None and job.task_name == "tests.support.jobs:wait_forever"
+
+
+async def test_a_rolled_back_enqueue_reserves_nothing(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        await scheduler.schedule(jobs.record, args=("a",), job_id="tx", connection=conn)
+        await transaction.rollback()
+    assert await scheduler.get_job("tx") is None
+    assert await scheduler.schedule(jobs.record, args=("b",), job_id="tx") == "tx"
+    async with pool.acquire() as conn, conn.transaction():
+        await scheduler.schedule(jobs.record, args=("c",), job_id="tx2", connection=conn)
+    assert await scheduler.get_job("tx2") is not None
+
+
+@pytest.mark.parametrize("policy", list(ConflictResolution))
+async def test_fifty_concurrent_schedules_of_one_id(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
+    policy: ConflictResolution,
+) -> None:
+    scheduler = make_scheduler()
+    big_pool = await asyncpg.create_pool(pool._connect_args[0], min_size=50, max_size=50)  # type: ignore[attr-defined]
+    assert big_pool is not None
+    producer = make_scheduler(db_pool=big_pool)
+    try:
+        results = await asyncio.gather(
+            *(
+                producer.schedule(jobs.record, args=("n", i), job_id="hot", delay=60,
+                                  conflict_resolution=policy)
+                for i in range(50)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await big_pool.close()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert await count_jobs(pool, migrated) == 1
+    if policy is ConflictResolution.RAISE:
+        assert results.count("hot") == 1
+        assert len(errors) == 49 and all(isinstance(e, JobAlreadyExistsError) for e in errors)
+    else:
+        assert results == ["hot"] * 50
+    job = await scheduler.get_job("hot")
+    assert job is not None and job.args[0] == "n" and job.status is JobStatus.PENDING
+
+
+async def _wait_status(scheduler: Any, job_id: str, status: JobStatus) -> None:
+    from tests.support.db import wait_until
+
+    async def reached() -> bool:
+        job = await scheduler.get_job(job_id)
+        return job is not None and job.status is status
+
+    await wait_until(reached, message=f"{job_id} to be {status.value}")

@@ -1,0 +1,83 @@
+"""Module-level task functions for the tests (tasks must have importable names).
+
+They record what happened in `CALLS` (in-process tests) keyed by a caller-chosen key."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import anyio
+
+from scheduler import current_job
+
+CALLS: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+_lock = threading.Lock()
+
+
+def _note(key: str, **fields: Any) -> None:
+    job = current_job()
+    with _lock:
+        CALLS[key].append({"job_id": job.job_id, "attempt": job.attempt, **fields})
+
+
+async def record(key: str, value: Any = None) -> None:
+    _note(key, value=value, at=time.monotonic())
+
+
+def record_sync(key: str, value: Any = None) -> None:
+    _note(key, value=value, thread=threading.current_thread().name)
+
+
+async def sleep_then_record(key: str, seconds: float) -> None:
+    _note(key, event="started")
+    await anyio.sleep(seconds)
+    _note(key, event="finished")
+
+
+async def fail_first(key: str, failures: int) -> None:
+    job = current_job()
+    _note(key, event="attempt")
+    if job.attempt <= failures:
+        raise RuntimeError(f"planned failure {job.attempt}")
+
+
+async def always_fail(key: str) -> None:
+    _note(key, event="attempt")
+    raise ValueError("this job always fails")
+
+
+async def wait_forever(key: str) -> None:
+    _note(key, event="started")
+    try:
+        await anyio.sleep_forever()
+    finally:
+        _note(key, event="interrupted")
+
+
+async def raise_cancelled(key: str) -> None:
+    _note(key, event="attempt")
+    raise anyio.get_cancelled_exc_class()()
+
+
+async def raise_keyboard_interrupt(key: str) -> None:
+    _note(key, event="attempt")
+    raise KeyboardInterrupt
+
+
+async def raise_timeout_error(key: str) -> None:
+    _note(key, event="attempt")
+    raise TimeoutError("the job's own network call timed out")
+
+
+def sleep_sync(key: str, seconds: float) -> None:
+    _note(key, event="started")
+    time.sleep(seconds)
+    _note(key, event="finished")
+
+
+def calls(key: str, **match: Any) -> list[dict[str, Any]]:
+    with _lock:
+        return [c for c in CALLS[key] if all(c.get(k) == v for k, v in match.items())]

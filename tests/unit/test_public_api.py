@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+import scheduler
+from scheduler import ConfigurationError, JobPriority, Scheduler
+from scheduler.postgres.sql import Queries, render, validate_schema_name
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in dir(scheduler) if not name.startswith("_")}
+    modules = {"config", "context", "errors", "models", "postgres", "retry", "runner",
+               "running", "scheduler", "serialization", "services", "store", "tasks"}
+    assert set(scheduler.__all__) == public - modules - {"annotations"}
+    for name in scheduler.__all__:
+        assert getattr(scheduler, name) is not None
+
+
+def test_priorities_are_ordered_and_unknown_ones_refused() -> None:
+    assert JobPriority.LOW < JobPriority.NORMAL < JobPriority.HIGH < JobPriority.CRITICAL
+    assert JobPriority.coerce(20) is JobPriority.CRITICAL
+    for bad in (7, "high", True, None, 5.0):
+        with pytest.raises(ValueError, match="unknown priority"):
+            JobPriority.coerce(bad)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['x"; DROP TABLE jobs; --', "Upper", "1starts_with_digit", "", "a" * 49, "spa ce",
+     "pg_catalog.evil", "ünïcode"],
+)
+def test_hostile_schema_names_are_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="schema name"):
+        validate_schema_name(name)
+
+
+def test_schema_name_is_quoted_in_every_query() -> None:
+    queries = Queries("my_schema")
+    for name in queries.names():
+        sql = getattr(queries, name)
+        assert "{schema}" not in sql
+        if "jobs" in sql:
+            assert '"my_schema".jobs' in sql or '"my_schema".workers' in sql
+    assert render("{schema}.x {channel}", "s") == "\"s\".x 's_events'"
+
+
+def test_scheduler_settings_are_validated_before_anything_runs() -> None:
+    with pytest.raises(ConfigurationError, match="max_concurrent_jobs"):
+        Scheduler(None, max_concurrent_jobs=0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="at most half"):
+        Scheduler(None, lease_time=10, heartbeat_interval=6)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="schema name"):
+        Scheduler(None, schema="robert'); drop table students;--")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="seconds"):
+        Scheduler(None, lease_time="30")  # type: ignore[arg-type]
