@@ -40,6 +40,7 @@ class Listener:
         self._check_interval = check_interval
         self._check_timeout = check_timeout
         self.connections_made = 0
+        self.server_pid: int | None = None  # of the current LISTEN connection
 
     def _handle(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         kind, _, value = payload.partition(" ")
@@ -72,6 +73,7 @@ class Listener:
             conn.add_termination_listener(lambda _c: lost.set())
             await conn.add_listener(self._channel, self._handle)
             self.connections_made += 1
+            self.server_pid = conn.get_server_pid()
             if task_status is not None:
                 task_status.started()
             else:

@@ -81,3 +81,14 @@ def sleep_sync(key: str, seconds: float) -> None:
 def calls(key: str, **match: Any) -> list[dict[str, Any]]:
     with _lock:
         return [c for c in CALLS[key] if all(c.get(k) == v for k, v in match.items())]
+
+
+async def hang_on_first_attempt(key: str) -> None:
+    """Hangs in attempt 1 (until cancelled); later attempts succeed at once."""
+    _note(key, event="started")
+    if current_job().attempt == 1:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            _note(key, event="interrupted")
+    _note(key, event="finished")

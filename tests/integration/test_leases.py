@@ -1,0 +1,188 @@
+"""Leases, heartbeats, fencing and orphan recovery, driven one step at a time."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from scheduler import JobStatus
+from scheduler.postgres.sql import quote_identifier
+from scheduler.postgres.store import PostgresJobStore
+from scheduler.store import Lease
+from tests.conftest import SchedulerFactory
+from tests.support import jobs
+from tests.support.db import unique_schema, wait_until
+
+TASK = "tests.support.jobs:record"
+
+
+async def expire_lease(pool: asyncpg.Pool, schema: str, worker: uuid.UUID) -> None:
+    await pool.execute(
+        f"UPDATE {quote_identifier(schema)}.workers"
+        " SET lease_expires_at = now() - interval '1 second' WHERE worker_id = $1",
+        worker,
+    )
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool, migrated: str) -> PostgresJobStore:
+    return PostgresJobStore(pool, migrated)
+
+
+async def enqueue(make_scheduler: SchedulerFactory, **kwargs: object) -> str:
+    return await make_scheduler().schedule(jobs.record, args=("k",), **kwargs)  # type: ignore[arg-type]
+
+
+async def register(store: PostgresJobStore) -> uuid.UUID:
+    owner = uuid.uuid4()
+    await store.register_worker(owner, "host", 1, [TASK], lease_time=30)
+    return owner
+
+
+async def test_a_zombie_attempt_can_change_nothing(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    job_id = await enqueue(make_scheduler, max_retries=3)
+    zombie, peer = await register(store), await register(store)
+    [first] = await store.claim_jobs(zombie, [TASK], 10)
+    assert first.lease == Lease(job_id, zombie, 1)
+
+    await expire_lease(pool, store.schema, zombie)
+    assert await store.reap_orphans(100) == 1
+    [second] = await store.claim_jobs(peer, [TASK], 10)
+    assert second.lease == Lease(job_id, peer, 2)
+
+    # Every write the zombie's attempt could make matches 0 rows.
+    assert await store.complete_job(first.lease) is False
+    assert await store.fail_job(first.lease, "late failure", 0) is None
+    assert await store.cancel_running_job(first.lease, "late cancel") is False
+    assert await store.release_job(first.lease, "late release") is False
+    beat = await store.heartbeat(zombie, [TASK], 30)
+    assert beat.alive is False and beat.owned == frozenset()
+
+    assert await store.complete_job(second.lease) is True
+    job = await store.get_job(job_id)
+    assert job is not None
+    assert (job.status, job.attempts, job.last_error) == (JobStatus.SUCCEEDED, 2, None)
+
+
+async def test_orphans_return_to_pending_or_fail_when_attempts_are_used_up(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    retryable = await enqueue(make_scheduler, max_retries=1)
+    exhausted = await enqueue(make_scheduler, max_retries=0)
+    owner = await register(store)
+    assert len(await store.claim_jobs(owner, [TASK], 10)) == 2
+    assert await store.reap_orphans(100) == 0  # the lease still holds
+    await expire_lease(pool, store.schema, owner)
+    assert await store.reap_orphans(100) == 2
+    again = await store.get_job(retryable)
+    dead = await store.get_job(exhausted)
+    assert again is not None and again.status is JobStatus.PENDING and again.attempts == 1
+    assert dead is not None and dead.status is JobStatus.FAILED
+    assert dead.last_error is not None and "lost its lease" in dead.last_error
+    assert await store.delete_dead_workers() == 1
+
+
+async def test_an_orphan_with_a_cancel_request_ends_cancelled(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    job_id = await enqueue(make_scheduler, max_retries=5)
+    owner = await register(store)
+    await store.claim_jobs(owner, [TASK], 10)
+    assert await store.cancel_job(job_id) is JobStatus.RUNNING
+    await expire_lease(pool, store.schema, owner)
+    await store.reap_orphans(100)
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
+
+
+async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    job_id = await enqueue(make_scheduler, max_retries=3)
+    owner = await register(store)
+    [claimed] = await store.claim_jobs(owner, [TASK], 10)
+    await expire_lease(pool, store.schema, owner)
+    async with pool.acquire() as conn:
+        completing = conn.transaction()
+        await completing.start()
+        # The completion holds the row lock; the sweep runs meanwhile and must skip it.
+        assert await conn.execute(store.q.complete_job, job_id, owner, 1) == "UPDATE 1"
+        assert await store.reap_orphans(100) == 0
+        await completing.commit()
+    assert await store.reap_orphans(100) == 0  # re-checked: no longer running
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+    assert claimed.lease.attempt == 1
+
+
+async def test_a_completion_that_lands_after_the_sweep_changes_nothing(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    job_id = await enqueue(make_scheduler, max_retries=3)
+    owner = await register(store)
+    [claimed] = await store.claim_jobs(owner, [TASK], 10)
+    await expire_lease(pool, store.schema, owner)
+    assert await store.reap_orphans(100) == 1
+    assert await store.complete_job(claimed.lease) is False
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PENDING
+
+
+async def test_a_replica_told_its_lease_expired_fences_and_cancels_its_jobs(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    key = unique_schema("k")
+    async with make_scheduler(heartbeat_interval=0.2) as scheduler:
+        job_id = await scheduler.schedule(jobs.hang_on_first_attempt, args=(key,),
+                                          max_retries=2)
+        await wait_until(lambda: _true(jobs.calls(key, event="started")))
+        first_identity = scheduler.worker_id
+        await expire_lease(pool, migrated, first_identity)
+        # The next heartbeat learns the lease is gone: the attempt is cancelled, the
+        # replica continues under a new identity, and the sweep hands the job back.
+        await wait_until(lambda: _true(jobs.calls(key, event="finished")), timeout=20)
+        assert scheduler.worker_id != first_identity
+    job = await scheduler.get_job(job_id)
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempts == 2
+    assert [c["event"] for c in jobs.calls(key)] == [
+        "started", "interrupted", "started", "finished"]
+
+
+async def test_a_replica_that_cannot_heartbeat_fences_itself_before_its_lease_ends(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = unique_schema("k")
+    async with make_scheduler(lease_time=2.0, heartbeat_interval=0.3) as scheduler:
+        job_id = await scheduler.schedule(jobs.wait_forever, args=(key,))
+        await wait_until(lambda: _true(jobs.calls(key, event="started")))
+        identity = scheduler.worker_id
+
+        async def broken_heartbeat(*_args: object) -> None:
+            raise ConnectionError("network partition")
+
+        monkeypatch.setattr(scheduler._store, "heartbeat", broken_heartbeat)
+        await wait_until(lambda: _true(jobs.calls(key, event="interrupted")))
+        # It stopped the job while the database still considered the lease valid.
+        still_valid = await pool.fetchval(
+            f"SELECT lease_expires_at > now() FROM {quote_identifier(migrated)}.workers"
+            " WHERE worker_id = $1", identity)
+        assert still_valid is True
+        assert scheduler.worker_id != identity
+        job = await scheduler.get_job(job_id)
+        assert job is not None and job.status is JobStatus.RUNNING  # not its to write
+        monkeypatch.undo()
+        await wait_until(lambda: _job_status(scheduler, job_id, JobStatus.FAILED), timeout=20)
+
+
+async def _job_status(scheduler: object, job_id: str, status: JobStatus) -> bool:
+    job = await scheduler.get_job(job_id)  # type: ignore[attr-defined]
+    return job is not None and job.status is status
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
