@@ -28,6 +28,7 @@ class SchedulerConfig:
     retention: float = timedelta(days=7).total_seconds()
     prune_interval: float = 300.0
     unrunnable_job_timeout: float | None = 3600.0
+    orphan_retries: int = 2
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     listener_check_interval: float = 15.0
     listener_check_timeout: float = 5.0
@@ -47,6 +48,10 @@ class SchedulerConfig:
         for name in ("shutdown_grace", "retention", "cancel_wait"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0 seconds")
+        if isinstance(self.orphan_retries, bool) or not isinstance(self.orphan_retries, int) or (
+            self.orphan_retries < 0
+        ):
+            raise ConfigurationError("orphan_retries must be an integer >= 0")
         if self.unrunnable_job_timeout is not None and self.unrunnable_job_timeout < 0:
             raise ConfigurationError("unrunnable_job_timeout must be >= 0 seconds or None")
         if self.heartbeat_interval * 2 > self.lease_time:

@@ -64,6 +64,7 @@ class Scheduler:
         retention: float | timedelta = timedelta(days=7),
         prune_interval: float | timedelta = 300.0,
         unrunnable_job_timeout: float | timedelta | None = 3600.0,
+        orphan_retries: int = 2,
         max_payload_bytes: int = 64 * 1024,
         listener_check_interval: float | timedelta = 15.0,
         listener_check_timeout: float | timedelta = 5.0,
@@ -86,6 +87,7 @@ class Scheduler:
             unrunnable_job_timeout=None
             if unrunnable_job_timeout is None
             else seconds(unrunnable_job_timeout, "unrunnable_job_timeout"),
+            orphan_retries=orphan_retries,
             max_payload_bytes=max_payload_bytes,
             listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
             listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
@@ -332,6 +334,7 @@ class Scheduler:
             self._store,
             interval=config.reap_interval,
             unrunnable_job_timeout=config.unrunnable_job_timeout,
+            orphan_retries=config.orphan_retries,
         )
         self._pruner = Pruner(
             self._store, retention=config.retention, interval=config.prune_interval

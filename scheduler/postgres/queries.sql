@@ -159,9 +159,11 @@ SELECT EXISTS (SELECT 1 FROM beat) AS alive,
 DELETE FROM {schema}.workers WHERE worker_id = $1
 
 -- reap_orphans --
--- Return running jobs whose owner's lease expired to pending (or to failed when attempts
--- are used up, or to cancelled when a cancel was requested). Row locks make this race-free
--- against a completion: a completed row is no longer 'running' when re-checked.
+-- Return running jobs whose owner's lease expired to pending, with $2 extra attempts on top
+-- of max_retries for lost leases (delivery is at-least-once across crashes), then to failed
+-- (a job that kills its worker every time must not loop forever); a requested cancel wins.
+-- Row locks make this race-free against a completion: a completed row is no longer
+-- 'running' when re-checked.
 WITH orphans AS (
     SELECT j.job_id FROM {schema}.jobs j
     WHERE j.status = 'running'
@@ -170,20 +172,22 @@ WITH orphans AS (
     ORDER BY j.job_id
     LIMIT $1
     FOR UPDATE OF j SKIP LOCKED
+), decided AS (
+    SELECT o.job_id,
+           CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                WHEN j.attempts <= j.max_retries + $2 THEN 'pending'
+                ELSE 'failed' END AS next_status
+    FROM orphans o JOIN {schema}.jobs j USING (job_id)
 )
 UPDATE {schema}.jobs j SET
-    status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                  WHEN j.attempts <= j.max_retries THEN 'pending'
-                  ELSE 'failed' END,
-    finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.attempts <= j.max_retries
-                       THEN NULL ELSE now() END,
-    execution_time = CASE WHEN j.cancel_requested_at IS NULL AND j.attempts <= j.max_retries
-                          THEN now() ELSE j.execution_time END,
+    status = d.next_status,
+    finished_at = CASE WHEN d.next_status = 'pending' THEN NULL ELSE now() END,
+    execution_time = CASE WHEN d.next_status = 'pending' THEN now() ELSE j.execution_time END,
     last_error = format('attempt %s lost its lease: worker %s stopped heartbeating',
                         j.attempts, j.lease_owner),
     lease_owner = NULL, updated_at = now()
-FROM orphans o
-WHERE j.job_id = o.job_id AND j.status = 'running'
+FROM decided d
+WHERE j.job_id = d.job_id AND j.status = 'running'
 RETURNING j.job_id, j.status
 
 -- delete_dead_workers --

@@ -158,8 +158,8 @@ class PostgresJobStore:
         await self.pool.execute(self.q.unregister_worker, owner)
 
     # -- maintenance ------------------------------------------------------------------
-    async def reap_orphans(self, limit: int) -> int:
-        rows = await self.pool.fetch(self.q.reap_orphans, limit)
+    async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
+        rows = await self.pool.fetch(self.q.reap_orphans, limit, orphan_retries)
         for row in rows:
             logger.warning("job %s lost its lease; now %s", row["job_id"], row["status"])
         return len(rows)

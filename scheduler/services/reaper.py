@@ -1,6 +1,7 @@
 """The reaper: any replica returns the jobs of workers whose lease expired to pending (or
-to failed once their attempts are used up), forgets dead workers, and fails jobs whose task
-no live worker has registered for too long."""
+to failed once their attempts are used up: max_retries plus `orphan_retries` extra for lost
+leases), forgets dead workers, and fails jobs whose task no live worker has registered for
+too long."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ class Reaper:
         *,
         interval: float,
         unrunnable_job_timeout: float | None,
+        orphan_retries: int,
         batch_size: int = 1000,
     ) -> None:
         self._store = store
+        self._orphan_retries = orphan_retries
         self._interval = interval
         self._unrunnable_job_timeout = unrunnable_job_timeout
         self._batch_size = batch_size
@@ -31,7 +34,7 @@ class Reaper:
         """One sweep; returns how many orphaned jobs it reclaimed."""
         reclaimed = 0
         while True:
-            count = await self._store.reap_orphans(self._batch_size)
+            count = await self._store.reap_orphans(self._batch_size, self._orphan_retries)
             reclaimed += count
             if count < self._batch_size:
                 break

@@ -1,0 +1,119 @@
+"""Start and stop replica processes and throwaway PostgreSQL clusters for crash tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Replica:
+    def __init__(self, dsn: str, schema: str, *extra: str) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="replica-", suffix=".log")[1])
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.replica", dsn, schema, *extra],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # blocks until started (or dead)
+        if not line.startswith("READY "):
+            raise RuntimeError(f"replica failed to start:\n{self.log()}")
+        self.worker_id = line.split()[1]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def replicas(dsn: str, schema: str, count: int, *extra: str) -> Iterator[list[Replica]]:
+    started: list[Replica] = []
+    try:
+        for _ in range(count):
+            started.append(Replica(dsn, schema, *extra))
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pg_bindir() -> Path:
+    output = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                            check=True)
+    return Path(output.stdout.strip())
+
+
+class ThrowawayCluster:
+    """A private PostgreSQL server in a temp dir, on a free port, owned by `postgres` when
+    we are root (PostgreSQL refuses to run as root). Never touches the shared server."""
+
+    def __init__(self) -> None:
+        self.bindir = _pg_bindir()
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="scheduler-pg-"))
+        self.data = self.dir / "data"
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "--no-sync", "-E", "UTF8")
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bindir / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, cwd=self.dir)
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+                   " -c max_connections=200")
+        self._run("pg_ctl", action, "-D", str(self.data), "-l", str(self.dir / "log"),
+                  "-o", options, "-w", "-t", "60", *args)
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""One scheduler replica as its own OS process, for crash tests.
+
+    python -m tests.support.replica DSN SCHEMA [--concurrency N]
+
+Prints "READY <worker id>" once started; SIGTERM shuts it down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+import asyncpg
+
+from scheduler import Scheduler
+from tests.support import side_jobs
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dsn")
+    parser.add_argument("schema")
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--lease-time", type=float, default=2.0)
+    parser.add_argument("--heartbeat-interval", type=float, default=0.4)
+    options = parser.parse_args()
+
+    pool = await asyncpg.create_pool(options.dsn, min_size=2, max_size=options.concurrency + 4)
+    assert pool is not None
+    side_jobs.configure(pool, options.schema)
+    scheduler = Scheduler(
+        pool,
+        max_concurrent_jobs=options.concurrency,
+        schema=options.schema,
+        lease_time=options.lease_time,
+        heartbeat_interval=options.heartbeat_interval,
+        poll_interval=0.5,
+        reap_interval=0.3,
+        shutdown_grace=5,
+        tasks=[side_jobs.work, side_jobs.fail_slowly_on_first_attempt],
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with scheduler:
+        print(f"READY {scheduler.worker_id}", flush=True)
+        await stop.wait()
+    await pool.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(main())

@@ -1,0 +1,65 @@
+"""Tasks for replica processes: every attempt writes its start and end to a side table,
+so a test can see from outside which attempt ran where and how often."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import asyncpg
+
+from scheduler import current_job
+from scheduler.postgres.sql import quote_identifier
+
+_pool: asyncpg.Pool | None = None
+_schema = ""
+
+
+def configure(pool: asyncpg.Pool, schema: str) -> None:
+    global _pool, _schema
+    _pool, _schema = pool, schema
+
+
+def side_table_sql(schema: str) -> str:
+    return (
+        f"CREATE TABLE {quote_identifier(schema)}.executions ("
+        " job_id text NOT NULL, attempt integer NOT NULL, pid integer NOT NULL,"
+        " started_at timestamptz NOT NULL, finished_at timestamptz,"
+        " PRIMARY KEY (job_id, attempt))"
+    )
+
+
+async def _started() -> None:
+    job = current_job()
+    assert _pool is not None
+    await _pool.execute(
+        f"INSERT INTO {quote_identifier(_schema)}.executions"
+        " (job_id, attempt, pid, started_at) VALUES ($1, $2, $3, clock_timestamp())",
+        job.job_id, job.attempt, os.getpid(),
+    )
+
+
+async def _finished() -> None:
+    job = current_job()
+    assert _pool is not None
+    await _pool.execute(
+        f"UPDATE {quote_identifier(_schema)}.executions SET finished_at = clock_timestamp()"
+        " WHERE job_id = $1 AND attempt = $2",
+        job.job_id, job.attempt,
+    )
+
+
+async def work(seconds: float) -> None:
+    await _started()
+    await anyio.sleep(seconds)
+    await _finished()
+
+
+async def fail_slowly_on_first_attempt(seconds: float) -> None:
+    """Attempt 1 works for a while then fails; later attempts succeed at once."""
+    await _started()
+    if current_job().attempt == 1:
+        await anyio.sleep(seconds)
+        await _finished()
+        raise RuntimeError("the first attempt's outcome must never be recorded")
+    await _finished()
