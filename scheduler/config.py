@@ -40,16 +40,23 @@ class SchedulerConfig:
         _positive_int("claim_batch_size", self.claim_batch_size)
         _positive_int("max_payload_bytes", self.max_payload_bytes)
         for name in (
-            "lease_time", "heartbeat_interval", "poll_interval", "reap_interval",
-            "prune_interval", "listener_check_interval", "listener_check_timeout",
+            "lease_time",
+            "heartbeat_interval",
+            "poll_interval",
+            "reap_interval",
+            "prune_interval",
+            "listener_check_interval",
+            "listener_check_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be > 0 seconds")
         for name in ("shutdown_grace", "retention", "cancel_wait"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0 seconds")
-        if isinstance(self.orphan_retries, bool) or not isinstance(self.orphan_retries, int) or (
-            self.orphan_retries < 0
+        if (
+            isinstance(self.orphan_retries, bool)
+            or not isinstance(self.orphan_retries, int)
+            or (self.orphan_retries < 0)
         ):
             raise ConfigurationError("orphan_retries must be an integer >= 0")
         if self.unrunnable_job_timeout is not None and self.unrunnable_job_timeout < 0:

@@ -8,8 +8,8 @@ the lease, and retried on connection errors for as long as this replica holds th
 from __future__ import annotations
 
 import functools
-import math
 import logging
+import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,8 +104,9 @@ class JobRunner:
         timeout = claimed.timeout
         # Each runner is its own task, so this context variable is private to the job.
         set_current_job(
-            JobContext(claimed.lease.job_id, claimed.task_name, claimed.lease.attempt,
-                       claimed.lease.owner)
+            JobContext(
+                claimed.lease.job_id, claimed.task_name, claimed.lease.attempt, claimed.lease.owner
+            )
         )
         try:
             with entry.scope:
@@ -156,7 +157,9 @@ class JobRunner:
                 logger.warning(
                     "job %s attempt %d: lease lost before its outcome (%s) was written;"
                     " the orphan sweep will hand it to a peer",
-                    lease.job_id, lease.attempt, outcome,
+                    lease.job_id,
+                    lease.attempt,
+                    outcome,
                 )
                 return
             try:
@@ -169,7 +172,9 @@ class JobRunner:
             if not written:
                 logger.warning(
                     "job %s attempt %d: outcome %s discarded, the lease is held elsewhere",
-                    lease.job_id, lease.attempt, outcome,
+                    lease.job_id,
+                    lease.attempt,
+                    outcome,
                 )
             return
 
@@ -185,8 +190,9 @@ class JobRunner:
                 lease, outcome.error[:MAX_ERROR_LENGTH], retry_delay
             )
             if status is not None:
-                logger.info("job %s attempt %d failed; now %s", lease.job_id, lease.attempt,
-                            status.value)
+                logger.info(
+                    "job %s attempt %d failed; now %s", lease.job_id, lease.attempt, status.value
+                )
             return status is not None
         if outcome.reason is CancelReason.REQUESTED:
             return await self._store.cancel_running_job(lease, outcome.reason.value)

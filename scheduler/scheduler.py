@@ -20,6 +20,7 @@ from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import InvalidJobError, SchedulerNotRunningError
 from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
 from scheduler.postgres import migrate as migrations
+from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
@@ -218,9 +219,7 @@ class Scheduler:
         if name in self._tasks:
             definition = self._tasks.get(name)
             if definition.func is not func and getattr(func, "__scheduler_task__", None) is None:
-                raise InvalidJobError(
-                    f"task name {name!r} is registered for another callable"
-                )
+                raise InvalidJobError(f"task name {name!r} is registered for another callable")
             return definition
         return self._tasks.own.add(define_task(func))
 
@@ -238,7 +237,7 @@ class Scheduler:
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
-        connection: asyncpg.Connection | None = None,
+        connection: AnyConnection | None = None,
     ) -> str:
         """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
 
@@ -393,13 +392,15 @@ class Scheduler:
 
     async def _drain(self) -> None:
         if len(self._running):
-            logger.info("draining %d running job(s) for up to %.1fs", len(self._running),
-                        self._grace)
+            logger.info(
+                "draining %d running job(s) for up to %.1fs", len(self._running), self._grace
+            )
         with anyio.move_on_after(self._grace):
             await self._running.wait_until_empty()
         if len(self._running):
-            logger.warning("releasing %d job(s) still running after the grace period",
-                           len(self._running))
+            logger.warning(
+                "releasing %d job(s) still running after the grace period", len(self._running)
+            )
             self._running.cancel_all(CancelReason.SHUTDOWN)
 
 

@@ -24,9 +24,7 @@ def encode_arguments(
         )
     kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, Mapping):
-        raise ArgumentsNotSerializableError(
-            f"kwargs must be a dict, got {type(kwargs).__name__}"
-        )
+        raise ArgumentsNotSerializableError(f"kwargs must be a dict, got {type(kwargs).__name__}")
     for index, value in enumerate(args):
         _check_json_value(value, f"args[{index}]")
     for key, value in kwargs.items():

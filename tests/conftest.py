@@ -35,9 +35,7 @@ SchedulerFactory = Callable[..., Scheduler]
 
 
 @pytest.fixture
-async def make_scheduler(
-    pool: asyncpg.Pool, schema: str
-) -> AsyncIterator[SchedulerFactory]:
+async def make_scheduler(pool: asyncpg.Pool, schema: str) -> AsyncIterator[SchedulerFactory]:
     """Build schedulers on the test schema with fast timings; all are shut down after."""
     created: list[Scheduler] = []
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import asyncpg
@@ -42,7 +41,9 @@ class Listener:
         self.connections_made = 0
         self.server_pid: int | None = None  # of the current LISTEN connection
 
-    def _handle(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _handle(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if not isinstance(payload, str):
+            return
         kind, _, value = payload.partition(" ")
         try:
             if kind == "due":
@@ -67,7 +68,7 @@ class Listener:
             await anyio.sleep(backoff.next_delay())
 
     async def _listen_until_lost(self, task_status: TaskStatus[None] | None) -> None:
-        conn: asyncpg.Connection = await self._pool.acquire()
+        conn = await self._pool.acquire()
         lost = anyio.Event()
         try:
             conn.add_termination_listener(lambda _c: lost.set())

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import asyncpg
-
 from scheduler.errors import SchemaNotReadyError, SchemaTooNewError
+from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import quote_identifier, render, validate_schema_name
 
 logger = logging.getLogger("scheduler.migrate")
@@ -49,7 +48,7 @@ def _lock_key(schema: str) -> str:
     return f"scheduler.migrate:{schema}"
 
 
-async def current_version(conn: asyncpg.Connection, schema: str) -> int:
+async def current_version(conn: AnyConnection, schema: str) -> int:
     """The schema version recorded in the database (0 when never migrated)."""
     schema = validate_schema_name(schema)
     exists = await conn.fetchval(
@@ -63,7 +62,7 @@ async def current_version(conn: asyncpg.Connection, schema: str) -> int:
     return version or 0
 
 
-async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+async def migrate(conn: AnyConnection, schema: str) -> list[int]:
     """Apply every migration the database lacks; return the versions applied."""
     schema = validate_schema_name(schema)
     quoted = quote_identifier(schema)
@@ -88,12 +87,13 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
                 migration.name,
             )
             applied.append(migration.version)
-            logger.info("applied migration %04d_%s to schema %s", migration.version,
-                        migration.name, schema)
+            logger.info(
+                "applied migration %04d_%s to schema %s", migration.version, migration.name, schema
+            )
     return applied
 
 
-async def check_schema(conn: asyncpg.Connection, schema: str) -> None:
+async def check_schema(conn: AnyConnection, schema: str) -> None:
     """Raise unless the database schema is exactly the version this code knows."""
     version = await current_version(conn, schema)
     _refuse_newer(version, schema)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
 
 from scheduler.errors import JobAlreadyExistsError, JobIsRunningError, SchemaNotReadyError
 from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import Queries
 from scheduler.serialization import decode_arguments
 from scheduler.store import ClaimedJob, HeartbeatResult, Lease, NewJob
@@ -20,7 +21,7 @@ logger = logging.getLogger("scheduler.store")
 #: Claim order: highest priority first. The claim query scans one priority at a time.
 PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
 
-Executor = asyncpg.Pool | asyncpg.Connection
+Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
 
 class PostgresJobStore:
@@ -34,7 +35,7 @@ class PostgresJobStore:
         self,
         job: NewJob,
         conflict: ConflictResolution,
-        connection: asyncpg.Connection | None = None,
+        connection: AnyConnection | None = None,
     ) -> str:
         executor: Executor = connection if connection is not None else self.pool
         query = self.q.upsert_job if conflict is ConflictResolution.REPLACE else self.q.insert_job

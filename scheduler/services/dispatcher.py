@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import anyio
-
 from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.wakeup import Wakeup

@@ -47,7 +47,10 @@ class Heartbeat:
         """Announce a (new) identity with a fresh lease."""
         sent_at = anyio.current_time()
         await self._store.register_worker(
-            self._identity.current, socket.gethostname(), os.getpid(), self._task_names(),
+            self._identity.current,
+            socket.gethostname(),
+            os.getpid(),
+            self._task_names(),
             self._lease_time,
         )
         self._identity.registered = True
@@ -86,7 +89,10 @@ class Heartbeat:
         old = self._identity.retire()
         logger.error(
             "worker %s fenced itself (%s): cancelling %d running job(s); continuing as %s",
-            old, why, len(self._running), self._identity.current,
+            old,
+            why,
+            len(self._running),
+            self._identity.current,
         )
         for entry in self._running:
             if entry.claimed.lease.owner == old:

@@ -12,7 +12,7 @@ from scheduler import ConflictResolution, JobPriority, JobStatus, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import unique_schema, wait_until
+from tests.support.db import holds, unique_schema, wait_until
 
 
 async def finished(scheduler: Scheduler, job_id: str) -> JobStatus:
@@ -20,7 +20,9 @@ async def finished(scheduler: Scheduler, job_id: str) -> JobStatus:
         job = await scheduler.get_job(job_id)
         return job.status if job is not None and job.is_finished else None
 
-    return await wait_until(terminal, message=f"job {job_id} to finish")
+    status = await wait_until(terminal, message=f"job {job_id} to finish")
+    assert status is not None
+    return status
 
 
 async def test_async_and_sync_tasks_run_once_and_succeed(
@@ -146,7 +148,7 @@ async def test_cancelling_a_running_job_cancels_its_coroutine_without_retry(
     key = unique_schema("k")
     async with make_scheduler() as runner, make_scheduler() as other:
         job_id = await runner.schedule(jobs.wait_forever, args=(key,), max_retries=5)
-        await wait_until(lambda: _async(bool(jobs.calls(key, event="started"))))
+        await wait_until(lambda: holds(bool(jobs.calls(key, event="started"))))
         # Cancelled from another replica: the request travels by NOTIFY.
         assert await other.cancel_job(job_id) is True
     job = await runner.get_job(job_id)
@@ -160,7 +162,7 @@ async def test_a_cancel_that_loses_the_race_reports_the_real_outcome(
     key = unique_schema("k")
     async with make_scheduler() as scheduler:
         job_id = await scheduler.schedule(jobs.sleep_sync, args=(key, 0.3))
-        await wait_until(lambda: _async(bool(jobs.calls(key, event="started"))))
+        await wait_until(lambda: holds(bool(jobs.calls(key, event="started"))))
         # A thread cannot be interrupted: it completes, and we must not claim otherwise.
         assert await scheduler.cancel_job(job_id) is False
     job = await scheduler.get_job(job_id)
@@ -175,20 +177,31 @@ async def test_due_jobs_start_in_priority_then_time_order(
     producer = make_scheduler()
     base = datetime.now(timezone.utc) - timedelta(minutes=5)
     plan = [
-        ("low-old", JobPriority.LOW, 0), ("normal-new", JobPriority.NORMAL, 3),
-        ("critical-new", JobPriority.CRITICAL, 2), ("normal-old", JobPriority.NORMAL, 1),
-        ("high", JobPriority.HIGH, 4), ("critical-old", JobPriority.CRITICAL, 1),
+        ("low-old", JobPriority.LOW, 0),
+        ("normal-new", JobPriority.NORMAL, 3),
+        ("critical-new", JobPriority.CRITICAL, 2),
+        ("normal-old", JobPriority.NORMAL, 1),
+        ("high", JobPriority.HIGH, 4),
+        ("critical-old", JobPriority.CRITICAL, 1),
     ]
     for name, priority, minute in plan:
         await producer.schedule(
-            jobs.record, execution_time=base + timedelta(minutes=minute),
-            args=(key, name), priority=priority,
+            jobs.record,
+            execution_time=base + timedelta(minutes=minute),
+            args=(key, name),
+            priority=priority,
         )
     async with make_scheduler(max_concurrent_jobs=1, tasks=[jobs.record]) as scheduler:
-        await wait_until(lambda: _async(len(jobs.calls(key)) == len(plan)))
+        await wait_until(lambda: holds(len(jobs.calls(key)) == len(plan)))
         assert scheduler.worker_id is not None
     assert [c["value"] for c in jobs.calls(key)] == [
-        "critical-old", "critical-new", "high", "normal-old", "normal-new", "low-old"]
+        "critical-old",
+        "critical-new",
+        "high",
+        "normal-old",
+        "normal-new",
+        "low-old",
+    ]
 
 
 async def test_a_replica_claims_only_tasks_it_registered(
@@ -225,26 +238,31 @@ async def test_a_job_no_live_worker_can_run_is_failed_with_a_clear_error(
         fresh = await scheduler.get_job("fresh")
     assert evil is not None and evil.status is JobStatus.FAILED and evil.attempts == 0
     assert evil.last_error is not None and "no live worker registered task 'os:system'" in (
-        evil.last_error)
+        evil.last_error
+    )
     assert fresh is not None and fresh.status is JobStatus.PENDING
 
 
 async def test_due_ness_follows_the_database_clock_not_the_replicas(
-    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key = unique_schema("k")
     now = await pool.fetchval("SELECT now()")
     producer = make_scheduler()
-    await producer.schedule(jobs.record, execution_time=now + timedelta(minutes=10),
-                            args=(key, "future"))
-    await producer.schedule(jobs.record, execution_time=now - timedelta(seconds=1),
-                            args=(key, "due"))
+    await producer.schedule(
+        jobs.record, execution_time=now + timedelta(minutes=10), args=(key, "future")
+    )
+    await producer.schedule(
+        jobs.record, execution_time=now - timedelta(seconds=1), args=(key, "due")
+    )
     # This replica's wall clock runs an hour ahead; it must not matter.
     skewed = time.time() + 3600
     monkeypatch.setattr(time, "time", lambda: skewed)
     async with make_scheduler(tasks=[jobs.record]) as scheduler:
-        await wait_until(lambda: _async(bool(jobs.calls(key))))
+        await wait_until(lambda: holds(bool(jobs.calls(key))))
         await scheduler._dispatcher.run_once()
     assert [c["value"] for c in jobs.calls(key)] == ["due"]
 
@@ -256,14 +274,18 @@ async def test_replace_of_a_finished_job_runs_it_again(
     async with make_scheduler() as scheduler:
         await scheduler.schedule(jobs.record, args=(key, 1), job_id="again")
         assert await finished(scheduler, "again") is JobStatus.SUCCEEDED
-        await scheduler.schedule(jobs.record, args=(key, 2), job_id="again",
-                                 conflict_resolution=ConflictResolution.IGNORE)
-        await scheduler.schedule(jobs.record, args=(key, 3), job_id="again",
-                                 conflict_resolution=ConflictResolution.REPLACE)
-        await wait_until(lambda: _async(len(jobs.calls(key)) == 2))
+        await scheduler.schedule(
+            jobs.record,
+            args=(key, 2),
+            job_id="again",
+            conflict_resolution=ConflictResolution.IGNORE,
+        )
+        await scheduler.schedule(
+            jobs.record,
+            args=(key, 3),
+            job_id="again",
+            conflict_resolution=ConflictResolution.REPLACE,
+        )
+        await wait_until(lambda: holds(len(jobs.calls(key)) == 2))
         assert await finished(scheduler, "again") is JobStatus.SUCCEEDED
     assert [c["value"] for c in jobs.calls(key)] == [1, 3]
-
-
-async def _async(value: bool) -> bool:
-    return value

@@ -13,7 +13,7 @@ from scheduler.postgres.store import PostgresJobStore
 from scheduler.store import Lease
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import unique_schema, wait_until
+from tests.support.db import holds, unique_schema, wait_until
 
 TASK = "tests.support.jobs:record"
 
@@ -99,8 +99,7 @@ async def test_lost_leases_get_extra_attempts_but_a_poison_job_ends_failed(
         job = await store.get_job(job_id)
         assert job is not None
         statuses.append((job.attempts, job.status))
-    assert statuses == [
-        (1, JobStatus.PENDING), (2, JobStatus.PENDING), (3, JobStatus.FAILED)]
+    assert statuses == [(1, JobStatus.PENDING), (2, JobStatus.PENDING), (3, JobStatus.FAILED)]
 
 
 async def test_an_orphan_with_a_cancel_request_ends_cancelled(
@@ -154,40 +153,47 @@ async def test_a_replica_told_its_lease_expired_fences_and_cancels_its_jobs(
 ) -> None:
     key = unique_schema("k")
     async with make_scheduler(heartbeat_interval=0.2) as scheduler:
-        job_id = await scheduler.schedule(jobs.hang_on_first_attempt, args=(key,),
-                                          max_retries=2)
-        await wait_until(lambda: _true(jobs.calls(key, event="started")))
+        job_id = await scheduler.schedule(jobs.hang_on_first_attempt, args=(key,), max_retries=2)
+        await wait_until(lambda: holds(jobs.calls(key, event="started")))
         first_identity = scheduler.worker_id
         await expire_lease(pool, migrated, first_identity)
         # The next heartbeat learns the lease is gone: the attempt is cancelled, the
         # replica continues under a new identity, and the sweep hands the job back.
-        await wait_until(lambda: _true(jobs.calls(key, event="finished")), timeout=20)
+        await wait_until(lambda: holds(jobs.calls(key, event="finished")), timeout=20)
         assert scheduler.worker_id != first_identity
     job = await scheduler.get_job(job_id)
     assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempts == 2
     assert [c["event"] for c in jobs.calls(key)] == [
-        "started", "interrupted", "started", "finished"]
+        "started",
+        "interrupted",
+        "started",
+        "finished",
+    ]
 
 
 async def test_a_replica_that_cannot_heartbeat_fences_itself_before_its_lease_ends(
-    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key = unique_schema("k")
     async with make_scheduler(lease_time=2.0, heartbeat_interval=0.3) as scheduler:
         job_id = await scheduler.schedule(jobs.wait_forever, args=(key,))
-        await wait_until(lambda: _true(jobs.calls(key, event="started")))
+        await wait_until(lambda: holds(jobs.calls(key, event="started")))
         identity = scheduler.worker_id
 
         async def broken_heartbeat(*_args: object) -> None:
             raise ConnectionError("network partition")
 
         monkeypatch.setattr(scheduler._store, "heartbeat", broken_heartbeat)
-        await wait_until(lambda: _true(jobs.calls(key, event="interrupted")))
+        await wait_until(lambda: holds(jobs.calls(key, event="interrupted")))
         # It stopped the job while the database still considered the lease valid.
         still_valid = await pool.fetchval(
             f"SELECT lease_expires_at > now() FROM {quote_identifier(migrated)}.workers"
-            " WHERE worker_id = $1", identity)
+            " WHERE worker_id = $1",
+            identity,
+        )
         assert still_valid is True
         assert scheduler.worker_id != identity
         job = await scheduler.get_job(job_id)
@@ -195,10 +201,6 @@ async def test_a_replica_that_cannot_heartbeat_fences_itself_before_its_lease_en
         monkeypatch.undo()
         # Once the old lease expires the sweep hands the job back, and it runs again
         # (attempt 2) under the replica's new identity.
-        await wait_until(lambda: _true(len(jobs.calls(key, event="started")) == 2), timeout=20)
+        await wait_until(lambda: holds(len(jobs.calls(key, event="started")) == 2), timeout=20)
         job = await scheduler.get_job(job_id)
         assert job is not None and job.attempts == 2 and job.lease_owner == scheduler.worker_id
-
-
-async def _true(value: object) -> bool:
-    return bool(value)

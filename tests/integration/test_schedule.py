@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from scheduler import (
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
+from tests.support.db import has_status, wait_until
 
 
 async def count_jobs(pool: asyncpg.Pool, schema: str) -> int:
@@ -40,16 +42,30 @@ async def test_a_scheduled_job_is_stored_with_its_settings(
     scheduler = make_scheduler()
     when = datetime.now(timezone.utc) + timedelta(hours=1)
     job_id = await scheduler.schedule(
-        jobs.record, execution_time=when, args=("k",), kwargs={"value": [1, 2]},
-        job_id="report-1", priority=JobPriority.CRITICAL, max_retries=3, timeout=12.5,
+        jobs.record,
+        execution_time=when,
+        args=("k",),
+        kwargs={"value": [1, 2]},
+        job_id="report-1",
+        priority=JobPriority.CRITICAL,
+        max_retries=3,
+        timeout=12.5,
     )
     assert job_id == "report-1"
     job = await scheduler.get_job(job_id)
     assert job is not None
     assert (job.task_name, job.args, job.kwargs) == (
-        "tests.support.jobs:record", ("k",), {"value": [1, 2]})
+        "tests.support.jobs:record",
+        ("k",),
+        {"value": [1, 2]},
+    )
     assert (job.status, job.priority, job.attempts, job.max_retries, job.timeout) == (
-        JobStatus.PENDING, JobPriority.CRITICAL, 0, 3, 12.5)
+        JobStatus.PENDING,
+        JobPriority.CRITICAL,
+        0,
+        3,
+        12.5,
+    )
     assert job.execution_time == when
     assert job.lease_owner is None and job.last_error is None and not job.is_finished
     assert await scheduler.get_job("no-such-job") is None
@@ -107,8 +123,12 @@ BAD_INPUTS: list[tuple[dict[str, Any], type[Exception], str]] = [
 
 @pytest.mark.parametrize(("kwargs", "error", "fragment"), BAD_INPUTS)
 async def test_bad_input_raises_a_typed_error_and_writes_nothing(
-    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
-    kwargs: dict[str, Any], error: type[Exception], fragment: str,
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    fragment: str,
 ) -> None:
     scheduler = make_scheduler()
     kwargs.setdefault("args", ("k",))
@@ -150,7 +170,10 @@ async def test_ignore_returns_the_existing_id_and_changes_nothing(
     await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
     before = await scheduler.get_job("dup")
     again = await scheduler.schedule(
-        jobs.record, args=("b",), job_id="dup", priority=JobPriority.CRITICAL,
+        jobs.record,
+        args=("b",),
+        job_id="dup",
+        priority=JobPriority.CRITICAL,
         conflict_resolution=ConflictResolution.IGNORE,
     )
     assert again == "dup"
@@ -164,15 +187,24 @@ async def test_replace_overwrites_a_pending_job_in_place(
     await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
     when = datetime.now(timezone.utc) + timedelta(minutes=30)
     replaced = await scheduler.schedule(
-        jobs.record_sync, execution_time=when, args=("b",), job_id="dup",
-        priority=JobPriority.HIGH, max_retries=2,
+        jobs.record_sync,
+        execution_time=when,
+        args=("b",),
+        job_id="dup",
+        priority=JobPriority.HIGH,
+        max_retries=2,
         conflict_resolution=ConflictResolution.REPLACE,
     )
     assert replaced == "dup"
     job = await scheduler.get_job("dup")
     assert job is not None
     assert (job.task_name, job.args, job.priority, job.max_retries, job.execution_time) == (
-        "tests.support.jobs:record_sync", ("b",), JobPriority.HIGH, 2, when)
+        "tests.support.jobs:record_sync",
+        ("b",),
+        JobPriority.HIGH,
+        2,
+        when,
+    )
     assert await count_jobs(pool, migrated) == 1
 
 
@@ -183,13 +215,21 @@ async def test_replace_revives_a_finished_job_as_a_fresh_pending_one(
     await scheduler.schedule(jobs.record, args=("a",), job_id="dup", delay=60)
     assert await scheduler.cancel_job("dup")
     await scheduler.schedule(
-        jobs.record, args=("b",), job_id="dup", delay=60,
+        jobs.record,
+        args=("b",),
+        job_id="dup",
+        delay=60,
         conflict_resolution=ConflictResolution.REPLACE,
     )
     job = await scheduler.get_job("dup")
     assert job is not None
     assert (job.status, job.args, job.attempts, job.finished_at, job.cancel_requested) == (
-        JobStatus.PENDING, ("b",), 0, None, False)
+        JobStatus.PENDING,
+        ("b",),
+        0,
+        None,
+        False,
+    )
 
 
 async def test_replace_does_not_touch_a_running_job(
@@ -198,10 +238,12 @@ async def test_replace_does_not_touch_a_running_job(
     scheduler = make_scheduler()
     await scheduler.start()
     await scheduler.schedule(jobs.wait_forever, args=("replace-running",), job_id="busy")
-    await _wait_status(scheduler, "busy", JobStatus.RUNNING)
+    await wait_until(partial(has_status, scheduler, "busy", JobStatus.RUNNING))
     with pytest.raises(JobIsRunningError, match="cancel it first"):
         await scheduler.schedule(
-            jobs.record, args=("b",), job_id="busy",
+            jobs.record,
+            args=("b",),
+            job_id="busy",
             conflict_resolution=ConflictResolution.REPLACE,
         )
     job = await scheduler.get_job("busy")
@@ -226,7 +268,9 @@ async def test_a_rolled_back_enqueue_reserves_nothing(
 
 @pytest.mark.parametrize("policy", list(ConflictResolution))
 async def test_fifty_concurrent_schedules_of_one_id(
-    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory,
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
     policy: ConflictResolution,
 ) -> None:
     scheduler = make_scheduler()
@@ -236,8 +280,9 @@ async def test_fifty_concurrent_schedules_of_one_id(
     try:
         results = await asyncio.gather(
             *(
-                producer.schedule(jobs.record, args=("n", i), job_id="hot", delay=60,
-                                  conflict_resolution=policy)
+                producer.schedule(
+                    jobs.record, args=("n", i), job_id="hot", delay=60, conflict_resolution=policy
+                )
                 for i in range(50)
             ),
             return_exceptions=True,
@@ -253,13 +298,3 @@ async def test_fifty_concurrent_schedules_of_one_id(
         assert results == ["hot"] * 50
     job = await scheduler.get_job("hot")
     assert job is not None and job.args[0] == "n" and job.status is JobStatus.PENDING
-
-
-async def _wait_status(scheduler: Any, job_id: str, status: JobStatus) -> None:
-    from tests.support.db import wait_until
-
-    async def reached() -> bool:
-        job = await scheduler.get_job(job_id)
-        return job is not None and job.status is status
-
-    await wait_until(reached, message=f"{job_id} to be {status.value}")

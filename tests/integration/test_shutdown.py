@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from scheduler import JobStatus
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import unique_schema, wait_until
-
-
-async def _true(value: object) -> bool:
-    return bool(value)
+from tests.support.db import has_status, holds, unique_schema, wait_until
 
 
 async def test_jobs_finishing_within_the_grace_period_complete(
@@ -22,7 +19,7 @@ async def test_jobs_finishing_within_the_grace_period_complete(
     scheduler = make_scheduler()
     await scheduler.start()
     job_id = await scheduler.schedule(jobs.sleep_then_record, args=(key, 0.5))
-    await wait_until(lambda: _true(jobs.calls(key, event="started")))
+    await wait_until(lambda: holds(jobs.calls(key, event="started")))
     await scheduler.shutdown(grace=10)
     job = await scheduler.get_job(job_id)
     assert job is not None and job.status is JobStatus.SUCCEEDED
@@ -38,7 +35,7 @@ async def test_draining_keeps_the_lease_so_no_peer_starts_the_job(
     await draining.start()
     async with make_scheduler(tasks=[jobs.sleep_then_record]):
         job_id = await draining.schedule(jobs.sleep_then_record, args=(key, 2.5))
-        await wait_until(lambda: _true(jobs.calls(key, event="started")))
+        await wait_until(lambda: holds(jobs.calls(key, event="started")))
         await draining.shutdown(grace=10)  # the job outlives the lease 2.5 times
     job = await draining.get_job(job_id)
     assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempts == 1
@@ -52,15 +49,15 @@ async def test_jobs_still_running_after_the_grace_period_are_released_to_peers(
     leaving = make_scheduler()
     await leaving.start()
     job_id = await leaving.schedule(jobs.sleep_then_record, args=(key, 1.0), max_retries=0)
-    await wait_until(lambda: _true(jobs.calls(key, event="started")))
+    await wait_until(lambda: holds(jobs.calls(key, event="started")))
     await leaving.shutdown(grace=0.1)
     job = await leaving.get_job(job_id)
     assert job is not None and job.status is JobStatus.PENDING
     assert job.attempts == 0  # an interrupted attempt is not the job's fault
     assert job.last_error is not None and "shut down" in job.last_error
     async with make_scheduler(tasks=[jobs.sleep_then_record]) as peer:
-        await wait_until(lambda: _true(jobs.calls(key, event="finished")))
-        await wait_until(lambda: _succeeded(peer, job_id))
+        await wait_until(lambda: holds(jobs.calls(key, event="finished")))
+        await wait_until(lambda: has_status(peer, job_id, JobStatus.SUCCEEDED))
     assert [c["event"] for c in jobs.calls(key)] == ["started", "started", "finished"]
 
 
@@ -75,14 +72,5 @@ async def test_shutdown_is_idempotent_and_start_cannot_be_repeated(
     await fresh.start()
     await fresh.shutdown()
     await fresh.shutdown()
-    try:
+    with pytest.raises(SchedulerNotRunningError, match="create a new Scheduler"):
         await fresh.start()
-    except SchedulerNotRunningError as exc:
-        assert "create a new Scheduler" in str(exc)
-    else:
-        raise AssertionError("a stopped scheduler restarted")
-
-
-async def _succeeded(scheduler: object, job_id: str) -> bool:
-    job = await scheduler.get_job(job_id)  # type: ignore[attr-defined]
-    return job is not None and job.status is JobStatus.SUCCEEDED

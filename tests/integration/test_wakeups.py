@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import asyncpg
 
 from scheduler import JobStatus
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import unique_schema, wait_until
+from tests.support.db import has_status, holds, unique_schema, wait_until
 
 NO_POLLING = {"poll_interval": 3600.0}
-
-
-async def _true(value: object) -> bool:
-    return bool(value)
 
 
 async def test_a_job_scheduled_elsewhere_starts_by_notification(
@@ -23,7 +21,7 @@ async def test_a_job_scheduled_elsewhere_starts_by_notification(
     key = unique_schema("k")
     async with make_scheduler(**NO_POLLING, tasks=[jobs.record]) as worker:
         await make_scheduler().schedule(jobs.record, args=(key,))
-        await wait_until(lambda: _true(jobs.calls(key)), timeout=10)
+        await wait_until(lambda: holds(jobs.calls(key)), timeout=10)
         assert worker.worker_id is not None
 
 
@@ -33,7 +31,7 @@ async def test_a_future_job_starts_by_the_timer_without_polling(
     key = unique_schema("k")
     async with make_scheduler(**NO_POLLING) as worker:
         job_id = await worker.schedule(jobs.record, args=(key,), delay=0.8)
-        await wait_until(lambda: _true(jobs.calls(key)), timeout=10)
+        await wait_until(lambda: holds(jobs.calls(key)), timeout=10)
         job = await worker.get_job(job_id)
         assert job is not None and job.started_at is not None
         assert job.started_at >= job.execution_time  # never early, by the database clock
@@ -47,10 +45,10 @@ async def test_a_killed_listen_connection_is_replaced_and_work_caught_up(
         listener = worker._listener
         assert listener.connections_made == 1
         assert await pool.fetchval("SELECT pg_terminate_backend($1)", listener.server_pid)
-        await wait_until(lambda: _true(listener.connections_made >= 2), timeout=10)
+        await wait_until(lambda: holds(listener.connections_made >= 2), timeout=10)
         # Notifications reach the new connection.
         await make_scheduler().schedule(jobs.record, args=(key,))
-        await wait_until(lambda: _true(jobs.calls(key)), timeout=10)
+        await wait_until(lambda: holds(jobs.calls(key)), timeout=10)
 
 
 async def test_polling_alone_delivers_when_notify_is_unavailable(
@@ -62,13 +60,8 @@ async def test_polling_alone_delivers_when_notify_is_unavailable(
     key = unique_schema("k")
     async with make_scheduler(poll_interval=0.3) as worker:
         ids = [await worker.schedule(jobs.record, args=(key, i)) for i in range(5)]
-        await wait_until(lambda: _true(len(jobs.calls(key)) == 5), timeout=10)
+        await wait_until(lambda: holds(len(jobs.calls(key)) == 5), timeout=10)
         for job_id in ids:
-            job = await worker.get_job(job_id)
-            assert job is not None
-            await wait_until(lambda j=job_id: _status(worker, j, JobStatus.SUCCEEDED))
-
-
-async def _status(worker: object, job_id: str, status: JobStatus) -> bool:
-    job = await worker.get_job(job_id)  # type: ignore[attr-defined]
-    return job is not None and job.status is status
+            assert await has_status(worker, job_id, JobStatus.SUCCEEDED) or await wait_until(
+                partial(has_status, worker, job_id, JobStatus.SUCCEEDED)
+            )

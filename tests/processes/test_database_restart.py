@@ -31,10 +31,15 @@ async def schedule_until_accepted(scheduler: Scheduler, key: str, n: int) -> str
     """A producer retries while the server is down; an acknowledged job is never lost."""
     while True:
         try:
-            return await scheduler.schedule(jobs.sleep_then_record, args=(key, 0.2),
-                                            kwargs={}, job_id=f"{key}-{n}")
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                asyncpg.CannotConnectNowError):
+            return await scheduler.schedule(
+                jobs.sleep_then_record, args=(key, 0.2), kwargs={}, job_id=f"{key}-{n}"
+            )
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+        ):
             await anyio.sleep(0.1)
 
 
@@ -43,8 +48,14 @@ async def test_a_database_restart_mid_run_loses_nothing(cluster: ThrowawayCluste
     pool = await asyncpg.create_pool(cluster.dsn, min_size=2, max_size=12)
     assert pool is not None
     scheduler = Scheduler(
-        pool, schema="restart", lease_time=6.0, heartbeat_interval=0.5, poll_interval=0.5,
-        reap_interval=0.5, listener_check_interval=0.5, listener_check_timeout=1.0,
+        pool,
+        schema="restart",
+        lease_time=6.0,
+        heartbeat_interval=0.5,
+        poll_interval=0.5,
+        reap_interval=0.5,
+        listener_check_interval=0.5,
+        listener_check_timeout=1.0,
     )
     try:
         async with scheduler:

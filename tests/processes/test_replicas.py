@@ -31,28 +31,41 @@ async def test_three_replicas_share_300_jobs_and_survive_a_sigkill(
         job_ids = [await producer.schedule(side_jobs.work, args=(0.2,)) for _ in range(300)]
 
         async def victim_is_busy() -> bool:
-            return await _count(
-                pool, f"SELECT count(*) FROM {q}.jobs WHERE status = 'running'"
-                f" AND lease_owner = $1", victim.worker_id) >= 3
+            return (
+                await _count(
+                    pool,
+                    f"SELECT count(*) FROM {q}.jobs WHERE status = 'running' AND lease_owner = $1",
+                    victim.worker_id,
+                )
+                >= 3
+            )
 
         await wait_until(victim_is_busy, message="the victim to be running jobs")
-        in_flight = {r["job_id"] for r in await pool.fetch(
-            f"SELECT job_id FROM {q}.jobs WHERE status = 'running' AND lease_owner = $1",
-            victim.worker_id)}
+        in_flight = {
+            r["job_id"]
+            for r in await pool.fetch(
+                f"SELECT job_id FROM {q}.jobs WHERE status = 'running' AND lease_owner = $1",
+                victim.worker_id,
+            )
+        }
         victim.signal(signal.SIGKILL)
 
         async def all_succeeded() -> bool:
-            return await _count(
-                pool, f"SELECT count(*) FROM {q}.jobs WHERE status = 'succeeded'") == 300
+            return (
+                await _count(pool, f"SELECT count(*) FROM {q}.jobs WHERE status = 'succeeded'")
+                == 300
+            )
 
         await wait_until(all_succeeded, timeout=60, message="all 300 jobs to succeed")
 
     rows = await pool.fetch(
         f"SELECT e.job_id, e.attempt, e.pid, e.finished_at IS NOT NULL AS finished,"
-        f" j.attempts AS final_attempt FROM {q}.executions e JOIN {q}.jobs j USING (job_id)")
+        f" j.attempts AS final_attempt FROM {q}.executions e JOIN {q}.jobs j USING (job_id)"
+    )
     survivor_pids = {r.pid for r in survivors}
     finished_by_survivors = Counter(
-        r["job_id"] for r in rows if r["finished"] and r["pid"] in survivor_pids)
+        r["job_id"] for r in rows if r["finished"] and r["pid"] in survivor_pids
+    )
     final_runs = Counter(r["job_id"] for r in rows if r["attempt"] == r["final_attempt"])
     # Every job completed exactly once as its recorded attempt; the survivors never ran a
     # job twice; the victim's interrupted attempts were run again after their lease.
@@ -73,11 +86,19 @@ async def test_a_zombie_replica_cannot_overwrite_the_attempt_that_replaced_it(
     producer = Scheduler(pool, schema=migrated)
     with replicas(TEST_DSN, migrated, 1) as [zombie]:
         job_id = await producer.schedule(
-            side_jobs.fail_slowly_on_first_attempt, args=(3.0,), max_retries=3)
+            side_jobs.fail_slowly_on_first_attempt, args=(3.0,), max_retries=3
+        )
 
         async def running_on_zombie() -> bool:
-            return await _count(pool, f"SELECT count(*) FROM {q}.executions"
-                                      " WHERE job_id = $1 AND pid = $2", job_id, zombie.pid) == 1
+            return (
+                await _count(
+                    pool,
+                    f"SELECT count(*) FROM {q}.executions WHERE job_id = $1 AND pid = $2",
+                    job_id,
+                    zombie.pid,
+                )
+                == 1
+            )
 
         await wait_until(running_on_zombie)
         zombie.signal(signal.SIGSTOP)  # frozen past its 2 s lease, mid-attempt
@@ -102,5 +123,6 @@ async def test_a_zombie_replica_cannot_overwrite_the_attempt_that_replaced_it(
             assert (job.status, job.attempts, job.last_error) == (JobStatus.SUCCEEDED, 2, None)
             runs = await pool.fetch(
                 f"SELECT attempt, pid FROM {q}.executions WHERE job_id = $1 ORDER BY attempt",
-                job_id)
+                job_id,
+            )
             assert [(r["attempt"], r["pid"]) for r in runs] == [(1, zombie.pid), (2, peer.pid)]

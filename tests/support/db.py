@@ -6,7 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -32,7 +32,10 @@ def unique_schema(prefix: str = "t") -> str:
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.02,
+    predicate: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.02,
     message: str = "condition",
 ) -> T:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
@@ -44,3 +47,13 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await anyio.sleep(interval)
+
+
+async def holds(value: object) -> bool:
+    """Wrap a plain condition for `wait_until(lambda: holds(...))`."""
+    return bool(value)
+
+
+async def has_status(scheduler: Any, job_id: str, status: Any) -> bool:
+    job = await scheduler.get_job(job_id)
+    return job is not None and job.status is status

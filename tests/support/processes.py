@@ -22,7 +22,10 @@ class Replica:
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.replica", dsn, schema, *extra],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until started (or dead)
@@ -75,8 +78,7 @@ def free_port() -> int:
 
 
 def _pg_bindir() -> Path:
-    output = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                            check=True)
+    output = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
     return Path(output.stdout.strip())
 
 
@@ -92,8 +94,18 @@ class ThrowawayCluster:
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "--no-sync", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bindir / tool), *args]
@@ -102,10 +114,23 @@ class ThrowawayCluster:
         subprocess.run(command, check=True, capture_output=True, cwd=self.dir)
 
     def _pg_ctl(self, action: str, *args: str) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
-                   " -c max_connections=200")
-        self._run("pg_ctl", action, "-D", str(self.data), "-l", str(self.dir / "log"),
-                  "-o", options, "-w", "-t", "60", *args)
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        )
+        self._run(
+            "pg_ctl",
+            action,
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            *args,
+        )
 
     def start(self) -> None:
         self._pg_ctl("start")

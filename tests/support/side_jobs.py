@@ -35,7 +35,9 @@ async def _started() -> None:
     await _pool.execute(
         f"INSERT INTO {quote_identifier(_schema)}.executions"
         " (job_id, attempt, pid, started_at) VALUES ($1, $2, $3, clock_timestamp())",
-        job.job_id, job.attempt, os.getpid(),
+        job.job_id,
+        job.attempt,
+        os.getpid(),
     )
 
 
@@ -45,7 +47,8 @@ async def _finished() -> None:
     await _pool.execute(
         f"UPDATE {quote_identifier(_schema)}.executions SET finished_at = clock_timestamp()"
         " WHERE job_id = $1 AND attempt = $2",
-        job.job_id, job.attempt,
+        job.job_id,
+        job.attempt,
     )
 
 

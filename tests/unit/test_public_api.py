@@ -9,8 +9,21 @@ from scheduler.postgres.sql import Queries, render, validate_schema_name
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in dir(scheduler) if not name.startswith("_")}
-    modules = {"config", "context", "errors", "models", "postgres", "retry", "runner",
-               "running", "scheduler", "serialization", "services", "store", "tasks"}
+    modules = {
+        "config",
+        "context",
+        "errors",
+        "models",
+        "postgres",
+        "retry",
+        "runner",
+        "running",
+        "scheduler",
+        "serialization",
+        "services",
+        "store",
+        "tasks",
+    }
     assert set(scheduler.__all__) == public - modules - {"annotations"}
     for name in scheduler.__all__:
         assert getattr(scheduler, name) is not None
@@ -26,8 +39,16 @@ def test_priorities_are_ordered_and_unknown_ones_refused() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ['x"; DROP TABLE jobs; --', "Upper", "1starts_with_digit", "", "a" * 49, "spa ce",
-     "pg_catalog.evil", "ünïcode"],
+    [
+        'x"; DROP TABLE jobs; --',
+        "Upper",
+        "1starts_with_digit",
+        "",
+        "a" * 49,
+        "spa ce",
+        "pg_catalog.evil",
+        "ünïcode",
+    ],
 )
 def test_hostile_schema_names_are_refused(name: str) -> None:
     with pytest.raises(ConfigurationError, match="schema name"):

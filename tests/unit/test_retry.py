@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,6 @@ def test_huge_attempt_numbers_do_not_overflow() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"base": -1}, {"factor": 0.5}, {"maximum": -2}])
-def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
+def test_invalid_policies_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="backoff"):
         RetryBackoff(**kwargs)
