@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -33,9 +34,18 @@ from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
 from scheduler.services.reaper import Reaper
 from scheduler.store import NewJob
-from scheduler.tasks import TaskCatalog, TaskDefinition, TaskRegistry, define_task, task_name_for
+from scheduler.tasks import (
+    TaskCatalog,
+    TaskDefinition,
+    TaskRegistry,
+    define_task,
+    task_name_for,
+    validate_task_name,
+)
 
 logger = logging.getLogger("scheduler")
+
+SCHEMA_ENVIRONMENT_VARIABLE = "SCHEDULER_SCHEMA"
 
 F = TypeVar("F", bound=Callable[..., Any])
 JOB_ID_MAX_LENGTH = 255
@@ -53,7 +63,7 @@ class Scheduler:
         db_pool: asyncpg.Pool,
         max_concurrent_jobs: int = 10,
         *,
-        schema: str = "scheduler",
+        schema: str | None = None,
         auto_migrate: bool = True,
         lease_time: float | timedelta = 30.0,
         heartbeat_interval: float | timedelta = 10.0,
@@ -74,7 +84,7 @@ class Scheduler:
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
-            schema=schema,
+            schema=schema if schema is not None else default_schema(),
             auto_migrate=auto_migrate,
             lease_time=seconds(lease_time, "lease_time"),
             heartbeat_interval=seconds(heartbeat_interval, "heartbeat_interval"),
@@ -214,7 +224,10 @@ class Scheduler:
 
     def _task_for(self, func: Callable[..., Any] | str) -> TaskDefinition:
         if isinstance(func, str):
-            return self._tasks.get(func)
+            # By name: a producer need not import the code a worker replica runs.
+            if func in self._tasks:
+                return self._tasks.get(func)
+            return TaskDefinition(name=validate_task_name(func), func=_not_runnable_here)
         name = task_name_for(func)
         if name in self._tasks:
             definition = self._tasks.get(name)
@@ -402,6 +415,15 @@ class Scheduler:
                 "releasing %d job(s) still running after the grace period", len(self._running)
             )
             self._running.cancel_all(CancelReason.SHUTDOWN)
+
+
+def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:
+    raise AssertionError("a task scheduled by name is never run by the producer")
+
+
+def default_schema() -> str:
+    """The schema used when none is given: $SCHEDULER_SCHEMA, else "scheduler"."""
+    return os.environ.get(SCHEMA_ENVIRONMENT_VARIABLE) or "scheduler"
 
 
 def _validate_conflict_resolution(value: object) -> ConflictResolution:

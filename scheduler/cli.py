@@ -1,0 +1,150 @@
+"""`scheduler` / `python -m scheduler`: migrate, inspect, cancel, and run a worker.
+
+The connection comes from --dsn, else $SCHEDULER_DSN, else libpq's defaults (PGHOST,
+PGUSER, ...); the schema from --schema, else $SCHEDULER_SCHEMA, else "scheduler".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from scheduler.errors import SchedulerError
+from scheduler.postgres import migrate as migrations
+from scheduler.postgres.sql import quote_identifier, validate_schema_name
+from scheduler.scheduler import Scheduler, default_schema
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scheduler", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("SCHEDULER_DSN"),
+        help="PostgreSQL DSN (default: $SCHEDULER_DSN or libpq defaults)",
+    )
+    parser.add_argument(
+        "--schema",
+        default=None,
+        help="schema of the scheduler tables (default: $SCHEDULER_SCHEMA or 'scheduler')",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply pending schema migrations")
+    commands.add_parser("status", help="schema version, jobs per status, live workers")
+    show = commands.add_parser("show", help="print one job as JSON")
+    show.add_argument("job_id")
+    cancel = commands.add_parser("cancel", help="cancel a job (pending or running)")
+    cancel.add_argument("job_id")
+    worker = commands.add_parser("worker", help="run a scheduler replica until SIGTERM")
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module whose @task functions to run (repeatable)",
+    )
+    worker.add_argument("--concurrency", type=int, default=10)
+    return parser
+
+
+async def run(options: argparse.Namespace) -> int:
+    schema = validate_schema_name(options.schema or default_schema())
+    pool = await asyncpg.create_pool(
+        options.dsn, min_size=1, max_size=4 + getattr(options, "concurrency", 0)
+    )
+    assert pool is not None
+    try:
+        if options.command == "migrate":
+            async with pool.acquire() as conn:
+                applied = await migrations.migrate(conn, schema)
+            print(
+                f"schema {schema!r}: applied {applied or 'nothing'};"
+                f" now at version {migrations.latest_version()}"
+            )
+        elif options.command == "status":
+            await print_status(pool, schema)
+        elif options.command == "show":
+            job = await Scheduler(pool, schema=schema).get_job(options.job_id)
+            if job is None:
+                print(f"no job {options.job_id!r}", file=sys.stderr)
+                return 1
+            print(json.dumps(dataclasses.asdict(job), default=str, indent=2))
+        elif options.command == "cancel":
+            cancelled = await Scheduler(pool, schema=schema).cancel_job(options.job_id)
+            print("cancelled" if cancelled else "not cancelled (unknown or already finished)")
+            return 0 if cancelled else 1
+        elif options.command == "worker":
+            await run_worker(pool, schema, options.imports, options.concurrency)
+    finally:
+        await pool.close()
+    return 0
+
+
+async def print_status(pool: asyncpg.Pool[Any], schema: str) -> None:
+    async with pool.acquire() as conn:
+        version = await migrations.current_version(conn, schema)
+        print(
+            f"schema {schema!r} at version {version} (this release knows"
+            f" {migrations.latest_version()})"
+        )
+        if version == 0:
+            return
+        q = quote_identifier(schema)
+        for row in await conn.fetch(
+            f"SELECT status, count(*) AS n FROM {q}.jobs GROUP BY status ORDER BY status"
+        ):
+            print(f"  {row['status']:<10} {row['n']}")
+        for row in await conn.fetch(
+            f"SELECT worker_id, hostname, pid, lease_expires_at > now() AS alive,"
+            f" cardinality(tasks) AS tasks FROM {q}.workers ORDER BY started_at"
+        ):
+            state = "alive" if row["alive"] else "expired"
+            print(
+                f"  worker {row['worker_id']} {row['hostname']}:{row['pid']} {state},"
+                f" {row['tasks']} task(s)"
+            )
+
+
+async def run_worker(
+    pool: asyncpg.Pool[Any], schema: str, imports: Sequence[str], concurrency: int
+) -> None:
+    sys.path.insert(0, os.getcwd())
+    for module in imports:
+        importlib.import_module(module)  # its @task decorators register the tasks
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with Scheduler(pool, max_concurrent_jobs=concurrency, schema=schema) as scheduler:
+        print(
+            f"worker {scheduler.worker_id} running; SIGTERM or Ctrl-C stops it gracefully",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(run(options))
+    except (SchedulerError, OSError, asyncpg.PostgresError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
