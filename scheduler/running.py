@@ -4,7 +4,6 @@ concurrency slots the dispatcher may claim for."""
 from __future__ import annotations
 
 import enum
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from uuid import UUID, uuid4
@@ -42,11 +41,12 @@ class RunningJobs:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._jobs: dict[str, RunningJob] = {}
-        self._sequence = itertools.count(1)
+        self._issued = 0
         self._changed = anyio.Event()
 
     def add(self, claimed: ClaimedJob) -> RunningJob:
-        entry = RunningJob(claimed, next(self._sequence))
+        self._issued += 1
+        entry = RunningJob(claimed, self._issued)
         self._jobs[entry.job_id] = entry
         return entry
 
@@ -60,8 +60,8 @@ class RunningJobs:
         return self._jobs.get(job_id)
 
     def last_sequence(self) -> int:
-        """The sequence number the next registration will exceed."""
-        return max((entry.sequence for entry in self._jobs.values()), default=0)
+        """The sequence number of the latest registration; later ones are greater."""
+        return self._issued
 
     def cancel_all(self, reason: CancelReason) -> None:
         for entry in list(self._jobs.values()):

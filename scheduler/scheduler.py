@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
@@ -192,19 +192,6 @@ class Scheduler:
         return [entry.job_id for entry in self._running]
 
     # -- tasks ------------------------------------------------------------------------
-    @overload
-    def register(self, func: F, /) -> F: ...
-    @overload
-    def register(
-        self,
-        func: F,
-        /,
-        *,
-        name: str | None = None,
-        max_retries: int = 0,
-        timeout: float | None = None,
-        backoff: RetryBackoff | None = None,
-    ) -> F: ...
     def register(
         self,
         func: F,

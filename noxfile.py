@@ -1,0 +1,96 @@
+"""The one entry point for checks: `nox -s lint typecheck tests examples` (the default).
+
+Set SCHEDULER_TEST_DSN / SCHEDULER_DSN to use another PostgreSQL than the local one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.reuse_existing_virtualenvs = True
+
+LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).parent
+
+DROP_SCHEMA = """
+import asyncio, os, sys
+import asyncpg
+from scheduler.postgres.sql import quote_identifier, validate_schema_name
+async def main():
+    conn = await asyncpg.connect(os.environ.get("SCHEDULER_DSN"))
+    await conn.execute("DROP SCHEMA IF EXISTS %s CASCADE"
+                       % quote_identifier(validate_schema_name(sys.argv[1])))
+    await conn.close()
+asyncio.run(main())
+"""
+
+
+def _dsn_env() -> dict[str, str]:
+    dsn = os.environ.get("SCHEDULER_DSN") or os.environ.get("SCHEDULER_TEST_DSN") or LOCAL_DSN
+    return {"SCHEDULER_DSN": dsn, "SCHEDULER_TEST_DSN": os.environ.get("SCHEDULER_TEST_DSN", dsn)}
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "scheduler", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "scheduler", "tests", "examples", "benchmarks",
+                "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test,examples,dev]")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite against a real PostgreSQL, including the multi-process tests."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env=_dsn_env())
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every example, and check the README shows them as they are."""
+    session.install("-e", ".[examples]")
+    env = _dsn_env()
+    schema = f"examples_{uuid.uuid4().hex[:8]}"
+    try:
+        for script in ("examples/quickstart.py", "examples/starlette_app.py"):
+            args = ["--check"] if script.endswith("starlette_app.py") else []
+            session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
+    finally:
+        session.run("python", "-c", DROP_SCHEMA, schema, env=env)
+    docs(session)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Every README code block that names an example file must match that file."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(# (examples/[\w/]+\.py)\n.*?)```", readme, re.S)
+    if not blocks:
+        session.error("README.md shows no example file")
+    for block, path in blocks:
+        body = block.split("\n", 1)[1]
+        if body.strip() not in (ROOT / path).read_text():
+            session.error(f"README.md's copy of {path} differs from the file")
+    session.log(f"README.md shows {len(blocks)} example file(s) as they are")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The Quick Start against the local PostgreSQL, on a fresh `scheduler_demo` schema."""
+    session.install("-e", ".")
+    env = {**_dsn_env(), "SCHEDULER_SCHEMA": "scheduler_demo"}
+    session.run("python", "-c", DROP_SCHEMA, "scheduler_demo", env=env)
+    session.run("python", "examples/quickstart.py", env=env)
+    session.run("python", "-m", "scheduler", "status", env=env)
