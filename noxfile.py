@@ -40,14 +40,16 @@ def _dsn_env() -> dict[str, str]:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "scheduler", "tests", "examples", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "scheduler", "tests", "examples", "benchmarks",
-                "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "scheduler", "tests", "examples", "benchmarks", "noxfile.py"
+    )
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test,examples,dev]")
     session.run("mypy")
+    session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
 
 @nox.session

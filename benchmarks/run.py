@@ -39,8 +39,9 @@ async def record_latency(due_epoch: float) -> None:
 
 
 async def fresh_scheduler(pool: asyncpg.Pool[Any], **settings: Any) -> Scheduler:
-    scheduler = Scheduler(pool, schema=f"bench_{uuid.uuid4().hex[:8]}",
-                          max_concurrent_jobs=CONCURRENCY, **settings)
+    scheduler = Scheduler(
+        pool, schema=f"bench_{uuid.uuid4().hex[:8]}", max_concurrent_jobs=CONCURRENCY, **settings
+    )
     await scheduler.migrate()
     scheduler.register(noop)
     scheduler.register(record_latency)
@@ -65,8 +66,10 @@ async def enqueue_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
 async def raw_insert_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
     schema = f"bench_raw_{uuid.uuid4().hex[:8]}"
     q = quote_identifier(schema)
-    await pool.execute(f"CREATE SCHEMA {q}; CREATE TABLE {q}.queue (id bigserial PRIMARY KEY,"
-                       " task text NOT NULL, args jsonb NOT NULL)")
+    await pool.execute(
+        f"CREATE SCHEMA {q}; CREATE TABLE {q}.queue (id bigserial PRIMARY KEY,"
+        " task text NOT NULL, args jsonb NOT NULL)"
+    )
     try:
         started = time.perf_counter()
         for _ in range(jobs):
@@ -82,13 +85,17 @@ async def drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
     try:
         await pool.execute(
             f"INSERT INTO {q}.jobs (job_id, task_name) SELECT 'j' || n, $1"
-            " FROM generate_series(1, $2) AS n", task_name_for(noop), jobs)
+            " FROM generate_series(1, $2) AS n",
+            task_name_for(noop),
+            jobs,
+        )
         await pool.execute(f"ANALYZE {q}.jobs")
         started = time.perf_counter()
         async with scheduler:
-            while await pool.fetchval(  # the bench waits for the drain, with no deadline
-                f"SELECT count(*) FROM {q}.jobs WHERE status = 'succeeded'") < jobs:
-                await asyncio.sleep(0.05)
+            await poll_until(
+                lambda: pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE status = 'succeeded'"),
+                jobs,
+            )
         return jobs / (time.perf_counter() - started)
     finally:
         await drop(pool, scheduler.config.schema)
@@ -98,18 +105,22 @@ async def raw_drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
     """The floor: one connection deleting batches of 100 with SKIP LOCKED."""
     schema = f"bench_raw_{uuid.uuid4().hex[:8]}"
     q = quote_identifier(schema)
-    await pool.execute(f"CREATE SCHEMA {q}; CREATE TABLE {q}.queue (id bigserial PRIMARY KEY,"
-                       " task text NOT NULL, args jsonb NOT NULL)")
+    await pool.execute(
+        f"CREATE SCHEMA {q}; CREATE TABLE {q}.queue (id bigserial PRIMARY KEY,"
+        " task text NOT NULL, args jsonb NOT NULL)"
+    )
     try:
-        await pool.execute(f"INSERT INTO {q}.queue (task, args) SELECT 't', '[]'"
-                           " FROM generate_series(1, $1)", jobs)
+        await pool.execute(
+            f"INSERT INTO {q}.queue (task, args) SELECT 't', '[]' FROM generate_series(1, $1)", jobs
+        )
         started = time.perf_counter()
         done = 0
         async with pool.acquire() as conn:
             while done < jobs:
                 rows = await conn.fetch(
                     f"DELETE FROM {q}.queue WHERE id IN (SELECT id FROM {q}.queue ORDER BY id"
-                    " LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING id, task, args")
+                    " LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING id, task, args"
+                )
                 done += len(rows)
         return jobs / (time.perf_counter() - started)
     finally:
@@ -125,17 +136,29 @@ async def latency(pool: asyncpg.Pool[Any], count: int = 200) -> list[float]:
             first = datetime.now(timezone.utc) + timedelta(seconds=1)
             for n in range(count):
                 due = first + timedelta(milliseconds=25 * n)
-                await scheduler.schedule(record_latency, execution_time=due,
-                                         args=(due.timestamp(),))
-            while len(LATENCIES) < count:
-                await asyncio.sleep(0.05)
+                await scheduler.schedule(
+                    record_latency, execution_time=due, args=(due.timestamp(),)
+                )
+            await poll_until(lambda: _length(LATENCIES), count)
         return sorted(ms * 1000 for ms in LATENCIES)
     finally:
         await drop(pool, scheduler.config.schema)
 
 
+async def _length(values: list[float]) -> int:
+    return len(values)
+
+
+async def poll_until(count: Callable[[], Awaitable[int]], target: int) -> None:
+    """Wait for a workload to finish (no deadline: a benchmark measures, it does not judge)."""
+    while True:
+        if await count() >= target:
+            return
+        await asyncio.sleep(0.05)
+
+
 def percentile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def repeat(n: int, run: Callable[[], Awaitable[float]]) -> list[float]:
@@ -150,43 +173,68 @@ async def main() -> None:
     options = parser.parse_args()
     pool = await asyncpg.create_pool(DSN, min_size=4, max_size=CONCURRENCY + 6)
     assert pool is not None
-    settings = {r["name"]: r["setting"] for r in await pool.fetch(
-        "SELECT name, setting FROM pg_settings WHERE name IN ('server_version', 'fsync',"
-        " 'synchronous_commit', 'shared_buffers', 'max_connections')")}
+    settings = {
+        r["name"]: r["setting"]
+        for r in await pool.fetch(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('server_version', 'fsync',"
+            " 'synchronous_commit', 'shared_buffers', 'max_connections')"
+        )
+    }
     results: list[dict[str, Any]] = []
 
     def report(workload: str, system: str, unit: str, values: list[float]) -> None:
-        row = {"workload": workload, "system": system, "unit": unit,
-               "median": round(statistics.median(values), 1),
-               "min": round(min(values), 1), "max": round(max(values), 1),
-               "repeats": len(values)}
+        row = {
+            "workload": workload,
+            "system": system,
+            "unit": unit,
+            "median": round(statistics.median(values), 1),
+            "min": round(min(values), 1),
+            "max": round(max(values), 1),
+            "repeats": len(values),
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
 
     n, e, r = options.jobs, options.enqueue_jobs, options.repeats
-    report(f"W1 enqueue {e} one at a time", "scheduler", "jobs/s",
-           await repeat(r, lambda: enqueue_one_by_one(pool, e)))
-    report(f"W1 enqueue {e} one at a time", "raw INSERT", "jobs/s",
-           await repeat(r, lambda: raw_insert_one_by_one(pool, e)))
-    report(f"W2 drain {n} no-op jobs", "scheduler", "jobs/s",
-           await repeat(r, lambda: drain(pool, n)))
-    report(f"W2 drain {n} no-op jobs", "raw DELETE…SKIP LOCKED LIMIT 100", "jobs/s",
-           await repeat(r, lambda: raw_drain(pool, n)))
+    report(
+        f"W1 enqueue {e} one at a time",
+        "scheduler",
+        "jobs/s",
+        await repeat(r, lambda: enqueue_one_by_one(pool, e)),
+    )
+    report(
+        f"W1 enqueue {e} one at a time",
+        "raw INSERT",
+        "jobs/s",
+        await repeat(r, lambda: raw_insert_one_by_one(pool, e)),
+    )
+    report(
+        f"W2 drain {n} no-op jobs", "scheduler", "jobs/s", await repeat(r, lambda: drain(pool, n))
+    )
+    report(
+        f"W2 drain {n} no-op jobs",
+        "raw DELETE…SKIP LOCKED LIMIT 100",
+        "jobs/s",
+        await repeat(r, lambda: raw_drain(pool, n)),
+    )
     lat = [await latency(pool) for _ in range(r)]
     for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (1.0, "max")):
-        report(f"W3 start latency, {label}", "scheduler", "ms",
-               [percentile(run, q) for run in lat])
+        report(f"W3 start latency, {label}", "scheduler", "ms", [percentile(run, q) for run in lat])
     await pool.close()
 
-    print(f"\nPostgreSQL {settings['server_version']}, fsync={settings['fsync']},"
-          f" synchronous_commit={settings['synchronous_commit']},"
-          f" shared_buffers={settings['shared_buffers']} (8kB pages);"
-          f" max_concurrent_jobs={CONCURRENCY}, claim_batch_size=100, median of {r} runs\n")
-    print("| workload | system | median | min–max |")
+    print(
+        f"\nPostgreSQL {settings['server_version']}, fsync={settings['fsync']},"
+        f" synchronous_commit={settings['synchronous_commit']},"
+        f" shared_buffers={settings['shared_buffers']} (8kB pages);"
+        f" max_concurrent_jobs={CONCURRENCY}, claim_batch_size=100, median of {r} runs\n"
+    )
+    print("| workload | system | median | min-max |")
     print("|---|---|---|---|")
     for row in results:
-        print(f"| {row['workload']} | {row['system']} | {row['median']} {row['unit']} |"
-              f" {row['min']}–{row['max']} |")
+        print(
+            f"| {row['workload']} | {row['system']} | {row['median']} {row['unit']} |"
+            f" {row['min']}-{row['max']} |"
+        )
 
 
 if __name__ == "__main__":

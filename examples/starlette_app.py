@@ -50,7 +50,9 @@ async def signup(request: Request) -> JSONResponse:
     scheduler: Scheduler = request.app.state.scheduler
     # Idempotent per address: a double-submitted form does not send two e-mails.
     job_id = await scheduler.schedule(
-        send_welcome_email, args=(body["email"],), job_id=f"welcome:{body['email']}",
+        send_welcome_email,
+        args=(body["email"],),
+        job_id=f"welcome:{body['email']}",
         conflict_resolution=ConflictResolution.IGNORE,
     )
     return JSONResponse({"job_id": job_id}, status_code=202)
@@ -61,8 +63,14 @@ async def job_status(request: Request) -> JSONResponse:
     job = await scheduler.get_job(request.path_params["job_id"])
     if job is None:
         return JSONResponse({"error": "no such job"}, status_code=404)
-    return JSONResponse({"job_id": job.job_id, "status": job.status.value,
-                         "attempts": job.attempts, "last_error": job.last_error})
+    return JSONResponse(
+        {
+            "job_id": job.job_id,
+            "status": job.status.value,
+            "attempts": job.attempts,
+            "last_error": job.last_error,
+        }
+    )
 
 
 app = Starlette(

@@ -84,8 +84,8 @@ class RunningJobs:
         while self._jobs:
             await self.wait_for_change()
 
-    async def wait_for_free_slot(self) -> None:
-        while self.free_slots <= 0:
+    async def wait_for_free_slots(self, count: int) -> None:
+        while self.free_slots < min(count, self.capacity):
             await self.wait_for_change()
 
 

@@ -92,12 +92,16 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) n
 
--- complete_job --
--- Record success. Fenced: only the attempt that holds the lease can write.
-UPDATE {schema}.jobs SET
+-- complete_jobs --
+-- Record the success of many attempts in one statement (one commit). Fenced per attempt:
+-- only rows still held by the named owner and attempt change. Returns those job ids.
+UPDATE {schema}.jobs j SET
     status = 'succeeded', lease_owner = NULL, last_error = NULL,
     finished_at = now(), updated_at = now()
-WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+FROM unnest($1::text[], $2::uuid[], $3::integer[]) AS done(job_id, owner, attempt)
+WHERE j.job_id = done.job_id AND j.lease_owner = done.owner AND j.attempts = done.attempt
+  AND j.status = 'running'
+RETURNING j.job_id
 
 -- fail_job --
 -- Record a failed attempt: back to pending after $5 seconds while retries remain and nobody

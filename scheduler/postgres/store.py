@@ -11,6 +11,7 @@ import asyncpg
 
 from scheduler.errors import JobAlreadyExistsError, JobIsRunningError, SchemaNotReadyError
 from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import Queries
 from scheduler.serialization import decode_arguments
@@ -29,6 +30,7 @@ class PostgresJobStore:
         self.pool = pool
         self.schema = schema
         self.q = Queries(schema)
+        self._completions = CompletionBatcher(self._complete_jobs)
 
     # -- producers --------------------------------------------------------------------
     async def insert_job(
@@ -111,9 +113,16 @@ class PostgresJobStore:
 
     # -- one attempt's outcome --------------------------------------------------------
     async def complete_job(self, lease: Lease) -> bool:
-        return _one_row(
-            await self.pool.execute(self.q.complete_job, lease.job_id, lease.owner, lease.attempt)
+        return await self._completions.complete(lease)
+
+    async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
+        rows = await self.pool.fetch(
+            self.q.complete_jobs,
+            [lease.job_id for lease in leases],
+            [lease.owner for lease in leases],
+            [lease.attempt for lease in leases],
         )
+        return {row["job_id"] for row in rows}
 
     async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None:
         status = await self.pool.fetchval(

@@ -126,7 +126,8 @@ async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
         completing = conn.transaction()
         await completing.start()
         # The completion holds the row lock; the sweep runs meanwhile and must skip it.
-        assert await conn.execute(store.q.complete_job, job_id, owner, 1) == "UPDATE 1"
+        done = await conn.fetch(store.q.complete_jobs, [job_id], [owner], [1])
+        assert [r["job_id"] for r in done] == [job_id]
         assert await store.reap_orphans(100, 0) == 0
         await completing.commit()
     assert await store.reap_orphans(100, 0) == 0  # re-checked: no longer running

@@ -14,9 +14,12 @@ from tests.support.processes import ROOT
 
 
 async def test_the_seed_quick_start_runs_as_written(pool: asyncpg.Pool, schema: str) -> None:
-    result = subprocess.run(  # noqa: ASYNC221 - the test waits for the example, on purpose
+    result = subprocess.run(
         [sys.executable, "examples/quickstart.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "SCHEDULER_DSN": TEST_DSN, "SCHEDULER_SCHEMA": schema},
     )
     assert result.returncode == 0, result.stderr
@@ -35,7 +38,11 @@ async def test_the_seed_quick_start_runs_as_written(pool: asyncpg.Pool, schema: 
     assert report is not None
     # IGNORE changed nothing; REPLACE rewrote the job in place with the weekly report.
     assert (report.status, report.args, report.priority, report.max_retries) == (
-        JobStatus.PENDING, ("weekly", 789), JobPriority.NORMAL, 0)
+        JobStatus.PENDING,
+        ("weekly", 789),
+        JobPriority.NORMAL,
+        0,
+    )
     assert report.task_name == "__main__:generate_report"
     assert await pool.fetchval(f'SELECT count(*) FROM "{schema}".jobs') == 2
     assert await pool.fetchval(f'SELECT count(*) FROM "{schema}".workers') == 0

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import anyio
+
+from scheduler.postgres.batching import CompletionBatcher
+from scheduler.store import Lease
+
+OWNER = uuid.uuid4()
+
+
+async def test_completions_arriving_during_a_write_share_the_next_one() -> None:
+    writes: list[list[str]] = []
+
+    async def write(leases: Sequence[Lease]) -> set[str]:
+        writes.append([lease.job_id for lease in leases])
+        await anyio.sleep(0.05)  # a commit in flight
+        return {lease.job_id for lease in leases if lease.attempt == 1}  # attempt 2: fenced
+
+    batcher = CompletionBatcher(write)
+    results: dict[str, bool] = {}
+
+    async def complete(n: int) -> None:
+        lease = Lease(f"job-{n}", OWNER, 1 if n % 3 else 2)
+        results[lease.job_id] = await batcher.complete(lease)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(30):
+            tg.start_soon(complete, n)
+    assert sorted(job for write in writes for job in write) == sorted(f"job-{n}" for n in range(30))
+    assert len(writes) == 2  # the first arrival alone, then everyone who waited
+    assert results == {f"job-{n}": n % 3 != 0 for n in range(30)}
+
+
+async def test_a_failed_write_reaches_every_waiter_of_its_batch() -> None:
+    calls = 0
+
+    async def write(leases: Sequence[Lease]) -> set[str]:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.01)
+        raise ConnectionError("server closed the connection")
+
+    batcher = CompletionBatcher(write)
+    failures: list[BaseException] = []
+
+    async def complete(n: int) -> None:
+        try:
+            await batcher.complete(Lease(f"job-{n}", OWNER, 1))
+        except ConnectionError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(5):
+            tg.start_soon(complete, n)
+    assert len(failures) == 5
+    assert calls == 2
+
+
+async def test_batches_are_capped() -> None:
+    sizes: list[int] = []
+
+    async def write(leases: Sequence[Lease]) -> set[str]:
+        sizes.append(len(leases))
+        await anyio.sleep(0.01)
+        return {lease.job_id for lease in leases}
+
+    batcher = CompletionBatcher(write, max_batch=4)
+    async with anyio.create_task_group() as tg:
+        for n in range(13):
+            tg.start_soon(batcher.complete, Lease(f"job-{n}", OWNER, 1))
+    assert max(sizes) == 4 and sum(sizes) == 13
