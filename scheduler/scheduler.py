@@ -110,15 +110,13 @@ class Scheduler:
         for func in tasks:
             self.register(func)
         self._identity = WorkerIdentity()
-        self._running = RunningJobs(self.config.max_concurrent_jobs)
-        self._state = "new"  # new -> running -> stopped
-        self._stop_requested = anyio.Event()
-        self._stopped = anyio.Event()
-        self._ready = anyio.Event()
+        self._state = "new"  # new -> starting -> running -> stopped
         self._startup_error: BaseException | None = None
         self._jobs_group: anyio.abc.TaskGroup | None = None
         self._grace = self.config.shutdown_grace
-        self._build_services()
+        # Events, the running-jobs registry and the services are built by start(): anyio
+        # primitives need a running event loop, and a Scheduler may be created without one.
+        self._running: RunningJobs | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     async def migrate(self) -> list[int]:
@@ -143,6 +141,7 @@ class Scheduler:
         logger.info("scheduler started as worker %s", self._identity.current)
 
     async def _start(self) -> None:
+        self._build_services()
         if self.config.auto_migrate:
             await self.migrate()
         else:
@@ -189,7 +188,7 @@ class Scheduler:
 
     @property
     def running_job_ids(self) -> list[str]:
-        return [entry.job_id for entry in self._running]
+        return [entry.job_id for entry in self._running or ()]
 
     # -- tasks ------------------------------------------------------------------------
     def register(
@@ -278,9 +277,7 @@ class Scheduler:
             return False
         if previous is JobStatus.PENDING:
             return True
-        entry = self._running.get(job_id)
-        if entry is not None:
-            entry.cancel(CancelReason.REQUESTED)
+        self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
         deadline = anyio.current_time() + (
             self.config.cancel_wait if wait is None else seconds(wait, "wait")
         )
@@ -302,10 +299,14 @@ class Scheduler:
     # -- wiring -----------------------------------------------------------------------
     def _build_services(self) -> None:
         config = self.config
+        self._running = running = RunningJobs(config.max_concurrent_jobs)
+        self._stop_requested = anyio.Event()
+        self._stopped = anyio.Event()
+        self._ready = anyio.Event()
         self._thread_limiter = anyio.CapacityLimiter(config.max_concurrent_jobs)
         self._runner = JobRunner(
             self._store,
-            self._running,
+            running,
             self._identity,
             self._tasks.get,
             config.retry_backoff,
@@ -314,7 +315,7 @@ class Scheduler:
         )
         self._dispatcher = Dispatcher(
             self._store,
-            self._running,
+            running,
             self._identity,
             self._tasks.names,
             self._start_job,
@@ -323,11 +324,12 @@ class Scheduler:
         )
         self._heartbeat = Heartbeat(
             self._store,
-            self._running,
+            running,
             self._identity,
             self._tasks.names,
             lease_time=config.lease_time,
             interval=config.heartbeat_interval,
+            on_registered=self._dispatcher.wakeup.set,
         )
         self._reaper = Reaper(
             self._store,
@@ -353,7 +355,7 @@ class Scheduler:
         self._jobs_group.start_soon(self._runner.run, entry, name=f"job-{entry.job_id}")
 
     def _on_cancel_requested(self, job_id: str) -> None:
-        entry = self._running.get(job_id)
+        entry = self._running.get(job_id) if self._running is not None else None
         if entry is not None:
             entry.cancel(CancelReason.REQUESTED)
 
@@ -391,17 +393,15 @@ class Scheduler:
             await self._dispatcher.run()
 
     async def _drain(self) -> None:
-        if len(self._running):
-            logger.info(
-                "draining %d running job(s) for up to %.1fs", len(self._running), self._grace
-            )
+        running = self._running
+        assert running is not None
+        if len(running):
+            logger.info("draining %d running job(s) for up to %.1fs", len(running), self._grace)
         with anyio.move_on_after(self._grace):
-            await self._running.wait_until_empty()
-        if len(self._running):
-            logger.warning(
-                "releasing %d job(s) still running after the grace period", len(self._running)
-            )
-            self._running.cancel_all(CancelReason.SHUTDOWN)
+            await running.wait_until_empty()
+        if len(running):
+            logger.warning("releasing %d job(s) still running after the grace period", len(running))
+            running.cancel_all(CancelReason.SHUTDOWN)
 
 
 def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:

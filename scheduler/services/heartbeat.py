@@ -31,6 +31,7 @@ class Heartbeat:
         *,
         lease_time: float,
         interval: float,
+        on_registered: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._running = running
@@ -38,10 +39,11 @@ class Heartbeat:
         self._task_names = task_names
         self._lease_time = lease_time
         self._interval = interval
+        self._on_registered = on_registered
         # Fence this long after the last successful beat was *sent*: the database's expiry
         # is at least lease_time after that, so we always stop first.
         self._fence_after = lease_time - min(interval, lease_time / 3)
-        self._last_success = anyio.current_time()
+        self._last_success = 0.0  # set by register(), before any fencing decision
 
     async def register(self) -> None:
         """Announce a (new) identity with a fresh lease."""
@@ -56,6 +58,7 @@ class Heartbeat:
         self._identity.registered = True
         self._last_success = sent_at
         logger.info("worker %s registered", self._identity.current)
+        self._on_registered()  # a replacement identity may claim at once
 
     def fence_deadline(self) -> float:
         return self._last_success + self._fence_after

@@ -74,3 +74,10 @@ def test_scheduler_settings_are_validated_before_anything_runs() -> None:
         Scheduler(None, schema="robert'); drop table students;--")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="seconds"):
         Scheduler(None, lease_time="30")  # type: ignore[arg-type]
+
+
+def test_a_scheduler_can_be_created_outside_an_event_loop() -> None:
+    # Frameworks often build their objects at import time; start() runs later in the loop.
+    scheduler = Scheduler(None, max_concurrent_jobs=3)  # type: ignore[arg-type]
+    assert scheduler.running_job_ids == []
+    assert scheduler.config.max_concurrent_jobs == 3
