@@ -15,7 +15,8 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -63,7 +64,9 @@ async def enqueue_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
         await drop(pool, scheduler.config.schema)
 
 
-async def raw_insert_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
+@asynccontextmanager
+async def raw_queue(pool: asyncpg.Pool[Any]) -> AsyncIterator[str]:
+    """A bare queue table for the raw-SQL floors; yields its quoted name."""
     schema = f"bench_raw_{uuid.uuid4().hex[:8]}"
     q = quote_identifier(schema)
     await pool.execute(
@@ -71,12 +74,17 @@ async def raw_insert_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
         " task text NOT NULL, args jsonb NOT NULL)"
     )
     try:
-        started = time.perf_counter()
-        for _ in range(jobs):
-            await pool.execute(f"INSERT INTO {q}.queue (task, args) VALUES ($1, $2)", "t", "[]")
-        return jobs / (time.perf_counter() - started)
+        yield f"{q}.queue"
     finally:
         await drop(pool, schema)
+
+
+async def raw_insert_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
+    async with raw_queue(pool) as queue:
+        started = time.perf_counter()
+        for _ in range(jobs):
+            await pool.execute(f"INSERT INTO {queue} (task, args) VALUES ($1, $2)", "t", "[]")
+        return jobs / (time.perf_counter() - started)
 
 
 async def drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
@@ -103,28 +111,20 @@ async def drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
 
 async def raw_drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
     """The floor: one connection deleting batches of 100 with SKIP LOCKED."""
-    schema = f"bench_raw_{uuid.uuid4().hex[:8]}"
-    q = quote_identifier(schema)
-    await pool.execute(
-        f"CREATE SCHEMA {q}; CREATE TABLE {q}.queue (id bigserial PRIMARY KEY,"
-        " task text NOT NULL, args jsonb NOT NULL)"
-    )
-    try:
+    async with raw_queue(pool) as queue:
         await pool.execute(
-            f"INSERT INTO {q}.queue (task, args) SELECT 't', '[]' FROM generate_series(1, $1)", jobs
+            f"INSERT INTO {queue} (task, args) SELECT 't', '[]' FROM generate_series(1, $1)", jobs
         )
         started = time.perf_counter()
         done = 0
         async with pool.acquire() as conn:
             while done < jobs:
                 rows = await conn.fetch(
-                    f"DELETE FROM {q}.queue WHERE id IN (SELECT id FROM {q}.queue ORDER BY id"
+                    f"DELETE FROM {queue} WHERE id IN (SELECT id FROM {queue} ORDER BY id"
                     " LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING id, task, args"
                 )
                 done += len(rows)
         return jobs / (time.perf_counter() - started)
-    finally:
-        await drop(pool, schema)
 
 
 async def latency(pool: asyncpg.Pool[Any], count: int = 200) -> list[float]:
