@@ -205,3 +205,23 @@ async def test_a_replica_that_cannot_heartbeat_fences_itself_before_its_lease_en
         await wait_until(lambda: holds(len(jobs.calls(key, event="started")) == 2), timeout=20)
         job = await scheduler.get_job(job_id)
         assert job is not None and job.attempts == 2 and job.lease_owner == scheduler.worker_id
+
+
+async def test_finished_jobs_are_pruned_after_retention_and_nothing_else(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    done = await enqueue(make_scheduler)
+    cancelled = await enqueue(make_scheduler, delay=60)
+    waiting = await enqueue(make_scheduler, delay=60)
+    running = await enqueue(make_scheduler, job_id="running-one")
+    owner = await register(store)
+    claimed = {c.lease.job_id: c for c in await store.claim_jobs(owner, [TASK], 10)}
+    assert set(claimed) == {done, running}
+    assert await store.complete_job(claimed[done].lease)
+    assert await store.cancel_job(cancelled) is JobStatus.PENDING
+    assert await store.prune_finished_jobs(older_than_seconds=3600, limit=10) == 0
+    from scheduler.services.pruner import Pruner
+
+    assert await Pruner(store, retention=0, interval=1, batch_size=1).run_once() == 2
+    remaining = {r["job_id"] for r in await pool.fetch(f'SELECT job_id FROM "{store.schema}".jobs')}
+    assert remaining == {waiting, running}
