@@ -66,7 +66,7 @@ def examples(session: nox.Session) -> None:
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:
-        for script in ("examples/quickstart.py", "examples/starlette_app.py"):
+        for script in ("examples/quickstart.py", "examples/tour.py", "examples/starlette_app.py"):
             args = ["--check"] if script.endswith("starlette_app.py") else []
             session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
     finally:
@@ -90,9 +90,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The Quick Start against the local PostgreSQL, on a fresh `scheduler_demo` schema."""
+    """The Quick Start, then a tour of jobs actually running, against the local PostgreSQL
+    on a fresh `scheduler_demo` schema."""
     session.install("-e", ".")
     env = {**_dsn_env(), "SCHEDULER_SCHEMA": "scheduler_demo"}
     session.run("python", "-c", DROP_SCHEMA, "scheduler_demo", env=env)
     session.run("python", "examples/quickstart.py", env=env)
     session.run("python", "-m", "scheduler", "status", env=env)
+    session.run("python", "examples/tour.py", env=env)
