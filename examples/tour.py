@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 import asyncpg
 
@@ -28,10 +29,10 @@ async def slow(label: str) -> None:
     await asyncio.sleep(60)
 
 
-async def finished(scheduler: Scheduler, job_id: str) -> Job:
+async def wait_for(scheduler: Scheduler, job_id: str, condition: Callable[[Job], bool]) -> Job:
     while True:  # a demo waits politely; tests use deadlines
         job = await scheduler.get_job(job_id)
-        if job is not None and job.is_finished:
+        if job is not None and condition(job):
             return job
         await asyncio.sleep(0.05)
 
@@ -48,12 +49,11 @@ async def main() -> None:
             "timeout": await scheduler.schedule(slow, args=("0.5 s timeout",), timeout=0.5),
             "cancelled": await scheduler.schedule(slow, args=("to be cancelled",)),
         }
-        while (job := await scheduler.get_job(ids["cancelled"])) and job.started_at is None:
-            await asyncio.sleep(0.05)
+        await wait_for(scheduler, ids["cancelled"], lambda job: job.started_at is not None)
         print(f"  cancel_job -> {await scheduler.cancel_job(ids['cancelled'])}")
         print("\nOutcomes:")
         for label, job_id in ids.items():
-            job = await finished(scheduler, job_id)
+            job = await wait_for(scheduler, job_id, lambda job: job.is_finished)
             error = (job.last_error or "").splitlines()[-1:] or [""]
             print(f"  {label:<13} {job.status.value:<10} attempts={job.attempts} {error[0]}")
     await pool.close()
