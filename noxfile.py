@@ -60,6 +60,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def faults(session: nox.Session) -> None:
+    """Only the fault-injection scenarios (also part of `tests`)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/faults", *session.posargs, env=_dsn_env())
+
+
+@nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
     session.install("-e", ".[examples]")

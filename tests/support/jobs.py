@@ -92,3 +92,18 @@ async def hang_on_first_attempt(key: str) -> None:
         finally:
             _note(key, event="interrupted")
     _note(key, event="finished")
+
+
+_pools: dict[str, Any] = {}
+
+
+def use_pool(key: str, pool: Any) -> None:
+    _pools[key] = pool
+
+
+async def query_then_record(key: str, hold: float) -> None:
+    """Borrow a connection from the test's pool for `hold` seconds, like real jobs do."""
+    _note(key, event="started")
+    async with _pools[key].acquire() as conn:
+        await conn.execute("SELECT pg_sleep($1)", hold)
+    _note(key, event="finished")
