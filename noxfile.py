@@ -67,6 +67,13 @@ def faults(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """The chaos soak (minutes long, not in the default run): `nox -s soak -- --minutes 10`."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.chaos.soak", *session.posargs)
+
+
+@nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
     session.install("-e", ".[examples]")

@@ -35,6 +35,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A connection the server terminated mid-operation can come back from the pool in a
+    # corrupted state (asyncpg issue 1069): a connection fault like the others.
+    asyncpg.InternalClientError,
 )
 MAX_ERROR_LENGTH = 4000
 
@@ -164,8 +167,12 @@ class JobRunner:
                 return
             try:
                 written = await self._write(entry, outcome, backoff)
-            except TRANSIENT_ERRORS as exc:
-                logger.warning("recording job %s failed (%r); retrying", lease.job_id, exc)
+            except Exception as exc:
+                # Writes are fenced, so retrying is always safe; nothing may escape here,
+                # or one bad write would stop the whole scheduler. Connection faults are
+                # expected (warning); anything else is a bug worth an error in the log.
+                log = logger.warning if isinstance(exc, TRANSIENT_ERRORS) else logger.error
+                log("recording job %s failed (%r); retrying", lease.job_id, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue

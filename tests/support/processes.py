@@ -135,8 +135,9 @@ class ThrowawayCluster:
     def start(self) -> None:
         self._pg_ctl("start")
 
-    def restart(self) -> None:
-        self._pg_ctl("restart", "-m", "fast")
+    def restart(self, mode: str = "fast") -> None:
+        """`fast` shuts down cleanly; `immediate` is a crash (recovery on start)."""
+        self._pg_ctl("restart", "-m", mode)
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

@@ -39,7 +39,7 @@ async def main() -> None:
         poll_interval=0.5,
         reap_interval=0.3,
         shutdown_grace=5,
-        tasks=[side_jobs.work, side_jobs.fail_slowly_on_first_attempt],
+        tasks=[side_jobs.work, side_jobs.fail_slowly_on_first_attempt, side_jobs.soak],
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

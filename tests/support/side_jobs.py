@@ -22,10 +22,12 @@ def configure(pool: asyncpg.Pool, schema: str) -> None:
 
 def side_table_sql(schema: str) -> str:
     return (
+        # An attempt released by a graceful shutdown does not count, so its number comes
+        # again: (job_id, attempt) is not a key.
         f"CREATE TABLE {quote_identifier(schema)}.executions ("
-        " job_id text NOT NULL, attempt integer NOT NULL, pid integer NOT NULL,"
-        " started_at timestamptz NOT NULL, finished_at timestamptz,"
-        " PRIMARY KEY (job_id, attempt))"
+        " id bigserial PRIMARY KEY, job_id text NOT NULL, attempt integer NOT NULL,"
+        " pid integer NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz,"
+        " failed_at timestamptz)"
     )
 
 
@@ -41,14 +43,17 @@ async def _started() -> None:
     )
 
 
-async def _finished() -> None:
+async def _finished(column: str = "finished_at") -> None:
     job = current_job()
     assert _pool is not None
+    assert column in ("finished_at", "failed_at")
     await _pool.execute(
-        f"UPDATE {quote_identifier(_schema)}.executions SET finished_at = clock_timestamp()"
-        " WHERE job_id = $1 AND attempt = $2",
+        f"UPDATE {quote_identifier(_schema)}.executions SET {column} = clock_timestamp()"
+        " WHERE job_id = $1 AND attempt = $2 AND pid = $3"
+        " AND finished_at IS NULL AND failed_at IS NULL",
         job.job_id,
         job.attempt,
+        os.getpid(),
     )
 
 
@@ -65,4 +70,15 @@ async def fail_slowly_on_first_attempt(seconds: float) -> None:
         await anyio.sleep(seconds)
         await _finished()
         raise RuntimeError("the first attempt's outcome must never be recorded")
+    await _finished()
+
+
+async def soak(kind: str, seconds: float) -> None:
+    """The chaos soak's workload: 'ok' works for `seconds`; 'fail' always raises;
+    'flaky' fails its first attempt only."""
+    await _started()
+    await anyio.sleep(seconds)
+    if kind == "fail" or (kind == "flaky" and current_job().attempt == 1):
+        await _finished("failed_at")
+        raise RuntimeError(f"{kind} job failing on purpose")
     await _finished()
