@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -135,11 +136,11 @@ async def inject_faults(cluster: ThrowawayCluster, fleet: Fleet, run: Run, stop_
 
 
 def check(
-    run: Run, jobs: dict[str, asyncpg.Record], attempts: list[asyncpg.Record], lease_time: float
+    run: Run, jobs: Mapping[str, Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """The independent checker: facts from the tables and the fault log only."""
     violations: list[str] = []
-    by_job: dict[str, list[asyncpg.Record]] = {}
+    by_job: dict[str, list[Mapping[str, Any]]] = {}
     for row in attempts:
         by_job.setdefault(row["job_id"], []).append(row)
     faulted_pids = {f.pid for f in run.faults if f.pid is not None}
@@ -215,17 +216,17 @@ async def main() -> int:
                 break
             await asyncio.sleep(1)
         jobs = {
-            r["job_id"]: r
+            r["job_id"]: dict(r)
             for r in await pool.fetch(
                 f"SELECT job_id, status, attempts, max_retries FROM {SCHEMA}.jobs"
             )
         }
-        attempts = await pool.fetch(f"SELECT * FROM {SCHEMA}.executions")
+        attempts = [dict(r) for r in await pool.fetch(f"SELECT * FROM {SCHEMA}.executions")]
     finally:
         fleet.stop_all()
         await pool.close()
         cluster.stop()
-    violations = check(run, jobs, attempts, LEASE_TIME)
+    violations = check(run, jobs, attempts)
     summary = {
         "minutes": round((time.time() - started) / 60, 1),
         "replicas": options.replicas,

@@ -20,7 +20,9 @@ _lock = threading.Lock()
 def _note(key: str, **fields: Any) -> None:
     job = current_job()
     with _lock:
-        CALLS[key].append({"job_id": job.job_id, "attempt": job.attempt, **fields})
+        CALLS[key].append(
+            {"job_id": job.job_id, "attempt": job.attempt, "wall": time.time(), **fields}
+        )
 
 
 async def record(key: str, value: Any = None) -> None:

@@ -11,10 +11,14 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
+from typing import Any
 
 import asyncpg
 
 from scheduler import Scheduler
+from scheduler.postgres.store import PostgresJobStore
+from scheduler.store import ClaimedJob
 from tests.support import side_jobs
 
 
@@ -25,7 +29,14 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--lease-time", type=float, default=2.0)
     parser.add_argument("--heartbeat-interval", type=float, default=0.4)
+    parser.add_argument(
+        "--freeze-after-claim",
+        action="store_true",
+        help="fault injection: block the process right after the first claim commits",
+    )
     options = parser.parse_args()
+    if options.freeze_after_claim:
+        freeze_after_first_claim()
 
     pool = await asyncpg.create_pool(options.dsn, min_size=2, max_size=options.concurrency + 4)
     assert pool is not None
@@ -39,7 +50,12 @@ async def main() -> None:
         poll_interval=0.5,
         reap_interval=0.3,
         shutdown_grace=5,
-        tasks=[side_jobs.work, side_jobs.fail_slowly_on_first_attempt, side_jobs.soak],
+        tasks=[
+            side_jobs.work,
+            side_jobs.fail_slowly_on_first_attempt,
+            side_jobs.soak,
+            side_jobs.poison,
+        ],
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -47,6 +63,23 @@ async def main() -> None:
         print(f"READY {scheduler.worker_id}", flush=True)
         await stop.wait()
     await pool.close()
+
+
+def freeze_after_first_claim() -> None:
+    """Claims are committed, then the whole process blocks before any job starts: the
+    window a crash between claim and start would hit."""
+    original = PostgresJobStore.claim_jobs
+
+    async def claim_then_freeze(self: PostgresJobStore, *args: Any) -> list[ClaimedJob]:
+        claimed = await original(self, *args)
+        if claimed:
+            logging.getLogger("replica").warning(
+                "CLAIMED %s", " ".join(job.lease.job_id for job in claimed)
+            )
+            time.sleep(3600)  # noqa: ASYNC251 - blocking on purpose: nothing starts or beats
+        return claimed
+
+    PostgresJobStore.claim_jobs = claim_then_freeze  # type: ignore[method-assign,assignment]
 
 
 if __name__ == "__main__":

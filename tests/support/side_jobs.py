@@ -4,6 +4,7 @@ so a test can see from outside which attempt ran where and how often."""
 from __future__ import annotations
 
 import os
+import signal
 
 import anyio
 import asyncpg
@@ -82,3 +83,9 @@ async def soak(kind: str, seconds: float) -> None:
         await _finished("failed_at")
         raise RuntimeError(f"{kind} job failing on purpose")
     await _finished()
+
+
+async def poison() -> None:
+    """Kills the process running it, every time."""
+    await _started()
+    os.kill(os.getpid(), signal.SIGKILL)
