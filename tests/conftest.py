@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -9,6 +9,7 @@ import pytest
 from scheduler import RetryBackoff, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from tests.support.db import FAST, TEST_DSN, unique_schema
+from tests.support.processes import ThrowawayCluster
 
 
 @pytest.fixture
@@ -60,3 +61,14 @@ async def migrated(pool: asyncpg.Pool, schema: str, make_scheduler: SchedulerFac
     """The test schema with the scheduler tables in it."""
     await make_scheduler().migrate()
     return schema
+
+
+@pytest.fixture
+def cluster() -> Iterator[ThrowawayCluster]:
+    """A private PostgreSQL server for tests that freeze, kill or restart the database."""
+    cluster = ThrowawayCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from functools import partial
 
 import asyncpg
@@ -20,16 +19,6 @@ from tests.support.db import TEST_DSN, has_status, holds, unique_schema, wait_un
 from tests.support.processes import Replica, ThrowawayCluster, replicas
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture
-def cluster() -> Iterator[ThrowawayCluster]:
-    cluster = ThrowawayCluster()
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_a_crash_between_claim_commit_and_job_start_loses_nothing(

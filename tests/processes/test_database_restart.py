@@ -3,8 +3,6 @@ Runs on a private throwaway cluster; the shared server is never touched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anyio
 import asyncpg
 import pytest
@@ -15,16 +13,6 @@ from tests.support.db import unique_schema, wait_until
 from tests.support.processes import ThrowawayCluster
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture
-def cluster() -> Iterator[ThrowawayCluster]:
-    cluster = ThrowawayCluster()
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def schedule_until_accepted(scheduler: Scheduler, key: str, n: int) -> str:
