@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from scheduler import Scheduler
+from scheduler import JobRequest, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from scheduler.tasks import task_name_for
 
@@ -64,9 +64,34 @@ async def enqueue_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
         await drop(pool, scheduler.config.schema)
 
 
+async def enqueue_in_bulk(pool: asyncpg.Pool[Any], jobs: int, batch: int) -> float:
+    scheduler = await fresh_scheduler(pool)
+    try:
+        started = time.perf_counter()
+        for offset in range(0, jobs, batch):
+            await scheduler.schedule_many(
+                [JobRequest(noop) for _ in range(min(batch, jobs - offset))]
+            )
+        return jobs / (time.perf_counter() - started)
+    finally:
+        await drop(pool, scheduler.config.schema)
+
+
+async def raw_copy(pool: asyncpg.Pool[Any], jobs: int, batch: int) -> float:
+    """The floor for bulk enqueue: COPY into a bare table, one COPY per batch."""
+    async with raw_queue(pool) as (schema, table), pool.acquire() as conn:
+        started = time.perf_counter()
+        for offset in range(0, jobs, batch):
+            rows = [("t", "[]")] * min(batch, jobs - offset)
+            await conn.copy_records_to_table(
+                table, schema_name=schema, records=rows, columns=["task", "args"]
+            )
+        return jobs / (time.perf_counter() - started)
+
+
 @asynccontextmanager
-async def raw_queue(pool: asyncpg.Pool[Any]) -> AsyncIterator[str]:
-    """A bare queue table for the raw-SQL floors; yields its quoted name."""
+async def raw_queue(pool: asyncpg.Pool[Any]) -> AsyncIterator[tuple[str, str]]:
+    """A bare queue table for the raw-SQL floors; yields (schema, table)."""
     schema = f"bench_raw_{uuid.uuid4().hex[:8]}"
     q = quote_identifier(schema)
     await pool.execute(
@@ -74,13 +99,14 @@ async def raw_queue(pool: asyncpg.Pool[Any]) -> AsyncIterator[str]:
         " task text NOT NULL, args jsonb NOT NULL)"
     )
     try:
-        yield f"{q}.queue"
+        yield schema, "queue"
     finally:
         await drop(pool, schema)
 
 
 async def raw_insert_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
-    async with raw_queue(pool) as queue:
+    async with raw_queue(pool) as (schema, table):
+        queue = f"{quote_identifier(schema)}.{table}"
         started = time.perf_counter()
         for _ in range(jobs):
             await pool.execute(f"INSERT INTO {queue} (task, args) VALUES ($1, $2)", "t", "[]")
@@ -111,7 +137,8 @@ async def drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
 
 async def raw_drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
     """The floor: one connection deleting batches of 100 with SKIP LOCKED."""
-    async with raw_queue(pool) as queue:
+    async with raw_queue(pool) as (schema, table):
+        queue = f"{quote_identifier(schema)}.{table}"
         await pool.execute(
             f"INSERT INTO {queue} (task, args) SELECT 't', '[]' FROM generate_series(1, $1)", jobs
         )
@@ -207,6 +234,18 @@ async def main() -> None:
         "raw INSERT",
         "jobs/s",
         await repeat(r, lambda: raw_insert_one_by_one(pool, e)),
+    )
+    report(
+        f"W1 bulk enqueue {n}, batches of 1000",
+        "scheduler.schedule_many",
+        "jobs/s",
+        await repeat(r, lambda: enqueue_in_bulk(pool, n, 1000)),
+    )
+    report(
+        f"W1 bulk enqueue {n}, batches of 1000",
+        "raw COPY",
+        "jobs/s",
+        await repeat(r, lambda: raw_copy(pool, n, 1000)),
     )
     report(
         f"W2 drain {n} no-op jobs", "scheduler", "jobs/s", await repeat(r, lambda: drain(pool, n))

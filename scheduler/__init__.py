@@ -19,7 +19,7 @@ from scheduler.errors import (
     TaskNotNameableError,
     TaskNotRegisteredError,
 )
-from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.models import ConflictResolution, Job, JobPriority, JobRequest, JobStatus
 from scheduler.retry import RetryBackoff
 from scheduler.scheduler import Scheduler
 from scheduler.tasks import task
@@ -37,6 +37,7 @@ __all__ = [
     "JobConflictError",
     "JobIsRunningError",
     "JobPriority",
+    "JobRequest",
     "JobStatus",
     "PayloadTooLargeError",
     "RetryBackoff",

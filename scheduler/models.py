@@ -4,8 +4,9 @@ record. Nothing here does I/O."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -59,6 +60,21 @@ class ConflictResolution(str, enum.Enum):
     RAISE = "raise"
     IGNORE = "ignore"
     REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job for `Scheduler.schedule_many()`; the fields mean what `schedule()`'s do."""
+
+    func: Callable[..., Any] | str
+    execution_time: datetime | None = None
+    delay: float | timedelta | None = None
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] | None = None
+    job_id: str | None = None
+    priority: JobPriority | int = JobPriority.NORMAL
+    max_retries: int | None = None
+    timeout: float | timedelta | None = field(default=None)
 
 
 @dataclass(frozen=True)

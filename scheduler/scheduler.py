@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from typing_extensions import Self
 
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import InvalidJobError, SchedulerNotRunningError
-from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.models import ConflictResolution, Job, JobPriority, JobRequest, JobStatus
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
@@ -243,25 +243,57 @@ class Scheduler:
         With no `execution_time` and no `delay` the job is due now. Pass `connection` to
         enqueue inside your own transaction: the job exists only if it commits.
         """
-        definition = self._task_for(func)
-        args_json, kwargs_json = encode_arguments(
-            args, kwargs, max_bytes=self.config.max_payload_bytes
+        request = JobRequest(
+            func, execution_time, delay, args, kwargs, job_id, priority, max_retries, timeout
         )
-        new_job = NewJob(
-            job_id=_validate_job_id(job_id),
+        conflict = _validate_conflict_resolution(conflict_resolution)
+        return await self._store.insert_job(self._validate(request), conflict, connection)
+
+    async def schedule_many(
+        self,
+        requests: Iterable[JobRequest],
+        *,
+        conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
+        connection: AnyConnection | None = None,
+    ) -> list[str]:
+        """Enqueue many jobs in one statement, all or nothing; returns their ids in order.
+
+        Every request is validated before anything is written. A conflict the policy does
+        not absorb (RAISE: an existing id; REPLACE: a running job) raises and writes none
+        of them. Ids must be unique within one call.
+        """
+        conflict = _validate_conflict_resolution(conflict_resolution)
+        new_jobs = [self._validate(request) for request in requests]
+        seen: set[str] = set()
+        for job in new_jobs:
+            if job.job_id in seen:
+                raise InvalidJobError(f"job_id {job.job_id!r} appears twice in one batch")
+            seen.add(job.job_id)
+        if not new_jobs:
+            return []
+        return await self._store.insert_jobs(new_jobs, conflict, connection)
+
+    def _validate(self, request: JobRequest) -> NewJob:
+        """Turn a request into a row to insert, or raise a typed error; writes nothing."""
+        definition = self._task_for(request.func)
+        args_json, kwargs_json = encode_arguments(
+            request.args, request.kwargs, max_bytes=self.config.max_payload_bytes
+        )
+        max_retries = request.max_retries
+        timeout = request.timeout
+        return NewJob(
+            job_id=_validate_job_id(request.job_id),
             task_name=definition.name,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            priority=_validate_priority(priority),
-            execution_time=_validate_execution_time(execution_time, delay),
-            delay_seconds=_validate_delay(delay),
+            priority=_validate_priority(request.priority),
+            execution_time=_validate_execution_time(request.execution_time, request.delay),
+            delay_seconds=_validate_delay(request.delay),
             max_retries=_validate_retries(
                 definition.max_retries if max_retries is None else max_retries
             ),
             timeout=_validate_timeout(definition.timeout if timeout is None else timeout),
         )
-        conflict = _validate_conflict_resolution(conflict_resolution)
-        return await self._store.insert_job(new_job, conflict, connection)
 
     async def cancel_job(self, job_id: str, *, wait: float | timedelta | None = None) -> bool:
         """Cancel a job. True when this call cancelled it.

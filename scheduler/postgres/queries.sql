@@ -28,6 +28,40 @@ ON CONFLICT (job_id) DO UPDATE SET
 WHERE j.status <> 'running'
 RETURNING j.job_id
 
+-- insert_jobs --
+-- Enqueue a batch in one statement; on an existing id do nothing. Returns the ids written.
+INSERT INTO {schema}.jobs AS j
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
+       coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
+       b.max_retries, b.timeout_seconds
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
+            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[])
+     AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
+          timeout_seconds)
+ON CONFLICT (job_id) DO NOTHING
+RETURNING j.job_id
+
+-- upsert_jobs --
+-- Enqueue a batch or overwrite jobs with these ids in place, unless running.
+INSERT INTO {schema}.jobs AS j
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
+       coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
+       b.max_retries, b.timeout_seconds
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
+            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[])
+     AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
+          timeout_seconds)
+ON CONFLICT (job_id) DO UPDATE SET
+    task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
+    priority = excluded.priority, execution_time = excluded.execution_time,
+    max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    status = 'pending', attempts = 0, last_error = NULL, cancel_requested_at = NULL,
+    started_at = NULL, finished_at = NULL, updated_at = now()
+WHERE j.status <> 'running'
+RETURNING j.job_id
+
 -- get_job --
 -- One job row, for inspection.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,

@@ -9,7 +9,12 @@ from uuid import UUID
 
 import asyncpg
 
-from scheduler.errors import JobAlreadyExistsError, JobIsRunningError, SchemaNotReadyError
+from scheduler.errors import (
+    JobAlreadyExistsError,
+    JobConflictError,
+    JobIsRunningError,
+    SchemaNotReadyError,
+)
 from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
 from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection
@@ -58,18 +63,40 @@ class PostgresJobStore:
             return str(written)
         if conflict is ConflictResolution.IGNORE:
             return job.job_id
-        if conflict is ConflictResolution.REPLACE:
-            raise JobIsRunningError(
-                f"job {job.job_id!r} is running, so it was not replaced; cancel it first"
-                " (cancel_job) or schedule under another id",
-                job.job_id,
-            )
-        raise JobAlreadyExistsError(
-            f"a job with id {job.job_id!r} already exists; pass"
-            " conflict_resolution=ConflictResolution.IGNORE to keep it or REPLACE to"
-            " overwrite it",
-            job.job_id,
+        raise _conflict_error([job.job_id], conflict)
+
+    async def insert_jobs(
+        self,
+        jobs: Sequence[NewJob],
+        conflict: ConflictResolution,
+        connection: AnyConnection | None = None,
+    ) -> list[str]:
+        query = self.q.upsert_jobs if conflict is ConflictResolution.REPLACE else self.q.insert_jobs
+        columns = (
+            [j.job_id for j in jobs],
+            [j.task_name for j in jobs],
+            [j.args_json for j in jobs],
+            [j.kwargs_json for j in jobs],
+            [j.priority for j in jobs],
+            [j.execution_time for j in jobs],
+            [j.delay_seconds for j in jobs],
+            [j.max_retries for j in jobs],
+            [j.timeout for j in jobs],
         )
+
+        async def write(conn: AnyConnection) -> list[str]:
+            async with conn.transaction():  # a savepoint inside the caller's transaction
+                written = {row["job_id"] for row in await conn.fetch(query, *columns)}
+                refused = [j.job_id for j in jobs if j.job_id not in written]
+                if refused and conflict is not ConflictResolution.IGNORE:
+                    raise _conflict_error(refused, conflict)  # rolls the whole batch back
+            return [j.job_id for j in jobs]
+
+        with _schema_guard(self.schema):
+            if connection is not None:
+                return await write(connection)
+            async with self.pool.acquire() as conn:
+                return await write(conn)
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
@@ -187,6 +214,23 @@ class PostgresJobStore:
         return _row_count(
             await self.pool.execute(self.q.prune_finished_jobs, older_than_seconds, limit)
         )
+
+
+def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> JobConflictError:
+    first = job_ids[0]
+    more = f" (and {len(job_ids) - 1} more)" if len(job_ids) > 1 else ""
+    if conflict is ConflictResolution.REPLACE:
+        return JobIsRunningError(
+            f"job {first!r}{more} is running, so nothing was replaced; cancel it first"
+            " (cancel_job) or schedule under another id",
+            first,
+        )
+    return JobAlreadyExistsError(
+        f"a job with id {first!r}{more} already exists; pass"
+        " conflict_resolution=ConflictResolution.IGNORE to keep it or REPLACE to"
+        " overwrite it",
+        first,
+    )
 
 
 def _row_count(status: str) -> int:
