@@ -62,3 +62,8 @@ class SchemaTooNewError(SchemaError):
 
 class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation needs a started scheduler (or one that is not shut down)."""
+
+
+class InvalidTriggerError(SchedulerError, ValueError):
+    """A trigger cannot be built: a bad cron expression, an unknown time zone, an empty
+    interval, or a combination that can never fire."""

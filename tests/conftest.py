@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from scheduler import RetryBackoff, Scheduler
 from scheduler.postgres.sql import quote_identifier
@@ -31,6 +33,11 @@ async def schema(pool: asyncpg.Pool) -> AsyncIterator[str]:
     finally:
         await pool.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(name)} CASCADE")
 
+
+# Property tests: 150 examples by default; HYPOTHESIS_PROFILE=thorough for a long hunt.
+settings.register_profile("default", max_examples=150)
+settings.register_profile("thorough", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SchedulerFactory = Callable[..., Scheduler]
 
