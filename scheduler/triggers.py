@@ -7,10 +7,13 @@ the trigger is exhausted. Wall-clock semantics (cron) are documented on `CronTri
 
 from __future__ import annotations
 
+import calendar
+import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -22,6 +25,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 class Trigger(Protocol):
     def next_fire_time(self, after: datetime) -> datetime | None: ...
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 def _require_aware(value: datetime, name: str) -> datetime:
@@ -50,6 +55,9 @@ class DateTrigger:
 
     def next_fire_time(self, after: datetime) -> datetime | None:
         return self.run_at if self.run_at > after else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "date", "run_at": self.run_at.isoformat()}
 
 
 class IntervalTrigger:
@@ -89,6 +97,14 @@ class IntervalTrigger:
         if self.end is not None and candidate > self.end:
             return None
         return candidate
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "interval",
+            "seconds": self.interval.total_seconds(),
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+        }
 
     def __repr__(self) -> str:
         return f"IntervalTrigger(interval={self.interval}, start={self.start}, end={self.end})"
@@ -146,19 +162,13 @@ class CronTrigger:
     def _candidates(self, start: datetime) -> croniter:
         return croniter(self.expression, start, second_at_beginning=self._with_seconds)
 
-    def _instant(self, wall: datetime) -> datetime:
-        # fold=0: the first occurrence of a repeated wall time, and the pre-transition
-        # offset for one in a gap (so it moves forward by the gap). Converted to UTC at
-        # once: Python orders same-zone datetimes by wall time, not by instant.
-        return wall.replace(tzinfo=self._zone).astimezone(timezone.utc)
-
     def next_fire_time(self, after: datetime) -> datetime | None:
         wall_after = after.astimezone(self._zone).replace(tzinfo=None)
         try:
             candidates = self._candidates(wall_after)
             while True:
                 wall: datetime = candidates.get_next(datetime)
-                fire = self._instant(wall)
+                fire = _wall_instant(wall, self._zone)
                 if fire > after:
                     break
             shifted_to = fire.astimezone(self._zone).replace(tzinfo=None)
@@ -166,10 +176,181 @@ class CronTrigger:
                 # `wall` lies in a spring-forward gap and moved later; a later wall time
                 # may map to an earlier instant: take the earliest until the shift.
                 while (wall := candidates.get_next(datetime)) < shifted_to:
-                    fire = min(fire, self._instant(wall))
+                    fire = min(fire, _wall_instant(wall, self._zone))
         except CroniterError:  # no match within croniter's search horizon
             return None
         return fire
 
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "cron", "expression": self.expression, "timezone": self.timezone}
+
     def __repr__(self) -> str:
         return f"CronTrigger({self.expression!r}, timezone={self.timezone!r})"
+
+
+def _wall_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """A wall time as an instant: fold=0 takes the first occurrence of a repeated time and
+    the pre-transition offset for one in a gap (so it moves forward by the gap). In UTC at
+    once, because Python orders same-zone datetimes by wall time, not by instant."""
+    return wall.replace(tzinfo=zone).astimezone(timezone.utc)
+
+
+class CalendarIntervalTrigger:
+    """Fires every N years/months/weeks/days at a wall-clock time of `timezone`, counting
+    calendar dates from `start_date`. A day that a month lacks clamps to its last day,
+    each time from the start date (Jan 31 -> Feb 29 -> Mar 31). DST rules as for cron."""
+
+    def __init__(
+        self,
+        *,
+        years: int = 0,
+        months: int = 0,
+        weeks: int = 0,
+        days: int = 0,
+        hour: int = 0,
+        minute: int = 0,
+        second: int = 0,
+        start_date: date,
+        end_date: date | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        counts = (years, months, weeks, days)
+        if any(not isinstance(n, int) or n < 0 for n in counts) or not any(counts):
+            raise InvalidTriggerError(
+                "a calendar interval needs whole, non-negative units, at least one of them positive"
+            )
+        try:
+            self.at = time(hour, minute, second)
+        except (TypeError, ValueError) as exc:
+            raise InvalidTriggerError(f"invalid time of day: {exc}") from None
+        if end_date is not None and end_date < start_date:
+            raise InvalidTriggerError("end_date is before start_date: it would never fire")
+        self.months = years * 12 + months
+        self.days = weeks * 7 + days
+        self.start_date, self.end_date = start_date, end_date
+        self.timezone = timezone
+        self._zone = _zone(timezone)
+        self._period_days = self.months * 30.44 + self.days
+
+    def _date(self, k: int) -> date:
+        total = self.start_date.month - 1 + k * self.months
+        year, month = self.start_date.year + total // 12, total % 12 + 1
+        day = min(self.start_date.day, calendar.monthrange(year, month)[1])
+        return date(year, month, day) + timedelta(days=k * self.days)
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        elapsed = (after.astimezone(self._zone).date() - self.start_date).days
+        k = max(0, int(elapsed / self._period_days) - 1)
+        while True:
+            day = self._date(k)
+            if self.end_date is not None and day > self.end_date:
+                return None
+            fire = _wall_instant(datetime.combine(day, self.at), self._zone)
+            if fire > after:
+                return fire
+            k += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "calendar",
+            "months": self.months,
+            "days": self.days,
+            "time": self.at.isoformat(),
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat() if self.end_date else None,
+            "timezone": self.timezone,
+        }
+
+
+#: How many rounds a combined trigger searches for agreement before giving up.
+COMBINATION_SEARCH_LIMIT = 10_000
+
+
+class AndTrigger:
+    """Fires when every one of its triggers fires at the same instant."""
+
+    def __init__(self, triggers: Sequence[Trigger]) -> None:
+        if len(triggers) < 2:
+            raise InvalidTriggerError("AndTrigger needs at least two triggers")
+        self.triggers = tuple(triggers)
+        if self.next_fire_time(datetime(2000, 1, 1, tzinfo=timezone.utc)) is None:
+            raise InvalidTriggerError(
+                f"these triggers never fire at the same instant: {self.triggers}"
+            )
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        candidate = after
+        for _ in range(COMBINATION_SEARCH_LIMIT):
+            fires = [t.next_fire_time(candidate) for t in self.triggers]
+            if any(f is None for f in fires):
+                return None
+            latest = max(f for f in fires if f is not None)
+            if all(f == latest for f in fires):
+                return latest
+            candidate = latest - timedelta(microseconds=1)
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "and", "triggers": [t.to_json() for t in self.triggers]}
+
+
+class OrTrigger:
+    """Fires whenever any of its triggers fires (once per instant)."""
+
+    def __init__(self, triggers: Sequence[Trigger]) -> None:
+        if len(triggers) < 2:
+            raise InvalidTriggerError("OrTrigger needs at least two triggers")
+        self.triggers = tuple(triggers)
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        fires = [f for t in self.triggers if (f := t.next_fire_time(after)) is not None]
+        return min(fires, default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "or", "triggers": [t.to_json() for t in self.triggers]}
+
+
+def apply_jitter(
+    fire_time: datetime,
+    next_fire_time: datetime | None,
+    max_jitter: timedelta,
+    rng: random.Random | None = None,
+) -> datetime:
+    """Delay a fire by up to `max_jitter`, but never to or past the next fire."""
+    room = max_jitter
+    if next_fire_time is not None:
+        room = min(room, (next_fire_time - fire_time) / 2)
+    if room <= timedelta(0):
+        return fire_time
+    return fire_time + (rng or random).uniform(0, 1) * room
+
+
+def trigger_from_json(data: dict[str, Any]) -> Trigger:
+    """Rebuild a trigger stored with `to_json()`."""
+    kind = data.get("type")
+    if kind == "date":
+        return DateTrigger(datetime.fromisoformat(data["run_at"]))
+    if kind == "interval":
+        return IntervalTrigger(
+            seconds=data["seconds"],
+            start=datetime.fromisoformat(data["start"]) if data["start"] else None,
+            end=datetime.fromisoformat(data["end"]) if data["end"] else None,
+        )
+    if kind == "cron":
+        return CronTrigger(data["expression"], data["timezone"])
+    if kind == "calendar":
+        at = time.fromisoformat(data["time"])
+        return CalendarIntervalTrigger(
+            months=data["months"],
+            days=data["days"],
+            hour=at.hour,
+            minute=at.minute,
+            second=at.second,
+            start_date=date.fromisoformat(data["start_date"]),
+            end_date=date.fromisoformat(data["end_date"]) if data["end_date"] else None,
+            timezone=data["timezone"],
+        )
+    if kind in ("and", "or"):
+        parts = [trigger_from_json(part) for part in data["triggers"]]
+        return AndTrigger(parts) if kind == "and" else OrTrigger(parts)
+    raise InvalidTriggerError(f"unknown trigger type {kind!r}")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import random
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -9,13 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.errors import InvalidTriggerError
-from scheduler.triggers import CronTrigger, DateTrigger, IntervalTrigger
+from scheduler.triggers import (
+    AndTrigger,
+    CalendarIntervalTrigger,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    OrTrigger,
+    Trigger,
+    apply_jitter,
+    trigger_from_json,
+)
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
 
 
-def fires(trigger: CronTrigger | IntervalTrigger, after: datetime, count: int) -> list[datetime]:
+def fires(trigger: Trigger, after: datetime, count: int) -> list[datetime]:
     times = []
     for _ in range(count):
         nxt = trigger.next_fire_time(after)
@@ -205,3 +216,85 @@ def test_cron_next_fire_time_matches_a_brute_force_evaluation(
 ) -> None:
     trigger = CronTrigger(f"{minute} {hour} * * {weekday}", zone)
     assert trigger.next_fire_time(after) == brute_force_next(minute, hour, weekday, zone, after)
+
+
+# -- calendar intervals, combinations, jitter, storage --------------------------------
+
+
+def test_monthly_on_the_31st_clamps_each_month_from_the_start_date() -> None:
+    trigger = CalendarIntervalTrigger(
+        months=1, hour=9, start_date=date(2024, 1, 31), timezone="Europe/Berlin"
+    )
+    times = fires(trigger, datetime(2024, 1, 1, tzinfo=UTC), 4)
+    berlin = ZoneInfo("Europe/Berlin")
+    assert [t.astimezone(berlin).strftime("%m-%d %H:%M") for t in times] == [
+        "01-31 09:00",
+        "02-29 09:00",
+        "03-31 09:00",
+        "04-30 09:00",
+    ]
+
+
+def test_calendar_days_keep_the_wall_clock_time_across_dst() -> None:
+    trigger = CalendarIntervalTrigger(
+        days=1,
+        hour=8,
+        start_date=date(2024, 3, 9),
+        end_date=date(2024, 3, 11),
+        timezone="America/New_York",
+    )
+    times = fires(trigger, datetime(2024, 3, 1, tzinfo=UTC), 3)
+    assert [t.astimezone(NY).hour for t in times] == [8, 8, 8]
+    assert times[2] - times[1] == timedelta(hours=24)
+    assert times[1] - times[0] == timedelta(hours=23)  # the spring-forward day is short
+    assert trigger.next_fire_time(times[2]) is None
+
+
+def test_and_fires_where_all_agree_and_refuses_what_never_agrees() -> None:
+    weekdays_at_nine = CronTrigger("0 9 * * 1-5")
+    every_three_hours = IntervalTrigger(hours=3)
+    both = AndTrigger([weekdays_at_nine, every_three_hours])
+    fire = both.next_fire_time(datetime(2024, 6, 1, tzinfo=UTC))  # a Saturday
+    assert fire == datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+    with pytest.raises(InvalidTriggerError, match="never fire at the same instant"):
+        AndTrigger([CronTrigger("0 0 * * 1"), CronTrigger("0 0 * * 2")])
+
+
+def test_or_fires_at_the_earliest_of_its_triggers() -> None:
+    either = OrTrigger([CronTrigger("0 12 * * *"), CronTrigger("30 6 * * *")])
+    start = datetime(2024, 6, 1, 7, 0, tzinfo=UTC)
+    assert fires(either, start, 3) == [
+        datetime(2024, 6, 1, 12, 0, tzinfo=UTC),
+        datetime(2024, 6, 2, 6, 30, tzinfo=UTC),
+        datetime(2024, 6, 2, 12, 0, tzinfo=UTC),
+    ]
+
+
+def test_jitter_never_reaches_the_next_fire() -> None:
+    fire = datetime(2024, 1, 1, tzinfo=UTC)
+    rng = random.Random(3)
+    delays = [
+        apply_jitter(fire, fire + timedelta(seconds=10), timedelta(minutes=5), rng) - fire
+        for _ in range(200)
+    ]
+    assert all(timedelta(0) <= d <= timedelta(seconds=5) for d in delays)
+    assert max(delays) > timedelta(seconds=3)
+    assert apply_jitter(fire, None, timedelta(0)) == fire
+
+
+def test_every_trigger_survives_a_json_round_trip() -> None:
+    triggers: list[Trigger] = [
+        DateTrigger(datetime(2030, 1, 1, tzinfo=UTC)),
+        IntervalTrigger(minutes=7, start=datetime(2024, 1, 1, tzinfo=UTC)),
+        CronTrigger("*/5 9-17 * * 1-5", "Europe/Berlin"),
+        CalendarIntervalTrigger(months=1, hour=6, start_date=date(2024, 1, 31)),
+        OrTrigger([CronTrigger("0 12 * * *"), IntervalTrigger(hours=5)]),
+        AndTrigger([CronTrigger("0 9 * * 1-5"), IntervalTrigger(hours=3)]),
+    ]
+    after = datetime(2024, 5, 5, 5, 5, tzinfo=UTC)
+    for trigger in triggers:
+        restored = trigger_from_json(trigger.to_json())
+        assert restored.to_json() == trigger.to_json()
+        assert restored.next_fire_time(after) == trigger.next_fire_time(after)
+    with pytest.raises(InvalidTriggerError, match="unknown trigger type"):
+        trigger_from_json({"type": "lunar"})
