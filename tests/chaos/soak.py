@@ -80,8 +80,8 @@ class Fleet:
                 replica.stop()
 
 
-async def produce(scheduler: Scheduler, run: Run, stop_at: float) -> None:
-    rng = random.Random(1)
+async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> None:
+    rng = random.Random(seed)
     while time.time() < stop_at:
         kind = rng.choices(
             ["ok", "long", "fail", "flaky", "delayed", "cancel"], [50, 8, 8, 10, 12, 12]
@@ -107,8 +107,10 @@ async def produce(scheduler: Scheduler, run: Run, stop_at: float) -> None:
         await asyncio.sleep(rng.uniform(0.01, 0.08))
 
 
-async def inject_faults(cluster: ThrowawayCluster, fleet: Fleet, run: Run, stop_at: float) -> None:
-    rng = random.Random(2)
+async def inject_faults(
+    cluster: ThrowawayCluster, fleet: Fleet, run: Run, stop_at: float, seed: int
+) -> None:
+    rng = random.Random(seed + 1)
     while time.time() < stop_at:
         await asyncio.sleep(rng.uniform(3, 8))
         fleet.ensure_running()
@@ -183,6 +185,12 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--replicas", type=int, default=4)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=random.randrange(1_000_000),
+        help="replays the same workload and fault choices (timing still varies)",
+    )
     options = parser.parse_args()
     cluster = ThrowawayCluster()
     cluster.start()
@@ -198,7 +206,8 @@ async def main() -> int:
         fleet.ensure_running()
         stop_at = started + options.minutes * 60
         await asyncio.gather(
-            produce(scheduler, run, stop_at), inject_faults(cluster, fleet, run, stop_at)
+            produce(scheduler, run, stop_at, options.seed),
+            inject_faults(cluster, fleet, run, stop_at, options.seed),
         )
         # Calm: every replica up, no more faults; wait for the acknowledged work to finish.
         deadline = time.time() + 180
@@ -230,6 +239,7 @@ async def main() -> int:
     summary = {
         "minutes": round((time.time() - started) / 60, 1),
         "replicas": options.replicas,
+        "seed": options.seed,
         "jobs_acknowledged": len(run.acknowledged),
         "final_status": dict(Counter(jobs[j]["status"] for j in run.acknowledged if j in jobs)),
         "attempts_recorded": len(attempts),
