@@ -114,8 +114,8 @@ class Scheduler:
         self._startup_error: BaseException | None = None
         self._jobs_group: anyio.abc.TaskGroup | None = None
         self._grace = self.config.shutdown_grace
-        # Events, the running-jobs registry and the services are built by start(): anyio
-        # primitives need a running event loop, and a Scheduler may be created without one.
+        # The running-jobs registry and the services are built by start(): some read the
+        # event loop's clock, and a Scheduler may be created where no loop runs yet.
         self._running: RunningJobs | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -247,7 +247,8 @@ class Scheduler:
             func, execution_time, delay, args, kwargs, job_id, priority, max_retries, timeout
         )
         conflict = _validate_conflict_resolution(conflict_resolution)
-        return await self._store.insert_job(self._validate(request), conflict, connection)
+        [job_id] = await self._store.insert_jobs([self._validate(request)], conflict, connection)
+        return job_id
 
     async def schedule_many(
         self,

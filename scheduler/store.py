@@ -55,7 +55,6 @@ class HeartbeatResult:
 
 class JobStore(Protocol):
     # -- producers --------------------------------------------------------------------
-    async def insert_job(self, job: NewJob, conflict: ConflictResolution) -> str: ...
     async def insert_jobs(
         self, jobs: Sequence[NewJob], conflict: ConflictResolution
     ) -> list[str]: ...

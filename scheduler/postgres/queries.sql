@@ -2,34 +2,9 @@
 -- of purpose. {schema} is replaced by the quoted schema identifier when a store is built.
 -- Every time comparison uses the database clock, now(); no replica's clock is trusted.
 
--- insert_job --
--- Enqueue one job; on an existing id do nothing (RAISE and IGNORE decide in Python).
-INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
-VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
-        coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9)
-ON CONFLICT (job_id) DO NOTHING
-RETURNING j.job_id
-
--- upsert_job --
--- Enqueue one job or overwrite the one with this id in place, unless it is running.
-INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
-VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
-        coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9)
-ON CONFLICT (job_id) DO UPDATE SET
-    task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
-    priority = excluded.priority, execution_time = excluded.execution_time,
-    max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
-    status = 'pending', attempts = 0, last_error = NULL, cancel_requested_at = NULL,
-    started_at = NULL, finished_at = NULL, updated_at = now()
-WHERE j.status <> 'running'
-RETURNING j.job_id
-
 -- insert_jobs --
--- Enqueue a batch in one statement; on an existing id do nothing. Returns the ids written.
+-- Enqueue jobs (one or a batch) in one statement; on an existing id do nothing (RAISE and
+-- IGNORE decide in Python). Returns the ids written.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,

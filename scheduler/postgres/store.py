@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -38,33 +39,6 @@ class PostgresJobStore:
         self._completions = CompletionBatcher(self._complete_jobs)
 
     # -- producers --------------------------------------------------------------------
-    async def insert_job(
-        self,
-        job: NewJob,
-        conflict: ConflictResolution,
-        connection: AnyConnection | None = None,
-    ) -> str:
-        executor: Executor = connection if connection is not None else self.pool
-        query = self.q.upsert_job if conflict is ConflictResolution.REPLACE else self.q.insert_job
-        with _schema_guard(self.schema):
-            written = await executor.fetchval(
-                query,
-                job.job_id,
-                job.task_name,
-                job.args_json,
-                job.kwargs_json,
-                job.priority,
-                job.execution_time,
-                job.delay_seconds,
-                job.max_retries,
-                job.timeout,
-            )
-        if written is not None:
-            return str(written)
-        if conflict is ConflictResolution.IGNORE:
-            return job.job_id
-        raise _conflict_error([job.job_id], conflict)
-
     async def insert_jobs(
         self,
         jobs: Sequence[NewJob],
@@ -84,19 +58,25 @@ class PostgresJobStore:
             [j.timeout for j in jobs],
         )
 
-        async def write(conn: AnyConnection) -> list[str]:
-            async with conn.transaction():  # a savepoint inside the caller's transaction
-                written = {row["job_id"] for row in await conn.fetch(query, *columns)}
-                refused = [j.job_id for j in jobs if j.job_id not in written]
-                if refused and conflict is not ConflictResolution.IGNORE:
-                    raise _conflict_error(refused, conflict)  # rolls the whole batch back
+        async def write(executor: Executor) -> list[str]:
+            written = {row["job_id"] for row in await executor.fetch(query, *columns)}
+            refused = [j.job_id for j in jobs if j.job_id not in written]
+            if refused and conflict is not ConflictResolution.IGNORE:
+                raise _conflict_error(refused, conflict)
             return [j.job_id for j in jobs]
 
         with _schema_guard(self.schema):
-            if connection is not None:
-                return await write(connection)
-            async with self.pool.acquire() as conn:
-                return await write(conn)
+            if len(jobs) == 1:  # one row in one statement: atomic without a transaction
+                return await write(connection if connection is not None else self.pool)
+            async with contextlib.AsyncExitStack() as stack:
+                conn: AnyConnection = (
+                    connection
+                    if connection is not None
+                    else await stack.enter_async_context(self.pool.acquire())
+                )
+                # A savepoint inside the caller's transaction; raising rolls the batch back.
+                async with conn.transaction():
+                    return await write(conn)
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
@@ -265,19 +245,13 @@ def _job_from_row(row: asyncpg.Record) -> Job:
     )
 
 
-class _schema_guard:
+@contextlib.contextmanager
+def _schema_guard(schema: str) -> Iterator[None]:
     """Turn 'relation does not exist' into an error that says to run migrations."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if isinstance(exc, (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError)):
-            raise SchemaNotReadyError(
-                f"the scheduler tables in schema {self.schema!r} do not exist: call"
-                " `await scheduler.start()` (it migrates by default) or run"
-                " `scheduler migrate`"
-            ) from exc
+    try:
+        yield
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError) as exc:
+        raise SchemaNotReadyError(
+            f"the scheduler tables in schema {schema!r} do not exist: call"
+            " `await scheduler.start()` (it migrates by default) or run `scheduler migrate`"
+        ) from exc
