@@ -225,3 +225,22 @@ async def test_finished_jobs_are_pruned_after_retention_and_nothing_else(
     assert await Pruner(store, retention=0, interval=1, batch_size=1).run_once() == 2
     remaining = {r["job_id"] for r in await pool.fetch(f'SELECT job_id FROM "{store.schema}".jobs')}
     assert remaining == {waiting, running}
+
+
+async def test_heartbeats_write_one_worker_row_and_no_job_rows(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    key = unique_schema("k")
+    q = quote_identifier(migrated)
+    async with make_scheduler(heartbeat_interval=60, lease_time=120) as scheduler:
+        for _ in range(5):
+            await scheduler.schedule(jobs.wait_forever, args=(key,))
+        await wait_until(lambda: holds(len(jobs.calls(key, event="started")) == 5))
+        job_versions = await pool.fetch(f"SELECT job_id, xmin::text FROM {q}.jobs ORDER BY 1")
+        lease = await pool.fetchval(f"SELECT lease_expires_at FROM {q}.workers")
+        for _ in range(3):
+            await scheduler._heartbeat.run_once()
+        assert await pool.fetch(f"SELECT job_id, xmin::text FROM {q}.jobs ORDER BY 1") == (
+            job_versions
+        )
+        assert await pool.fetchval(f"SELECT lease_expires_at FROM {q}.workers") > lease

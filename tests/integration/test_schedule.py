@@ -21,14 +21,9 @@ from scheduler import (
     PayloadTooLargeError,
     TaskNotNameableError,
 )
-from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import has_status, wait_until
-
-
-async def count_jobs(pool: asyncpg.Pool, schema: str) -> int:
-    return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.jobs"))
+from tests.support.db import count_jobs, has_status, wait_until
 
 
 async def db_now(pool: asyncpg.Pool) -> datetime:

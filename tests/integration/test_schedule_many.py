@@ -18,14 +18,9 @@ from scheduler import (
     JobRequest,
     JobStatus,
 )
-from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import has_status, holds, unique_schema, wait_until
-
-
-async def count_jobs(pool: asyncpg.Pool, schema: str) -> int:
-    return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.jobs"))
+from tests.support.db import count_jobs, has_status, holds, unique_schema, wait_until
 
 
 async def test_a_batch_is_stored_in_order_with_each_jobs_settings(

@@ -57,3 +57,10 @@ async def holds(value: object) -> bool:
 async def has_status(scheduler: Any, job_id: str, status: Any) -> bool:
     job = await scheduler.get_job(job_id)
     return job is not None and job.status is status
+
+
+async def count_jobs(pool: Any, schema: str) -> int:
+    """How many rows the schema's jobs table holds (to check that nothing was written)."""
+    from scheduler.postgres.sql import quote_identifier
+
+    return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.jobs"))
