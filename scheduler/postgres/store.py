@@ -45,7 +45,29 @@ class PostgresJobStore:
         conflict: ConflictResolution,
         connection: AnyConnection | None = None,
     ) -> list[str]:
-        query = self.q.upsert_jobs if conflict is ConflictResolution.REPLACE else self.q.insert_jobs
+        replace = conflict is ConflictResolution.REPLACE
+        if len(jobs) == 1:  # one row in one statement: atomic without a transaction
+            [job] = jobs
+            row = (
+                job.job_id,
+                job.task_name,
+                job.args_json,
+                job.kwargs_json,
+                job.priority,
+                job.execution_time,
+                job.delay_seconds,
+                job.max_retries,
+                job.timeout,
+            )
+            executor: Executor = connection if connection is not None else self.pool
+            with _schema_guard(self.schema):
+                written = await executor.fetchval(
+                    self.q.upsert_job if replace else self.q.insert_job, *row
+                )
+            if written is None and conflict is not ConflictResolution.IGNORE:
+                raise _conflict_error([job.job_id], conflict)
+            return [job.job_id]
+        query = self.q.upsert_jobs if replace else self.q.insert_jobs
         columns = (
             [j.job_id for j in jobs],
             [j.task_name for j in jobs],
@@ -58,25 +80,20 @@ class PostgresJobStore:
             [j.timeout for j in jobs],
         )
 
-        async def write(executor: Executor) -> list[str]:
-            written = {row["job_id"] for row in await executor.fetch(query, *columns)}
-            refused = [j.job_id for j in jobs if j.job_id not in written]
-            if refused and conflict is not ConflictResolution.IGNORE:
-                raise _conflict_error(refused, conflict)
-            return [j.job_id for j in jobs]
-
         with _schema_guard(self.schema):
-            if len(jobs) == 1:  # one row in one statement: atomic without a transaction
-                return await write(connection if connection is not None else self.pool)
             async with contextlib.AsyncExitStack() as stack:
                 conn: AnyConnection = (
                     connection
                     if connection is not None
                     else await stack.enter_async_context(self.pool.acquire())
                 )
-                # A savepoint inside the caller's transaction; raising rolls the batch back.
+                # A savepoint inside the caller's transaction: raising rolls the batch back.
                 async with conn.transaction():
-                    return await write(conn)
+                    written = {row["job_id"] for row in await conn.fetch(query, *columns)}
+                    refused = [j.job_id for j in jobs if j.job_id not in written]
+                    if refused and conflict is not ConflictResolution.IGNORE:
+                        raise _conflict_error(refused, conflict)
+        return [j.job_id for j in jobs]
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
