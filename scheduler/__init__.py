@@ -7,10 +7,13 @@ from scheduler.errors import (
     ArgumentsNotSerializableError,
     ConfigurationError,
     InvalidJobError,
+    InvalidScheduleError,
+    InvalidTriggerError,
     JobAlreadyExistsError,
     JobConflictError,
     JobIsRunningError,
     PayloadTooLargeError,
+    ScheduleAlreadyExistsError,
     SchedulerError,
     SchedulerNotRunningError,
     SchemaError,
@@ -19,18 +22,43 @@ from scheduler.errors import (
     TaskNotNameableError,
     TaskNotRegisteredError,
 )
-from scheduler.models import ConflictResolution, Job, JobPriority, JobRequest, JobStatus
+from scheduler.models import (
+    CoalescePolicy,
+    ConflictResolution,
+    Job,
+    JobPriority,
+    JobRequest,
+    JobStatus,
+    Schedule,
+)
 from scheduler.retry import RetryBackoff
-from scheduler.scheduler import Scheduler
+from scheduler.scheduler import ScheduleOptions, Scheduler
 from scheduler.tasks import task
+from scheduler.triggers import (
+    AndTrigger,
+    CalendarIntervalTrigger,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    OrTrigger,
+    Trigger,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AndTrigger",
     "ArgumentsNotSerializableError",
+    "CalendarIntervalTrigger",
+    "CoalescePolicy",
     "ConfigurationError",
     "ConflictResolution",
+    "CronTrigger",
+    "DateTrigger",
+    "IntervalTrigger",
     "InvalidJobError",
+    "InvalidScheduleError",
+    "InvalidTriggerError",
     "Job",
     "JobContext",
     "JobAlreadyExistsError",
@@ -39,8 +67,12 @@ __all__ = [
     "JobPriority",
     "JobRequest",
     "JobStatus",
+    "OrTrigger",
     "PayloadTooLargeError",
     "RetryBackoff",
+    "Schedule",
+    "ScheduleAlreadyExistsError",
+    "ScheduleOptions",
     "Scheduler",
     "SchedulerError",
     "SchedulerNotRunningError",
@@ -49,6 +81,7 @@ __all__ = [
     "SchemaTooNewError",
     "TaskNotNameableError",
     "TaskNotRegisteredError",
+    "Trigger",
     "current_job",
     "task",
 ]

@@ -48,6 +48,14 @@ class JobIsRunningError(JobConflictError):
     """`ConflictResolution.REPLACE` met a job that is running right now."""
 
 
+class ScheduleAlreadyExistsError(SchedulerError):
+    """`add_schedule()` with `ConflictResolution.RAISE` met an existing schedule id."""
+
+    def __init__(self, message: str, schedule_id: str) -> None:
+        super().__init__(message)
+        self.schedule_id = schedule_id
+
+
 class SchemaError(SchedulerError):
     """The database schema is missing or of a version this code does not know."""
 
@@ -64,6 +72,11 @@ class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation needs a started scheduler (or one that is not shut down)."""
 
 
-class InvalidTriggerError(SchedulerError, ValueError):
+class InvalidScheduleError(SchedulerError, ValueError):
+    """`add_schedule()` (or a schedule declaration) was given something it cannot store;
+    nothing was written."""
+
+
+class InvalidTriggerError(InvalidScheduleError):
     """A trigger cannot be built: a bad cron expression, an unknown time zone, an empty
     interval, or a combination that can never fire."""

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from scheduler.triggers import Trigger
+
 
 class JobStatus(str, enum.Enum):
     """Where a job is in its life. The last three are terminal."""
@@ -62,6 +64,25 @@ class ConflictResolution(str, enum.Enum):
     REPLACE = "replace"
 
 
+class CoalescePolicy(str, enum.Enum):
+    """What a recurring schedule does with slots it fell behind on.
+
+    A schedule *fell behind* when more than one of its fire times is due at once: no
+    replica ran its ticker through a whole period (all replicas down, a long stall).
+
+    LATEST  run the latest due slot once; the earlier ones are dropped (the default).
+    ALL     run every due slot, at most `MAX_CATCH_UP_SLOTS` (the most recent ones).
+    SKIP    run none of them; wait for the next slot in the future.
+
+    A single late slot (the schedule did not fall behind) runs under every policy;
+    `misfire_grace_time` bounds how late any slot may start.
+    """
+
+    LATEST = "latest"
+    ALL = "all"
+    SKIP = "skip"
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """One job for `Scheduler.schedule_many()`; the fields mean what `schedule()`'s do."""
@@ -99,6 +120,34 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
 
+    #: The recurring schedule that created this job, and the slot it fired for.
+    schedule_id: str | None = None
+    fire_time: datetime | None = None
+
     @property
     def is_finished(self) -> bool:
         return self.status.is_terminal
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A read-only snapshot of one recurring schedule (`Scheduler.get_schedule()`)."""
+
+    schedule_id: str
+    task_name: str
+    trigger: Trigger
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    priority: JobPriority
+    max_retries: int
+    timeout: float | None
+    coalesce: CoalescePolicy
+    misfire_grace_time: float | None
+    max_running: int | None
+    jitter: float
+    paused: bool
+    #: None once the trigger is exhausted (it will never fire again).
+    next_fire_time: datetime | None
+    last_fire_time: datetime | None
+    created_at: datetime
+    updated_at: datetime

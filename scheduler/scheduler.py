@@ -11,15 +11,28 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import asyncpg
-from typing_extensions import Self
+from typing_extensions import Self, Unpack
 
 from scheduler.config import SchedulerConfig, seconds
-from scheduler.errors import InvalidJobError, SchedulerNotRunningError
-from scheduler.models import ConflictResolution, Job, JobPriority, JobRequest, JobStatus
+from scheduler.errors import (
+    InvalidJobError,
+    InvalidScheduleError,
+    InvalidTriggerError,
+    SchedulerNotRunningError,
+)
+from scheduler.models import (
+    CoalescePolicy,
+    ConflictResolution,
+    Job,
+    JobPriority,
+    JobRequest,
+    JobStatus,
+    Schedule,
+)
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
@@ -33,7 +46,8 @@ from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
 from scheduler.services.reaper import Reaper
-from scheduler.store import NewJob
+from scheduler.services.ticker import Ticker
+from scheduler.store import NewJob, NewSchedule
 from scheduler.tasks import (
     TaskCatalog,
     TaskDefinition,
@@ -42,6 +56,7 @@ from scheduler.tasks import (
     task_name_for,
     validate_task_name,
 )
+from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger, trigger_from_json
 
 logger = logging.getLogger("scheduler")
 
@@ -49,6 +64,22 @@ SCHEMA_ENVIRONMENT_VARIABLE = "SCHEDULER_SCHEMA"
 
 F = TypeVar("F", bound=Callable[..., Any])
 JOB_ID_MAX_LENGTH = 255
+SCHEDULE_ID_MAX_LENGTH = 200  # a slot's job id is "<schedule_id>@<fire time>"
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The options of a recurring schedule; `Scheduler.add_schedule()` documents them."""
+
+    schedule_id: str
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    priority: JobPriority | int
+    max_retries: int
+    timeout: float | timedelta
+    coalesce: CoalescePolicy
+    misfire_grace_time: float | timedelta
+    max_running: int | None
+    jitter: float | timedelta
 
 
 class Scheduler:
@@ -107,6 +138,8 @@ class Scheduler:
         self._pool = db_pool
         self._store = PostgresJobStore(db_pool, self.config.schema)
         self._tasks = TaskCatalog(TaskRegistry())
+        # Schedules declared in code, written (idempotently) by start().
+        self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
             self.register(func)
         self._identity = WorkerIdentity()
@@ -147,6 +180,10 @@ class Scheduler:
         else:
             async with self._pool.acquire() as conn:
                 await migrations.check_schema(conn, self.config.schema)
+        for declared in self._declared.values():
+            await self._store.insert_schedule(
+                declared, _first_fire_time(declared), ConflictResolution.REPLACE
+            )
         await self._heartbeat.register()
         # asyncpg is asyncio-only; this task hosts the scheduler's anyio task groups.
         self._main_task = asyncio.get_running_loop().create_task(
@@ -329,6 +366,134 @@ class Scheduler:
         pruned after the retention period)."""
         return await self._store.get_job(job_id)
 
+    # -- recurring schedules ----------------------------------------------------------
+    async def add_schedule(
+        self,
+        func: Callable[..., Any] | str,
+        trigger: Trigger,
+        *,
+        conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
+        **options: Unpack[ScheduleOptions],
+    ) -> str:
+        """Fire `func` on every slot of `trigger`, each slot as one ordinary job; returns
+        the schedule id (a new UUID unless `schedule_id` is given).
+
+        Options: `args`, `kwargs`, `priority`, `max_retries`, `timeout` as for
+        `schedule()`; `coalesce` (a `CoalescePolicy`, default LATEST) for slots missed
+        while no replica ran; `misfire_grace_time` (seconds, default no limit) drops slots
+        that would start later than that; `max_running` (default 1, None for no limit)
+        skips a slot while that many of the schedule's jobs are unfinished; `jitter`
+        (seconds) delays each job by a random amount, never past the next slot.
+
+        `conflict_resolution` for an existing id: RAISE (`ScheduleAlreadyExistsError`),
+        IGNORE (keep it), REPLACE (overwrite its definition; it keeps its paused state,
+        and its next fire time unless the trigger changed). Nothing is written on bad input.
+        """
+        conflict = _validate_conflict_resolution(conflict_resolution)
+        new = self._validate_schedule(func, trigger, options)
+        await self._store.insert_schedule(new, _first_fire_time(new), conflict)
+        return new.schedule_id
+
+    def scheduled(self, trigger: Trigger, **options: Unpack[ScheduleOptions]) -> Callable[[F], F]:
+        """Declare a schedule in code: the decorated function becomes a task and the
+        schedule is written when the scheduler starts (REPLACE: every replica can declare
+        the same schedules; an unchanged one is left alone). The schedule id defaults to
+        the task name."""
+
+        def declare(func: F) -> F:
+            new = self._validate_schedule(func, trigger, options, default_id_is_task=True)
+            if new.schedule_id in self._declared:
+                raise InvalidScheduleError(
+                    f"schedule {new.schedule_id!r} is declared twice; give each declaration"
+                    " its own schedule_id"
+                )
+            self._declared[new.schedule_id] = new
+            return func
+
+        return declare
+
+    def cron(
+        self, expression: str, *, timezone: str = "UTC", **options: Unpack[ScheduleOptions]
+    ) -> Callable[[F], F]:
+        """Declare a cron schedule: ``@scheduler.cron("*/5 * * * *", timezone="Europe/Berlin")``."""
+        return self.scheduled(CronTrigger(expression, timezone), **options)
+
+    def every(
+        self,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+        **options: Unpack[ScheduleOptions],
+    ) -> Callable[[F], F]:
+        """Declare an interval schedule: ``@scheduler.every(minutes=5)``."""
+        trigger = IntervalTrigger(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        return self.scheduled(trigger, **options)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        return await self._store.get_schedule(schedule_id)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self._store.list_schedules()
+
+    async def pause_schedule(self, schedule_id: str) -> bool:
+        """Stop firing (on every replica) until resumed. False if there is no such schedule."""
+        return await self._store.pause_schedule(schedule_id)
+
+    async def resume_schedule(self, schedule_id: str) -> bool:
+        """Fire again from the next slot after now; slots passed while paused do not run."""
+        return await self._store.resume_schedule(schedule_id)
+
+    async def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule. Jobs it already fired stay and run as ordinary jobs."""
+        return await self._store.remove_schedule(schedule_id)
+
+    def _validate_schedule(
+        self,
+        func: Callable[..., Any] | str,
+        trigger: Trigger,
+        options: ScheduleOptions,
+        *,
+        default_id_is_task: bool = False,
+    ) -> NewSchedule:
+        unknown = set(options) - set(ScheduleOptions.__annotations__)
+        if unknown:
+            raise InvalidScheduleError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
+        trigger_json = _validate_trigger(trigger)
+        job = self._validate(
+            JobRequest(
+                func,
+                args=options.get("args", ()),
+                kwargs=options.get("kwargs"),
+                priority=options.get("priority", JobPriority.NORMAL),
+                max_retries=options.get("max_retries"),
+                timeout=options.get("timeout"),
+            )
+        )
+        schedule_id = options.get("schedule_id")
+        if schedule_id is None:
+            schedule_id = job.task_name if default_id_is_task else str(uuid.uuid4())
+        return NewSchedule(
+            schedule_id=_validate_schedule_id(schedule_id),
+            task_name=job.task_name,
+            args_json=job.args_json,
+            kwargs_json=job.kwargs_json,
+            trigger_json=trigger_json,
+            priority=job.priority,
+            max_retries=job.max_retries,
+            timeout=job.timeout,
+            coalesce=_validate_coalesce(options.get("coalesce", CoalescePolicy.LATEST)),
+            misfire_grace_time=_validate_seconds(
+                options.get("misfire_grace_time"), "misfire_grace_time", InvalidScheduleError
+            ),
+            max_running=_validate_max_running(options.get("max_running", 1)),
+            jitter=_validate_seconds(
+                options.get("jitter"), "jitter", InvalidScheduleError, allow_zero=True
+            )
+            or 0.0,
+        )
+
     # -- wiring -----------------------------------------------------------------------
     def _build_services(self) -> None:
         config = self.config
@@ -373,15 +538,22 @@ class Scheduler:
         self._pruner = Pruner(
             self._store, retention=config.retention, interval=config.prune_interval
         )
+        self._ticker = Ticker(self._store, poll_interval=config.poll_interval)
         self._listener = Listener(
             self._pool,
             channel_for(config.schema),
             on_due=self._dispatcher.notify_due,
+            on_schedule=self._ticker.notify_due,
             on_cancel=self._on_cancel_requested,
-            on_reconnect=self._dispatcher.wakeup.set,
+            on_reconnect=self._catch_up,
             check_interval=config.listener_check_interval,
             check_timeout=config.listener_check_timeout,
         )
+
+    def _catch_up(self) -> None:
+        """Notifications may have been lost: look at the tables now."""
+        self._dispatcher.wakeup.set()
+        self._ticker.wakeup.set()
 
     def _start_job(self, entry: RunningJob) -> None:
         assert self._jobs_group is not None
@@ -399,6 +571,7 @@ class Scheduler:
                 services.start_soon(self._heartbeat.run)
                 services.start_soon(self._reaper.run)
                 services.start_soon(self._pruner.run)
+                services.start_soon(self._ticker.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs_group = jobs
                     dispatching = anyio.CancelScope()
@@ -453,6 +626,63 @@ def _validate_conflict_resolution(value: object) -> ConflictResolution:
         raise InvalidJobError(
             f"conflict_resolution must be a ConflictResolution, got {value!r}"
         ) from None
+
+
+def _first_fire_time(schedule: NewSchedule) -> Callable[[datetime], datetime]:
+    trigger = trigger_from_json(schedule.trigger_json)
+
+    def first_after(now: datetime) -> datetime:
+        first = trigger.next_fire_time(now)
+        if first is None:
+            raise InvalidTriggerError(
+                f"schedule {schedule.schedule_id!r} would never fire: its trigger {trigger!r}"
+                " has no fire time after now"
+            )
+        return first
+
+    return first_after
+
+
+def _validate_trigger(trigger: object) -> dict[str, Any]:
+    """The trigger's JSON, checked to rebuild: a schedule is read back by other replicas."""
+    to_json = getattr(trigger, "to_json", None)
+    if not callable(to_json) or not callable(getattr(trigger, "next_fire_time", None)):
+        raise InvalidTriggerError(
+            f"trigger must be one of scheduler's triggers (CronTrigger, IntervalTrigger, ...),"
+            f" got {trigger!r}"
+        )
+    data: dict[str, Any] = to_json()
+    try:
+        trigger_from_json(data)
+    except (InvalidTriggerError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidTriggerError(
+            f"trigger {trigger!r} cannot be stored: only scheduler's trigger classes can ({exc})"
+        ) from None
+    return data
+
+
+def _validate_schedule_id(schedule_id: object) -> str:
+    if not isinstance(schedule_id, str) or not 1 <= len(schedule_id) <= SCHEDULE_ID_MAX_LENGTH:
+        raise InvalidScheduleError(
+            f"schedule_id must be a str of 1 to {SCHEDULE_ID_MAX_LENGTH} characters,"
+            f" got {schedule_id!r}"
+        )
+    return schedule_id
+
+
+def _validate_coalesce(value: object) -> str:
+    try:
+        return CoalescePolicy(value).value
+    except ValueError:
+        raise InvalidScheduleError(f"coalesce must be a CoalescePolicy, got {value!r}") from None
+
+
+def _validate_max_running(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidScheduleError(f"max_running must be an integer >= 1 or None, got {value!r}")
+    return value
 
 
 def _validate_job_id(job_id: str | None) -> str:
@@ -512,11 +742,22 @@ def _validate_retries(max_retries: object) -> int:
 
 
 def _validate_timeout(timeout: float | timedelta | None) -> float | None:
-    if timeout is None:
+    return _validate_seconds(timeout, "timeout", InvalidJobError)
+
+
+def _validate_seconds(
+    value: float | timedelta | None,
+    name: str,
+    error: type[ValueError],
+    *,
+    allow_zero: bool = False,
+) -> float | None:
+    if value is None:
         return None
-    value = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidJobError(f"timeout must be seconds or a timedelta, got {timeout!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidJobError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return float(value)
+    number = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise error(f"{name} must be seconds or a timedelta, got {value!r}")
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise error(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(number)

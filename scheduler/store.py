@@ -3,13 +3,14 @@ records that cross it. The PostgreSQL adapter in `scheduler.postgres` implements
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
-from scheduler.models import ConflictResolution, Job, JobStatus
+from scheduler.models import ConflictResolution, Job, JobStatus, Schedule
+from scheduler.recurring import DueSchedule, FirePlan
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,31 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class NewSchedule:
+    """A validated recurring schedule ready to store."""
+
+    schedule_id: str
+    task_name: str
+    args_json: str
+    kwargs_json: str
+    trigger_json: dict[str, Any]
+    priority: int
+    max_retries: int
+    timeout: float | None
+    coalesce: str
+    misfire_grace_time: float | None
+    max_running: int | None
+    jitter: float
+
+
+#: Given the database clock, the first fire time of a schedule (None: it never fires).
+FirstFireTime = Callable[[datetime], datetime | None]
+
+#: Decides the jobs of one due schedule (see `scheduler.recurring.plan_fires`).
+FirePlanner = Callable[[DueSchedule, datetime], FirePlan]
+
+
+@dataclass(frozen=True)
 class HeartbeatResult:
     alive: bool  # False: the lease had expired; this identity must not be used again
     owned: frozenset[str]
@@ -61,6 +87,18 @@ class JobStore(Protocol):
     async def cancel_job(self, job_id: str) -> JobStatus | None: ...
     async def get_job(self, job_id: str) -> Job | None: ...
     async def job_status(self, job_id: str) -> JobStatus | None: ...
+
+    # -- recurring schedules ----------------------------------------------------------
+    async def insert_schedule(
+        self, schedule: NewSchedule, first_fire_time: FirstFireTime, conflict: ConflictResolution
+    ) -> bool: ...
+    async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+    async def list_schedules(self) -> list[Schedule]: ...
+    async def pause_schedule(self, schedule_id: str) -> bool: ...
+    async def resume_schedule(self, schedule_id: str) -> bool: ...
+    async def remove_schedule(self, schedule_id: str) -> bool: ...
+    async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int: ...
+    async def next_schedule_delay(self) -> float | None: ...
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(

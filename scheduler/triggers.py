@@ -310,6 +310,17 @@ class OrTrigger:
         return {"type": "or", "triggers": [t.to_json() for t in self.triggers]}
 
 
+#: The trigger classes a schedule can be stored with (`trigger_from_json` rebuilds them).
+TRIGGER_TYPES = (
+    DateTrigger,
+    IntervalTrigger,
+    CronTrigger,
+    CalendarIntervalTrigger,
+    AndTrigger,
+    OrTrigger,
+)
+
+
 def apply_jitter(
     fire_time: datetime,
     next_fire_time: datetime | None,

@@ -1,8 +1,9 @@
 """LISTEN on a dedicated connection, health-checked, re-established after any loss.
 
-Notifications wake the dispatcher ("due <seconds>") and cancel running jobs
-("cancel <job id>"). After a reconnect `on_reconnect` runs, because notifications sent
-while we were not listening are gone: the caller catches up from the tables.
+Notifications wake the dispatcher ("due <seconds>") and the ticker ("schedule
+<seconds>"), and cancel running jobs ("cancel <job id>"). After a reconnect
+`on_reconnect` runs, because notifications sent while we were not listening are gone:
+the caller catches up from the tables.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Listener:
         channel: str,
         *,
         on_due: Callable[[float], None],
+        on_schedule: Callable[[float], None],
         on_cancel: Callable[[str], None],
         on_reconnect: Callable[[], None],
         check_interval: float,
@@ -34,6 +36,7 @@ class Listener:
         self._pool = pool
         self._channel = channel
         self._on_due = on_due
+        self._on_schedule = on_schedule
         self._on_cancel = on_cancel
         self._on_reconnect = on_reconnect
         self._check_interval = check_interval
@@ -48,6 +51,8 @@ class Listener:
         try:
             if kind == "due":
                 self._on_due(float(value))
+            elif kind == "schedule":
+                self._on_schedule(float(value))
             elif kind == "cancel":
                 self._on_cancel(value)
         except Exception:  # a bad payload (hand-written NOTIFY) must not kill the listener

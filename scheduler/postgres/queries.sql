@@ -68,7 +68,8 @@ RETURNING j.job_id
 -- One job row, for inspection.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,
        execution_time, attempts, max_retries, timeout_seconds, last_error, lease_owner,
-       cancel_requested_at, created_at, updated_at, started_at, finished_at
+       cancel_requested_at, created_at, updated_at, started_at, finished_at, schedule_id,
+       fire_time
 FROM {schema}.jobs WHERE job_id = $1
 
 -- cancel_job --
@@ -267,3 +268,134 @@ WHERE job_id IN (
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
+
+-- insert_schedule --
+-- Create a recurring schedule; on an existing id do nothing (RAISE and IGNORE decide in
+-- Python). Returns the id when written.
+INSERT INTO {schema}.schedules AS s
+    (schedule_id, task_name, args, kwargs, trigger, priority, max_retries, timeout_seconds,
+     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (schedule_id) DO NOTHING
+RETURNING s.schedule_id
+
+-- upsert_schedule --
+-- Create or overwrite a schedule's definition. Its paused state stays, and so does its next
+-- fire time unless the trigger changed. An identical definition writes nothing, so every
+-- replica can declare the same schedules at start-up without churn.
+INSERT INTO {schema}.schedules AS s
+    (schedule_id, task_name, args, kwargs, trigger, priority, max_retries, timeout_seconds,
+     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (schedule_id) DO UPDATE SET
+    task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
+    trigger = excluded.trigger, priority = excluded.priority,
+    max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    coalesce_policy = excluded.coalesce_policy,
+    misfire_grace_seconds = excluded.misfire_grace_seconds,
+    max_running = excluded.max_running, jitter_seconds = excluded.jitter_seconds,
+    next_fire_time = CASE WHEN s.trigger = excluded.trigger THEN s.next_fire_time
+                          ELSE excluded.next_fire_time END,
+    updated_at = now()
+WHERE (s.task_name, s.args, s.kwargs, s.trigger, s.priority, s.max_retries,
+       s.timeout_seconds, s.coalesce_policy, s.misfire_grace_seconds, s.max_running,
+       s.jitter_seconds)
+      IS DISTINCT FROM
+      (excluded.task_name, excluded.args, excluded.kwargs, excluded.trigger,
+       excluded.priority, excluded.max_retries, excluded.timeout_seconds,
+       excluded.coalesce_policy, excluded.misfire_grace_seconds, excluded.max_running,
+       excluded.jitter_seconds)
+RETURNING s.schedule_id
+
+-- get_schedule --
+-- One schedule row, for inspection.
+SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
+       trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, next_fire_time,
+       last_fire_time, created_at, updated_at
+FROM {schema}.schedules WHERE schedule_id = $1
+
+-- list_schedules --
+-- Every schedule, by id.
+SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
+       trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, next_fire_time,
+       last_fire_time, created_at, updated_at
+FROM {schema}.schedules ORDER BY schedule_id
+
+-- pause_schedule --
+-- Stop a schedule firing (on every replica: the ticker skips paused rows).
+UPDATE {schema}.schedules SET paused = true, updated_at = now()
+WHERE schedule_id = $1
+RETURNING schedule_id
+
+-- lock_schedule_for_resume --
+-- A schedule's trigger and the database clock, row locked until the resume commits.
+SELECT trigger::text AS trigger, now() AS now
+FROM {schema}.schedules WHERE schedule_id = $1
+FOR UPDATE
+
+-- resume_schedule --
+-- Fire again from the next slot after now: slots that passed while paused do not run.
+UPDATE {schema}.schedules SET paused = false, next_fire_time = $2, updated_at = now()
+WHERE schedule_id = $1
+
+-- remove_schedule --
+-- Delete a schedule. Jobs it already created stay (they are ordinary jobs).
+DELETE FROM {schema}.schedules WHERE schedule_id = $1
+RETURNING schedule_id
+
+-- database_now --
+-- The database clock: schedules compute their first fire time from it.
+SELECT now()
+
+-- due_schedules --
+-- Lock up to $1 active schedules whose next fire time has come, skipping those another
+-- replica is firing, with how many of each one's jobs are unfinished (for max_running)
+-- and the database clock the ticker plans with.
+SELECT s.schedule_id, s.trigger::text AS trigger, s.next_fire_time, s.coalesce_policy,
+       s.misfire_grace_seconds, s.max_running, s.jitter_seconds,
+       (SELECT count(*) FROM {schema}.jobs j
+        WHERE j.schedule_id = s.schedule_id AND j.status IN ('pending', 'running'))::integer
+           AS unfinished_jobs,
+       now() AS now
+FROM {schema}.schedules s
+WHERE NOT s.paused AND s.next_fire_time <= now()
+ORDER BY s.next_fire_time
+LIMIT $1
+FOR UPDATE OF s SKIP LOCKED
+
+-- insert_schedule_jobs --
+-- One ordinary job per fired slot, copying the schedule's task and options. The unique
+-- (schedule_id, fire_time) index makes a slot that already has a job a no-op.
+INSERT INTO {schema}.jobs AS j
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     schedule_id, fire_time)
+SELECT f.job_id, s.task_name, s.args, s.kwargs, s.priority, f.run_at, s.max_retries,
+       s.timeout_seconds, s.schedule_id, f.fire_time
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+     AS f(job_id, schedule_id, fire_time, run_at)
+JOIN {schema}.schedules s ON s.schedule_id = f.schedule_id
+ON CONFLICT DO NOTHING
+RETURNING j.job_id
+
+-- advance_schedules --
+-- Move fired schedules to their next fire time (NULL: exhausted), in the transaction that
+-- inserted their jobs.
+UPDATE {schema}.schedules s SET
+    next_fire_time = a.next_fire_time,
+    last_fire_time = coalesce(a.last_fire_time, s.last_fire_time),
+    updated_at = now()
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
+     AS a(schedule_id, next_fire_time, last_fire_time)
+WHERE s.schedule_id = a.schedule_id
+
+-- park_schedule --
+-- Pause a schedule this code cannot read (a corrupt or newer trigger), so the ticker does
+-- not spin on it; the error says why.
+UPDATE {schema}.schedules SET paused = true, updated_at = now() WHERE schedule_id = $1
+
+-- next_schedule_delay --
+-- Seconds from now until the earliest active schedule fires (negative if overdue).
+SELECT extract(epoch FROM min(next_fire_time) - now())::float8
+FROM {schema}.schedules WHERE NOT paused AND next_fire_time IS NOT NULL

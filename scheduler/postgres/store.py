@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -14,14 +16,32 @@ from scheduler.errors import (
     JobAlreadyExistsError,
     JobConflictError,
     JobIsRunningError,
+    ScheduleAlreadyExistsError,
     SchemaNotReadyError,
 )
-from scheduler.models import ConflictResolution, Job, JobPriority, JobStatus
+from scheduler.models import (
+    CoalescePolicy,
+    ConflictResolution,
+    Job,
+    JobPriority,
+    JobStatus,
+    Schedule,
+)
 from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import Queries
+from scheduler.recurring import DueSchedule
 from scheduler.serialization import decode_arguments
-from scheduler.store import ClaimedJob, HeartbeatResult, Lease, NewJob
+from scheduler.store import (
+    ClaimedJob,
+    FirePlanner,
+    FirstFireTime,
+    HeartbeatResult,
+    Lease,
+    NewJob,
+    NewSchedule,
+)
+from scheduler.triggers import trigger_from_json
 
 logger = logging.getLogger("scheduler.store")
 
@@ -109,6 +129,129 @@ class PostgresJobStore:
         with _schema_guard(self.schema):
             status = await self.pool.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
+
+    # -- recurring schedules ----------------------------------------------------------
+    async def insert_schedule(
+        self, schedule: NewSchedule, first_fire_time: FirstFireTime, conflict: ConflictResolution
+    ) -> bool:
+        """Store a schedule; True when a row was written (False: IGNORE kept the existing
+        one, or REPLACE found an identical definition)."""
+        with _schema_guard(self.schema):
+            now = await self.pool.fetchval(self.q.database_now)
+            replace = conflict is ConflictResolution.REPLACE
+            written = await self.pool.fetchval(
+                self.q.upsert_schedule if replace else self.q.insert_schedule,
+                schedule.schedule_id,
+                schedule.task_name,
+                schedule.args_json,
+                schedule.kwargs_json,
+                json.dumps(schedule.trigger_json),
+                schedule.priority,
+                schedule.max_retries,
+                schedule.timeout,
+                schedule.coalesce,
+                schedule.misfire_grace_time,
+                schedule.max_running,
+                schedule.jitter,
+                first_fire_time(now),
+            )
+        if written is None and conflict is ConflictResolution.RAISE:
+            raise ScheduleAlreadyExistsError(
+                f"a schedule with id {schedule.schedule_id!r} already exists; pass"
+                " conflict_resolution=ConflictResolution.IGNORE to keep it or REPLACE to"
+                " overwrite its definition",
+                schedule.schedule_id,
+            )
+        return written is not None
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        with _schema_guard(self.schema):
+            row = await self.pool.fetchrow(self.q.get_schedule, schedule_id)
+        return None if row is None else _schedule_from_row(row)
+
+    async def list_schedules(self) -> list[Schedule]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.list_schedules)
+        return [_schedule_from_row(row) for row in rows]
+
+    async def pause_schedule(self, schedule_id: str) -> bool:
+        with _schema_guard(self.schema):
+            return await self.pool.fetchval(self.q.pause_schedule, schedule_id) is not None
+
+    async def resume_schedule(self, schedule_id: str) -> bool:
+        with _schema_guard(self.schema):
+            async with self.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(self.q.lock_schedule_for_resume, schedule_id)
+                if row is None:
+                    return False
+                trigger = trigger_from_json(json.loads(row["trigger"]))
+                next_fire = trigger.next_fire_time(row["now"])
+                await conn.execute(self.q.resume_schedule, schedule_id, next_fire)
+        return True
+
+    async def remove_schedule(self, schedule_id: str) -> bool:
+        with _schema_guard(self.schema):
+            return await self.pool.fetchval(self.q.remove_schedule, schedule_id) is not None
+
+    async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int:
+        """Turn the due slots of up to `limit` schedules into jobs and advance the
+        schedules, all in one transaction. Returns how many schedules were due."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self.q.due_schedules, limit)
+            slots: tuple[list[str], list[str], list[datetime], list[datetime]] = ([], [], [], [])
+            advanced: tuple[list[str], list[datetime | None], list[datetime | None]] = (
+                [],
+                [],
+                [],
+            )
+            for row in rows:
+                schedule_id = row["schedule_id"]
+                try:
+                    trigger = trigger_from_json(json.loads(row["trigger"]))
+                except Exception as exc:
+                    logger.error(
+                        "pausing schedule %s: its trigger is unreadable (%r)", schedule_id, exc
+                    )
+                    await conn.execute(self.q.park_schedule, schedule_id)
+                    continue
+                due = DueSchedule(
+                    schedule_id=schedule_id,
+                    trigger=trigger,
+                    next_fire_time=row["next_fire_time"],
+                    coalesce=CoalescePolicy(row["coalesce_policy"]),
+                    misfire_grace_time=row["misfire_grace_seconds"],
+                    max_running=row["max_running"],
+                    unfinished_jobs=row["unfinished_jobs"],
+                    jitter=row["jitter_seconds"],
+                )
+                plan = planner(due, row["now"])
+                for fire in plan.fires:
+                    slots[0].append(slot_job_id(schedule_id, fire.fire_time))
+                    slots[1].append(schedule_id)
+                    slots[2].append(fire.fire_time)
+                    slots[3].append(fire.run_at)
+                if plan.dropped:
+                    logger.info(
+                        "schedule %s: %d due slot(s) not run (coalesce=%s, max_running=%s,"
+                        " misfire_grace_time=%s)",
+                        schedule_id,
+                        plan.dropped,
+                        due.coalesce.value,
+                        due.max_running,
+                        due.misfire_grace_time,
+                    )
+                advanced[0].append(schedule_id)
+                advanced[1].append(plan.next_fire_time)
+                advanced[2].append(plan.fires[-1].fire_time if plan.fires else None)
+            if slots[0]:
+                await conn.fetch(self.q.insert_schedule_jobs, *slots)
+            if advanced[0]:
+                await conn.execute(self.q.advance_schedules, *advanced)
+        return len(rows)
+
+    async def next_schedule_delay(self) -> float | None:
+        delay: float | None = await self.pool.fetchval(self.q.next_schedule_delay)
+        return delay
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(
@@ -259,6 +402,37 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         updated_at=row["updated_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        schedule_id=row["schedule_id"],
+        fire_time=row["fire_time"],
+    )
+
+
+def slot_job_id(schedule_id: str, fire_time: datetime) -> str:
+    """The id of the job a schedule fires for one slot: readable, and the same on every
+    replica (a second insert of the slot is a no-op)."""
+    return f"{schedule_id}@{fire_time.astimezone(timezone.utc).isoformat()}"
+
+
+def _schedule_from_row(row: asyncpg.Record) -> Schedule:
+    args, kwargs = decode_arguments(row["args"], row["kwargs"])
+    return Schedule(
+        schedule_id=row["schedule_id"],
+        task_name=row["task_name"],
+        trigger=trigger_from_json(json.loads(row["trigger"])),
+        args=args,
+        kwargs=kwargs,
+        priority=JobPriority(row["priority"]),
+        max_retries=row["max_retries"],
+        timeout=row["timeout_seconds"],
+        coalesce=CoalescePolicy(row["coalesce_policy"]),
+        misfire_grace_time=row["misfire_grace_seconds"],
+        max_running=row["max_running"],
+        jitter=row["jitter_seconds"],
+        paused=row["paused"],
+        next_fire_time=row["next_fire_time"],
+        last_fire_time=row["last_fire_time"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 

@@ -68,4 +68,9 @@ async def test_migrations_built_schema_has_the_expected_tables(
         " ORDER BY table_name",
         migrated,
     )
-    assert [t["table_name"] for t in tables] == ["jobs", "schema_migrations", "workers"]
+    assert [t["table_name"] for t in tables] == [
+        "jobs",
+        "schedules",
+        "schema_migrations",
+        "workers",
+    ]

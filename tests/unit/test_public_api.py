@@ -23,7 +23,8 @@ def test_all_lists_exactly_the_public_names() -> None:
         "services",
         "store",
         "tasks",
-        "triggers",  # internal until recurring schedules are wired to the Scheduler
+        "recurring",
+        "triggers",
     }
     assert set(scheduler.__all__) == public - modules - {"annotations"}
     for name in scheduler.__all__:

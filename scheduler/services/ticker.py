@@ -1,0 +1,64 @@
+"""The ticker: turns the due slots of recurring schedules into jobs.
+
+Every replica runs one. It sleeps until the earliest next fire time (asked of the
+database, and pushed by NOTIFY when a schedule changes), then locks the due schedules with
+SKIP LOCKED, so each schedule is fired by one replica at a time; the unique slot key makes
+a second firing of the same slot a no-op in any case.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from scheduler.recurring import plan_fires
+from scheduler.services.backoff import LoopBackoff
+from scheduler.services.wakeup import Wakeup
+from scheduler.store import JobStore
+
+logger = logging.getLogger("scheduler.ticker")
+
+RECHECK_LOCKED_DELAY = 0.05
+
+
+class Ticker:
+    def __init__(self, store: JobStore, *, poll_interval: float, batch_size: int = 100) -> None:
+        self._store = store
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._rng = random.Random()
+        self.wakeup = Wakeup()
+
+    def notify_due(self, delay: float) -> None:
+        """A schedule fires in `delay` seconds (as measured by the database)."""
+        self.wakeup.arm_in(delay)
+
+    async def run_once(self) -> int:
+        """Fire every schedule due now; return how many were due."""
+        fired = 0
+        while True:
+            count = await self._store.fire_due_schedules(
+                self._batch_size, lambda due, now: plan_fires(due, now, self._rng)
+            )
+            fired += count
+            if count < self._batch_size:
+                break
+        delay = await self._store.next_schedule_delay()
+        if delay is not None:
+            # Still due after our pass: another replica holds it and will advance it (its
+            # NOTIFY re-arms us); look again soon rather than spin.
+            self.wakeup.arm_in(max(delay, RECHECK_LOCKED_DELAY))
+        return fired
+
+    async def run(self) -> None:
+        backoff = LoopBackoff()
+        while True:
+            await self.wakeup.wait(self._poll_interval)
+            try:
+                await self.run_once()
+            except Exception as exc:
+                delay = backoff.next_delay()
+                logger.warning("firing schedules failed (%r); retrying in %.2fs", exc, delay)
+                self.wakeup.arm_in(delay)
+            else:
+                backoff.reset()

@@ -1,0 +1,420 @@
+"""Recurring schedules on the real database: storage, validation, conflicts, firing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+import pytest
+
+from scheduler import (
+    CoalescePolicy,
+    ConflictResolution,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    InvalidJobError,
+    InvalidScheduleError,
+    InvalidTriggerError,
+    JobPriority,
+    JobStatus,
+    ScheduleAlreadyExistsError,
+    TaskNotNameableError,
+)
+from scheduler.postgres.sql import quote_identifier
+from scheduler.postgres.store import PostgresJobStore, slot_job_id
+from scheduler.services.ticker import Ticker
+from tests.conftest import SchedulerFactory
+from tests.support import jobs
+from tests.support.db import wait_until
+
+
+async def schedule_count(pool: asyncpg.Pool, schema: str) -> int:
+    return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.schedules"))
+
+
+async def slot_jobs(pool: asyncpg.Pool, schema: str, schedule_id: str) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            f"SELECT job_id, fire_time, execution_time, status FROM {quote_identifier(schema)}.jobs"
+            " WHERE schedule_id = $1 ORDER BY fire_time",
+            schedule_id,
+        )
+    )
+
+
+async def test_a_schedule_is_stored_with_its_settings_and_first_fire_time(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    trigger = CronTrigger("30 1 * * *", timezone="America/New_York")
+    schedule_id = await scheduler.add_schedule(
+        jobs.record,
+        trigger,
+        schedule_id="nightly",
+        args=("k",),
+        kwargs={"value": 1},
+        priority=JobPriority.HIGH,
+        max_retries=2,
+        timeout=30,
+        coalesce=CoalescePolicy.ALL,
+        misfire_grace_time=timedelta(minutes=10),
+        max_running=None,
+        jitter=5,
+    )
+    assert schedule_id == "nightly"
+    schedule = await scheduler.get_schedule("nightly")
+    assert schedule is not None
+    now: datetime = await pool.fetchval("SELECT now()")
+    assert schedule.trigger.to_json() == trigger.to_json()
+    assert (schedule.task_name, schedule.args, schedule.kwargs) == (
+        "tests.support.jobs:record",
+        ("k",),
+        {"value": 1},
+    )
+    assert (schedule.priority, schedule.max_retries, schedule.timeout) == (JobPriority.HIGH, 2, 30)
+    assert (schedule.coalesce, schedule.misfire_grace_time, schedule.max_running) == (
+        CoalescePolicy.ALL,
+        600,
+        None,
+    )
+    assert (schedule.jitter, schedule.paused, schedule.last_fire_time) == (5, False, None)
+    assert schedule.next_fire_time == trigger.next_fire_time(now)
+    assert [s.schedule_id for s in await scheduler.list_schedules()] == ["nightly"]
+    assert await scheduler.add_schedule(jobs.record, trigger, args=("x",)) != "nightly"  # a UUID
+
+
+def _lambda_task() -> Any:
+    return lambda: None
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [
+        (lambda: CronTrigger("61 * * * *"), InvalidTriggerError, "invalid cron"),
+        (lambda: CronTrigger("* * * * *", "Mars/Olympus"), InvalidTriggerError, "time zone"),
+        (lambda: DateTrigger(datetime(2030, 1, 1)), InvalidTriggerError, "timezone-aware"),
+        (lambda: IntervalTrigger(seconds=0), InvalidTriggerError, "positive"),
+    ],
+)
+def test_bad_triggers_are_refused_when_built(call: Any, error: type, fragment: str) -> None:
+    with pytest.raises(error, match=fragment):
+        call()
+
+
+PAST = DateTrigger(datetime(2001, 1, 1, tzinfo=timezone.utc))
+SECONDLY = IntervalTrigger(seconds=1)
+BAD_OPTION = InvalidScheduleError
+
+
+@pytest.mark.parametrize(
+    ("func", "trigger", "options", "error", "fragment"),
+    [
+        (jobs.record, PAST, {}, InvalidTriggerError, "never fire"),
+        (jobs.record, "* * * * *", {}, InvalidTriggerError, "one of scheduler's triggers"),
+        (_lambda_task(), SECONDLY, {}, TaskNotNameableError, "lambda"),
+        (jobs.record, SECONDLY, {"misfire_grace_time": -1}, BAD_OPTION, "misfire_grace_time"),
+        (jobs.record, SECONDLY, {"max_running": 0}, BAD_OPTION, "max_running"),
+        (jobs.record, SECONDLY, {"coalesce": "earliest"}, BAD_OPTION, "CoalescePolicy"),
+        (jobs.record, SECONDLY, {"jitter": float("nan")}, BAD_OPTION, "jitter"),
+        (jobs.record, SECONDLY, {"schedule_id": "x" * 201}, BAD_OPTION, "1 to 200"),
+        (jobs.record, SECONDLY, {"args": (object(),)}, InvalidJobError, "JSON"),
+        (jobs.record, SECONDLY, {"priority": 7}, InvalidJobError, "priority"),
+        (jobs.record, SECONDLY, {"every": 3}, BAD_OPTION, "unknown schedule option"),
+    ],
+)
+async def test_bad_schedules_raise_typed_errors_and_write_nothing(
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    func: Any,
+    trigger: Any,
+    options: dict[str, Any],
+    error: type,
+    fragment: str,
+) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(error, match=fragment):
+        await scheduler.add_schedule(func, trigger, **options)
+    assert await schedule_count(pool, migrated) == 0
+
+
+async def test_conflict_policies_on_an_existing_schedule_id(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    hourly, daily = CronTrigger("0 * * * *"), CronTrigger("0 0 * * *")
+    await scheduler.add_schedule(jobs.record, hourly, schedule_id="s", args=("a",))
+    with pytest.raises(ScheduleAlreadyExistsError, match="IGNORE") as raised:
+        await scheduler.add_schedule(jobs.record, daily, schedule_id="s")
+    assert raised.value.schedule_id == "s"
+    ignored = ConflictResolution.IGNORE
+    assert (
+        await scheduler.add_schedule(
+            jobs.record, daily, schedule_id="s", conflict_resolution=ignored
+        )
+        == "s"
+    )
+    kept = await scheduler.get_schedule("s")
+    assert kept is not None and kept.args == ("a",) and kept.trigger.to_json() == hourly.to_json()
+
+    # REPLACE overwrites the definition, keeps the pause, and keeps the next fire time
+    # unless the trigger changed.
+    await scheduler.pause_schedule("s")
+    replace = ConflictResolution.REPLACE
+    await scheduler.add_schedule(
+        jobs.record, hourly, schedule_id="s", args=("b",), conflict_resolution=replace
+    )
+    same_trigger = await scheduler.get_schedule("s")
+    assert same_trigger is not None
+    assert (same_trigger.args, same_trigger.paused) == (("b",), True)
+    assert same_trigger.next_fire_time == kept.next_fire_time
+    await scheduler.add_schedule(
+        jobs.record, daily, schedule_id="s", args=("b",), conflict_resolution=replace
+    )
+    new_trigger = await scheduler.get_schedule("s")
+    assert new_trigger is not None and new_trigger.paused
+    assert new_trigger.next_fire_time == daily.next_fire_time(await pool.fetchval("SELECT now()"))
+    assert await schedule_count(pool, migrated) == 1
+
+
+@pytest.mark.parametrize("policy", list(ConflictResolution))
+async def test_concurrent_adds_of_one_schedule_id_leave_one_schedule(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, policy: ConflictResolution
+) -> None:
+    schedulers = [make_scheduler() for _ in range(8)]
+    results = await asyncio.gather(
+        *(
+            s.add_schedule(
+                jobs.record,
+                IntervalTrigger(minutes=1),
+                schedule_id="shared",
+                args=(str(n),),
+                conflict_resolution=policy,
+            )
+            for n, s in enumerate(schedulers)
+        ),
+        return_exceptions=True,
+    )
+    raised = [r for r in results if isinstance(r, BaseException)]
+    if policy is ConflictResolution.RAISE:
+        assert len(raised) == 7 and all(isinstance(r, ScheduleAlreadyExistsError) for r in raised)
+    else:
+        assert raised == []
+    assert await schedule_count(pool, migrated) == 1
+
+
+async def test_due_slots_become_ordinary_jobs_once_each(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(tasks=[jobs.record])
+    every_second = IntervalTrigger(seconds=1)
+    await scheduler.add_schedule(jobs.record, every_second, schedule_id="tick", args=("tick",))
+    async with scheduler:
+        await wait_until(
+            lambda: _at_least(pool, migrated, "tick", JobStatus.SUCCEEDED, 3),
+            message="three slots to run",
+        )
+    rows = await slot_jobs(pool, migrated, "tick")
+    fire_times = [r["fire_time"] for r in rows]
+    # Consecutive slots of the trigger, each one job with a deterministic id.
+    for earlier, later in itertools.pairwise(fire_times):
+        assert every_second.next_fire_time(earlier) == later
+    assert [r["job_id"] for r in rows] == [slot_job_id("tick", f) for f in fire_times]
+    job = await scheduler.get_job(rows[0]["job_id"])
+    assert job is not None
+    assert (job.schedule_id, job.fire_time, job.args) == ("tick", fire_times[0], ("tick",))
+    schedule = await scheduler.get_schedule("tick")
+    assert schedule is not None and schedule.last_fire_time is not None
+    assert schedule.last_fire_time >= fire_times[-1]
+
+
+async def _at_least(
+    pool: asyncpg.Pool, schema: str, schedule_id: str, status: JobStatus, count: int
+) -> bool:
+    rows = await slot_jobs(pool, schema, schedule_id)
+    return sum(1 for r in rows if r["status"] == status.value) >= count
+
+
+async def _rewind(pool: asyncpg.Pool, schema: str, schedule_id: str, to: datetime) -> None:
+    """As if no replica had run since `to`: the schedule's next fire time is put back."""
+    await pool.execute(
+        f"UPDATE {quote_identifier(schema)}.schedules SET next_fire_time = $2"
+        " WHERE schedule_id = $1",
+        schedule_id,
+        to,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "expected_slots"),
+    [
+        ({}, [2]),
+        ({"coalesce": CoalescePolicy.ALL, "max_running": None}, [0, 1, 2]),
+        ({"coalesce": CoalescePolicy.ALL}, [2]),  # max_running=1 still applies
+        ({"coalesce": CoalescePolicy.SKIP}, []),
+        ({"coalesce": CoalescePolicy.ALL, "max_running": None, "misfire_grace_time": 90}, [1, 2]),
+        ({"misfire_grace_time": 5}, []),
+    ],
+)
+async def test_a_schedule_that_fell_behind_fires_by_its_policy(
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    options: dict[str, Any],
+    expected_slots: list[int],
+) -> None:
+    # Slots every minute from `anchor`; three of them (130 s, 70 s and 10 s ago) are due.
+    anchor = await pool.fetchval("SELECT now() - interval '130 seconds'")
+    slot = [anchor + timedelta(minutes=k) for k in range(4)]
+    scheduler = make_scheduler()
+    await scheduler.add_schedule(
+        jobs.record,
+        IntervalTrigger(minutes=1, start=anchor),
+        schedule_id="m",
+        args=("m",),
+        **options,
+    )
+    await _rewind(pool, migrated, "m", to=anchor)
+    store = PostgresJobStore(pool, migrated)
+    assert await Ticker(store, poll_interval=1).run_once() == 1
+    fired = [r["fire_time"] for r in await slot_jobs(pool, migrated, "m")]
+    assert fired == [slot[k] for k in expected_slots]
+    schedule = await scheduler.get_schedule("m")
+    assert schedule is not None and schedule.next_fire_time == slot[3]
+    # Nothing is left due: a second pass fires nothing more.
+    assert await Ticker(store, poll_interval=1).run_once() == 0
+
+
+async def test_a_slot_that_already_has_a_job_is_not_fired_again(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await scheduler.add_schedule(
+        jobs.record, CronTrigger("* * * * *"), schedule_id="m", args=("m",)
+    )
+    due = await pool.fetchval("SELECT date_trunc('minute', now())")
+    await _rewind(pool, migrated, "m", to=due)
+    store = PostgresJobStore(pool, migrated)
+    await Ticker(store, poll_interval=1).run_once()
+    [first] = await slot_jobs(pool, migrated, "m")
+    await _rewind(pool, migrated, "m", to=due)  # as if a stale replica fired it again
+    await Ticker(store, poll_interval=1).run_once()
+    assert await slot_jobs(pool, migrated, "m") == [first]
+
+
+async def test_max_running_skips_slots_while_the_previous_run_is_unfinished(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(tasks=[jobs.wait_forever, jobs.record])
+    await scheduler.add_schedule(
+        jobs.wait_forever, IntervalTrigger(seconds=1), schedule_id="slow", args=("slow",)
+    )
+    await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(seconds=1), schedule_id="clock", args=("clock",)
+    )
+    async with scheduler:
+        await wait_until(
+            lambda: _at_least(pool, migrated, "clock", JobStatus.SUCCEEDED, 4), message="four ticks"
+        )
+        slow = await slot_jobs(pool, migrated, "slow")
+        assert len(slow) == 1 and slow[0]["status"] == "running"
+        await scheduler.cancel_job(slow[0]["job_id"])
+        # Once it ended, the next slot fires again.
+        await wait_until(
+            lambda: _count_at_least(pool, migrated, "slow", 2), message="a slot after the cancel"
+        )
+
+
+async def _count_at_least(pool: asyncpg.Pool, schema: str, schedule_id: str, count: int) -> bool:
+    return len(await slot_jobs(pool, schema, schedule_id)) >= count
+
+
+async def test_pause_resume_and_remove(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(tasks=[jobs.record])
+    await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(seconds=1), schedule_id="p", args=("p",)
+    )
+    await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(seconds=1), schedule_id="clock", args=("clock",)
+    )
+    async with scheduler:
+        await wait_until(lambda: _count_at_least(pool, migrated, "p", 1), message="a first slot")
+        assert await scheduler.pause_schedule("p")
+        paused_at = len(await slot_jobs(pool, migrated, "p"))
+        clock_at = len(await slot_jobs(pool, migrated, "clock"))
+        await wait_until(
+            lambda: _count_at_least(pool, migrated, "clock", clock_at + 3),
+            message="three more ticks",
+        )
+        assert len(await slot_jobs(pool, migrated, "p")) == paused_at
+        schedule = await scheduler.get_schedule("p")
+        assert schedule is not None and schedule.paused
+
+        now: datetime = await pool.fetchval("SELECT now()")
+        assert await scheduler.resume_schedule("p")
+        await wait_until(
+            lambda: _count_at_least(pool, migrated, "p", paused_at + 1), message="firing again"
+        )
+        # Slots that passed while paused were not run.
+        after_resume = [r["fire_time"] for r in await slot_jobs(pool, migrated, "p")][paused_at:]
+        assert all(f > now for f in after_resume)
+
+        assert await scheduler.remove_schedule("p")
+        removed_at = len(await slot_jobs(pool, migrated, "p"))
+        clock_at = len(await slot_jobs(pool, migrated, "clock"))
+        await wait_until(
+            lambda: _count_at_least(pool, migrated, "clock", clock_at + 3),
+            message="three more ticks",
+        )
+        assert len(await slot_jobs(pool, migrated, "p")) == removed_at
+        assert await scheduler.get_schedule("p") is None
+    for missing in ("p", "nope"):
+        assert not await scheduler.pause_schedule(missing)
+        assert not await scheduler.resume_schedule(missing)
+        assert not await scheduler.remove_schedule(missing)
+
+
+async def test_declared_schedules_are_written_once_and_follow_code_changes(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    first, second = make_scheduler(), make_scheduler()
+    for replica in (first, second):
+        replica.cron("*/5 * * * *", timezone="Europe/Berlin", args=("cron",))(jobs.record)
+    async with first, second:
+        [declared] = await first.list_schedules()
+    assert declared.schedule_id == "tests.support.jobs:record"
+    assert declared.trigger.to_json() == CronTrigger("*/5 * * * *", "Europe/Berlin").to_json()
+    await first.pause_schedule(declared.schedule_id)
+    paused = await first.get_schedule(declared.schedule_id)
+    assert paused is not None
+
+    # A redeploy with the same declaration changes nothing (the pause stays); a changed
+    # declaration updates the definition.
+    same = make_scheduler()
+    same.cron("*/5 * * * *", timezone="Europe/Berlin", args=("cron",))(jobs.record)
+    async with same:
+        unchanged = await same.get_schedule(declared.schedule_id)
+    assert unchanged is not None and unchanged.paused
+    assert unchanged.updated_at == paused.updated_at  # not even rewritten
+    changed = make_scheduler()
+    changed.every(minutes=10, args=("every",))(jobs.record)
+    async with changed:
+        updated = await changed.get_schedule(declared.schedule_id)
+    assert updated is not None
+    assert (updated.args, updated.paused) == (("every",), True)
+    assert updated.trigger.to_json() == IntervalTrigger(minutes=10).to_json()
+    assert await schedule_count(pool, migrated) == 1
+
+
+def test_one_function_declared_twice_needs_distinct_ids(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    scheduler.every(minutes=1)(jobs.record)
+    with pytest.raises(InvalidScheduleError, match="declared twice"):
+        scheduler.every(minutes=2)(jobs.record)
+    scheduler.every(minutes=2, schedule_id="second")(jobs.record)
