@@ -75,9 +75,9 @@ class ScheduleOptions(TypedDict, total=False):
     kwargs: Mapping[str, Any]
     priority: JobPriority | int
     max_retries: int
-    timeout: float | timedelta
+    timeout: float | timedelta | None
     coalesce: CoalescePolicy
-    misfire_grace_time: float | timedelta
+    misfire_grace_time: float | timedelta | None
     max_running: int | None
     jitter: float | timedelta
 

@@ -1,6 +1,6 @@
 """One scheduler replica as its own OS process, for crash tests.
 
-    python -m tests.support.replica DSN SCHEMA [--concurrency N]
+    python -m tests.support.replica DSN SCHEMA [--concurrency N] [--schedule JSON ...]
 
 Prints "READY <worker id>" once started; SIGTERM shuts it down gracefully.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -16,9 +17,10 @@ from typing import Any
 
 import asyncpg
 
-from scheduler import Scheduler
+from scheduler import CoalescePolicy, Scheduler
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.store import ClaimedJob
+from scheduler.triggers import trigger_from_json
 from tests.support import side_jobs
 
 
@@ -33,6 +35,13 @@ async def main() -> None:
         "--freeze-after-claim",
         action="store_true",
         help="fault injection: block the process right after the first claim commits",
+    )
+    parser.add_argument(
+        "--schedule",
+        action="append",
+        default=[],
+        help="declare a schedule of side_jobs.work: JSON with id, trigger (as to_json()),"
+        " seconds, and any of coalesce, max_running, misfire_grace_time",
     )
     options = parser.parse_args()
     if options.freeze_after_claim:
@@ -57,6 +66,15 @@ async def main() -> None:
             side_jobs.poison,
         ],
     )
+    for spec in map(json.loads, options.schedule):
+        scheduler.scheduled(
+            trigger_from_json(spec["trigger"]),
+            schedule_id=spec["id"],
+            args=(spec.get("seconds", 0.0),),
+            coalesce=CoalescePolicy(spec.get("coalesce", "latest")),
+            max_running=spec.get("max_running", 1),
+            misfire_grace_time=spec.get("misfire_grace_time"),
+        )(side_jobs.work)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with scheduler:
