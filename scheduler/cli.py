@@ -1,4 +1,4 @@
-"""`scheduler` / `python -m scheduler`: migrate, inspect, cancel, and run a worker.
+"""`scheduler` / `python -m scheduler`: migrate, inspect, cancel, manage schedules, run a worker.
 
 The connection comes from --dsn, else $SCHEDULER_DSN, else libpq's defaults (PGHOST,
 PGUSER, ...); the schema from --schema, else $SCHEDULER_SCHEMA, else "scheduler".
@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("job_id")
     cancel = commands.add_parser("cancel", help="cancel a job (pending or running)")
     cancel.add_argument("job_id")
+    schedules = commands.add_parser("schedules", help="list recurring schedules")
+    schedules.add_argument("--json", action="store_true", help="one JSON object per line")
+    for verb, text in (
+        ("pause", "stop a schedule firing (on every replica)"),
+        ("resume", "fire again from the next slot after now"),
+        ("remove", "delete a schedule (jobs it fired stay)"),
+    ):
+        commands.add_parser(verb, help=text).add_argument("schedule_id")
     worker = commands.add_parser("worker", help="run a scheduler replica until SIGTERM")
     worker.add_argument(
         "--import",
@@ -84,6 +92,15 @@ async def run(options: argparse.Namespace) -> int:
             cancelled = await Scheduler(pool, schema=schema).cancel_job(options.job_id)
             print("cancelled" if cancelled else "not cancelled (unknown or already finished)")
             return 0 if cancelled else 1
+        elif options.command == "schedules":
+            await print_schedules(Scheduler(pool, schema=schema), as_json=options.json)
+        elif options.command in ("pause", "resume", "remove"):
+            scheduler = Scheduler(pool, schema=schema)
+            action = getattr(scheduler, f"{options.command}_schedule")
+            if not await action(options.schedule_id):
+                print(f"no schedule {options.schedule_id!r}", file=sys.stderr)
+                return 1
+            print(f"{options.command}d {options.schedule_id}")
         elif options.command == "worker":
             await run_worker(pool, schema, options.imports, options.concurrency)
     finally:
@@ -114,6 +131,16 @@ async def print_status(pool: asyncpg.Pool[Any], schema: str) -> None:
                 f"  worker {row['worker_id']} {row['hostname']}:{row['pid']} {state},"
                 f" {row['tasks']} task(s)"
             )
+
+
+async def print_schedules(scheduler: Scheduler, *, as_json: bool) -> None:
+    for schedule in await scheduler.list_schedules():
+        if as_json:
+            fields = dataclasses.asdict(schedule) | {"trigger": schedule.trigger.to_json()}
+            print(json.dumps(fields, default=str))
+            continue
+        state = "paused" if schedule.paused else f"next {schedule.next_fire_time or 'never'}"
+        print(f"{schedule.schedule_id}  {schedule.task_name}  {schedule.trigger!r}  {state}")
 
 
 async def run_worker(

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from scheduler import JobStatus, Scheduler, TaskNotNameableError
+from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError
 from tests.support import jobs
 from tests.support.db import TEST_DSN, has_status, wait_until
 from tests.support.processes import ROOT
@@ -42,6 +42,31 @@ async def test_migrate_status_show_and_cancel(pool: asyncpg.Pool, schema: str) -
     assert cli("cancel", job_id, schema=schema).stdout.strip() == "cancelled"
     assert cli("cancel", job_id, schema=schema).returncode == 1
     assert cli("show", "missing", schema=schema).returncode == 1
+
+
+async def test_schedules_are_listed_paused_resumed_and_removed(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    producer = Scheduler(pool, schema=migrated)
+    await producer.add_schedule(
+        jobs.record, CronTrigger("0 9 * * 1-5", "Europe/Berlin"), schedule_id="standup", args=("s",)
+    )
+    listed = cli("schedules", schema=migrated)
+    assert "standup" in listed.stdout and "Europe/Berlin" in listed.stdout
+    assert cli("pause", "standup", schema=migrated).stdout.strip() == "paused standup"
+    [row] = [
+        json.loads(line)
+        for line in cli("schedules", "--json", schema=migrated).stdout.split("\n")
+        if line
+    ]
+    assert (row["paused"], row["trigger"]["expression"]) == (True, "0 9 * * 1-5")
+    assert cli("resume", "standup", schema=migrated).returncode == 0
+    schedule = await producer.get_schedule("standup")
+    assert schedule is not None and not schedule.paused
+    assert cli("remove", "standup", schema=migrated).returncode == 0
+    assert await producer.get_schedule("standup") is None
+    missing = cli("remove", "standup", schema=migrated)
+    assert missing.returncode == 1 and "no schedule" in missing.stderr
 
 
 def test_hostile_schema_names_are_refused_by_the_cli() -> None:
