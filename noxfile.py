@@ -80,7 +80,13 @@ def examples(session: nox.Session) -> None:
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:
-        for script in ("examples/quickstart.py", "examples/tour.py", "examples/starlette_app.py"):
+        scripts = (
+            "examples/quickstart.py",
+            "examples/tour.py",
+            "examples/recurring.py",
+            "examples/starlette_app.py",
+        )
+        for script in scripts:
             args = ["--check"] if script.endswith("starlette_app.py") else []
             session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
     finally:
@@ -112,3 +118,4 @@ def demo(session: nox.Session) -> None:
     session.run("python", "examples/quickstart.py", env=env)
     session.run("python", "-m", "scheduler", "status", env=env)
     session.run("python", "examples/tour.py", env=env)
+    session.run("python", "examples/recurring.py", env=env)

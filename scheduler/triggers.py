@@ -261,6 +261,12 @@ class CalendarIntervalTrigger:
             "timezone": self.timezone,
         }
 
+    def __repr__(self) -> str:
+        return (
+            f"CalendarIntervalTrigger(months={self.months}, days={self.days}, at={self.at},"
+            f" start_date={self.start_date}, timezone={self.timezone!r})"
+        )
+
 
 #: How many rounds a combined trigger searches for agreement before giving up.
 COMBINATION_SEARCH_LIMIT = 10_000
@@ -293,6 +299,9 @@ class AndTrigger:
     def to_json(self) -> dict[str, Any]:
         return {"type": "and", "triggers": [t.to_json() for t in self.triggers]}
 
+    def __repr__(self) -> str:
+        return f"AndTrigger({list(self.triggers)!r})"
+
 
 class OrTrigger:
     """Fires whenever any of its triggers fires (once per instant)."""
@@ -308,6 +317,9 @@ class OrTrigger:
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "or", "triggers": [t.to_json() for t in self.triggers]}
+
+    def __repr__(self) -> str:
+        return f"OrTrigger({list(self.triggers)!r})"
 
 
 #: The trigger classes a schedule can be stored with (`trigger_from_json` rebuilds them).

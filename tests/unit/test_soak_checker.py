@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tests.chaos.soak import Fault, Run, check
+from tests.chaos.soak import Fault, Run, check, check_slots
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -66,3 +66,18 @@ def test_a_cancel_reported_true_must_end_cancelled() -> None:
     run.cancel_results["j"] = True
     violations = check(run, {"j": job()}, [attempt(1, 10, 0, 1)])
     assert violations == ["j: cancel_job said True, status succeeded"]
+
+
+def test_recurring_slots_must_be_one_job_each_with_none_missing() -> None:
+    assert check_slots({"a": at(0), "b": at(1), "c": at(2)}) == []
+    [duplicate] = check_slots({"a": at(0), "b": at(1), "b2": at(1)})
+    assert "has 2 jobs" in duplicate
+    [gap] = check_slots({"a": at(0), "b": at(1), "d": at(3)})
+    assert "missing" in gap
+
+
+def test_a_fired_slot_is_checked_like_an_acknowledged_job() -> None:
+    run = Run()
+    run.slot_jobs["s@0"] = at(0)
+    violations = check(run, {"s@0": job(status="pending")}, [])
+    assert any("never reached a terminal state" in v for v in violations)
