@@ -80,8 +80,13 @@ class JobRunner:
         self._host_scope = host_scope
 
     async def run(self, entry: RunningJob) -> None:
-        """Execute, record, free the slot. Never raises, except to propagate a cancellation
-        of the whole scheduler (after the outcome has been recorded)."""
+        """Execute, free the slot, record. Never raises, except to propagate a cancellation
+        of the whole scheduler (after the outcome has been recorded).
+
+        The slot is free as soon as the job's code returns, so the next claim overlaps
+        this write (and completions batch): a commit's latency no longer idles a slot. The
+        task lives until the write is done, so shutdown still waits for every outcome.
+        """
         try:
             outcome, backoff = await self._execute(entry)
         except anyio.get_cancelled_exc_class():
@@ -90,11 +95,9 @@ class JobRunner:
                 await self._record(entry, Interrupted(CancelReason.SHUTDOWN), None)
                 self._running.remove(entry)
             raise
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._record(entry, outcome, backoff)
-        finally:
-            self._running.remove(entry)
+        self._running.remove(entry)
+        with anyio.CancelScope(shield=True):
+            await self._record(entry, outcome, backoff)
 
     async def _execute(self, entry: RunningJob) -> tuple[Outcome, RetryBackoff | None]:
         claimed = entry.claimed
