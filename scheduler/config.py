@@ -20,7 +20,7 @@ class SchedulerConfig:
     auto_migrate: bool = True
     lease_time: float = 30.0
     heartbeat_interval: float = 10.0
-    poll_interval: float = 5.0
+    poll_interval: float = 30.0
     shutdown_grace: float = 30.0
     claim_batch_size: int = 100
     retry_backoff: RetryBackoff = field(default_factory=RetryBackoff)

@@ -98,7 +98,7 @@ class Scheduler:
         auto_migrate: bool = True,
         lease_time: float | timedelta = 30.0,
         heartbeat_interval: float | timedelta = 10.0,
-        poll_interval: float | timedelta = 5.0,
+        poll_interval: float | timedelta = 30.0,
         shutdown_grace: float | timedelta = 30.0,
         claim_batch_size: int = 100,
         retry_backoff: RetryBackoff | None = None,

@@ -13,6 +13,9 @@ from scheduler.store import JobStore
 
 logger = logging.getLogger("scheduler.reaper")
 
+#: Forgetting dead workers and failing unrunnable jobs happen on every 4th sweep only.
+HOUSEKEEPING_EVERY = 4
+
 
 class Reaper:
     def __init__(
@@ -30,23 +33,30 @@ class Reaper:
         self._unrunnable_job_timeout = unrunnable_job_timeout
         self._batch_size = batch_size
 
-    async def run_once(self) -> int:
-        """One sweep; returns how many orphaned jobs it reclaimed."""
+    async def run_once(self, *, housekeeping: bool = True) -> int:
+        """One sweep; returns how many orphaned jobs it reclaimed. `housekeeping` also
+        forgets dead workers and fails unrunnable jobs."""
         reclaimed = 0
         while True:
             count = await self._store.reap_orphans(self._batch_size, self._orphan_retries)
             reclaimed += count
             if count < self._batch_size:
                 break
-        await self._store.delete_dead_workers()
-        if self._unrunnable_job_timeout is not None:
-            await self._store.fail_unrunnable_jobs(self._unrunnable_job_timeout, self._batch_size)
+        if housekeeping:
+            await self._store.delete_dead_workers()
+            if self._unrunnable_job_timeout is not None:
+                await self._store.fail_unrunnable_jobs(
+                    self._unrunnable_job_timeout, self._batch_size
+                )
         return reclaimed
 
     async def run(self) -> None:
+        sweeps = 0
         while True:
             try:
-                reclaimed = await self.run_once()
+                # Housekeeping is not urgent: every few sweeps keeps an idle replica quiet.
+                reclaimed = await self.run_once(housekeeping=sweeps % HOUSEKEEPING_EVERY == 0)
+                sweeps += 1
                 if reclaimed:
                     logger.info("reclaimed %d orphaned job(s)", reclaimed)
             except Exception as exc:

@@ -35,6 +35,11 @@ class Ticker:
 
     async def run_once(self) -> int:
         """Fire every schedule due now; return how many were due."""
+        delay = await self._store.next_schedule_delay()
+        if delay is None or delay > 0:  # the common idle case: one cheap read, no lock
+            if delay is not None:
+                self.wakeup.arm_in(delay)
+            return 0
         fired = 0
         while True:
             count = await self._store.fire_due_schedules(
