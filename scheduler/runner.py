@@ -116,6 +116,10 @@ class JobRunner:
         )
         try:
             with entry.scope:
+                # Claimed a moment early: start at its due time, not before.
+                wait = entry.start_at - anyio.current_time()
+                if wait > 0:
+                    await anyio.sleep(wait)
                 deadline = anyio.current_time() + timeout if timeout else math.inf
                 with anyio.CancelScope(deadline=deadline):
                     await self._call(definition, args, kwargs)

@@ -25,6 +25,7 @@ class RunningJob:
     sequence: int  # registration order, to compare against heartbeat snapshots
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     reason: CancelReason | None = None
+    start_at: float = 0.0  # anyio clock; later than now for a job claimed before due
 
     @property
     def job_id(self) -> str:

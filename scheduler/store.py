@@ -30,6 +30,8 @@ class ClaimedJob:
     kwargs_json: str
     max_retries: int
     timeout: float | None
+    starts_in: float = 0.0  # claimed ahead of its due time: at most this long to wait
+    due_epoch: float = 0.0  # the due time, in seconds of the database clock
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,11 @@ class JobStore(Protocol):
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(
-        self, owner: UUID, task_names: Sequence[str], limit: int
+        self, owner: UUID, task_names: Sequence[str], limit: int, lead: float = 0.0
     ) -> list[ClaimedJob]: ...
-    async def next_due_delay(self, task_names: Sequence[str]) -> float | None: ...
+    async def next_due_delay(self, task_names: Sequence[str]) -> tuple[float | None, float]:
+        """Seconds until the earliest pending job (None: none), and the database clock."""
+        ...
 
     # -- one attempt's outcome (fenced: False means the lease was no longer held) -------
     async def complete_job(self, lease: Lease) -> bool: ...

@@ -92,9 +92,11 @@ RETURNING p.status
 SELECT status FROM {schema}.jobs WHERE job_id = $1
 
 -- claim_jobs --
--- Take up to $4 due pending jobs of the given tasks, highest priority then earliest due
--- first, skipping rows other replicas are claiming. One index range scan per priority keeps
--- the cost proportional to due rows, not to the future-dated ones. Attempts count here.
+-- Take up to $4 pending jobs of the given tasks due within $5 seconds, highest priority
+-- then earliest due first, skipping rows other replicas are claiming. One index range scan
+-- per priority keeps the cost proportional to due rows, not to the future-dated ones.
+-- Attempts count here. A job claimed a few milliseconds early (so the claim's commit is
+-- paid before its due time) says how long to wait: it never starts before it is due.
 WITH picked AS (
     SELECT c.job_id
     FROM unnest($3::smallint[]) AS p(priority)
@@ -102,7 +104,8 @@ WITH picked AS (
         SELECT j.job_id, j.priority, j.execution_time
         FROM {schema}.jobs j
         WHERE j.status = 'pending' AND j.priority = p.priority
-          AND j.execution_time <= now() AND j.task_name = ANY($2::text[])
+          AND j.execution_time <= now() + make_interval(secs => $5::float8)
+          AND j.task_name = ANY($2::text[])
         ORDER BY j.execution_time
         LIMIT $4
         FOR UPDATE SKIP LOCKED
@@ -112,15 +115,19 @@ WITH picked AS (
 )
 UPDATE {schema}.jobs j SET
     status = 'running', lease_owner = $1, attempts = j.attempts + 1,
-    started_at = now(), updated_at = now()
+    started_at = greatest(now(), j.execution_time), updated_at = now()
 FROM picked
 WHERE j.job_id = picked.job_id
 RETURNING j.job_id, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
-          j.attempts, j.max_retries, j.timeout_seconds
+          j.attempts, j.max_retries, j.timeout_seconds,
+          greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
+          extract(epoch FROM j.execution_time)::float8 AS due_epoch
 
 -- next_due_delay --
--- Seconds from now until the earliest pending job of the given tasks (negative if overdue).
-SELECT extract(epoch FROM min(n.execution_time) - now())::float8
+-- Seconds from now until the earliest pending job of the given tasks (negative if overdue),
+-- and the database clock, which maps the due times of jobs claimed early onto ours.
+SELECT extract(epoch FROM min(n.execution_time) - now())::float8 AS delay,
+       extract(epoch FROM now())::float8 AS clock
 FROM unnest($2::smallint[]) AS p(priority)
 CROSS JOIN LATERAL (
     SELECT j.execution_time FROM {schema}.jobs j

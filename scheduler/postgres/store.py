@@ -255,10 +255,10 @@ class PostgresJobStore:
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(
-        self, owner: UUID, task_names: Sequence[str], limit: int
+        self, owner: UUID, task_names: Sequence[str], limit: int, lead: float = 0.0
     ) -> list[ClaimedJob]:
         rows = await self.pool.fetch(
-            self.q.claim_jobs, owner, list(task_names), PRIORITIES_DESCENDING, limit
+            self.q.claim_jobs, owner, list(task_names), PRIORITIES_DESCENDING, limit, lead
         )
         return [
             ClaimedJob(
@@ -268,15 +268,18 @@ class PostgresJobStore:
                 kwargs_json=row["kwargs"],
                 max_retries=row["max_retries"],
                 timeout=row["timeout_seconds"],
+                starts_in=row["starts_in"],
+                due_epoch=row["due_epoch"],
             )
             for row in rows
         ]
 
-    async def next_due_delay(self, task_names: Sequence[str]) -> float | None:
-        delay: float | None = await self.pool.fetchval(
+    async def next_due_delay(self, task_names: Sequence[str]) -> tuple[float | None, float]:
+        row = await self.pool.fetchrow(
             self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING
         )
-        return delay
+        assert row is not None  # an aggregate always returns one row
+        return row["delay"], row["clock"]
 
     # -- one attempt's outcome --------------------------------------------------------
     async def complete_job(self, lease: Lease) -> bool:

@@ -10,12 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import anyio
+
 from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import JobStore
 
 logger = logging.getLogger("scheduler.dispatcher")
+
+#: Jobs are claimed this many seconds before they are due, so the claim's round trip and
+#: commit are paid in advance; the runner then waits for the due time before starting.
+CLAIM_LEAD = 0.01
 
 
 class Dispatcher:
@@ -45,7 +51,7 @@ class Dispatcher:
 
     def notify_due(self, delay: float) -> None:
         """A job becomes due in `delay` seconds (as measured by the database)."""
-        self.wakeup.arm_in(delay)
+        self.wakeup.arm_in(delay - CLAIM_LEAD)
 
     async def run_once(self) -> int:
         """Claim what is due now, up to the free slots; return how many jobs started."""
@@ -54,16 +60,35 @@ class Dispatcher:
         if free <= 0 or not names or not self._identity.registered:
             return 0
         limit = min(free, self._batch_size)
-        claimed = await self._store.claim_jobs(self._identity.current, names, limit)
+        claimed = await self._store.claim_jobs(self._identity.current, names, limit, CLAIM_LEAD)
+        arrived = anyio.current_time()
+        early: list[RunningJob] = []
         for job in claimed:
-            self._start_job(self._running.add(job))
+            entry = self._running.add(job)
+            if job.starts_in > 0:
+                # The database measured `starts_in` before we read it: waiting that long
+                # from now can only start late, never early. The clock read below narrows it.
+                entry.start_at = arrived + job.starts_in
+                early.append(entry)
+            else:
+                self._start_job(entry)
         self._backlog = len(claimed) == limit
-        if self._backlog:
-            self.wakeup.set()  # a full batch: more may be due right now
-        else:
-            delay = await self._store.next_due_delay(names)
-            if delay is not None:
-                self.wakeup.arm_in(delay)
+        try:
+            if self._backlog:
+                self.wakeup.set()  # a full batch: more may be due right now
+            else:
+                delay, clock = await self._store.next_due_delay(names)
+                read_at = anyio.current_time()
+                for entry in early:
+                    # `clock` was read before `read_at`: still never early, now late by
+                    # one quick read rather than by the claim's commit.
+                    synced = read_at + (entry.claimed.due_epoch - clock)
+                    entry.start_at = min(entry.start_at, synced)
+                if delay is not None:
+                    self.wakeup.arm_in(delay - CLAIM_LEAD)
+        finally:
+            for entry in early:
+                self._start_job(entry)
         return len(claimed)
 
     async def run(self) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from functools import partial
 
 import asyncpg
 
-from scheduler import JobStatus
+from scheduler import JobRequest, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
@@ -35,6 +36,32 @@ async def test_a_future_job_starts_by_the_timer_without_polling(
         job = await worker.get_job(job_id)
         assert job is not None and job.started_at is not None
         assert job.started_at >= job.execution_time  # never early, by the database clock
+
+
+async def test_jobs_claimed_ahead_of_their_due_time_never_start_early(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """Claims run CLAIM_LEAD ahead so their commit is paid before the due time; the job
+    itself must still start at or after its due time (host clock = database clock here)."""
+    key = unique_schema("k")
+    async with make_scheduler(**NO_POLLING) as worker:
+        now: datetime = await pool.fetchval("SELECT now()")
+        first = now + timedelta(milliseconds=300)
+        dues = [first + timedelta(milliseconds=7 * n) for n in range(40)]
+        ids = await worker.schedule_many(
+            JobRequest(jobs.record, execution_time=due, args=(key,)) for due in dues
+        )
+        await wait_until(lambda: holds(len(jobs.calls(key)) == len(ids)), timeout=10)
+    started = {call["job_id"]: call["wall"] for call in jobs.calls(key)}
+    for job_id, due in zip(ids, dues, strict=True):
+        assert started[job_id] >= due.timestamp(), f"{job_id} started before it was due"
+        job = await worker.get_job(job_id)
+        assert job is not None and job.started_at is not None and job.started_at >= due
+    # A claim before the due time records the due time as the start (greatest(now(), due)).
+    claimed_early = await pool.fetchval(
+        f"SELECT count(*) FROM {quote_identifier(migrated)}.jobs WHERE started_at = execution_time"
+    )
+    assert claimed_early > 0, "the claim-ahead path was exercised"
 
 
 async def test_a_killed_listen_connection_is_replaced_and_work_caught_up(
