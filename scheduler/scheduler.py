@@ -4,6 +4,7 @@ and owns their lifecycle. Everything else in the package is unaware of the other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -138,6 +139,7 @@ class Scheduler:
         self._pool = db_pool
         self._store = PostgresJobStore(db_pool, self.config.schema)
         self._tasks = TaskCatalog(TaskRegistry())
+        self._definition_of: dict[Callable[..., Any], TaskDefinition] = {}
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
@@ -243,9 +245,22 @@ class Scheduler:
             func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff
         )
         self._tasks.own.add(definition)
+        self._definition_of.clear()  # a cached lookup may predate this registration
         return func
 
     def _task_for(self, func: Callable[..., Any] | str) -> TaskDefinition:
+        if isinstance(func, str):
+            return self._resolve_task(func)
+        try:  # bulk enqueue resolves one function thousands of times
+            return self._definition_of[func]
+        except (KeyError, TypeError):  # not seen yet, or unhashable (never cached)
+            pass
+        definition = self._resolve_task(func)
+        with contextlib.suppress(TypeError):
+            self._definition_of[func] = definition
+        return definition
+
+    def _resolve_task(self, func: Callable[..., Any] | str) -> TaskDefinition:
         if isinstance(func, str):
             # By name: a producer need not import the code a worker replica runs.
             if func in self._tasks:

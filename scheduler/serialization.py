@@ -17,6 +17,13 @@ def encode_arguments(
     args: Sequence[Any], kwargs: Mapping[str, Any] | None, *, max_bytes: int
 ) -> tuple[str, str]:
     """Return (args_json, kwargs_json) or raise a typed error naming the bad value."""
+    if (
+        not args
+        and not kwargs
+        and type(args) in (tuple, list)
+        and type(kwargs) in (dict, type(None))
+    ):
+        return "[]", "{}"  # the common no-argument job, without the checks' overhead
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
         raise ArgumentsNotSerializableError(
             f"args must be a tuple or list of positional arguments, got {type(args).__name__}"
