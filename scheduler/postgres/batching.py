@@ -1,14 +1,20 @@
 """Group commit for job completions.
 
 With durable settings every commit waits for a WAL flush, so one commit per finished job
-caps throughput at the flush rate. Completions that arrive while a write is in flight wait
-and go together in the next statement: no added latency when idle, one commit for many
-jobs under load. The first waiter of a batch writes it; there is no background task.
+caps throughput at the flush rate. Two ways share commits:
+
+* completions that arrive while a write is in flight wait and go together in the next
+  statement (no added latency when idle; the first waiter of a batch writes it);
+* while a backlog lasts (`hold` is on), completions wait up to `max_hold` seconds for the
+  dispatcher's next claim, which carries them in the same statement (`take` / `settle`):
+  one commit both records finished jobs and claims their successors.
+
+There is no background task: a waiter that is not carried in time writes itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -21,7 +27,9 @@ class _Waiter:
     lease: Lease
     done: bool = False
     written: bool = False
+    in_flight: bool = False
     error: BaseException | None = None
+    released: anyio.Event = field(default_factory=anyio.Event)
 
 
 @dataclass
@@ -30,37 +38,73 @@ class CompletionBatcher:
 
     write: Callable[[Sequence[Lease]], Awaitable[set[str]]]
     max_batch: int = 500
+    max_hold: float = 0.05
     _queue: list[_Waiter] = field(default_factory=list)
     _writing: bool = False
-    _written: anyio.Event = field(default_factory=anyio.Event)
+    _settled: anyio.Event = field(default_factory=anyio.Event)
+    _hold: bool = False
+
+    @property
+    def hold(self) -> bool:
+        return self._hold
+
+    @hold.setter
+    def hold(self, value: bool) -> None:
+        self._hold = value
+        if not value:  # nobody will carry them now: let the held waiters write
+            for waiter in self._queue:
+                waiter.released.set()
 
     async def complete(self, lease: Lease) -> bool:
         waiter = _Waiter(lease)
         self._queue.append(waiter)
+        if self._hold:
+            with anyio.move_on_after(self.max_hold):
+                await waiter.released.wait()
         while not waiter.done:
-            if self._writing:
-                await self._written.wait()
+            if waiter.in_flight or self._writing:
+                await self._settled.wait()
             else:
                 await self._write_next_batch()
         if waiter.error is not None:
             raise waiter.error
         return waiter.written
 
-    async def _write_next_batch(self) -> None:
+    def take(self) -> list[_Waiter]:
+        """Queued completions for a statement the caller runs; `settle` them after."""
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        for waiter in batch:
+            waiter.in_flight = True
+        return batch
+
+    def settle(
+        self,
+        batch: Sequence[_Waiter],
+        written: Collection[str] = (),
+        error: BaseException | None = None,
+    ) -> None:
+        for waiter in batch:
+            waiter.in_flight = False
+            if error is None:
+                waiter.written, waiter.done = waiter.lease.job_id in written, True
+            elif isinstance(error, Exception):
+                waiter.error, waiter.done = error, True  # each waiter retries on its own
+            waiter.released.set()
+        if error is not None and not isinstance(error, Exception):
+            self._queue[:0] = batch  # the carrier was cancelled: the waiters write
+        finished, self._settled = self._settled, anyio.Event()
+        finished.set()
+
+    async def _write_next_batch(self) -> None:
+        batch = self.take()
         self._writing = True
         try:
             written = await self.write([w.lease for w in batch])
-        except Exception as exc:  # every waiter of the batch sees the failure and retries
-            for waiter in batch:
-                waiter.error, waiter.done = exc, True
-        except BaseException:
-            self._queue[:0] = batch  # this writer is being cancelled: another one writes
-            raise
-        else:
-            for waiter in batch:
-                waiter.written, waiter.done = waiter.lease.job_id in written, True
-        finally:
+        except BaseException as exc:
             self._writing = False
-            finished, self._written = self._written, anyio.Event()
-            finished.set()
+            self.settle(batch, error=exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._writing = False
+            self.settle(batch, written)

@@ -97,7 +97,19 @@ SELECT status FROM {schema}.jobs WHERE job_id = $1
 -- per priority keeps the cost proportional to due rows, not to the future-dated ones.
 -- Attempts count here. A job claimed a few milliseconds early (so the claim's commit is
 -- paid before its due time) says how long to wait: it never starts before it is due.
-WITH picked AS (
+-- The same statement records the successes of the attempts in $6..$8, fenced: only rows
+-- still held by that owner and attempt change. Under a backlog one commit thus finishes
+-- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows with
+-- `completed` true are the successes written.
+WITH done AS (
+    UPDATE {schema}.jobs j SET
+        status = 'succeeded', lease_owner = NULL, last_error = NULL,
+        finished_at = now(), updated_at = now()
+    FROM unnest($6::text[], $7::uuid[], $8::integer[]) AS d(job_id, owner, attempt)
+    WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
+      AND j.status = 'running'
+    RETURNING j.job_id
+), picked AS (
     SELECT c.job_id
     FROM unnest($3::smallint[]) AS p(priority)
     CROSS JOIN LATERAL (
@@ -112,16 +124,20 @@ WITH picked AS (
     ) c
     ORDER BY c.priority DESC, c.execution_time
     LIMIT $4
+), claimed AS (
+    UPDATE {schema}.jobs j SET
+        status = 'running', lease_owner = $1, attempts = j.attempts + 1,
+        started_at = greatest(now(), j.execution_time), updated_at = now()
+    FROM picked
+    WHERE j.job_id = picked.job_id
+    RETURNING j.job_id, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
+              j.attempts, j.max_retries, j.timeout_seconds,
+              greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
+              extract(epoch FROM j.execution_time)::float8 AS due_epoch
 )
-UPDATE {schema}.jobs j SET
-    status = 'running', lease_owner = $1, attempts = j.attempts + 1,
-    started_at = greatest(now(), j.execution_time), updated_at = now()
-FROM picked
-WHERE j.job_id = picked.job_id
-RETURNING j.job_id, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
-          j.attempts, j.max_retries, j.timeout_seconds,
-          greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
-          extract(epoch FROM j.execution_time)::float8 AS due_epoch
+SELECT false AS completed, * FROM claimed
+UNION ALL
+SELECT true, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
 
 -- next_due_delay --
 -- Seconds from now until the earliest pending job of the given tasks (negative if overdue),
@@ -135,17 +151,6 @@ CROSS JOIN LATERAL (
     ORDER BY j.execution_time
     LIMIT 1
 ) n
-
--- complete_jobs --
--- Record the success of many attempts in one statement (one commit). Fenced per attempt:
--- only rows still held by the named owner and attempt change. Returns those job ids.
-UPDATE {schema}.jobs j SET
-    status = 'succeeded', lease_owner = NULL, last_error = NULL,
-    finished_at = now(), updated_at = now()
-FROM unnest($1::text[], $2::uuid[], $3::integer[]) AS done(job_id, owner, attempt)
-WHERE j.job_id = done.job_id AND j.lease_owner = done.owner AND j.attempts = done.attempt
-  AND j.status = 'running'
-RETURNING j.job_id
 
 -- fail_job --
 -- Record a failed attempt: back to pending after $5 seconds while retries remain and nobody

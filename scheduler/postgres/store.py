@@ -48,6 +48,9 @@ logger = logging.getLogger("scheduler.store")
 #: Claim order: highest priority first. The claim query scans one priority at a time.
 PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
 
+#: The owner a claim of zero rows names (it never reaches a row).
+NO_OWNER = UUID(int=0)
+
 Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
 
@@ -257,9 +260,29 @@ class PostgresJobStore:
     async def claim_jobs(
         self, owner: UUID, task_names: Sequence[str], limit: int, lead: float = 0.0
     ) -> list[ClaimedJob]:
-        rows = await self.pool.fetch(
-            self.q.claim_jobs, owner, list(task_names), PRIORITIES_DESCENDING, limit, lead
-        )
+        # Successes waiting for a commit ride along: one commit records them and claims.
+        carried = self._completions.take()
+        leases = [waiter.lease for waiter in carried]
+        try:
+            rows = await self.pool.fetch(
+                self.q.claim_jobs,
+                owner,
+                list(task_names),
+                PRIORITIES_DESCENDING,
+                limit,
+                lead,
+                [lease.job_id for lease in leases],
+                [lease.owner for lease in leases],
+                [lease.attempt for lease in leases],
+            )
+        except BaseException as exc:
+            self._completions.settle(carried, error=exc)
+            raise
+        self._completions.settle(carried, {row["job_id"] for row in rows if row["completed"]})
+        claimed = [row for row in rows if not row["completed"]]
+        # A full claim means a backlog: successes wait briefly for the next claim to carry
+        # them instead of committing on their own.
+        self._completions.hold = len(claimed) == limit
         return [
             ClaimedJob(
                 lease=Lease(row["job_id"], owner, row["attempts"]),
@@ -271,7 +294,7 @@ class PostgresJobStore:
                 starts_in=row["starts_in"],
                 due_epoch=row["due_epoch"],
             )
-            for row in rows
+            for row in claimed
         ]
 
     async def next_due_delay(self, task_names: Sequence[str]) -> tuple[float | None, float]:
@@ -286,8 +309,14 @@ class PostgresJobStore:
         return await self._completions.complete(lease)
 
     async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
+        """Successes with no claim to carry them: the claim statement, claiming nothing."""
         rows = await self.pool.fetch(
-            self.q.complete_jobs,
+            self.q.claim_jobs,
+            NO_OWNER,
+            [],
+            PRIORITIES_DESCENDING,
+            0,
+            0.0,
             [lease.job_id for lease in leases],
             [lease.owner for lease in leases],
             [lease.attempt for lease in leases],

@@ -9,7 +9,7 @@ import pytest
 
 from scheduler import JobStatus
 from scheduler.postgres.sql import quote_identifier
-from scheduler.postgres.store import PostgresJobStore
+from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
 from scheduler.store import Lease
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
@@ -126,8 +126,10 @@ async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
         completing = conn.transaction()
         await completing.start()
         # The completion holds the row lock; the sweep runs meanwhile and must skip it.
-        done = await conn.fetch(store.q.complete_jobs, [job_id], [owner], [1])
-        assert [r["job_id"] for r in done] == [job_id]
+        done = await conn.fetch(
+            store.q.claim_jobs, NO_OWNER, [], PRIORITIES_DESCENDING, 0, 0.0, [job_id], [owner], [1]
+        )
+        assert [(r["job_id"], r["completed"]) for r in done] == [(job_id, True)]
         assert await store.reap_orphans(100, 0) == 0
         await completing.commit()
     assert await store.reap_orphans(100, 0) == 0  # re-checked: no longer running

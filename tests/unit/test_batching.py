@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
@@ -72,3 +72,71 @@ async def test_batches_are_capped() -> None:
         for n in range(13):
             tg.start_soon(batcher.complete, Lease(f"job-{n}", OWNER, 1))
     assert max(sizes) == 4 and sum(sizes) == 13
+
+
+async def test_held_completions_ride_along_with_the_next_claim() -> None:
+    writes, write = recording_writer()
+    batcher = CompletionBatcher(write, max_hold=5.0)
+    batcher.hold = True
+    results: dict[str, bool] = {}
+
+    async def complete(n: int) -> None:
+        results[f"job-{n}"] = await batcher.complete(Lease(f"job-{n}", OWNER, 1))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(4):
+            tg.start_soon(complete, n)
+        await anyio.wait_all_tasks_blocked()
+        carried = batcher.take()  # what a claim statement would carry
+        assert [w.lease.job_id for w in carried] == [f"job-{n}" for n in range(4)]
+        batcher.settle(carried, {"job-0", "job-1", "job-2"})  # job-3: fenced out
+    assert writes == []  # nobody committed on their own
+    assert results == {"job-0": True, "job-1": True, "job-2": True, "job-3": False}
+
+
+async def test_held_completions_write_themselves_when_no_claim_comes() -> None:
+    writes, write = recording_writer()
+    batcher = CompletionBatcher(write, max_hold=60.0)
+    batcher.hold = True
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batcher.complete, Lease("timed-out", OWNER, 1))
+        await anyio.wait_all_tasks_blocked()
+        assert writes == []
+        batcher.hold = False  # the backlog ended: no claim will carry it
+    assert writes == [["timed-out"]]
+    quick = CompletionBatcher(write, max_hold=0.01)
+    quick.hold = True
+    assert await quick.complete(Lease("late", OWNER, 1))  # nobody carried it within max_hold
+    assert writes[-1] == ["late"]
+
+
+async def test_a_failed_carrier_hands_the_error_to_its_waiters() -> None:
+    async def write(leases: Sequence[Lease]) -> set[str]:
+        raise AssertionError("not reached: the carrier's error goes to the waiters")
+
+    batcher = CompletionBatcher(write, max_hold=60.0)
+    batcher.hold = True
+    failures: list[BaseException] = []
+
+    async def complete() -> None:
+        try:
+            await batcher.complete(Lease("j", OWNER, 1))
+        except ConnectionError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(complete)
+        await anyio.wait_all_tasks_blocked()
+        batcher.settle(batcher.take(), error=ConnectionError("lost"))
+    assert len(failures) == 1
+
+
+def recording_writer() -> tuple[list[list[str]], Callable[[Sequence[Lease]], Awaitable[set[str]]]]:
+    """A write that succeeds for every lease and remembers each batch it was given."""
+    writes: list[list[str]] = []
+
+    async def write(leases: Sequence[Lease]) -> set[str]:
+        writes.append([lease.job_id for lease in leases])
+        return {lease.job_id for lease in leases}
+
+    return writes, write
