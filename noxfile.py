@@ -74,6 +74,14 @@ def soak(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite with peers (minutes; not in the default run):
+    `nox -s bench -- --repeats 3`. Prints JSON lines, the README table and the targets."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks.run", *session.posargs, env=_dsn_env())
+
+
+@nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
     session.install("-e", ".[examples]")

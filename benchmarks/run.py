@@ -1,9 +1,14 @@
-"""Benchmarks for the README: enqueue, drain and start latency, each beside a raw-SQL
-floor where one makes sense. Prints one JSON line per result, then a Markdown table.
+"""Benchmarks for the README, each beside a raw-SQL floor (and peers, when installed):
 
-    python -m benchmarks.run [--jobs 10000] [--repeats 3]
+    W1 enqueue (one at a time, and in bulk)      W4 fan-out over 1, 2, 4, 8 processes
+    W2 drain of 10,000 due no-op jobs            W5 W2 and W3 beside 2M rows (1M future, 1M done)
+    W3 start latency (idle), W3b (under load)    W6 idle queries/s and memory of a replica
 
-Uses $SCHEDULER_DSN (default: the local server) and throwaway schemas it drops after.
+    python -m benchmarks.run [--jobs 10000] [--repeats 3] [--only W2,W3] [--no-peers]
+
+Prints one JSON line per result, then Markdown tables (results, then targets). Uses
+$SCHEDULER_DSN (default: the local server), throwaway schemas it drops after, and for W6
+and the peers throwaway databases.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,33 +28,89 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import anyio
 import asyncpg
 
+from benchmarks.tasks import LATENCIES, noop, record_latency
 from scheduler import JobRequest, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from scheduler.tasks import task_name_for
 
 DSN = os.environ.get("SCHEDULER_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 CONCURRENCY = 10
-LATENCIES: list[float] = []
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-async def noop() -> None:
-    return None
+def new_schema() -> str:
+    return f"bench_{uuid.uuid4().hex[:8]}"
 
 
-async def record_latency(due_epoch: float) -> None:
-    LATENCIES.append(time.time() - due_epoch)
-
-
-async def fresh_scheduler(pool: asyncpg.Pool[Any], **settings: Any) -> Scheduler:
+async def fresh_scheduler(
+    pool: asyncpg.Pool[Any], schema: str | None = None, **settings: Any
+) -> Scheduler:
     scheduler = Scheduler(
-        pool, schema=f"bench_{uuid.uuid4().hex[:8]}", max_concurrent_jobs=CONCURRENCY, **settings
+        pool, schema=schema or new_schema(), max_concurrent_jobs=CONCURRENCY, **settings
     )
     await scheduler.migrate()
     scheduler.register(noop)
     scheduler.register(record_latency)
     return scheduler
+
+
+async def insert_due_jobs(pool: asyncpg.Pool[Any], schema: str, jobs: int) -> None:
+    """`jobs` no-op jobs due now, in one statement (as a producer's bulk load would)."""
+    await pool.execute(
+        f"INSERT INTO {quote_identifier(schema)}.jobs (job_id, task_name)"
+        " SELECT gen_random_uuid()::text, $1 FROM generate_series(1, $2)",
+        task_name_for(noop),
+        jobs,
+    )
+
+
+async def unfinished_due_jobs(pool: asyncpg.Pool[Any], schema: str) -> int:
+    """Due pending plus running jobs: index scans only, cheap beside a 2M-row table."""
+    q = quote_identifier(schema)
+    count: int = await pool.fetchval(
+        f"SELECT (SELECT count(*) FROM {q}.jobs WHERE status = 'pending'"
+        f" AND execution_time <= now()) + (SELECT count(*) FROM {q}.jobs"
+        " WHERE status = 'running')"
+    )
+    return count
+
+
+async def poll_until_drained(pool: asyncpg.Pool[Any], schema: str) -> None:
+    while True:
+        if not await unfinished_due_jobs(pool, schema):
+            return
+        await asyncio.sleep(0.02)
+
+
+class WorkerProcess:
+    """`benchmarks.worker` in its own process: started, measured, stopped."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.worker", dsn, schema],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "READY":
+            raise RuntimeError("a benchmark worker failed to start")
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 async def drop(pool: asyncpg.Pool[Any], schema: str) -> None:
@@ -89,6 +153,27 @@ async def raw_copy(pool: asyncpg.Pool[Any], jobs: int, batch: int) -> float:
         return jobs / (time.perf_counter() - started)
 
 
+async def raw_copy_into_jobs(pool: asyncpg.Pool[Any], jobs: int, batch: int) -> float:
+    """COPY straight into the scheduler's own jobs table (its indexes and NOTIFY trigger,
+    no conflict handling): what the table itself costs, apart from the enqueue code."""
+    scheduler = await fresh_scheduler(pool)
+    name = task_name_for(noop)
+    try:
+        async with pool.acquire() as conn:
+            started = time.perf_counter()
+            for offset in range(0, jobs, batch):
+                rows = [(str(uuid.uuid4()), name) for _ in range(min(batch, jobs - offset))]
+                await conn.copy_records_to_table(
+                    "jobs",
+                    schema_name=scheduler.config.schema,
+                    records=rows,
+                    columns=["job_id", "task_name"],
+                )
+            return jobs / (time.perf_counter() - started)
+    finally:
+        await drop(pool, scheduler.config.schema)
+
+
 @asynccontextmanager
 async def raw_queue(pool: asyncpg.Pool[Any]) -> AsyncIterator[tuple[str, str]]:
     """A bare queue table for the raw-SQL floors; yields (schema, table)."""
@@ -113,26 +198,21 @@ async def raw_insert_one_by_one(pool: asyncpg.Pool[Any], jobs: int) -> float:
         return jobs / (time.perf_counter() - started)
 
 
-async def drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
-    scheduler = await fresh_scheduler(pool)
-    q = quote_identifier(scheduler.config.schema)
+async def drain(pool: asyncpg.Pool[Any], jobs: int, schema: str | None = None) -> float:
+    """W2: one in-process scheduler drains `jobs` due no-op jobs. With `schema` (W5) the
+    schema is kept; otherwise a fresh one is dropped after."""
+    scheduler = await fresh_scheduler(pool, schema)
+    name = scheduler.config.schema
     try:
-        await pool.execute(
-            f"INSERT INTO {q}.jobs (job_id, task_name) SELECT 'j' || n, $1"
-            " FROM generate_series(1, $2) AS n",
-            task_name_for(noop),
-            jobs,
-        )
-        await pool.execute(f"ANALYZE {q}.jobs")
+        await insert_due_jobs(pool, name, jobs)
+        await pool.execute(f"ANALYZE {quote_identifier(name)}.jobs")
         started = time.perf_counter()
         async with scheduler:
-            await poll_until(
-                lambda: pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE status = 'succeeded'"),
-                jobs,
-            )
+            await poll_until_drained(pool, name)
         return jobs / (time.perf_counter() - started)
     finally:
-        await drop(pool, scheduler.config.schema)
+        if schema is None:
+            await drop(pool, name)
 
 
 async def raw_drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
@@ -154,22 +234,120 @@ async def raw_drain(pool: asyncpg.Pool[Any], jobs: int) -> float:
         return jobs / (time.perf_counter() - started)
 
 
-async def latency(pool: asyncpg.Pool[Any], count: int = 200) -> list[float]:
-    """Idle scheduler; `count` jobs due 25 ms apart from 1 s ahead; start minus due (ms)."""
+async def latency(
+    pool: asyncpg.Pool[Any],
+    count: int = 200,
+    schema: str | None = None,
+    background_rate: float = 0.0,
+) -> list[float]:
+    """W3: `count` jobs due 25 ms apart from 1 s ahead; start minus due time (ms), one
+    process, one clock. W3b: meanwhile a producer adds no-op jobs due now at
+    `background_rate` jobs/s for the same scheduler to run."""
     LATENCIES.clear()
-    scheduler = await fresh_scheduler(pool)
+    scheduler = await fresh_scheduler(pool, schema)
     try:
-        async with scheduler:
+        async with scheduler, anyio.create_task_group() as background:
+            if background_rate:
+                background.start_soon(_background_load, scheduler, background_rate)
             first = datetime.now(timezone.utc) + timedelta(seconds=1)
-            for n in range(count):
-                due = first + timedelta(milliseconds=25 * n)
-                await scheduler.schedule(
-                    record_latency, execution_time=due, args=(due.timestamp(),)
-                )
+            await scheduler.schedule_many(
+                JobRequest(record_latency, execution_time=due, args=(due.timestamp(),))
+                for due in (first + timedelta(milliseconds=25 * n) for n in range(count))
+            )
             await poll_until(lambda: _length(LATENCIES), count)
+            background.cancel_scope.cancel()
         return sorted(ms * 1000 for ms in LATENCIES)
     finally:
-        await drop(pool, scheduler.config.schema)
+        if schema is None:
+            await drop(pool, scheduler.config.schema)
+
+
+async def _background_load(scheduler: Scheduler, rate: float) -> None:
+    """Enqueue no-op jobs at `rate` per second, in a batch every 50 ms."""
+    tick = 0.05
+    owed = 0.0
+    while True:
+        owed += rate * tick
+        batch, owed = int(owed), owed - int(owed)
+        if batch:
+            await scheduler.schedule_many(JobRequest(noop) for _ in range(batch))
+        await asyncio.sleep(tick)
+
+
+async def fan_out(pool: asyncpg.Pool[Any], processes: int, jobs: int) -> dict[str, float]:
+    """W4: `processes` worker processes drain `jobs` due jobs; jobs/s, and duplicate
+    executions (a job claimed twice would show attempts > 1: no-ops never fail)."""
+    scheduler = await fresh_scheduler(pool)
+    schema = scheduler.config.schema
+    workers = [WorkerProcess(DSN, schema) for _ in range(processes)]
+    try:
+        started = time.perf_counter()
+        await insert_due_jobs(pool, schema, jobs)
+        await poll_until_drained(pool, schema)
+        elapsed = time.perf_counter() - started
+        duplicates = await pool.fetchval(
+            f"SELECT count(*) FROM {quote_identifier(schema)}.jobs WHERE attempts > 1"
+        )
+        succeeded = await pool.fetchval(
+            f"SELECT count(*) FROM {quote_identifier(schema)}.jobs WHERE status = 'succeeded'"
+        )
+        assert succeeded == jobs, f"{succeeded} of {jobs} succeeded"
+        return {"rate": jobs / elapsed, "duplicates": duplicates, "rss_mb": workers[0].rss_mb()}
+    finally:
+        for worker in workers:
+            worker.stop()
+        await drop(pool, schema)
+
+
+async def big_table(pool: asyncpg.Pool[Any], future: int, finished: int) -> str:
+    """W5's schema: `future` pending jobs due tomorrow or later, `finished` succeeded."""
+    scheduler = await fresh_scheduler(pool)
+    q = quote_identifier(scheduler.config.schema)
+    fills = (
+        (future, "(job_id, task_name, execution_time)",
+         "'future-' || n, $1, now() + interval '1 day' + n * interval '1 second'"),
+        (finished, "(job_id, task_name, status, attempts, started_at, finished_at)",
+         "'done-' || n, $1, 'succeeded', 1, now(), now()"),
+    )  # fmt: skip
+    chunk = 250_000
+    for rows, columns, values in fills:
+        for offset in range(0, rows, chunk):
+            await pool.execute(
+                f"INSERT INTO {q}.jobs {columns} SELECT {values}"
+                " FROM generate_series($2::int, $3::int) AS n",
+                task_name_for(noop),
+                offset,
+                min(offset + chunk, rows) - 1,
+            )
+    await pool.execute(f"VACUUM ANALYZE {q}.jobs")
+    return scheduler.config.schema
+
+
+async def idle_cost(pool: asyncpg.Pool[Any], seconds: float) -> dict[str, float]:
+    """W6: transactions per second an idle replica sends, counted by the server in a
+    database of its own (so nothing else is counted), over `seconds` after a warm-up."""
+    database = f"bench_idle_{uuid.uuid4().hex[:8]}"
+    await pool.execute(f"CREATE DATABASE {quote_identifier(database)}")
+    dsn = DSN.rsplit("/", 1)[0] + "/" + database
+    try:
+        worker = WorkerProcess(dsn, "scheduler")
+        await asyncio.sleep(12)  # past the server's 10 s stats flush interval for idle backends
+        before = await _transactions(pool, database)
+        rss = worker.rss_mb()
+        await asyncio.sleep(seconds)
+        worker.stop()  # an exiting backend flushes its counters
+        await asyncio.sleep(1.5)
+        after = await _transactions(pool, database)
+        return {"queries_per_s": (after - before) / seconds, "rss_mb": rss}
+    finally:
+        await pool.execute(f"DROP DATABASE IF EXISTS {quote_identifier(database)} WITH (FORCE)")
+
+
+async def _transactions(pool: asyncpg.Pool[Any], database: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+    )
+    return count
 
 
 async def _length(values: list[float]) -> int:
@@ -192,12 +370,114 @@ async def repeat(n: int, run: Callable[[], Awaitable[float]]) -> list[float]:
     return [await run() for _ in range(n)]
 
 
+class Report:
+    """Collects results: one JSON line each as they come, tables at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, workload: str, system: str, unit: str, values: list[float], **extra: Any) -> None:
+        row = {
+            "workload": workload,
+            "system": system,
+            "unit": unit,
+            "median": round(statistics.median(values), 1),
+            "min": round(min(values), 1),
+            "max": round(max(values), 1),
+            "repeats": len(values),
+            **extra,
+        }
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    def median(self, workload: str, system: str) -> float | None:
+        for row in self.rows:
+            if row["workload"].startswith(workload) and row["system"] == system:
+                return float(row["median"])
+        return None
+
+    def markdown(self) -> str:
+        lines = ["| workload | system | median | min-max |", "|---|---|---|---|"]
+        for row in self.rows:
+            extra = f" ({row['note']})" if row.get("note") else ""
+            lines.append(
+                f"| {row['workload']} | {row['system']}{extra} | {row['median']} {row['unit']}"
+                f" | {row['min']}-{row['max']} |"
+            )
+        return "\n".join(lines)
+
+
+def targets(report: Report) -> str:
+    """The issue's targets, each as measured in this run."""
+    m = report.median
+    checks: list[tuple[str, float | None, str, bool | None]] = []
+
+    def ratio(name: str, ours: float | None, floor: float | None, want: float) -> None:
+        value = None if ours is None or not floor else ours / floor
+        checks.append((name, value, f">= {want}", None if value is None else value >= want))
+
+    def at_most(name: str, value: float | None, limit: float) -> None:
+        checks.append((name, value, f"<= {limit}", None if value is None else value <= limit))
+
+    ratio("W2 drain / raw floor", m("W2", "scheduler"), m("W2", RAW_DRAIN), 0.6)
+    ratio("W4 4 processes / raw floor", m("W4 fan-out, 4", "scheduler"), m("W2", RAW_DRAIN), 0.6)
+    ratio(
+        "W4 4 processes / W4 1 process",
+        m("W4 fan-out, 4", "scheduler"),
+        m("W4 fan-out, 1", "scheduler"),
+        1.0,
+    )
+    ratio(
+        "bulk enqueue / raw COPY",
+        m("W1 bulk", "scheduler.schedule_many"),
+        m("W1 bulk", "raw COPY"),
+        0.8,
+    )
+    ratio(
+        "single schedule() / raw INSERT",
+        m("W1 enqueue", "scheduler"),
+        m("W1 enqueue", "raw INSERT"),
+        0.8,
+    )
+    at_most("W3 p50 (ms)", m("W3 start latency, p50", "scheduler"), 3)
+    at_most("W3 p99 (ms)", m("W3 start latency, p99", "scheduler"), 10)
+    at_most("W3b p99 (ms)", m("W3b start latency under load, p99", "scheduler"), 50)
+    ratio("W5 drain / W2 drain", m("W5 drain", "scheduler"), m("W2", "scheduler"), 0.9)
+    at_most(
+        "W5 p99 - W3 p99 (ms)",
+        _difference(
+            m("W5 start latency, p99", "scheduler"), m("W3 start latency, p99", "scheduler")
+        ),
+        2,
+    )
+    at_most("W6 idle queries/s per replica", m("W6 idle", "scheduler"), 1)
+    lines = ["| target | measured | wanted | met |", "|---|---|---|---|"]
+    for name, value, wanted, met in checks:
+        shown = "not run" if value is None else f"{value:.2f}"
+        verdict = "" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {shown} | {wanted} | {verdict} |")
+    return "\n".join(lines)  # fmt: skip
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+RAW_DRAIN = "raw DELETE…SKIP LOCKED LIMIT 100"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--enqueue-jobs", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--big-rows", type=int, default=1_000_000, help="W5: rows of each kind")
+    parser.add_argument("--fan-out", default="1,2,4,8", help="W4: process counts")
+    parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--only", default="W1,W2,W3,W3b,W4,W5,W6", help="workloads to run")
+    parser.add_argument("--no-peers", action="store_true", help="skip peers even if installed")
     options = parser.parse_args()
+    only = set(options.only.split(","))
     pool = await asyncpg.create_pool(DSN, min_size=4, max_size=CONCURRENCY + 6)
     assert pool is not None
     settings = {
@@ -207,58 +487,92 @@ async def main() -> None:
             " 'synchronous_commit', 'shared_buffers', 'max_connections')"
         )
     }
-    results: list[dict[str, Any]] = []
-
-    def report(workload: str, system: str, unit: str, values: list[float]) -> None:
-        row = {
-            "workload": workload,
-            "system": system,
-            "unit": unit,
-            "median": round(statistics.median(values), 1),
-            "min": round(min(values), 1),
-            "max": round(max(values), 1),
-            "repeats": len(values),
-        }
-        results.append(row)
-        print(json.dumps(row), flush=True)
-
+    report = Report()
     n, e, r = options.jobs, options.enqueue_jobs, options.repeats
-    report(
-        f"W1 enqueue {e} one at a time",
-        "scheduler",
-        "jobs/s",
-        await repeat(r, lambda: enqueue_one_by_one(pool, e)),
-    )
-    report(
-        f"W1 enqueue {e} one at a time",
-        "raw INSERT",
-        "jobs/s",
-        await repeat(r, lambda: raw_insert_one_by_one(pool, e)),
-    )
-    report(
-        f"W1 bulk enqueue {n}, batches of 1000",
-        "scheduler.schedule_many",
-        "jobs/s",
-        await repeat(r, lambda: enqueue_in_bulk(pool, n, 1000)),
-    )
-    report(
-        f"W1 bulk enqueue {n}, batches of 1000",
-        "raw COPY",
-        "jobs/s",
-        await repeat(r, lambda: raw_copy(pool, n, 1000)),
-    )
-    report(
-        f"W2 drain {n} no-op jobs", "scheduler", "jobs/s", await repeat(r, lambda: drain(pool, n))
-    )
-    report(
-        f"W2 drain {n} no-op jobs",
-        "raw DELETE…SKIP LOCKED LIMIT 100",
-        "jobs/s",
-        await repeat(r, lambda: raw_drain(pool, n)),
-    )
-    lat = [await latency(pool) for _ in range(r)]
-    for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (1.0, "max")):
-        report(f"W3 start latency, {label}", "scheduler", "ms", [percentile(run, q) for run in lat])
+
+    if "W1" in only:
+        one = f"W1 enqueue {e} one at a time"
+        report.add(one, "scheduler", "jobs/s", await repeat(r, lambda: enqueue_one_by_one(pool, e)))
+        report.add(
+            one, "raw INSERT", "jobs/s", await repeat(r, lambda: raw_insert_one_by_one(pool, e))
+        )
+        bulk = f"W1 bulk enqueue {n}, batches of 1000"
+        report.add(
+            bulk,
+            "scheduler.schedule_many",
+            "jobs/s",
+            await repeat(r, lambda: enqueue_in_bulk(pool, n, 1000)),
+        )
+        report.add(bulk, "raw COPY", "jobs/s", await repeat(r, lambda: raw_copy(pool, n, 1000)))
+        report.add(
+            bulk,
+            "raw COPY into the scheduler's jobs table",
+            "jobs/s",
+            await repeat(r, lambda: raw_copy_into_jobs(pool, n, 1000)),
+        )
+    if "W2" in only:
+        w2 = f"W2 drain {n} no-op jobs"
+        report.add(w2, "scheduler", "jobs/s", await repeat(r, lambda: drain(pool, n)))
+        report.add(w2, RAW_DRAIN, "jobs/s", await repeat(r, lambda: raw_drain(pool, n)))
+    if "W3" in only:
+        report_latency(report, "W3 start latency", [await latency(pool) for _ in range(r)])
+    if "W3b" in only:
+        w2_rate = report.median("W2", "scheduler") or 2000.0
+        runs = [await latency(pool, background_rate=w2_rate / 2) for _ in range(r)]
+        report_latency(report, f"W3b start latency under load ({w2_rate / 2:.0f} jobs/s)", runs)
+    if "W4" in only:
+        for processes in map(int, options.fan_out.split(",")):
+            results = [await fan_out(pool, processes, n) for _ in range(r)]
+            report.add(
+                f"W4 fan-out, {processes} process(es), {n} jobs",
+                "scheduler",
+                "jobs/s",
+                [x["rate"] for x in results],
+                duplicates=sum(x["duplicates"] for x in results),
+                note=f"duplicates: {sum(int(x['duplicates']) for x in results)}",
+            )
+    if "W5" in only:
+        big = options.big_rows
+        schema = await big_table(pool, big, big)
+        try:
+            report.add(
+                f"W5 drain {n} beside {big:,} future + {big:,} finished",
+                "scheduler",
+                "jobs/s",
+                await repeat(r, lambda: drain(pool, n, schema)),
+            )
+            report_latency(
+                report, "W5 start latency", [await latency(pool, schema=schema) for _ in range(r)]
+            )
+            worker = WorkerProcess(DSN, schema)
+            idle_rss = worker.rss_mb()
+            await insert_due_jobs(pool, schema, n)
+            await poll_until_drained(pool, schema)
+            report.add(
+                "W6 replica memory after a W5 drain",
+                "scheduler",
+                "MB",
+                [worker.rss_mb()],
+                note=f"{idle_rss:.1f} MB when it started",
+            )
+            worker.stop()
+        finally:
+            await drop(pool, schema)
+    if "W6" in only:
+        idle = await idle_cost(pool, options.idle_seconds)
+        report.add(
+            f"W6 idle, over {options.idle_seconds:.0f} s",
+            "scheduler",
+            "queries/s",
+            [idle["queries_per_s"]],
+        )
+        report.add(
+            "W6 replica memory, idle on an empty schema", "scheduler", "MB", [idle["rss_mb"]]
+        )
+    if not options.no_peers:
+        from benchmarks import peers
+
+        await peers.run_all(pool, report, only, n=n, e=e, repeats=r)
     await pool.close()
 
     print(
@@ -267,13 +581,14 @@ async def main() -> None:
         f" shared_buffers={settings['shared_buffers']} (8kB pages);"
         f" max_concurrent_jobs={CONCURRENCY}, claim_batch_size=100, median of {r} runs\n"
     )
-    print("| workload | system | median | min-max |")
-    print("|---|---|---|---|")
-    for row in results:
-        print(
-            f"| {row['workload']} | {row['system']} | {row['median']} {row['unit']} |"
-            f" {row['min']}-{row['max']} |"
-        )
+    print(report.markdown())
+    print()
+    print(targets(report))  # fmt: skip
+
+
+def report_latency(report: Report, workload: str, runs: list[list[float]]) -> None:
+    for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (1.0, "max")):
+        report.add(f"{workload}, {label}", "scheduler", "ms", [percentile(run, q) for run in runs])
 
 
 if __name__ == "__main__":
