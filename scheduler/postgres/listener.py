@@ -8,6 +8,7 @@ the caller catches up from the tables.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -43,10 +44,21 @@ class Listener:
         self._check_timeout = check_timeout
         self.connections_made = 0
         self.server_pid: int | None = None  # of the current LISTEN connection
+        # asyncio's queue, not an anyio stream: it is fed from a plain loop callback.
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
 
-    def _handle(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        if not isinstance(payload, str):
-            return
+    def _receive(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        """asyncpg calls this from the event loop, outside any task, where anyio cannot
+        tell which async library runs (with sniffio installed it raises): queue the
+        payload for `_deliver`, a task, to handle."""
+        if isinstance(payload, str):
+            self._inbox.put_nowait(payload)
+
+    async def _deliver(self) -> None:
+        while True:
+            self.handle(await self._inbox.get())
+
+    def handle(self, payload: str) -> None:
         kind, _, value = payload.partition(" ")
         try:
             if kind == "due":
@@ -59,6 +71,11 @@ class Listener:
             logger.exception("ignoring notification %r", payload)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as delivery:
+            delivery.start_soon(self._deliver)
+            await self._listen_forever(task_status)
+
+    async def _listen_forever(self, task_status: TaskStatus[None]) -> None:
         backoff = LoopBackoff(maximum=10.0)
         while True:
             made_before = self.connections_made
@@ -77,7 +94,7 @@ class Listener:
         lost = anyio.Event()
         try:
             conn.add_termination_listener(lambda _c: lost.set())
-            await conn.add_listener(self._channel, self._handle)
+            await conn.add_listener(self._channel, self._receive)
             self.connections_made += 1
             self.server_pid = conn.get_server_pid()
             if task_status is not None:
