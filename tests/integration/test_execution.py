@@ -12,7 +12,7 @@ from scheduler import ConflictResolution, JobPriority, JobStatus, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import holds, unique_schema, wait_until
+from tests.support.db import has_status, holds, unique_schema, wait_until
 
 
 async def finished(scheduler: Scheduler, job_id: str) -> JobStatus:
@@ -233,7 +233,8 @@ async def test_a_job_no_live_worker_can_run_is_failed_with_a_clear_error(
         "        ('fresh', 'os:system', now())"
     )
     async with make_scheduler(unrunnable_job_timeout=60) as scheduler:
-        await scheduler._reaper.run_once()
+        # The reaper's first sweep (at start, with housekeeping) fails it.
+        await wait_until(lambda: has_status(scheduler, "evil", JobStatus.FAILED))
         evil = await scheduler.get_job("evil")
         fresh = await scheduler.get_job("fresh")
     assert evil is not None and evil.status is JobStatus.FAILED and evil.attempts == 0
