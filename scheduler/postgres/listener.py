@@ -111,8 +111,21 @@ class Listener:
                 # frozen server): only a round trip with a deadline tells.
                 with anyio.fail_after(self._check_timeout):
                     await conn.fetchval("SELECT 1")
+        except anyio.get_cancelled_exc_class():
+            # The scheduler is stopping and the connection is healthy: hand it back (the
+            # pool's reset UNLISTENs). Aborting it would leave asyncpg a failed future
+            # nobody reads ("Future exception was never retrieved").
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self._check_timeout) as waited:
+                    try:
+                        await conn.remove_listener(self._channel, self._receive)
+                    except Exception:  # e.g. cancelled mid health check
+                        conn.terminate()
+                if waited.cancelled_caught:  # the server does not answer: do not wait on it
+                    conn.terminate()
+            raise
         except BaseException:
-            conn.terminate()
+            conn.terminate()  # lost, frozen or broken: never reuse it
             raise
         finally:
             with anyio.CancelScope(shield=True):
