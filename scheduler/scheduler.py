@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
+from scheduler import validation
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
     InvalidJobError,
@@ -64,8 +64,6 @@ logger = logging.getLogger("scheduler")
 SCHEMA_ENVIRONMENT_VARIABLE = "SCHEDULER_SCHEMA"
 
 F = TypeVar("F", bound=Callable[..., Any])
-JOB_ID_MAX_LENGTH = 255
-SCHEDULE_ID_MAX_LENGTH = 200  # a slot's job id is "<schedule_id>@<fire time>"
 
 
 class ScheduleOptions(TypedDict, total=False):
@@ -298,7 +296,7 @@ class Scheduler:
         request = JobRequest(
             func, execution_time, delay, args, kwargs, job_id, priority, max_retries, timeout
         )
-        conflict = _validate_conflict_resolution(conflict_resolution)
+        conflict = validation.validate_conflict_resolution(conflict_resolution)
         [job_id] = await self._store.insert_jobs([self._validate(request)], conflict, connection)
         return job_id
 
@@ -315,7 +313,7 @@ class Scheduler:
         not absorb (RAISE: an existing id; REPLACE: a running job) raises and writes none
         of them. Ids must be unique within one call.
         """
-        conflict = _validate_conflict_resolution(conflict_resolution)
+        conflict = validation.validate_conflict_resolution(conflict_resolution)
         new_jobs = [self._validate(request) for request in requests]
         seen: set[str] = set()
         for job in new_jobs:
@@ -335,17 +333,19 @@ class Scheduler:
         max_retries = request.max_retries
         timeout = request.timeout
         return NewJob(
-            job_id=_validate_job_id(request.job_id),
+            job_id=validation.validate_job_id(request.job_id),
             task_name=definition.name,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            priority=_validate_priority(request.priority),
-            execution_time=_validate_execution_time(request.execution_time, request.delay),
-            delay_seconds=_validate_delay(request.delay),
-            max_retries=_validate_retries(
+            priority=validation.validate_priority(request.priority),
+            execution_time=validation.validate_execution_time(
+                request.execution_time, request.delay
+            ),
+            delay_seconds=validation.validate_delay(request.delay),
+            max_retries=validation.validate_retries(
                 definition.max_retries if max_retries is None else max_retries
             ),
-            timeout=_validate_timeout(definition.timeout if timeout is None else timeout),
+            timeout=validation.validate_timeout(definition.timeout if timeout is None else timeout),
         )
 
     async def cancel_job(self, job_id: str, *, wait: float | timedelta | None = None) -> bool:
@@ -404,7 +404,7 @@ class Scheduler:
         IGNORE (keep it), REPLACE (overwrite its definition; it keeps its paused state,
         and its next fire time unless the trigger changed). Nothing is written on bad input.
         """
-        conflict = _validate_conflict_resolution(conflict_resolution)
+        conflict = validation.validate_conflict_resolution(conflict_resolution)
         new = self._validate_schedule(func, trigger, options)
         await self._store.insert_schedule(new, _first_fire_time(new), conflict)
         return new.schedule_id
@@ -475,7 +475,7 @@ class Scheduler:
         unknown = set(options) - set(ScheduleOptions.__annotations__)
         if unknown:
             raise InvalidScheduleError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
-        trigger_json = _validate_trigger(trigger)
+        trigger_json = validation.validate_trigger(trigger)
         job = self._validate(
             JobRequest(
                 func,
@@ -490,7 +490,7 @@ class Scheduler:
         if schedule_id is None:
             schedule_id = job.task_name if default_id_is_task else str(uuid.uuid4())
         return NewSchedule(
-            schedule_id=_validate_schedule_id(schedule_id),
+            schedule_id=validation.validate_schedule_id(schedule_id),
             task_name=job.task_name,
             args_json=job.args_json,
             kwargs_json=job.kwargs_json,
@@ -498,12 +498,12 @@ class Scheduler:
             priority=job.priority,
             max_retries=job.max_retries,
             timeout=job.timeout,
-            coalesce=_validate_coalesce(options.get("coalesce", CoalescePolicy.LATEST)),
-            misfire_grace_time=_validate_seconds(
+            coalesce=validation.validate_coalesce(options.get("coalesce", CoalescePolicy.LATEST)),
+            misfire_grace_time=validation.validate_seconds(
                 options.get("misfire_grace_time"), "misfire_grace_time", InvalidScheduleError
             ),
-            max_running=_validate_max_running(options.get("max_running", 1)),
-            jitter=_validate_seconds(
+            max_running=validation.validate_max_running(options.get("max_running", 1)),
+            jitter=validation.validate_seconds(
                 options.get("jitter"), "jitter", InvalidScheduleError, allow_zero=True
             )
             or 0.0,
@@ -634,15 +634,6 @@ def default_schema() -> str:
     return os.environ.get(SCHEMA_ENVIRONMENT_VARIABLE) or "scheduler"
 
 
-def _validate_conflict_resolution(value: object) -> ConflictResolution:
-    try:
-        return ConflictResolution(value)
-    except ValueError:
-        raise InvalidJobError(
-            f"conflict_resolution must be a ConflictResolution, got {value!r}"
-        ) from None
-
-
 def _first_fire_time(schedule: NewSchedule) -> Callable[[datetime], datetime]:
     trigger = trigger_from_json(schedule.trigger_json)
 
@@ -656,123 +647,3 @@ def _first_fire_time(schedule: NewSchedule) -> Callable[[datetime], datetime]:
         return first
 
     return first_after
-
-
-def _validate_trigger(trigger: object) -> dict[str, Any]:
-    """The trigger's JSON, checked to rebuild: a schedule is read back by other replicas."""
-    to_json = getattr(trigger, "to_json", None)
-    if not callable(to_json) or not callable(getattr(trigger, "next_fire_time", None)):
-        raise InvalidTriggerError(
-            f"trigger must be one of scheduler's triggers (CronTrigger, IntervalTrigger, ...),"
-            f" got {trigger!r}"
-        )
-    data: dict[str, Any] = to_json()
-    try:
-        trigger_from_json(data)
-    except (InvalidTriggerError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidTriggerError(
-            f"trigger {trigger!r} cannot be stored: only scheduler's trigger classes can ({exc})"
-        ) from None
-    return data
-
-
-def _validate_schedule_id(schedule_id: object) -> str:
-    if not isinstance(schedule_id, str) or not 1 <= len(schedule_id) <= SCHEDULE_ID_MAX_LENGTH:
-        raise InvalidScheduleError(
-            f"schedule_id must be a str of 1 to {SCHEDULE_ID_MAX_LENGTH} characters,"
-            f" got {schedule_id!r}"
-        )
-    return schedule_id
-
-
-def _validate_coalesce(value: object) -> str:
-    try:
-        return CoalescePolicy(value).value
-    except ValueError:
-        raise InvalidScheduleError(f"coalesce must be a CoalescePolicy, got {value!r}") from None
-
-
-def _validate_max_running(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidScheduleError(f"max_running must be an integer >= 1 or None, got {value!r}")
-    return value
-
-
-def _validate_job_id(job_id: str | None) -> str:
-    if job_id is None:
-        return str(uuid.uuid4())
-    if not isinstance(job_id, str) or not 1 <= len(job_id) <= JOB_ID_MAX_LENGTH:
-        raise InvalidJobError(
-            f"job_id must be a str of 1 to {JOB_ID_MAX_LENGTH} characters, got {job_id!r}"
-        )
-    return job_id
-
-
-def _validate_priority(priority: object) -> int:
-    try:
-        return JobPriority.coerce(priority).value
-    except ValueError as exc:
-        raise InvalidJobError(str(exc)) from None
-
-
-def _validate_execution_time(
-    execution_time: datetime | None, delay: float | timedelta | None
-) -> datetime | None:
-    if execution_time is None:
-        return None
-    if delay is not None:
-        raise InvalidJobError("pass either execution_time or delay, not both")
-    if not isinstance(execution_time, datetime):
-        raise InvalidJobError(
-            f"execution_time must be a datetime, got {type(execution_time).__name__}"
-        )
-    if execution_time.tzinfo is None or execution_time.utcoffset() is None:
-        raise InvalidJobError(
-            "execution_time is naive; give it a time zone, e.g. datetime.now(timezone.utc)"
-            " + timedelta(minutes=5), so every replica reads the same instant"
-        )
-    return execution_time
-
-
-def _validate_delay(delay: float | timedelta | None) -> float | None:
-    if delay is None:
-        return None
-    if isinstance(delay, timedelta):
-        value = delay.total_seconds()
-    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
-        value = float(delay)
-    else:
-        raise InvalidJobError(f"delay must be seconds or a timedelta, got {delay!r}")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidJobError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-    return value
-
-
-def _validate_retries(max_retries: object) -> int:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise InvalidJobError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    return max_retries
-
-
-def _validate_timeout(timeout: float | timedelta | None) -> float | None:
-    return _validate_seconds(timeout, "timeout", InvalidJobError)
-
-
-def _validate_seconds(
-    value: float | timedelta | None,
-    name: str,
-    error: type[ValueError],
-    *,
-    allow_zero: bool = False,
-) -> float | None:
-    if value is None:
-        return None
-    number = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise error(f"{name} must be seconds or a timedelta, got {value!r}")
-    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise error(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(number)

@@ -25,6 +25,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "tasks",
         "recurring",
         "triggers",
+        "validation",
     }
     assert set(scheduler.__all__) == public - modules - {"annotations"}
     for name in scheduler.__all__:
