@@ -105,17 +105,7 @@ def validate_execution_time(
 
 
 def validate_delay(delay: float | timedelta | None) -> float | None:
-    if delay is None:
-        return None
-    if isinstance(delay, timedelta):
-        value = delay.total_seconds()
-    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
-        value = float(delay)
-    else:
-        raise InvalidJobError(f"delay must be seconds or a timedelta, got {delay!r}")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidJobError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-    return value
+    return validate_seconds(delay, "delay", InvalidJobError, allow_zero=True)
 
 
 def validate_retries(max_retries: object) -> int:

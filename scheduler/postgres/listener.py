@@ -56,9 +56,9 @@ class Listener:
 
     async def _deliver(self) -> None:
         while True:
-            self.handle(await self._inbox.get())
+            self._handle(await self._inbox.get())
 
-    def handle(self, payload: str) -> None:
+    def _handle(self, payload: str) -> None:
         kind, _, value = payload.partition(" ")
         try:
             if kind == "due":

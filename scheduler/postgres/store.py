@@ -71,17 +71,7 @@ class PostgresJobStore:
         replace = conflict is ConflictResolution.REPLACE
         if len(jobs) == 1:  # one row in one statement: atomic without a transaction
             [job] = jobs
-            row = (
-                job.job_id,
-                job.task_name,
-                job.args_json,
-                job.kwargs_json,
-                job.priority,
-                job.execution_time,
-                job.delay_seconds,
-                job.max_retries,
-                job.timeout,
-            )
+            row = _job_row(job)
             executor: Executor = connection if connection is not None else self.pool
             with _schema_guard(self.schema):
                 written = await executor.fetchval(
@@ -91,17 +81,7 @@ class PostgresJobStore:
                 raise _conflict_error([job.job_id], conflict)
             return [job.job_id]
         query = self.q.upsert_jobs if replace else self.q.insert_jobs
-        columns = (
-            [j.job_id for j in jobs],
-            [j.task_name for j in jobs],
-            [j.args_json for j in jobs],
-            [j.kwargs_json for j in jobs],
-            [j.priority for j in jobs],
-            [j.execution_time for j in jobs],
-            [j.delay_seconds for j in jobs],
-            [j.max_retries for j in jobs],
-            [j.timeout for j in jobs],
-        )
+        columns = _columns([_job_row(job) for job in jobs])
 
         with _schema_guard(self.schema):
             async with contextlib.AsyncExitStack() as stack:
@@ -201,38 +181,23 @@ class PostgresJobStore:
         schedules, all in one transaction. Returns how many schedules were due."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(self.q.due_schedules, limit)
-            slots: tuple[list[str], list[str], list[datetime], list[datetime]] = ([], [], [], [])
-            advanced: tuple[list[str], list[datetime | None], list[datetime | None]] = (
-                [],
-                [],
-                [],
-            )
+            jobs: list[tuple[str, str, datetime, datetime]] = []  # id, schedule, slot, due
+            advances: list[tuple[str, datetime | None, datetime | None]] = []  # id, next, last
             for row in rows:
                 schedule_id = row["schedule_id"]
                 try:
-                    trigger = trigger_from_json(json.loads(row["trigger"]))
+                    due = _due_schedule_from_row(row)
                 except Exception as exc:
                     logger.error(
                         "pausing schedule %s: its trigger is unreadable (%r)", schedule_id, exc
                     )
                     await conn.execute(self.q.park_schedule, schedule_id)
                     continue
-                due = DueSchedule(
-                    schedule_id=schedule_id,
-                    trigger=trigger,
-                    next_fire_time=row["next_fire_time"],
-                    coalesce=CoalescePolicy(row["coalesce_policy"]),
-                    misfire_grace_time=row["misfire_grace_seconds"],
-                    max_running=row["max_running"],
-                    unfinished_jobs=row["unfinished_jobs"],
-                    jitter=row["jitter_seconds"],
-                )
                 plan = planner(due, row["now"])
-                for fire in plan.fires:
-                    slots[0].append(slot_job_id(schedule_id, fire.fire_time))
-                    slots[1].append(schedule_id)
-                    slots[2].append(fire.fire_time)
-                    slots[3].append(fire.run_at)
+                jobs.extend(
+                    (slot_job_id(schedule_id, f.fire_time), schedule_id, f.fire_time, f.run_at)
+                    for f in plan.fires
+                )
                 if plan.dropped:
                     logger.info(
                         "schedule %s: %d due slot(s) not run (coalesce=%s, max_running=%s,"
@@ -243,13 +208,12 @@ class PostgresJobStore:
                         due.max_running,
                         due.misfire_grace_time,
                     )
-                advanced[0].append(schedule_id)
-                advanced[1].append(plan.next_fire_time)
-                advanced[2].append(plan.fires[-1].fire_time if plan.fires else None)
-            if slots[0]:
-                await conn.fetch(self.q.insert_schedule_jobs, *slots)
-            if advanced[0]:
-                await conn.execute(self.q.advance_schedules, *advanced)
+                last = plan.fires[-1].fire_time if plan.fires else None
+                advances.append((schedule_id, plan.next_fire_time, last))
+            if jobs:
+                await conn.fetch(self.q.insert_schedule_jobs, *_columns(jobs))
+            if advances:
+                await conn.execute(self.q.advance_schedules, *_columns(advances))
         return len(rows)
 
     async def next_schedule_delay(self) -> float | None:
@@ -443,6 +407,39 @@ def slot_job_id(schedule_id: str, fire_time: datetime) -> str:
     """The id of the job a schedule fires for one slot: readable, and the same on every
     replica (a second insert of the slot is a no-op)."""
     return f"{schedule_id}@{fire_time.astimezone(timezone.utc).isoformat()}"
+
+
+def _job_row(job: NewJob) -> tuple[Any, ...]:
+    """A new job's values in the order of the insert statements' parameters."""
+    return (
+        job.job_id,
+        job.task_name,
+        job.args_json,
+        job.kwargs_json,
+        job.priority,
+        job.execution_time,
+        job.delay_seconds,
+        job.max_retries,
+        job.timeout,
+    )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column: the arrays an `unnest(...)` statement takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _due_schedule_from_row(row: asyncpg.Record) -> DueSchedule:
+    return DueSchedule(
+        schedule_id=row["schedule_id"],
+        trigger=trigger_from_json(json.loads(row["trigger"])),
+        next_fire_time=row["next_fire_time"],
+        coalesce=CoalescePolicy(row["coalesce_policy"]),
+        misfire_grace_time=row["misfire_grace_seconds"],
+        max_running=row["max_running"],
+        unfinished_jobs=row["unfinished_jobs"],
+        jitter=row["jitter_seconds"],
+    )
 
 
 def _schedule_from_row(row: asyncpg.Record) -> Schedule:

@@ -50,7 +50,8 @@ class Dispatcher:
         self._backlog_claim_size = max(1, running.capacity // 2)
 
     def notify_due(self, delay: float) -> None:
-        """A job becomes due in `delay` seconds (as measured by the database)."""
+        """A job becomes due in `delay` seconds (as measured by the database): wake up to
+        claim it CLAIM_LEAD before."""
         self.wakeup.arm_in(delay - CLAIM_LEAD)
 
     async def run_once(self) -> int:
@@ -85,7 +86,7 @@ class Dispatcher:
                     synced = read_at + (entry.claimed.due_epoch - clock)
                     entry.start_at = min(entry.start_at, synced)
                 if delay is not None:
-                    self.wakeup.arm_in(delay - CLAIM_LEAD)
+                    self.notify_due(delay)
         finally:
             for entry in early:
                 self._start_job(entry)
