@@ -23,6 +23,10 @@ logger = logging.getLogger("scheduler.dispatcher")
 #: commit are paid in advance; the runner then waits for the due time before starting.
 CLAIM_LEAD = 0.01
 
+#: How long a claim may hold off a shutdown; a claim slower than this is abandoned (its
+#: jobs then come back after their lease, as after a crash).
+CLAIM_SHIELD_SECONDS = 10.0
+
 
 class Dispatcher:
     def __init__(
@@ -61,7 +65,14 @@ class Dispatcher:
         if free <= 0 or not names or not self._identity.registered:
             return 0
         limit = min(free, self._batch_size)
-        claimed = await self._store.claim_jobs(self._identity.current, names, limit, CLAIM_LEAD)
+        # Shielded: a claim cancelled in flight may still commit, leaving jobs marked
+        # running here that never start (until their lease runs out). Shutdown therefore
+        # stops the dispatcher between claims; what a claim took is started and drained.
+        with anyio.CancelScope(shield=True) as claiming:
+            claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
+            claimed = await self._store.claim_jobs(self._identity.current, names, limit, CLAIM_LEAD)
+        if claiming.cancelled_caught:
+            raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
         arrived = anyio.current_time()
         early: list[RunningJob] = []
         for job in claimed:

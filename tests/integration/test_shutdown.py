@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from scheduler import JobStatus
+from scheduler import JobRequest, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
@@ -25,6 +25,31 @@ async def test_jobs_finishing_within_the_grace_period_complete(
     assert job is not None and job.status is JobStatus.SUCCEEDED
     workers = await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(migrated)}.workers")
     assert workers == 0  # it left cleanly
+
+
+async def test_shutdown_mid_backlog_records_every_job_that_ran(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """Under a backlog a finished job's success waits for the next claim to carry it, and
+    a slot frees before the write. Shutdown stops claiming: every job that ran must still
+    be recorded succeeded (never left running, to be run again after its lease)."""
+    key = unique_schema("k")
+    scheduler = make_scheduler()
+    ids = await scheduler.schedule_many(
+        JobRequest(jobs.record, args=(key,), job_id=f"{key}-{n}") for n in range(3000)
+    )
+    await scheduler.start()
+    await wait_until(lambda: holds(len(jobs.calls(key)) >= 300), message="a backlog running")
+    await scheduler.shutdown(grace=10)
+    rows = await pool.fetch(
+        f"SELECT job_id, status FROM {quote_identifier(migrated)}.jobs WHERE job_id = ANY($1)",
+        ids,
+    )
+    ran = {call["job_id"] for call in jobs.calls(key)}
+    succeeded = {r["job_id"] for r in rows if r["status"] == "succeeded"}
+    assert ran == succeeded
+    assert {r["status"] for r in rows} <= {"succeeded", "pending"}
+    assert len(ran) < len(ids), "shutdown came while the backlog lasted"
 
 
 async def test_draining_keeps_the_lease_so_no_peer_starts_the_job(
