@@ -29,21 +29,11 @@ from scheduler.postgres.store import PostgresJobStore, slot_job_id
 from scheduler.services.ticker import Ticker
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import wait_until
+from tests.support.db import slot_jobs, wait_until
 
 
 async def schedule_count(pool: asyncpg.Pool, schema: str) -> int:
     return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.schedules"))
-
-
-async def slot_jobs(pool: asyncpg.Pool, schema: str, schedule_id: str) -> list[asyncpg.Record]:
-    return list(
-        await pool.fetch(
-            f"SELECT job_id, fire_time, execution_time, status FROM {quote_identifier(schema)}.jobs"
-            " WHERE schedule_id = $1 ORDER BY fire_time",
-            schedule_id,
-        )
-    )
 
 
 async def test_a_schedule_is_stored_with_its_settings_and_first_fire_time(

@@ -16,7 +16,7 @@ import pytest
 from scheduler import CoalescePolicy, CronTrigger, IntervalTrigger, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from tests.support import side_jobs
-from tests.support.db import TEST_DSN, wait_until
+from tests.support.db import TEST_DSN, slot_jobs, wait_until
 from tests.support.processes import Replica, replicas
 
 pytestmark = pytest.mark.processes
@@ -35,16 +35,6 @@ async def db_now(pool: asyncpg.Pool) -> datetime:
     return value
 
 
-async def slot_rows(pool: asyncpg.Pool, schema: str, schedule_id: str) -> list[asyncpg.Record]:
-    return list(
-        await pool.fetch(
-            f"SELECT job_id, fire_time, status FROM {quote_identifier(schema)}.jobs"
-            " WHERE schedule_id = $1 ORDER BY fire_time",
-            schedule_id,
-        )
-    )
-
-
 async def test_four_replicas_declaring_one_cron_schedule_fire_each_slot_exactly_once(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
@@ -57,14 +47,14 @@ async def test_four_replicas_declaring_one_cron_schedule_fire_each_slot_exactly_
         until = all_up + timedelta(seconds=FIRING_SECONDS)
 
         async def fired_until_the_end() -> bool:
-            rows = await slot_rows(pool, migrated, "every-second")
+            rows = await slot_jobs(pool, migrated, "every-second")
             return any(r["fire_time"] >= until and r["status"] == "succeeded" for r in rows)
 
         await wait_until(
             fired_until_the_end, timeout=FIRING_SECONDS + 30, message="a minute of slots"
         )
     assert await pool.fetchval(f"SELECT count(*) FROM {q}.schedules") == 1
-    rows = await slot_rows(pool, migrated, "every-second")
+    rows = await slot_jobs(pool, migrated, "every-second")
     fire_times = [r["fire_time"] for r in rows]
     # One job per slot, and no slot missing between the first and the last.
     assert len(fire_times) == len(set(fire_times))
@@ -97,7 +87,7 @@ async def test_a_replica_down_across_three_fire_times_applies_each_misfire_polic
     names = ("latest", "all", "skip")
 
     async def each_fired_once() -> bool:
-        return all([await slot_rows(pool, migrated, name) for name in names])
+        return all([await slot_jobs(pool, migrated, name) for name in names])
 
     first = Replica(TEST_DSN, migrated, *flags)
     try:
@@ -106,7 +96,7 @@ async def test_a_replica_down_across_three_fire_times_applies_each_misfire_polic
         first.process.wait()
     finally:
         first.stop()
-    last_before = {name: (await slot_rows(pool, migrated, name))[-1]["fire_time"] for name in names}
+    last_before = {name: (await slot_jobs(pool, migrated, name))[-1]["fire_time"] for name in names}
     down_until = max(last_before.values()) + 3 * period + timedelta(milliseconds=200)
     await wait_until(
         lambda: _passed(pool, down_until), timeout=30, message="three fire times to pass"
@@ -128,7 +118,7 @@ async def test_a_replica_down_across_three_fire_times_applies_each_misfire_polic
         after = {
             name: [
                 r["fire_time"]
-                for r in await slot_rows(pool, migrated, name)
+                for r in await slot_jobs(pool, migrated, name)
                 if r["fire_time"] > last_before[name]
             ]
             for name in names
@@ -156,7 +146,7 @@ async def test_pause_resume_and_remove_reach_every_replica(
     admin = Scheduler(pool, schema=migrated)
 
     async def count(name: str) -> int:
-        return len(await slot_rows(pool, migrated, name))
+        return len(await slot_jobs(pool, migrated, name))
 
     async def three_more_ticks() -> None:
         start = await count("clock")

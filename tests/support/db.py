@@ -64,3 +64,16 @@ async def count_jobs(pool: Any, schema: str) -> int:
     from scheduler.postgres.sql import quote_identifier
 
     return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.jobs"))
+
+
+async def slot_jobs(pool: Any, schema: str, schedule_id: str) -> list[Any]:
+    """The jobs a recurring schedule fired, in slot order."""
+    from scheduler.postgres.sql import quote_identifier
+
+    return list(
+        await pool.fetch(
+            f"SELECT job_id, fire_time, execution_time, status FROM {quote_identifier(schema)}.jobs"
+            " WHERE schedule_id = $1 ORDER BY fire_time",
+            schedule_id,
+        )
+    )
