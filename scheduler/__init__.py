@@ -11,6 +11,7 @@ from scheduler.errors import (
     InvalidTriggerError,
     JobAlreadyExistsError,
     JobConflictError,
+    JobInterruptedError,
     JobIsRunningError,
     PayloadTooLargeError,
     ScheduleAlreadyExistsError,
@@ -30,6 +31,7 @@ from scheduler.models import (
     JobRequest,
     JobStatus,
     Schedule,
+    SchedulerState,
 )
 from scheduler.retry import RetryBackoff
 from scheduler.scheduler import ScheduleOptions, Scheduler
@@ -63,6 +65,7 @@ __all__ = [
     "JobContext",
     "JobAlreadyExistsError",
     "JobConflictError",
+    "JobInterruptedError",
     "JobIsRunningError",
     "JobPriority",
     "JobRequest",
@@ -74,6 +77,7 @@ __all__ = [
     "ScheduleAlreadyExistsError",
     "ScheduleOptions",
     "Scheduler",
+    "SchedulerState",
     "SchedulerError",
     "SchedulerNotRunningError",
     "SchemaError",

@@ -1,21 +1,57 @@
 """`current_job()`: which job and attempt the running code belongs to, e.g. to make a side
-effect idempotent per attempt or to log with the job id."""
+effect idempotent per attempt or to log with the job id, and whether the attempt has been
+asked to stop (what a synchronous job checks, since a thread cannot be interrupted)."""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
-from scheduler.errors import SchedulerError
+from scheduler.errors import JobInterruptedError, SchedulerError
+
+
+class StopSignal:
+    """Set from the event loop, read from the job (possibly in another thread): a plain
+    attribute, whose assignment is atomic."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
 
 
 @dataclass(frozen=True)
 class JobContext:
     job_id: str
     task_name: str
-    attempt: int  # 1 for the first run; retries and re-runs after a crash count up
+    #: 1 for the first run; every later claim counts up, and a number never repeats.
+    attempt: int
     worker_id: UUID
+    _stop: StopSignal = field(default_factory=StopSignal, repr=False, compare=False)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the attempt should stop: `cancel_job()`, its timeout, a shutdown past
+        the grace period, or a lost lease. Async jobs are also cancelled at their next
+        `await`; synchronous jobs run in threads and must check this (or call
+        `raise_if_cancelled()`) to stop early."""
+        return self._stop.reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop.reason
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `JobInterruptedError` if the attempt was asked to stop. The attempt is then
+        recorded for what stopped it (cancelled, timed out, released), not as a failure of
+        your code."""
+        if self._stop.reason is not None:
+            raise JobInterruptedError(
+                f"job {self.job_id} attempt {self.attempt}: {self._stop.reason}"
+            )
 
 
 _current: ContextVar[JobContext | None] = ContextVar("scheduler_current_job", default=None)

@@ -68,6 +68,11 @@ class SchemaTooNewError(SchemaError):
     """The database was migrated by a newer release of `scheduler`."""
 
 
+class JobInterruptedError(SchedulerError):
+    """Raised inside a job by `current_job().raise_if_cancelled()` once its attempt was asked
+    to stop; the attempt is recorded for what stopped it."""
+
+
 class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation needs a started scheduler (or one that is not shut down)."""
 

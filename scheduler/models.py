@@ -27,6 +27,19 @@ class JobStatus(str, enum.Enum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class SchedulerState(str, enum.Enum):
+    """The life of a `Scheduler`: new -> starting -> running -> stopping -> stopped, or
+    failed when a fatal error stopped it (it then runs no jobs; `Scheduler.failure` says
+    why). Health checks should treat anything but RUNNING as not ready."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
 class JobPriority(enum.IntEnum):
     """Due jobs are claimed highest priority first, then earliest due time first."""
 
@@ -56,7 +69,8 @@ class ConflictResolution(str, enum.Enum):
     IGNORE   return the existing id and change nothing, whatever its state (so a finished
              job is not run again: "at most once per id").
     REPLACE  overwrite a pending or finished job in place (it becomes pending again with
-             zero attempts); a running job is not touched and `JobIsRunningError` is raised.
+             fresh retry budgets; its attempt counter keeps counting, so attempt numbers
+             never repeat); a running job is not touched and `JobIsRunningError` is raised.
     """
 
     RAISE = "raise"
@@ -109,7 +123,12 @@ class Job:
     status: JobStatus
     priority: JobPriority
     execution_time: datetime
+    #: Claims so far; never goes down. Also the fencing token of the latest attempt.
     attempts: int
+    #: Failed attempts (exceptions, timeouts), spent against `max_retries`.
+    failures: int
+    #: Attempts lost with their worker's lease, spent against `orphan_retries`.
+    lost_leases: int
     max_retries: int
     timeout: float | None
     last_error: str | None

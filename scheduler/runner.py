@@ -1,17 +1,21 @@
-"""Runs one claimed job and records its outcome.
+"""Runs one claimed attempt and records its outcome.
 
 The attempt runs inside its own cancel scope, so a cancel request, a shutdown or a lost
-lease can interrupt it; the outcome is then written shielded from cancellation, fenced by
-the lease, and retried on connection errors for as long as this replica holds the lease.
+lease can interrupt it. It starts only while this replica still holds the lease it was
+claimed under. Its outcome is then written shielded from cancellation, fenced by the lease,
+retried only on transient errors and never past the attempt's fence deadline: a write that
+cannot land in time is left to the heartbeat, which hands the attempt back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
 import math
-import traceback
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +23,8 @@ import anyio
 import asyncpg
 
 from scheduler.context import JobContext, set_current_job
+from scheduler.error_text import describe_exception, storable_text
+from scheduler.errors import JobInterruptedError
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import decode_arguments
@@ -27,19 +33,23 @@ from scheduler.tasks import TaskDefinition
 
 logger = logging.getLogger("scheduler.runner")
 
-#: Errors worth retrying a write for: the connection, not the statement, went wrong.
+#: Errors worth retrying a write for: the connection or the server's state, not the
+#: statement, went wrong. Anything else would fail again the same way.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
+    OSError,  # includes TimeoutError and ConnectionError
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.QueryCanceledError,
     # A connection the server terminated mid-operation can come back from the pool in a
     # corrupted state (asyncpg issue 1069): a connection fault like the others.
     asyncpg.InternalClientError,
 )
-MAX_ERROR_LENGTH = 4000
 
 
 @dataclass(frozen=True)
@@ -68,36 +78,45 @@ class JobRunner:
         identity: WorkerIdentity,
         find_task: Callable[[str], TaskDefinition],
         default_backoff: RetryBackoff,
-        thread_limiter: anyio.CapacityLimiter,
-        host_scope: Callable[[], anyio.CancelScope | None],
+        threads: Executor,
+        fence_deadline: Callable[[], float],
     ) -> None:
         self._store = store
         self._running = running
         self._identity = identity
         self._find_task = find_task
         self._default_backoff = default_backoff
-        self._thread_limiter = thread_limiter
-        self._host_scope = host_scope
+        self._threads = threads
+        self._fence_deadline = fence_deadline
+        self._abandoned = False
+        self._thread_waits: set[anyio.Event] = set()
+
+    def abandon(self) -> None:
+        """Shutdown gave up on the attempts still here (a thread or a coroutine that does not
+        stop): stop waiting for them and write nothing more for them. Their leases lapse
+        with this replica's, and the orphan sweep hands them on."""
+        self._abandoned = True
+        for waiting in self._thread_waits:
+            waiting.set()
 
     async def run(self, entry: RunningJob) -> None:
-        """Execute, free the slot, record. Never raises, except to propagate a cancellation
-        of the whole scheduler (after the outcome has been recorded).
+        """Execute, free the slot, record. Never raises (a bug is logged, the attempt is left
+        to the heartbeat's reconciliation).
 
         The slot is free as soon as the job's code returns, so the next claim overlaps
-        this write (and completions batch): a commit's latency no longer idles a slot. The
-        task lives until the write is done, so shutdown still waits for every outcome.
+        this write (and completions batch); the entry stays until the write is done, so
+        shutdown still waits for every outcome and the heartbeat knows it is ours.
         """
         try:
             outcome, backoff = await self._execute(entry)
-        except anyio.get_cancelled_exc_class():
-            # The whole scheduler is being torn down: give the job back, then propagate.
-            with anyio.CancelScope(shield=True):
-                await self._record(entry, Interrupted(CancelReason.SHUTDOWN), None)
-                self._running.remove(entry)
-            raise
-        self._running.remove(entry)
-        with anyio.CancelScope(shield=True):
-            await self._record(entry, outcome, backoff)
+            self._running.finish_execution(entry)
+            if not self._abandoned:
+                with anyio.CancelScope(shield=True):
+                    await self._record(entry, outcome, backoff)
+        except Exception:
+            logger.exception("job %s attempt %d: unexpected error", *entry.key)
+        finally:
+            self._running.remove(entry)
 
     async def _execute(self, entry: RunningJob) -> tuple[Outcome, RetryBackoff | None]:
         claimed = entry.claimed
@@ -105,54 +124,83 @@ class JobRunner:
             definition = self._find_task(claimed.task_name)
             args, kwargs = decode_arguments(claimed.args_json, claimed.kwargs_json)
         except Exception as exc:  # unregistered meanwhile, or a row written by hand
-            return Failed(f"could not start: {exc}"), None
+            return Failed(storable_text(f"could not start: {exc!r}")), None
         backoff = definition.backoff or self._default_backoff
         timeout = claimed.timeout
         # Each runner is its own task, so this context variable is private to the job.
         set_current_job(
             JobContext(
-                claimed.lease.job_id, claimed.task_name, claimed.lease.attempt, claimed.lease.owner
+                claimed.lease.job_id,
+                claimed.task_name,
+                claimed.lease.attempt,
+                claimed.lease.owner,
+                entry.stop,
             )
         )
+        timing = anyio.CancelScope()
         try:
             with entry.scope:
                 # Claimed a moment early: start at its due time, not before.
                 wait = entry.start_at - anyio.current_time()
                 if wait > 0:
                     await anyio.sleep(wait)
-                deadline = anyio.current_time() + timeout if timeout else math.inf
-                with anyio.CancelScope(deadline=deadline):
-                    await self._call(definition, args, kwargs)
+                if not self._identity.holds(entry.owner):
+                    # Fenced since the claim: a peer may already run it. Never start.
+                    entry.cancel(CancelReason.LEASE_LOST)
+                    return Interrupted(CancelReason.LEASE_LOST), backoff
+                timing.deadline = anyio.current_time() + timeout if timeout else math.inf
+                with timing:
+                    await self._call(entry, definition, args, kwargs)
                     return Succeeded(), backoff
                 # Only reached when the deadline scope swallowed its own cancellation.
                 return Failed(f"timed out after {timeout} seconds"), backoff
             # Only reached when the job's scope swallowed its cancellation.
             return Interrupted(entry.reason or CancelReason.SHUTDOWN), backoff
-        except Exception:
-            return Failed(_format_error()), backoff
+        except JobInterruptedError:
+            # The job noticed a stop request itself (raise_if_cancelled): what stopped it.
+            if entry.reason is not None:
+                return Interrupted(entry.reason), backoff
+            return Failed(f"timed out after {timeout} seconds"), backoff
+        except Exception as exc:
+            return Failed(describe_exception(exc)), backoff
         except BaseException as exc:
-            host = self._host_scope()
-            if isinstance(exc, anyio.get_cancelled_exc_class()) and (
-                host is None or host.cancel_called
-            ):
-                raise  # the scheduler itself is being cancelled
-            # The job raised CancelledError, KeyboardInterrupt, SystemExit... itself: that
-            # is the job failing, not the scheduler stopping.
-            return Failed(_format_error()), backoff
+            if self._abandoned:
+                raise  # shutdown gave up on this attempt: nothing more is written
+            # Runner tasks are never cancelled from outside (only through their scopes):
+            # CancelledError, KeyboardInterrupt, SystemExit... escaping here came from the
+            # job itself. That is the job failing, not the scheduler stopping.
+            return Failed(describe_exception(exc)), backoff
 
     async def _call(
-        self, definition: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        entry: RunningJob,
+        definition: TaskDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> None:
         if definition.is_async:
             await definition.func(*args, **kwargs)
-        else:
-            # A thread cannot be interrupted: cancellation waits for it, and the real
-            # outcome is recorded (never "cancelled" for work that quietly completed).
-            await anyio.to_thread.run_sync(
-                functools.partial(definition.func, *args, **kwargs),
-                abandon_on_cancel=False,
-                limiter=self._thread_limiter,
-            )
+            return
+        # A thread cannot be interrupted: on cancellation it is asked to stop (through
+        # current_job()) and waited for, and its real outcome stands, never "cancelled"
+        # for work that quietly completed.
+        call = functools.partial(contextvars.copy_context().run, definition.func, *args, **kwargs)
+        future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+        finished = anyio.Event()
+        future.add_done_callback(lambda _: finished.set())
+        try:
+            await finished.wait()
+        except anyio.get_cancelled_exc_class():
+            entry.stop.request(entry.reason.value if entry.reason else "timed out")
+            self._thread_waits.add(finished)
+            try:
+                with anyio.CancelScope(shield=True):
+                    await finished.wait()
+            finally:
+                self._thread_waits.discard(finished)
+            if not future.done() or isinstance(future.exception(), JobInterruptedError):
+                raise  # abandoned, or it stopped as asked: cancelled, not failed
+        future.result()  # its return value, or its exception
 
     async def _record(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None
@@ -161,35 +209,63 @@ class JobRunner:
         if isinstance(outcome, Interrupted) and outcome.reason is CancelReason.LEASE_LOST:
             logger.warning("job %s attempt %d abandoned: lease lost", lease.job_id, lease.attempt)
             return
-        delay = 0.1
+        deadline = self._fence_deadline()
+        delay = 0.05
         while True:
-            if entry.reason is CancelReason.LEASE_LOST or self._identity.current != lease.owner:
+            if entry.reason is CancelReason.LEASE_LOST or not self._identity.holds(lease.owner):
                 logger.warning(
                     "job %s attempt %d: lease lost before its outcome (%s) was written;"
                     " the orphan sweep will hand it to a peer",
                     lease.job_id,
                     lease.attempt,
-                    outcome,
+                    type(outcome).__name__,
                 )
                 return
-            try:
-                written = await self._write(entry, outcome, backoff)
-            except Exception as exc:
-                # Writes are fenced, so retrying is always safe; nothing may escape here,
-                # or one bad write would stop the whole scheduler. Connection faults are
-                # expected (warning); anything else is a bug worth an error in the log.
-                log = logger.warning if isinstance(exc, TRANSIENT_ERRORS) else logger.error
-                log("recording job %s failed (%r); retrying", lease.job_id, exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if not written:
+            remaining = deadline - anyio.current_time()
+            failure: BaseException | None = None
+            with anyio.move_on_after(remaining) as writing:
+                try:
+                    written = await self._write(entry, outcome, backoff)
+                except Exception as exc:
+                    failure = exc
+            if writing.cancelled_caught or remaining <= 0:
                 logger.warning(
-                    "job %s attempt %d: outcome %s discarded, the lease is held elsewhere",
+                    "job %s attempt %d: outcome (%s) not written before the lease's fence"
+                    " deadline; the heartbeat hands the attempt back",
                     lease.job_id,
                     lease.attempt,
-                    outcome,
+                    type(outcome).__name__,
                 )
+                return
+            if failure is None:
+                if not written:
+                    logger.warning(
+                        "job %s attempt %d: outcome %s discarded, the lease is held elsewhere",
+                        lease.job_id,
+                        lease.attempt,
+                        type(outcome).__name__,
+                    )
+                return
+            if isinstance(failure, TRANSIENT_ERRORS):
+                logger.warning("recording job %s failed (%r); retrying", lease.job_id, failure)
+                await anyio.sleep(min(delay, max(deadline - anyio.current_time(), 0)))
+                delay = min(delay * 2, 2.0)
+                continue
+            if isinstance(outcome, Failed) and outcome.error != _UNWRITABLE:
+                # The statement itself was refused: try once more with a plain message.
+                logger.error(
+                    "recording job %s failed (%r); storing a plain error instead",
+                    lease.job_id,
+                    failure,
+                )
+                outcome = Failed(_UNWRITABLE)
+                continue
+            logger.error(
+                "recording job %s attempt %d failed (%r); the heartbeat hands it back",
+                lease.job_id,
+                lease.attempt,
+                failure,
+            )
             return
 
     async def _write(
@@ -199,10 +275,10 @@ class JobRunner:
         if isinstance(outcome, Succeeded):
             return await self._store.complete_job(lease)
         if isinstance(outcome, Failed):
-            retry_delay = (backoff or self._default_backoff).delay(lease.attempt)
-            status = await self._store.fail_job(
-                lease, outcome.error[:MAX_ERROR_LENGTH], retry_delay
-            )
+            # Backoff grows with failures only: lost leases and releases do not count.
+            failure = entry.claimed.failures + 1
+            retry_delay = (backoff or self._default_backoff).delay(failure)
+            status = await self._store.fail_job(lease, outcome.error, retry_delay)
             if status is not None:
                 logger.info(
                     "job %s attempt %d failed; now %s", lease.job_id, lease.attempt, status.value
@@ -213,5 +289,5 @@ class JobRunner:
         return await self._store.release_job(lease, outcome.reason.value)
 
 
-def _format_error() -> str:
-    return traceback.format_exc(limit=20).strip()
+#: Stored when the real error text could not be written.
+_UNWRITABLE = "the job failed, but its error could not be stored (see the worker's log)"

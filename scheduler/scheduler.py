@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypedDict, TypeVar
@@ -33,6 +34,7 @@ from scheduler.models import (
     JobRequest,
     JobStatus,
     Schedule,
+    SchedulerState,
 )
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.connection import AnyConnection
@@ -143,10 +145,13 @@ class Scheduler:
         for func in tasks:
             self.register(func)
         self._identity = WorkerIdentity()
-        self._state = "new"  # new -> starting -> running -> stopped
-        self._startup_error: BaseException | None = None
-        self._jobs_group: anyio.abc.TaskGroup | None = None
+        self._state = SchedulerState.NEW
+        self._failure: BaseException | None = None
+        self._main_task: asyncio.Task[None] | None = None
         self._grace = self.config.shutdown_grace
+        # Attempts shutdown gave up waiting for (they ignored cancellation): referenced so
+        # their tasks are not garbage-collected while they still run.
+        self._abandoned: set[asyncio.Task[None]] = set()
         # The running-jobs registry and the services are built by start(): some read the
         # event loop's clock, and a Scheduler may be created where no loop runs yet.
         self._running: RunningJobs | None = None
@@ -158,19 +163,24 @@ class Scheduler:
             return await migrations.migrate(conn, self.config.schema)
 
     async def start(self) -> None:
-        """Migrate (unless disabled), register this worker, start claiming jobs."""
-        if self._state != "new":
+        """Migrate (unless disabled), register this worker, start claiming jobs.
+
+        If it fails or is cancelled, nothing is left running and the error is raised as
+        itself."""
+        if self._state is not SchedulerState.NEW:
             raise SchedulerNotRunningError(
-                f"start() was already called (the scheduler is {self._state}); create a new"
-                " Scheduler to start again"
+                f"start() was already called (the scheduler is {self._state.value}); create"
+                " a new Scheduler to start again"
             )
-        self._state = "starting"
+        self._state = SchedulerState.STARTING
         try:
             await self._start()
         except BaseException:
-            self._state = "stopped"
+            with anyio.CancelScope(shield=True):
+                await self._abort_start()
+            self._state = SchedulerState.STOPPED
             raise
-        self._state = "running"
+        self._state = SchedulerState.RUNNING
         logger.info("scheduler started as worker %s", self._identity.current)
 
     async def _start(self) -> None:
@@ -190,21 +200,49 @@ class Scheduler:
             self._run(), name=f"scheduler-{self._identity.current}"
         )
         await self._ready.wait()
-        if self._startup_error is not None:
-            await self._main_task
-            raise self._startup_error
+        if self._failure is not None:
+            raise self._failure
+
+    async def _abort_start(self) -> None:
+        """Undo a start() that failed or was cancelled part-way: nothing may keep running."""
+        if self._main_task is not None:
+            self._grace = 0.0
+            self._main_task.cancel()
+            with anyio.move_on_after(SHUTDOWN_BOUND + UNREGISTER_BOUND):
+                await self._stopped.wait()
+        elif self._identity.registered:
+            with anyio.move_on_after(UNREGISTER_BOUND):
+                await self._store.unregister_worker(self._identity.current)
 
     async def shutdown(self, grace: float | timedelta | None = None) -> None:
         """Stop claiming; let running jobs finish within the grace period while still
-        heartbeating; then cancel the rest and release them so peers take them at once."""
-        if self._state in ("new", "stopped"):
-            self._state = "stopped"
+        heartbeating; then cancel the rest and release them so peers take them at once.
+
+        Returns within the grace period plus a few seconds, whatever the jobs do: an
+        attempt that does not stop when cancelled is abandoned (its lease lapses and a peer
+        reruns it after `lease_time`)."""
+        if self._state in (SchedulerState.NEW, SchedulerState.STOPPED, SchedulerState.FAILED):
+            if self._state is SchedulerState.NEW:
+                self._state = SchedulerState.STOPPED
             return
         if grace is not None:
             self._grace = seconds(grace, "grace")
+        self._state = SchedulerState.STOPPING
         self._stop_requested.set()
         await self._stopped.wait()
-        self._state = "stopped"
+        if self._state is SchedulerState.STOPPING:
+            self._state = SchedulerState.STOPPED
+
+    @property
+    def state(self) -> SchedulerState:
+        """Where the scheduler is in its life; `FAILED` after a fatal background error
+        (see `failure`): it then runs no jobs, so a health check should report it."""
+        return self._state
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the scheduler, if one did."""
+        return self._failure
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -225,7 +263,8 @@ class Scheduler:
 
     @property
     def running_job_ids(self) -> list[str]:
-        return [entry.job_id for entry in self._running or ()]
+        """Jobs whose code runs on this replica right now."""
+        return [entry.job_id for entry in self._running or () if entry.executing]
 
     # -- tasks ------------------------------------------------------------------------
     def register(
@@ -516,15 +555,9 @@ class Scheduler:
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
         self._ready = anyio.Event()
-        self._thread_limiter = anyio.CapacityLimiter(config.max_concurrent_jobs)
-        self._runner = JobRunner(
-            self._store,
-            running,
-            self._identity,
-            self._tasks.get,
-            config.retry_backoff,
-            self._thread_limiter,
-            host_scope=lambda: self._jobs_group.cancel_scope if self._jobs_group else None,
+        # Sync tasks run here, one thread per slot at most.
+        self._threads = ThreadPoolExecutor(
+            max_workers=config.max_concurrent_jobs, thread_name_prefix="scheduler-job"
         )
         self._dispatcher = Dispatcher(
             self._store,
@@ -542,7 +575,17 @@ class Scheduler:
             self._tasks.names,
             lease_time=config.lease_time,
             interval=config.heartbeat_interval,
+            orphan_retries=config.orphan_retries,
             on_registered=self._dispatcher.wakeup.set,
+        )
+        self._runner = JobRunner(
+            self._store,
+            running,
+            self._identity,
+            self._tasks.get,
+            config.retry_backoff,
+            self._threads,
+            fence_deadline=self._heartbeat.fence_deadline,
         )
         self._reaper = Reaper(
             self._store,
@@ -571,58 +614,113 @@ class Scheduler:
         self._ticker.wakeup.set()
 
     def _start_job(self, entry: RunningJob) -> None:
-        assert self._jobs_group is not None
-        self._jobs_group.start_soon(self._runner.run, entry, name=f"job-{entry.job_id}")
+        # A plain task per attempt, outside the service task groups: shutdown must be able
+        # to stop waiting for a job that ignores cancellation.
+        entry.task = asyncio.get_running_loop().create_task(
+            self._runner.run(entry), name=f"job-{entry.job_id}-{entry.key[1]}"
+        )
 
     def _on_cancel_requested(self, job_id: str) -> None:
-        entry = self._running.get(job_id) if self._running is not None else None
-        if entry is not None:
-            entry.cancel(CancelReason.REQUESTED)
+        for entry in self._running.for_job(job_id) if self._running is not None else ():
+            if entry.executing:
+                entry.cancel(CancelReason.REQUESTED)
 
     async def _run(self) -> None:
+        """The life of a started scheduler: services, then claiming until asked to stop,
+        then draining. A fatal error or a cancellation still drains (with no grace) and
+        leaves a state that says what happened."""
+        abandoned = False
         try:
             async with anyio.create_task_group() as services:
                 await services.start(self._listener.run)
-                services.start_soon(self._heartbeat.run)
-                services.start_soon(self._reaper.run)
-                services.start_soon(self._pruner.run)
-                services.start_soon(self._ticker.run)
-                async with anyio.create_task_group() as jobs:
-                    self._jobs_group = jobs
-                    dispatching = anyio.CancelScope()
-                    jobs.start_soon(self._dispatch, dispatching)
-                    self._ready.set()
-                    await self._stop_requested.wait()
-                    dispatching.cancel()
-                    await self._drain()
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await self._store.unregister_worker(self._identity.current)
+                for service in (self._heartbeat, self._reaper, self._pruner, self._ticker):
+                    services.start_soon(service.run)
+                try:
+                    async with anyio.create_task_group() as dispatching:
+                        # The dispatcher stops between claims: what a claim took is drained.
+                        dispatching.start_soon(self._dispatcher.run)
+                        self._ready.set()
+                        await self._stop_requested.wait()
+                        dispatching.cancel_scope.cancel()
+                except BaseException:
+                    self._grace = 0.0  # failing or cancelled: release at once
+                    raise
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        abandoned = await self._drain()
                 services.cancel_scope.cancel()
-        except Exception as exc:
-            if not self._ready.is_set():
-                self._startup_error = exc
-                self._ready.set()
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await self._store.unregister_worker(self._identity.current)
+        except BaseException as exc:
+            error = _single(exc)
+            if isinstance(error, Exception):
+                self._failure = error
+                if self._ready.is_set():
+                    self._state = SchedulerState.FAILED
+                    logger.error("the scheduler stopped because of an error", exc_info=error)
             else:
-                logger.exception("the scheduler stopped because of an error")
+                raise  # cancelled: the drain and the unregistering below still ran
         finally:
+            self._ready.set()
+            with anyio.CancelScope(shield=True):
+                if not abandoned:  # else its lease must lapse before peers take its jobs
+                    with anyio.move_on_after(UNREGISTER_BOUND):
+                        await self._store.unregister_worker(self._identity.current)
+                self._threads.shutdown(wait=False, cancel_futures=True)
             self._stopped.set()
 
-    async def _dispatch(self, scope: anyio.CancelScope) -> None:
-        with scope:
-            await self._dispatcher.run()
-
-    async def _drain(self) -> None:
+    async def _drain(self) -> bool:
+        """Let running jobs finish within the grace period, then cancel and release the
+        rest. True if some did not stop within SHUTDOWN_BOUND and were abandoned."""
         running = self._running
         assert running is not None
-        if len(running):
-            logger.info("draining %d running job(s) for up to %.1fs", len(running), self._grace)
+        if running.executing:
+            logger.info(
+                "draining %d running job(s) for up to %.1fs", running.executing, self._grace
+            )
         with anyio.move_on_after(self._grace):
             await running.wait_until_empty()
-        if len(running):
-            logger.warning("releasing %d job(s) still running after the grace period", len(running))
+        if not len(running):
+            return False
+        if running.executing:
+            logger.warning(
+                "releasing %d job(s) still running after the grace period", running.executing
+            )
             running.cancel_all(CancelReason.SHUTDOWN)
+        with anyio.move_on_after(SHUTDOWN_BOUND):
+            await running.wait_until_empty()
+        stuck = list(running)
+        if not stuck:
+            return False
+        logger.warning(
+            "abandoning %d attempt(s) that did not stop within %.0fs of being cancelled (%s);"
+            " their leases lapse in lease_time and peers run them again",
+            len(stuck),
+            SHUTDOWN_BOUND,
+            ", ".join(f"{job_id} attempt {attempt}" for job_id, attempt in sorted(running.keys())),
+        )
+        self._runner.abandon()
+        for entry in stuck:
+            running.remove(entry)
+            if entry.task is not None and not entry.task.done():
+                entry.task.cancel()
+                self._abandoned.add(entry.task)
+                entry.task.add_done_callback(self._abandoned.discard)
+        return True
+
+
+#: After the grace period, how long cancelled jobs get to stop and record their outcome
+#: before shutdown abandons them.
+SHUTDOWN_BOUND = 5.0
+#: How long a stopping scheduler tries to remove its worker row.
+UNREGISTER_BOUND = 5.0
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one error inside nested single-member exception groups (task groups wrap)."""
+    inner = getattr(exc, "exceptions", None)  # a BaseExceptionGroup (3.11+, or backported)
+    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
 
 
 def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:

@@ -30,6 +30,7 @@ class ClaimedJob:
     kwargs_json: str
     max_retries: int
     timeout: float | None
+    failures: int = 0  # failed attempts before this one (for the retry backoff)
     starts_in: float = 0.0  # claimed ahead of its due time: at most this long to wait
     due_epoch: float = 0.0  # the due time, in seconds of the database clock
 
@@ -74,11 +75,15 @@ FirstFireTime = Callable[[datetime], datetime | None]
 FirePlanner = Callable[[DueSchedule, datetime], FirePlan]
 
 
+#: One attempt of one job: (job id, attempt number). Attempt numbers never repeat per job.
+AttemptKey = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class HeartbeatResult:
     alive: bool  # False: the lease had expired; this identity must not be used again
-    owned: frozenset[str]
-    cancel_requested: frozenset[str]
+    owned: frozenset[AttemptKey]  # the attempts the database says this worker holds
+    cancel_requested: frozenset[str]  # job ids
 
 
 class JobStore(Protocol):
@@ -124,6 +129,11 @@ class JobStore(Protocol):
         self, owner: UUID, tasks: Sequence[str], lease_time: float
     ) -> HeartbeatResult: ...
     async def unregister_worker(self, owner: UUID) -> None: ...
+    async def reclaim_attempts(
+        self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
+    ) -> int:
+        """Hand back attempts `owner` holds but does not run (counted as lost leases)."""
+        ...
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int: ...

@@ -24,7 +24,8 @@ ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
-    status = 'pending', attempts = 0, last_error = NULL, cancel_requested_at = NULL,
+    status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
+    cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
 WHERE j.status <> 'running'
 RETURNING j.job_id
@@ -59,7 +60,8 @@ ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
-    status = 'pending', attempts = 0, last_error = NULL, cancel_requested_at = NULL,
+    status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
+    cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
 WHERE j.status <> 'running'
 RETURNING j.job_id
@@ -67,7 +69,8 @@ RETURNING j.job_id
 -- get_job --
 -- One job row, for inspection.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,
-       execution_time, attempts, max_retries, timeout_seconds, last_error, lease_owner,
+       execution_time, attempts, failures, lost_leases, max_retries, timeout_seconds,
+       last_error, lease_owner,
        cancel_requested_at, created_at, updated_at, started_at, finished_at, schedule_id,
        fire_time
 FROM {schema}.jobs WHERE job_id = $1
@@ -95,7 +98,9 @@ SELECT status FROM {schema}.jobs WHERE job_id = $1
 -- Take up to $4 pending jobs of the given tasks due within $5 seconds, highest priority
 -- then earliest due first, skipping rows other replicas are claiming. One index range scan
 -- per priority keeps the cost proportional to due rows, not to the future-dated ones.
--- Attempts count here. A job claimed a few milliseconds early (so the claim's commit is
+-- Only a worker whose lease is live now, by the database clock, claims anything: a replica
+-- that was frozen past its lease cannot take work under its expired identity, even in the
+-- moment before it notices. Attempts count here: `attempts` is the fencing token. A job claimed a few milliseconds early (so the claim's commit is
 -- paid before its due time) says how long to wait: it never starts before it is due.
 -- The same statement records the successes of the attempts in $6..$8, fenced: only rows
 -- still held by that owner and attempt change. Under a backlog one commit thus finishes
@@ -109,9 +114,11 @@ WITH done AS (
     WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
       AND j.status = 'running'
     RETURNING j.job_id
+), live AS (
+    SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
 ), picked AS (
     SELECT c.job_id
-    FROM unnest($3::smallint[]) AS p(priority)
+    FROM live, unnest($3::smallint[]) AS p(priority)
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.execution_time
         FROM {schema}.jobs j
@@ -131,13 +138,13 @@ WITH done AS (
     FROM picked
     WHERE j.job_id = picked.job_id
     RETURNING j.job_id, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
-              j.attempts, j.max_retries, j.timeout_seconds,
+              j.attempts, j.failures, j.max_retries, j.timeout_seconds,
               greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
               extract(epoch FROM j.execution_time)::float8 AS due_epoch
 )
 SELECT false AS completed, * FROM claimed
 UNION ALL
-SELECT true, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+SELECT true, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
 
 -- next_due_delay --
 -- Seconds from now until the earliest pending job of the given tasks (negative if overdue),
@@ -153,15 +160,17 @@ CROSS JOIN LATERAL (
 ) n
 
 -- fail_job --
--- Record a failed attempt: back to pending after $5 seconds while retries remain and nobody
--- asked to cancel, else failed. Fenced like every attempt write. Returns the new status.
+-- Record a failed attempt (an exception or a timeout): it spends one of max_retries. Back to
+-- pending after $5 seconds while retries remain and nobody asked to cancel, else failed.
+-- Fenced like every attempt write. Returns the new status.
 UPDATE {schema}.jobs SET
-    status = CASE WHEN attempts <= max_retries AND cancel_requested_at IS NULL
+    failures = failures + 1,
+    status = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
                   THEN 'pending' ELSE 'failed' END,
-    execution_time = CASE WHEN attempts <= max_retries AND cancel_requested_at IS NULL
+    execution_time = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
                           THEN now() + make_interval(secs => $5::float8)
                           ELSE execution_time END,
-    finished_at = CASE WHEN attempts <= max_retries AND cancel_requested_at IS NULL
+    finished_at = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
                        THEN NULL ELSE now() END,
     lease_owner = NULL, last_error = $4, updated_at = now()
 WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
@@ -175,11 +184,11 @@ UPDATE {schema}.jobs SET
 WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
 
 -- release_job --
--- Give an interrupted attempt back (graceful shutdown) so a peer takes it at once; the
--- attempt does not count against retries. A pending cancel request wins. Fenced.
+-- Give an interrupted attempt back (graceful shutdown) so a peer takes it at once; it spends
+-- no budget (the attempt number stays used: tokens never repeat). A pending cancel request
+-- wins. Fenced.
 UPDATE {schema}.jobs SET
     status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-    attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
     started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
     lease_owner = NULL, last_error = $4, updated_at = now()
@@ -191,30 +200,54 @@ INSERT INTO {schema}.workers (worker_id, hostname, pid, tasks, lease_expires_at)
 VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8))
 
 -- heartbeat --
--- Extend this worker's lease (never revive an expired one) and list the running jobs the
--- database says it owns, with their cancel requests. One row per call.
+-- Extend this worker's lease (never revive an expired one) and list the attempts the
+-- database says it holds (job id and attempt, in matching order), with their cancel
+-- requests. One row per call.
 WITH beat AS (
     UPDATE {schema}.workers SET
         lease_expires_at = now() + make_interval(secs => $2::float8),
         heartbeat_at = now(), tasks = $3::text[]
     WHERE worker_id = $1 AND lease_expires_at > now()
     RETURNING worker_id
+), held AS (
+    SELECT job_id, attempts, cancel_requested_at FROM {schema}.jobs
+    WHERE lease_owner = $1 AND status = 'running'
 )
 SELECT EXISTS (SELECT 1 FROM beat) AS alive,
-       array(SELECT job_id FROM {schema}.jobs
-             WHERE lease_owner = $1 AND status = 'running') AS owned,
-       array(SELECT job_id FROM {schema}.jobs
-             WHERE lease_owner = $1 AND status = 'running'
-               AND cancel_requested_at IS NOT NULL) AS cancel_requested
+       array(SELECT job_id FROM held ORDER BY job_id) AS owned,
+       array(SELECT attempts FROM held ORDER BY job_id) AS owned_attempts,
+       array(SELECT job_id FROM held WHERE cancel_requested_at IS NOT NULL) AS cancel_requested
+
+-- reclaim_attempts --
+-- Hand back attempts this worker's live lease holds but that it is not running: a claim whose
+-- reply was lost after its commit, a claim abandoned at its deadline, an outcome it gave up
+-- writing. Counted as lost leases, like the orphan sweep's ($4 = orphan_retries); fenced per
+-- attempt, so an attempt that finished meanwhile is left alone.
+UPDATE {schema}.jobs j SET
+    lost_leases = j.lost_leases + 1,
+    status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                  WHEN j.lost_leases + 1 <= $4 THEN 'pending'
+                  ELSE 'failed' END,
+    finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.lost_leases + 1 <= $4
+                       THEN NULL ELSE now() END,
+    last_error = format('attempt %s was claimed by worker %s but never run or recorded'
+                        ' (claim reply lost, or outcome not writable); handed back',
+                        j.attempts, j.lease_owner),
+    lease_owner = NULL, updated_at = now()
+FROM unnest($2::text[], $3::integer[]) AS a(job_id, attempt)
+WHERE j.job_id = a.job_id AND j.attempts = a.attempt AND j.lease_owner = $1
+  AND j.status = 'running'
+RETURNING j.job_id, j.status
 
 -- unregister_worker --
 -- A worker leaving cleanly (after releasing its jobs).
 DELETE FROM {schema}.workers WHERE worker_id = $1
 
 -- reap_orphans --
--- Return running jobs whose owner's lease expired to pending, with $2 extra attempts on top
--- of max_retries for lost leases (delivery is at-least-once across crashes), then to failed
--- (a job that kills its worker every time must not loop forever); a requested cancel wins.
+-- Return running jobs whose owner's lease expired to pending while their lost leases stay
+-- within $2 (orphan_retries; delivery is at-least-once across crashes), then to failed (a
+-- job that kills its worker every time must not loop forever); a requested cancel wins.
+-- Lost leases have their own budget: they never spend max_retries.
 -- Row locks make this race-free against a completion: a completed row is no longer
 -- 'running' when re-checked.
 WITH orphans AS (
@@ -228,12 +261,12 @@ WITH orphans AS (
 ), decided AS (
     SELECT o.job_id,
            CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                WHEN j.attempts <= j.max_retries + $2 THEN 'pending'
+                WHEN j.lost_leases + 1 <= $2 THEN 'pending'
                 ELSE 'failed' END AS next_status
     FROM orphans o JOIN {schema}.jobs j USING (job_id)
 )
 UPDATE {schema}.jobs j SET
-    status = d.next_status,
+    status = d.next_status, lost_leases = j.lost_leases + 1,
     finished_at = CASE WHEN d.next_status = 'pending' THEN NULL ELSE now() END,
     execution_time = CASE WHEN d.next_status = 'pending' THEN now() ELSE j.execution_time END,
     last_error = format('attempt %s lost its lease: worker %s stopped heartbeating',

@@ -33,6 +33,7 @@ from scheduler.postgres.sql import Queries
 from scheduler.recurring import DueSchedule
 from scheduler.serialization import decode_arguments
 from scheduler.store import (
+    AttemptKey,
     ClaimedJob,
     FirePlanner,
     FirstFireTime,
@@ -255,6 +256,7 @@ class PostgresJobStore:
                 kwargs_json=row["kwargs"],
                 max_retries=row["max_retries"],
                 timeout=row["timeout_seconds"],
+                failures=row["failures"],
                 starts_in=row["starts_in"],
                 due_epoch=row["due_epoch"],
             )
@@ -323,12 +325,27 @@ class PostgresJobStore:
         assert row is not None  # the statement always returns one row
         return HeartbeatResult(
             alive=row["alive"],
-            owned=frozenset(row["owned"]),
+            owned=frozenset(zip(row["owned"], row["owned_attempts"], strict=True)),
             cancel_requested=frozenset(row["cancel_requested"]),
         )
 
     async def unregister_worker(self, owner: UUID) -> None:
         await self.pool.execute(self.q.unregister_worker, owner)
+
+    async def reclaim_attempts(
+        self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
+    ) -> int:
+        job_ids, numbers = [a[0] for a in attempts], [a[1] for a in attempts]
+        rows = await self.pool.fetch(
+            self.q.reclaim_attempts, owner, job_ids, numbers, orphan_retries
+        )
+        for row in rows:
+            logger.warning(
+                "job %s was held by this worker but not run; handed back, now %s",
+                row["job_id"],
+                row["status"],
+            )
+        return len(rows)
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
@@ -389,6 +406,8 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         priority=JobPriority(row["priority"]),
         execution_time=row["execution_time"],
         attempts=row["attempts"],
+        failures=row["failures"],
+        lost_leases=row["lost_leases"],
         max_retries=row["max_retries"],
         timeout=row["timeout_seconds"],
         last_error=row["last_error"],

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Callable
 
 import anyio
+import anyio.lowlevel
 
 from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.wakeup import Wakeup
-from scheduler.store import JobStore
+from scheduler.store import ClaimedJob, JobStore
 
 logger = logging.getLogger("scheduler.dispatcher")
 
@@ -65,25 +66,32 @@ class Dispatcher:
         if free <= 0 or not names or not self._identity.registered:
             return 0
         limit = min(free, self._batch_size)
+        owner = self._identity.current
         # Shielded: a claim cancelled in flight may still commit, leaving jobs marked
-        # running here that never start (until their lease runs out). Shutdown therefore
-        # stops the dispatcher between claims; what a claim took is started and drained.
-        with anyio.CancelScope(shield=True) as claiming:
-            claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
-            claimed = await self._store.claim_jobs(self._identity.current, names, limit, CLAIM_LEAD)
-        if claiming.cancelled_caught:
-            raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
-        arrived = anyio.current_time()
-        early: list[RunningJob] = []
-        for job in claimed:
-            entry = self._running.add(job)
-            if job.starts_in > 0:
-                # The database measured `starts_in` before we read it: waiting that long
-                # from now can only start late, never early. The clock read below narrows it.
-                entry.start_at = arrived + job.starts_in
-                early.append(entry)
-            else:
-                self._start_job(entry)
+        # running here that never start. Shutdown therefore stops the dispatcher between
+        # claims; what a claim took is started and drained. A claim that commits but whose
+        # reply is lost (or that overruns the deadline) leaves rows the database says are
+        # ours: the heartbeat hands those back once no claim that could explain them is
+        # still in flight.
+        claim = self._running.claim_sent()
+        try:
+            with anyio.CancelScope(shield=True) as claiming:
+                claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
+                claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD)
+            if claiming.cancelled_caught:
+                raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
+            if not self._identity.holds(owner):
+                # Fenced while the claim was in flight: the rows stay with the old identity,
+                # whose lease lapses; the orphan sweep hands them on. Start none of them.
+                logger.warning(
+                    "%d job(s) claimed as %s after it was fenced; not starting them",
+                    len(claimed),
+                    owner,
+                )
+                return 0
+            early = self._add(claimed)
+        finally:
+            self._running.claim_done(claim)
         self._backlog = len(claimed) == limit
         try:
             if self._backlog:
@@ -103,9 +111,26 @@ class Dispatcher:
                 self._start_job(entry)
         return len(claimed)
 
+    def _add(self, claimed: list[ClaimedJob]) -> list[RunningJob]:
+        """Register claimed attempts; start those due now, return those claimed early."""
+        arrived = anyio.current_time()
+        early: list[RunningJob] = []
+        for job in claimed:
+            entry = self._running.add(job)
+            if job.starts_in > 0:
+                # The database measured `starts_in` before we read it: waiting that long
+                # from now can only start late, never early. The clock read below narrows it.
+                entry.start_at = arrived + job.starts_in
+                early.append(entry)
+            else:
+                self._start_job(entry)
+        return early
+
     async def run(self) -> None:
         backoff = LoopBackoff()
         while True:
+            # Under a backlog neither wait below may block: this is where a stop lands.
+            await anyio.lowlevel.checkpoint()
             await self._running.wait_for_free_slots(
                 self._backlog_claim_size if self._backlog else 1
             )

@@ -1,5 +1,12 @@
 """The heartbeat: one statement per interval extends this replica's lease and reports the
-running jobs the database says it owns and their cancel requests.
+attempts the database says it holds and their cancel requests. It reconciles both ways:
+
+* an attempt running here that the database no longer gives to us, or that was claimed
+  under an identity since fenced, is cancelled;
+* an attempt the database gives to us that nothing here runs (a claim whose reply was lost
+  after its commit, an outcome that could not be written) is handed back, counted as a lost
+  lease, once no claim still in flight can explain it. Nothing stays `running` under a
+  live replica for longer than about two heartbeat intervals.
 
 If no heartbeat has succeeded for long enough that the lease might expire, the replica
 fences itself before the database could hand its jobs to a peer: it cancels them all and
@@ -12,11 +19,12 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from uuid import UUID
 
 import anyio
 
 from scheduler.running import CancelReason, RunningJobs, WorkerIdentity
-from scheduler.store import JobStore
+from scheduler.store import AttemptKey, JobStore
 
 logger = logging.getLogger("scheduler.heartbeat")
 
@@ -31,6 +39,7 @@ class Heartbeat:
         *,
         lease_time: float,
         interval: float,
+        orphan_retries: int,
         on_registered: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
@@ -39,7 +48,11 @@ class Heartbeat:
         self._task_names = task_names
         self._lease_time = lease_time
         self._interval = interval
+        self._orphan_retries = orphan_retries
         self._on_registered = on_registered
+        # Held attempts nothing here runs, as of the previous beat, and when that was seen.
+        self._unrun: set[AttemptKey] = set()
+        self._unrun_seen_at = 0.0
         # Fence this long after the last successful beat was *sent*: the database's expiry
         # is at least lease_time after that, so we always stop first.
         self._fence_after = lease_time - min(interval, lease_time / 3)
@@ -80,13 +93,34 @@ class Heartbeat:
             return
         self._last_success = sent_at
         for entry in self._running:
-            if entry.claimed.lease.owner != owner:
-                continue
-            if entry.job_id in result.cancel_requested:
-                entry.cancel(CancelReason.REQUESTED)
-            elif entry.job_id not in result.owned and entry.sequence <= newest_before_send:
-                logger.warning("job %s is no longer ours; cancelling it", entry.job_id)
+            if not entry.executing:
+                continue  # its outcome is being written; the write is fenced
+            if entry.owner != owner:
+                # Claimed or started under an identity that has since been fenced.
+                logger.warning("job %s attempt %d: lease lost; cancelling it", *entry.key)
                 entry.cancel(CancelReason.LEASE_LOST)
+            elif entry.job_id in result.cancel_requested:
+                entry.cancel(CancelReason.REQUESTED)
+            elif entry.key not in result.owned and entry.sequence <= newest_before_send:
+                logger.warning("job %s attempt %d is no longer ours; cancelling it", *entry.key)
+                entry.cancel(CancelReason.LEASE_LOST)
+        await self._hand_back_unrun(owner, result.owned)
+
+    async def _hand_back_unrun(self, owner: UUID, held: frozenset[AttemptKey]) -> None:
+        """Hand back held attempts nothing here runs. A claim can commit before its reply
+        is handled, so an attempt is handed back only when it was already unrun at the
+        previous beat and no claim sent before that beat is still in flight: its claim's
+        reply was then handled (and it finished) or will never be."""
+        now = anyio.current_time()
+        unrun = set(held) - self._running.keys()
+        oldest_claim = self._running.oldest_claim_in_flight()
+        if oldest_claim is None or oldest_claim > self._unrun_seen_at:
+            confirmed = unrun & self._unrun
+        else:
+            confirmed = set()
+        self._unrun, self._unrun_seen_at = unrun - confirmed, now
+        if confirmed:
+            await self._store.reclaim_attempts(owner, sorted(confirmed), self._orphan_retries)
 
     def fence(self, why: str) -> None:
         old = self._identity.retire()
@@ -97,8 +131,9 @@ class Heartbeat:
             len(self._running),
             self._identity.current,
         )
+        self._unrun = set()
         for entry in self._running:
-            if entry.claimed.lease.owner == old:
+            if entry.executing and entry.owner != self._identity.current:
                 entry.cancel(CancelReason.LEASE_LOST)
 
     async def run(self) -> None:

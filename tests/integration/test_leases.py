@@ -50,7 +50,7 @@ async def test_a_zombie_attempt_can_change_nothing(
     assert first.lease == Lease(job_id, zombie, 1)
 
     await expire_lease(pool, store.schema, zombie)
-    assert await store.reap_orphans(100, 0) == 1
+    assert await store.reap_orphans(100, 1) == 1
     [second] = await store.claim_jobs(peer, [TASK], 10)
     assert second.lease == Lease(job_id, peer, 2)
 
@@ -68,22 +68,27 @@ async def test_a_zombie_attempt_can_change_nothing(
     assert (job.status, job.attempts, job.last_error) == (JobStatus.SUCCEEDED, 2, None)
 
 
-async def test_orphans_return_to_pending_or_fail_when_attempts_are_used_up(
+async def test_orphans_spend_the_lost_lease_budget_never_max_retries(
     pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
 ) -> None:
-    retryable = await enqueue(make_scheduler, max_retries=1)
-    exhausted = await enqueue(make_scheduler, max_retries=0)
-    owner = await register(store)
-    assert len(await store.claim_jobs(owner, [TASK], 10)) == 2
-    assert await store.reap_orphans(100, 0) == 0  # the lease still holds
-    await expire_lease(pool, store.schema, owner)
-    assert await store.reap_orphans(100, 0) == 2
-    again = await store.get_job(retryable)
-    dead = await store.get_job(exhausted)
-    assert again is not None and again.status is JobStatus.PENDING and again.attempts == 1
-    assert dead is not None and dead.status is JobStatus.FAILED
-    assert dead.last_error is not None and "lost its lease" in dead.last_error
-    assert await store.delete_dead_workers() == 1
+    generous = await enqueue(make_scheduler, max_retries=5)
+    strict = await enqueue(make_scheduler, max_retries=0)
+    for round_ in (1, 2):
+        owner = await register(store)
+        assert len(await store.claim_jobs(owner, [TASK], 10)) == 2
+        assert await store.reap_orphans(100, 1) == 0  # the lease still holds
+        await expire_lease(pool, store.schema, owner)
+        assert await store.reap_orphans(100, 1) == 2
+        assert await store.delete_dead_workers() == 1
+        for job_id in (generous, strict):
+            job = await store.get_job(job_id)
+            assert job is not None
+            assert (job.attempts, job.lost_leases, job.failures) == (round_, round_, 0)
+            # One lost lease is allowed (orphan_retries=1), whatever max_retries says.
+            expected = JobStatus.PENDING if round_ == 1 else JobStatus.FAILED
+            assert job.status is expected
+            if expected is JobStatus.FAILED:
+                assert job.last_error is not None and "lost its lease" in job.last_error
 
 
 async def test_lost_leases_get_extra_attempts_but_a_poison_job_ends_failed(
@@ -145,7 +150,7 @@ async def test_a_completion_that_lands_after_the_sweep_changes_nothing(
     owner = await register(store)
     [claimed] = await store.claim_jobs(owner, [TASK], 10)
     await expire_lease(pool, store.schema, owner)
-    assert await store.reap_orphans(100, 0) == 1
+    assert await store.reap_orphans(100, 1) == 1
     assert await store.complete_job(claimed.lease) is False
     job = await store.get_job(job_id)
     assert job is not None and job.status is JobStatus.PENDING

@@ -78,7 +78,8 @@ async def test_jobs_still_running_after_the_grace_period_are_released_to_peers(
     await leaving.shutdown(grace=0.1)
     job = await leaving.get_job(job_id)
     assert job is not None and job.status is JobStatus.PENDING
-    assert job.attempts == 0  # an interrupted attempt is not the job's fault
+    # The interrupted attempt spent no budget; its number stays used (tokens never repeat).
+    assert (job.attempts, job.failures, job.lost_leases) == (1, 0, 0)
     assert job.last_error is not None and "shut down" in job.last_error
     async with make_scheduler(tasks=[jobs.sleep_then_record]) as peer:
         await wait_until(lambda: holds(jobs.calls(key, event="finished")))
