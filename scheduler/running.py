@@ -99,7 +99,7 @@ class RunningJobs:
     def for_job(self, job_id: str) -> list[RunningJob]:
         return [entry for entry in self._attempts.values() if entry.job_id == job_id]
 
-    def keys(self) -> set[AttemptKey]:
+    def attempt_keys(self) -> set[AttemptKey]:
         return set(self._attempts)
 
     def last_sequence(self) -> int:

@@ -207,7 +207,10 @@ class Scheduler:
         """Undo a start() that failed or was cancelled part-way: nothing may keep running."""
         if self._main_task is not None:
             self._grace = 0.0
-            self._main_task.cancel()
+            if self._ready.is_set():
+                self._stop_requested.set()  # it runs (or is cleaning up): stop it in order
+            else:
+                self._main_task.cancel()  # still starting its services
             with anyio.move_on_after(SHUTDOWN_BOUND + UNREGISTER_BOUND):
                 await self._stopped.wait()
         elif self._identity.registered:
@@ -659,12 +662,12 @@ class Scheduler:
             else:
                 raise  # cancelled: the drain and the unregistering below still ran
         finally:
-            self._ready.set()
             with anyio.CancelScope(shield=True):
                 if not abandoned:  # else its lease must lapse before peers take its jobs
                     with anyio.move_on_after(UNREGISTER_BOUND):
                         await self._store.unregister_worker(self._identity.current)
                 self._threads.shutdown(wait=False, cancel_futures=True)
+            self._ready.set()  # a start() waiting for it sees the failure, cleaned up
             self._stopped.set()
 
     async def _drain(self) -> bool:
@@ -695,7 +698,9 @@ class Scheduler:
             " their leases lapse in lease_time and peers run them again",
             len(stuck),
             SHUTDOWN_BOUND,
-            ", ".join(f"{job_id} attempt {attempt}" for job_id, attempt in sorted(running.keys())),
+            ", ".join(
+                f"{job_id} attempt {attempt}" for job_id, attempt in sorted(running.attempt_keys())
+            ),
         )
         self._runner.abandon()
         for entry in stuck:

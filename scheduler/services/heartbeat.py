@@ -112,7 +112,7 @@ class Heartbeat:
         previous beat and no claim sent before that beat is still in flight: its claim's
         reply was then handled (and it finished) or will never be."""
         now = anyio.current_time()
-        unrun = set(held) - self._running.keys()
+        unrun = set(held) - self._running.attempt_keys()
         oldest_claim = self._running.oldest_claim_in_flight()
         if oldest_claim is None or oldest_claim > self._unrun_seen_at:
             confirmed = unrun & self._unrun

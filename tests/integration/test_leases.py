@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
-from scheduler import JobStatus
+from scheduler import ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
 from scheduler.store import Lease
@@ -251,3 +251,81 @@ async def test_heartbeats_write_one_worker_row_and_no_job_rows(
             job_versions
         )
         assert await pool.fetchval(f"SELECT lease_expires_at FROM {q}.workers") > lease
+
+
+async def test_a_worker_whose_lease_expired_claims_nothing(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    """Issue 9 item 1: a replica resuming from a freeze past its lease must not claim under
+    its expired identity, even before it notices; the database refuses the claim."""
+    job_id = await enqueue(make_scheduler)
+    frozen = await register(store)
+    await expire_lease(pool, store.schema, frozen)
+    assert await store.claim_jobs(frozen, [TASK], 10) == []
+    job = await store.get_job(job_id)
+    assert job is not None and (job.status, job.attempts) == (JobStatus.PENDING, 0)
+    assert await store.claim_jobs(uuid.uuid4(), [TASK], 10) == []  # never registered
+
+
+async def test_attempt_numbers_never_repeat_and_budgets_are_separate(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    """Issue 9 item 4: a release, a lost lease and a failure each use up an attempt number;
+    only failures spend max_retries, only lost leases spend orphan_retries."""
+    job_id = await enqueue(make_scheduler, max_retries=1)
+    owner = await register(store)
+    [first] = await store.claim_jobs(owner, [TASK], 10)
+    assert await store.release_job(first.lease, "shutdown")  # graceful: spends nothing
+    [second] = await store.claim_jobs(owner, [TASK], 10)
+    await expire_lease(pool, store.schema, owner)
+    assert await store.reap_orphans(100, 2) == 1  # lost lease
+    peer = await register(store)
+    [third] = await store.claim_jobs(peer, [TASK], 10)
+    assert await store.fail_job(third.lease, "boom", 0) is JobStatus.PENDING  # 1 <= 1 retry
+    [fourth] = await store.claim_jobs(peer, [TASK], 10)
+    assert await store.fail_job(fourth.lease, "boom again", 0) is JobStatus.FAILED
+    seen = [c.lease.attempt for c in (first, second, third, fourth)]
+    assert seen == [1, 2, 3, 4]
+    job = await store.get_job(job_id)
+    assert job is not None
+    assert (job.attempts, job.failures, job.lost_leases) == (4, 2, 1)
+
+
+async def test_replace_resets_the_budgets_but_not_the_attempt_counter(
+    store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    job_id = await scheduler.schedule(jobs.record, args=("k",), job_id="replaced", max_retries=0)
+    owner = await register(store)
+    [first] = await store.claim_jobs(owner, [TASK], 10)
+    assert await store.fail_job(first.lease, "boom", 0) is JobStatus.FAILED
+    await scheduler.schedule(
+        jobs.record,
+        args=("k",),
+        job_id=job_id,
+        conflict_resolution=ConflictResolution.REPLACE,
+    )
+    [second] = await store.claim_jobs(owner, [TASK], 10)
+    assert second.lease.attempt == 2  # a revived job's attempt is still a new token
+    assert await store.fail_job(first.lease, "zombie", 0) is None
+    job = await store.get_job(job_id)
+    assert job is not None and (job.status, job.failures) == (JobStatus.RUNNING, 0)
+
+
+async def test_held_attempts_nobody_runs_are_handed_back_fenced(
+    pool: asyncpg.Pool, store: PostgresJobStore, make_scheduler: SchedulerFactory
+) -> None:
+    """Issue 9 item 2 at the store level: the heartbeat reports held attempts, and handing
+    back is fenced per attempt and spends the lost-lease budget."""
+    job_id = await enqueue(make_scheduler, max_retries=5)
+    owner = await register(store)
+    [claimed] = await store.claim_jobs(owner, [TASK], 10)
+    beat = await store.heartbeat(owner, [TASK], 30)
+    assert beat.owned == frozenset({(job_id, 1)})
+    assert await store.reclaim_attempts(owner, [(job_id, 2)], 2) == 0  # wrong attempt
+    assert await store.reclaim_attempts(uuid.uuid4(), [(job_id, 1)], 2) == 0  # wrong owner
+    assert await store.reclaim_attempts(owner, [(job_id, 1)], 2) == 1
+    job = await store.get_job(job_id)
+    assert job is not None
+    assert (job.status, job.lost_leases, job.failures) == (JobStatus.PENDING, 1, 0)
+    assert await store.complete_job(claimed.lease) is False  # the attempt is over

@@ -109,3 +109,68 @@ async def query_then_record(key: str, hold: float) -> None:
     async with _pools[key].acquire() as conn:
         await conn.execute("SELECT pg_sleep($1)", hold)
     _note(key, event="finished")
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot describe itself")
+
+
+async def raise_unstorable(kind: str) -> None:
+    """Fails with an exception whose text PostgreSQL cannot store as it is."""
+    _note(kind, event="attempt")
+    if kind == "nul":
+        raise ValueError("bad\x00byte")
+    if kind == "surrogate":
+        raise ValueError("lone \ud800 surrogate")
+    if kind == "unprintable":
+        raise _UnprintableError()
+    raise ValueError("x" * 5_000_000)
+
+
+async def ignore_cancellation(key: str) -> None:
+    """A badly behaved async job: swallows every cancellation until `release(key)`."""
+    _note(key, event="started")
+    while key not in _released:
+        try:
+            await anyio.sleep(0.05)
+        except anyio.get_cancelled_exc_class():
+            _note(key, event="swallowed a cancellation")
+
+
+def block_thread(key: str) -> None:
+    """A sync job that never looks at current_job() and blocks until `release(key)`."""
+    _note(key, event="started")
+    _released_events.setdefault(key, threading.Event()).wait(60)
+    _note(key, event="finished")
+
+
+def sync_until_cancelled(key: str, seconds: float) -> None:
+    """A well-behaved sync job: polls current_job() and stops when asked."""
+    _note(key, event="started")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        current_job().raise_if_cancelled()
+        time.sleep(0.01)
+    _note(key, event="finished")
+
+
+def sync_polls_then_returns(key: str, seconds: float) -> None:
+    """Polls cancel_requested and returns normally (without raising) when asked."""
+    _note(key, event="started")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if current_job().cancel_requested:
+            _note(key, event="saw the request", reason=current_job().stop_reason)
+            return
+        time.sleep(0.01)
+    _note(key, event="finished")
+
+
+_released: set[str] = set()
+_released_events: dict[str, threading.Event] = {}
+
+
+def release(key: str) -> None:
+    _released.add(key)
+    _released_events.setdefault(key, threading.Event()).set()

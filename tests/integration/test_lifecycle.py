@@ -1,0 +1,85 @@
+"""start() and shutdown() leave nothing behind, startup errors arrive as themselves, and a
+fatal background error leaves a state a health check can read (issue 9 item 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from scheduler import SchedulerState
+from scheduler.postgres.listener import Listener
+from scheduler.postgres.sql import quote_identifier
+from scheduler.services.ticker import Ticker
+from tests.conftest import SchedulerFactory
+from tests.support import jobs
+from tests.support.db import holds, wait_until
+
+
+async def workers(pool: asyncpg.Pool, schema: str) -> int:
+    return int(await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(schema)}.workers"))
+
+
+async def test_a_cancelled_start_leaves_nothing_running(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, monkeypatch: Any
+) -> None:
+    async def listen_slowly(self: Listener, **_: Any) -> None:
+        await anyio.sleep_forever()  # start() waits for this to be ready
+
+    monkeypatch.setattr(Listener, "run", listen_slowly)
+    scheduler = make_scheduler()
+    with anyio.move_on_after(0.5) as waited:
+        await scheduler.start()
+    assert waited.cancelled_caught
+    assert scheduler.state is SchedulerState.STOPPED
+    assert scheduler._main_task is not None and scheduler._main_task.done()
+    assert await workers(pool, migrated) == 0
+    with anyio.fail_after(1):
+        await scheduler.shutdown()  # returns at once
+
+
+async def test_a_startup_error_reaches_the_caller_as_itself(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, monkeypatch: Any
+) -> None:
+    async def refuse(self: Listener, task_status: Any) -> None:
+        raise ConnectionRefusedError("test: no LISTEN connection for you")
+
+    monkeypatch.setattr(Listener, "_listen_until_lost", refuse)
+    scheduler = make_scheduler()
+    with pytest.raises(ConnectionRefusedError, match="no LISTEN connection"):
+        await scheduler.start()
+    assert scheduler.state is SchedulerState.STOPPED
+    assert scheduler._main_task is not None and scheduler._main_task.done()
+    assert await workers(pool, migrated) == 0
+
+
+async def test_a_fatal_background_error_is_visible_in_the_state(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, monkeypatch: Any
+) -> None:
+    crash = anyio.Event()
+
+    async def crash_on_demand(self: Ticker) -> None:
+        await crash.wait()
+        raise RuntimeError("test: a bug in a background service")
+
+    monkeypatch.setattr(Ticker, "run", crash_on_demand)
+    scheduler = make_scheduler()
+    await scheduler.start()
+    assert scheduler.state is SchedulerState.RUNNING and scheduler.failure is None
+    crash.set()
+    await wait_until(lambda: holds(scheduler.state is SchedulerState.FAILED))
+    assert isinstance(scheduler.failure, RuntimeError)
+    assert await workers(pool, migrated) == 0  # it unregistered: peers take over at once
+    await scheduler.shutdown()
+    assert scheduler.state is SchedulerState.FAILED
+
+
+async def test_states_of_a_normal_life(migrated: str, make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(tasks=[jobs.record])
+    states = [scheduler.state]
+    async with scheduler:
+        states.append(scheduler.state)
+    states.append(scheduler.state)
+    assert states == [SchedulerState.NEW, SchedulerState.RUNNING, SchedulerState.STOPPED]
