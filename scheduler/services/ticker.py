@@ -58,7 +58,8 @@ class Ticker:
     async def run(self) -> None:
         backoff = LoopBackoff()
         while True:
-            await self.wakeup.wait(self._poll_interval)
+            # Look first, then sleep: a slot due at start (missed while no replica ran, or
+            # declared before LISTEN was up, its NOTIFY lost) fires now, not a poll later.
             try:
                 await self.run_once()
             except Exception as exc:
@@ -67,3 +68,4 @@ class Ticker:
                 self.wakeup.arm_in(delay)
             else:
                 backoff.reset()
+            await self.wakeup.wait(self._poll_interval)

@@ -22,6 +22,7 @@ from scheduler import (
     JobPriority,
     JobStatus,
     ScheduleAlreadyExistsError,
+    Scheduler,
     TaskNotNameableError,
 )
 from scheduler.postgres.sql import quote_identifier
@@ -220,6 +221,31 @@ async def test_due_slots_become_ordinary_jobs_once_each(
     schedule = await scheduler.get_schedule("tick")
     assert schedule is not None and schedule.last_fire_time is not None
     assert schedule.last_fire_time >= fire_times[-1]
+
+
+async def test_on_default_intervals_what_is_due_at_start_runs_at_once(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """The library's own intervals (a 30 s poll): the ticker and the dispatcher look at the
+    database as they start, so neither a slot due while no replica ran, nor a schedule
+    declared in code, nor a pending job waits for a poll."""
+    producer = Scheduler(pool, schema=migrated)
+    await producer.add_schedule(
+        jobs.record, IntervalTrigger(hours=1), schedule_id="overdue", args=("overdue",)
+    )
+    await _rewind(pool, migrated, "overdue", to=await pool.fetchval("SELECT now()"))
+    await producer.schedule(jobs.record, args=("pending",))
+    replica = Scheduler(pool, schema=migrated, tasks=[jobs.record])
+    replica.every(seconds=1, schedule_id="declared", args=("declared",))(jobs.record)
+
+    async def all_ran() -> bool:
+        return all(jobs.CALLS[key] for key in ("overdue", "pending", "declared"))
+
+    for key in ("overdue", "pending", "declared"):
+        jobs.CALLS.pop(key, None)
+    async with replica:
+        # The declared slot is at most a second away; the rest is due already.
+        await wait_until(all_ran, timeout=2.5, message="the first slots and the pending job")
 
 
 async def _at_least(
