@@ -28,7 +28,7 @@ from scheduler.models import (
     Schedule,
 )
 from scheduler.postgres.batching import CompletionBatcher
-from scheduler.postgres.connection import AnyConnection
+from scheduler.postgres.connection import AnyConnection, pooled_transaction
 from scheduler.postgres.sql import Queries
 from scheduler.recurring import DueSchedule
 from scheduler.serialization import decode_arguments
@@ -163,7 +163,7 @@ class PostgresJobStore:
 
     async def resume_schedule(self, schedule_id: str) -> bool:
         with _schema_guard(self.schema):
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with pooled_transaction(self.pool) as conn:
                 row = await conn.fetchrow(self.q.lock_schedule_for_resume, schedule_id)
                 if row is None:
                     return False
@@ -179,7 +179,7 @@ class PostgresJobStore:
     async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int:
         """Turn the due slots of up to `limit` schedules into jobs and advance the
         schedules, all in one transaction. Returns how many schedules were due."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with pooled_transaction(self.pool) as conn:
             rows = await conn.fetch(self.q.due_schedules, limit)
             jobs: list[tuple[str, str, datetime, datetime]] = []  # id, schedule, slot, due
             advances: list[tuple[str, datetime | None, datetime | None]] = []  # id, next, last
