@@ -14,7 +14,7 @@ import random
 import anyio
 import anyio.lowlevel
 
-from scheduler.recurring import plan_fires
+from scheduler.recurring import plan_firing
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import JobStore
@@ -54,7 +54,7 @@ class Ticker:
             with anyio.CancelScope(shield=True) as firing:
                 firing.deadline = anyio.current_time() + FIRE_SHIELD_SECONDS
                 count = await self._store.fire_due_schedules(
-                    self._batch_size, lambda due, now: plan_fires(due, now, self._rng)
+                    self._batch_size, lambda due, now: plan_firing(due, now, self._rng)
                 )
             if firing.cancelled_caught:
                 raise TimeoutError(f"firing schedules took over {FIRE_SHIELD_SECONDS} s")

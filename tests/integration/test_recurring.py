@@ -28,7 +28,8 @@ from scheduler import (
     TaskNotNameableError,
 )
 from scheduler.postgres.sql import quote_identifier
-from scheduler.postgres.store import PostgresJobStore, slot_job_id
+from scheduler.postgres.store import PostgresJobStore
+from scheduler.recurring import slot_job_id
 from scheduler.services.ticker import Ticker
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
