@@ -1,19 +1,28 @@
-"""Which slots of a due schedule become jobs: the misfire, coalescing and overlap rules.
+"""How recurring schedules fire, in one place and pure: the first fire time of a new
+schedule, the next one on resume, decoding a stored schedule, the id of a slot's job, and
+which slots of a due schedule become jobs (the misfire, coalescing and overlap rules).
 
-Pure: the ticker hands in what it read from the database (the stored next fire time, the
-database's `now()`, how many of the schedule's jobs are unfinished) and writes back what
-`plan_fires` returns, in one transaction.
+The store only runs the SQL: in one transaction it reads the due schedules (the stored
+next fire time, the database's `now()`, how many of each one's jobs are unfinished) and
+writes back the `FiringPass` that `plan_firing` returns.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
+from scheduler.errors import InvalidTriggerError
 from scheduler.models import CoalescePolicy
-from scheduler.triggers import Trigger, apply_jitter
+from scheduler.triggers import Trigger, apply_jitter, trigger_from_json
+
+logger = logging.getLogger("scheduler.recurring")
 
 #: CoalescePolicy.ALL runs at most this many slots of one backlog (the most recent).
 MAX_CATCH_UP_SLOTS = 100
@@ -21,6 +30,56 @@ MAX_CATCH_UP_SLOTS = 100
 #: Slots stepped through one by one before jumping ahead to the recent past; keeps a
 #: per-second schedule that was down for a month from costing millions of steps.
 _STEP_LIMIT = 1_000
+
+
+def first_fire_time(
+    schedule_id: str, trigger_json: Mapping[str, Any]
+) -> Callable[[datetime], datetime]:
+    """The first slot of a new schedule after the database's `now()`; one that never fires
+    is refused."""
+    trigger = trigger_from_json(dict(trigger_json))
+
+    def first_after(now: datetime) -> datetime:
+        first = trigger.next_fire_time(now)
+        if first is None:
+            raise InvalidTriggerError(
+                f"schedule {schedule_id!r} would never fire: its trigger {trigger!r}"
+                " has no fire time after now"
+            )
+        return first
+
+    return first_after
+
+
+def resume_fire_time(stored_trigger: str, now: datetime) -> datetime | None:
+    """Where a resumed schedule fires next: the first slot after `now` (slots that passed
+    while it was paused do not run). None: the trigger is exhausted."""
+    return decode_trigger(stored_trigger).next_fire_time(now)
+
+
+def decode_trigger(stored_trigger: str) -> Trigger:
+    """A trigger from its stored form (the JSON text of `Trigger.to_json()`)."""
+    return trigger_from_json(json.loads(stored_trigger))
+
+
+def slot_job_id(schedule_id: str, fire_time: datetime) -> str:
+    """The id of the job a schedule fires for one slot: readable, and the same on every
+    replica (a second insert of the slot is a no-op)."""
+    return f"{schedule_id}@{fire_time.astimezone(timezone.utc).isoformat()}"
+
+
+@dataclass(frozen=True)
+class StoredDueSchedule:
+    """A due schedule as the store reads it: trigger and policy still in stored form."""
+
+    schedule_id: str
+    trigger: str  # JSON text
+    next_fire_time: datetime
+    coalesce: str
+    misfire_grace_time: float | None
+    max_running: int | None
+    unfinished_jobs: int
+    jitter: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +107,82 @@ class FirePlan:
     fires: list[Fire]
     next_fire_time: datetime | None  # None: the trigger is exhausted
     dropped: int  # due slots not run (coalesced, skipped, too late or over max_running)
+
+
+@dataclass(frozen=True)
+class SlotJob:
+    """The job of one fired slot (it copies the schedule's task and options)."""
+
+    job_id: str
+    schedule_id: str
+    fire_time: datetime
+    run_at: datetime
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Where a fired schedule goes next."""
+
+    schedule_id: str
+    next_fire_time: datetime | None  # None: the trigger is exhausted
+    last_fire_time: datetime | None  # None: no slot ran this time (keep the stored one)
+
+
+@dataclass(frozen=True)
+class FiringPass:
+    """What one firing transaction writes."""
+
+    jobs: list[SlotJob]
+    advances: list[Advance]
+    unreadable: list[str]  # schedules to pause: this code cannot read their trigger
+
+
+def decode_due_schedule(stored: StoredDueSchedule) -> DueSchedule:
+    return DueSchedule(
+        schedule_id=stored.schedule_id,
+        trigger=decode_trigger(stored.trigger),
+        next_fire_time=stored.next_fire_time,
+        coalesce=CoalescePolicy(stored.coalesce),
+        misfire_grace_time=stored.misfire_grace_time,
+        max_running=stored.max_running,
+        unfinished_jobs=stored.unfinished_jobs,
+        jitter=stored.jitter,
+    )
+
+
+def plan_firing(
+    due: Sequence[StoredDueSchedule], now: datetime, rng: random.Random | None = None
+) -> FiringPass:
+    """The jobs and the advances for the due schedules read in one transaction; a schedule
+    whose trigger cannot be read (corrupt, or written by newer code) is paused instead, so
+    the ticker does not spin on it."""
+    firing = FiringPass(jobs=[], advances=[], unreadable=[])
+    for stored in due:
+        schedule_id = stored.schedule_id
+        try:
+            schedule = decode_due_schedule(stored)
+        except Exception as exc:
+            logger.error("pausing schedule %s: its trigger is unreadable (%r)", schedule_id, exc)
+            firing.unreadable.append(schedule_id)
+            continue
+        plan = plan_fires(schedule, now, rng)
+        firing.jobs.extend(
+            SlotJob(slot_job_id(schedule_id, f.fire_time), schedule_id, f.fire_time, f.run_at)
+            for f in plan.fires
+        )
+        if plan.dropped:
+            logger.info(
+                "schedule %s: %d due slot(s) not run (coalesce=%s, max_running=%s,"
+                " misfire_grace_time=%s)",
+                schedule_id,
+                plan.dropped,
+                schedule.coalesce.value,
+                schedule.max_running,
+                schedule.misfire_grace_time,
+            )
+        last = plan.fires[-1].fire_time if plan.fires else None
+        firing.advances.append(Advance(schedule_id, plan.next_fire_time, last))
+    return firing
 
 
 def plan_fires(schedule: DueSchedule, now: datetime, rng: random.Random | None = None) -> FirePlan:

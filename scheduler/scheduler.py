@@ -23,7 +23,6 @@ from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
     InvalidJobError,
     InvalidScheduleError,
-    InvalidTriggerError,
     SchedulerNotRunningError,
 )
 from scheduler.models import (
@@ -41,6 +40,7 @@ from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
+from scheduler.recurring import first_fire_time, resume_fire_time
 from scheduler.retry import RetryBackoff
 from scheduler.runner import JobRunner
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
@@ -59,7 +59,7 @@ from scheduler.tasks import (
     task_name_for,
     validate_task_name,
 )
-from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger, trigger_from_json
+from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
 
 logger = logging.getLogger("scheduler")
 
@@ -192,7 +192,9 @@ class Scheduler:
                 await migrations.check_schema(conn, self.config.schema)
         for declared in self._declared.values():
             await self._store.insert_schedule(
-                declared, _first_fire_time(declared), ConflictResolution.REPLACE
+                declared,
+                first_fire_time(declared.schedule_id, declared.trigger_json),
+                ConflictResolution.REPLACE,
             )
         await self._heartbeat.register()
         # asyncpg is asyncio-only; this task hosts the scheduler's anyio task groups.
@@ -448,7 +450,9 @@ class Scheduler:
         """
         conflict = validation.validate_conflict_resolution(conflict_resolution)
         new = self._validate_schedule(func, trigger, options)
-        await self._store.insert_schedule(new, _first_fire_time(new), conflict)
+        await self._store.insert_schedule(
+            new, first_fire_time(new.schedule_id, new.trigger_json), conflict
+        )
         return new.schedule_id
 
     def scheduled(self, trigger: Trigger, **options: Unpack[ScheduleOptions]) -> Callable[[F], F]:
@@ -500,7 +504,7 @@ class Scheduler:
 
     async def resume_schedule(self, schedule_id: str) -> bool:
         """Fire again from the next slot after now; slots passed while paused do not run."""
-        return await self._store.resume_schedule(schedule_id)
+        return await self._store.resume_schedule(schedule_id, resume_fire_time)
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule. Jobs it already fired stay and run as ordinary jobs."""
@@ -735,18 +739,3 @@ def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:
 def default_schema() -> str:
     """The schema used when none is given: $SCHEDULER_SCHEMA, else "scheduler"."""
     return os.environ.get(SCHEMA_ENVIRONMENT_VARIABLE) or "scheduler"
-
-
-def _first_fire_time(schedule: NewSchedule) -> Callable[[datetime], datetime]:
-    trigger = trigger_from_json(schedule.trigger_json)
-
-    def first_after(now: datetime) -> datetime:
-        first = trigger.next_fire_time(now)
-        if first is None:
-            raise InvalidTriggerError(
-                f"schedule {schedule.schedule_id!r} would never fire: its trigger {trigger!r}"
-                " has no fire time after now"
-            )
-        return first
-
-    return first_after

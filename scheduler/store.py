@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from scheduler.models import ConflictResolution, Job, JobStatus, Schedule
-from scheduler.recurring import DueSchedule, FirePlan
+from scheduler.recurring import FiringPass, StoredDueSchedule
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,13 @@ class NewSchedule:
 #: Given the database clock, the first fire time of a schedule (None: it never fires).
 FirstFireTime = Callable[[datetime], datetime | None]
 
-#: Decides the jobs of one due schedule (see `scheduler.recurring.plan_fires`).
-FirePlanner = Callable[[DueSchedule, datetime], FirePlan]
+#: Given a schedule's stored trigger and the database clock, where it fires after a resume
+#: (see `scheduler.recurring.resume_fire_time`).
+ResumeFireTime = Callable[[str, datetime], datetime | None]
+
+#: Decides what one firing transaction writes for the due schedules it read, given the
+#: database clock (see `scheduler.recurring.plan_firing`).
+FirePlanner = Callable[[Sequence[StoredDueSchedule], datetime], FiringPass]
 
 
 #: One attempt of one job: (job id, attempt number). Attempt numbers never repeat per job.
@@ -102,7 +107,7 @@ class JobStore(Protocol):
     async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
     async def list_schedules(self) -> list[Schedule]: ...
     async def pause_schedule(self, schedule_id: str) -> bool: ...
-    async def resume_schedule(self, schedule_id: str) -> bool: ...
+    async def resume_schedule(self, schedule_id: str, fire_time: ResumeFireTime) -> bool: ...
     async def remove_schedule(self, schedule_id: str) -> bool: ...
     async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int: ...
     async def next_schedule_delay(self) -> float | None: ...

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -28,9 +27,9 @@ from scheduler.models import (
     Schedule,
 )
 from scheduler.postgres.batching import CompletionBatcher
-from scheduler.postgres.connection import AnyConnection
+from scheduler.postgres.connection import AnyConnection, pooled_transaction
 from scheduler.postgres.sql import Queries
-from scheduler.recurring import DueSchedule
+from scheduler.recurring import StoredDueSchedule, decode_trigger
 from scheduler.serialization import decode_arguments
 from scheduler.store import (
     AttemptKey,
@@ -41,8 +40,8 @@ from scheduler.store import (
     Lease,
     NewJob,
     NewSchedule,
+    ResumeFireTime,
 )
-from scheduler.triggers import trigger_from_json
 
 logger = logging.getLogger("scheduler.store")
 
@@ -162,14 +161,13 @@ class PostgresJobStore:
         with _schema_guard(self.schema):
             return await self.pool.fetchval(self.q.pause_schedule, schedule_id) is not None
 
-    async def resume_schedule(self, schedule_id: str) -> bool:
+    async def resume_schedule(self, schedule_id: str, fire_time: ResumeFireTime) -> bool:
         with _schema_guard(self.schema):
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with pooled_transaction(self.pool) as conn:
                 row = await conn.fetchrow(self.q.lock_schedule_for_resume, schedule_id)
                 if row is None:
                     return False
-                trigger = trigger_from_json(json.loads(row["trigger"]))
-                next_fire = trigger.next_fire_time(row["now"])
+                next_fire = fire_time(row["trigger"], row["now"])
                 await conn.execute(self.q.resume_schedule, schedule_id, next_fire)
         return True
 
@@ -180,40 +178,20 @@ class PostgresJobStore:
     async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int:
         """Turn the due slots of up to `limit` schedules into jobs and advance the
         schedules, all in one transaction. Returns how many schedules were due."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with pooled_transaction(self.pool) as conn:
             rows = await conn.fetch(self.q.due_schedules, limit)
-            jobs: list[tuple[str, str, datetime, datetime]] = []  # id, schedule, slot, due
-            advances: list[tuple[str, datetime | None, datetime | None]] = []  # id, next, last
-            for row in rows:
-                schedule_id = row["schedule_id"]
-                try:
-                    due = _due_schedule_from_row(row)
-                except Exception as exc:
-                    logger.error(
-                        "pausing schedule %s: its trigger is unreadable (%r)", schedule_id, exc
-                    )
-                    await conn.execute(self.q.park_schedule, schedule_id)
-                    continue
-                plan = planner(due, row["now"])
-                jobs.extend(
-                    (slot_job_id(schedule_id, f.fire_time), schedule_id, f.fire_time, f.run_at)
-                    for f in plan.fires
-                )
-                if plan.dropped:
-                    logger.info(
-                        "schedule %s: %d due slot(s) not run (coalesce=%s, max_running=%s,"
-                        " misfire_grace_time=%s)",
-                        schedule_id,
-                        plan.dropped,
-                        due.coalesce.value,
-                        due.max_running,
-                        due.misfire_grace_time,
-                    )
-                last = plan.fires[-1].fire_time if plan.fires else None
-                advances.append((schedule_id, plan.next_fire_time, last))
-            if jobs:
+            if not rows:
+                return 0
+            firing = planner([_stored_due_schedule(row) for row in rows], rows[0]["now"])
+            for schedule_id in firing.unreadable:
+                await conn.execute(self.q.park_schedule, schedule_id)
+            if firing.jobs:
+                jobs = [(j.job_id, j.schedule_id, j.fire_time, j.run_at) for j in firing.jobs]
                 await conn.fetch(self.q.insert_schedule_jobs, *_columns(jobs))
-            if advances:
+            if firing.advances:
+                advances = [
+                    (a.schedule_id, a.next_fire_time, a.last_fire_time) for a in firing.advances
+                ]
                 await conn.execute(self.q.advance_schedules, *_columns(advances))
         return len(rows)
 
@@ -422,12 +400,6 @@ def _job_from_row(row: asyncpg.Record) -> Job:
     )
 
 
-def slot_job_id(schedule_id: str, fire_time: datetime) -> str:
-    """The id of the job a schedule fires for one slot: readable, and the same on every
-    replica (a second insert of the slot is a no-op)."""
-    return f"{schedule_id}@{fire_time.astimezone(timezone.utc).isoformat()}"
-
-
 def _job_row(job: NewJob) -> tuple[Any, ...]:
     """A new job's values in the order of the insert statements' parameters."""
     return (
@@ -448,12 +420,12 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _due_schedule_from_row(row: asyncpg.Record) -> DueSchedule:
-    return DueSchedule(
+def _stored_due_schedule(row: asyncpg.Record) -> StoredDueSchedule:
+    return StoredDueSchedule(
         schedule_id=row["schedule_id"],
-        trigger=trigger_from_json(json.loads(row["trigger"])),
+        trigger=row["trigger"],
         next_fire_time=row["next_fire_time"],
-        coalesce=CoalescePolicy(row["coalesce_policy"]),
+        coalesce=row["coalesce_policy"],
         misfire_grace_time=row["misfire_grace_seconds"],
         max_running=row["max_running"],
         unfinished_jobs=row["unfinished_jobs"],
@@ -466,7 +438,7 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
     return Schedule(
         schedule_id=row["schedule_id"],
         task_name=row["task_name"],
-        trigger=trigger_from_json(json.loads(row["trigger"])),
+        trigger=decode_trigger(row["trigger"]),
         args=args,
         kwargs=kwargs,
         priority=JobPriority(row["priority"]),

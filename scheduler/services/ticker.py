@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import random
 
-from scheduler.recurring import plan_fires
+import anyio
+import anyio.lowlevel
+
+from scheduler.recurring import plan_firing
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import JobStore
@@ -19,6 +22,10 @@ from scheduler.store import JobStore
 logger = logging.getLogger("scheduler.ticker")
 
 RECHECK_LOCKED_DELAY = 0.05
+
+#: How long a firing pass may hold off a shutdown; a slower one is rolled back (its slots
+#: stay due, for the next pass of any replica).
+FIRE_SHIELD_SECONDS = 10.0
 
 
 class Ticker:
@@ -42,12 +49,19 @@ class Ticker:
             return 0
         fired = 0
         while True:
-            count = await self._store.fire_due_schedules(
-                self._batch_size, lambda due, now: plan_fires(due, now, self._rng)
-            )
+            # Shielded: a shutdown lets the pass in flight commit instead of cancelling its
+            # transaction half-way; it stops the ticker between passes.
+            with anyio.CancelScope(shield=True) as firing:
+                firing.deadline = anyio.current_time() + FIRE_SHIELD_SECONDS
+                count = await self._store.fire_due_schedules(
+                    self._batch_size, lambda due, now: plan_firing(due, now, self._rng)
+                )
+            if firing.cancelled_caught:
+                raise TimeoutError(f"firing schedules took over {FIRE_SHIELD_SECONDS} s")
             fired += count
             if count < self._batch_size:
                 break
+            await anyio.lowlevel.checkpoint()  # a backlog of schedules: stoppable in between
         delay = await self._store.next_schedule_delay()
         if delay is not None:
             # Still due after our pass: another replica holds it and will advance it (its
@@ -58,7 +72,8 @@ class Ticker:
     async def run(self) -> None:
         backoff = LoopBackoff()
         while True:
-            await self.wakeup.wait(self._poll_interval)
+            # Look first, then sleep: a slot due at start (missed while no replica ran, or
+            # declared before LISTEN was up, its NOTIFY lost) fires now, not a poll later.
             try:
                 await self.run_once()
             except Exception as exc:
@@ -67,3 +82,4 @@ class Ticker:
                 self.wakeup.arm_in(delay)
             else:
                 backoff.reset()
+            await self.wakeup.wait(self._poll_interval)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 
@@ -22,10 +24,12 @@ from scheduler import (
     JobPriority,
     JobStatus,
     ScheduleAlreadyExistsError,
+    Scheduler,
     TaskNotNameableError,
 )
 from scheduler.postgres.sql import quote_identifier
-from scheduler.postgres.store import PostgresJobStore, slot_job_id
+from scheduler.postgres.store import PostgresJobStore
+from scheduler.recurring import slot_job_id
 from scheduler.services.ticker import Ticker
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
@@ -222,6 +226,31 @@ async def test_due_slots_become_ordinary_jobs_once_each(
     assert schedule.last_fire_time >= fire_times[-1]
 
 
+async def test_on_default_intervals_what_is_due_at_start_runs_at_once(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """The library's own intervals (a 30 s poll): the ticker and the dispatcher look at the
+    database as they start, so neither a slot due while no replica ran, nor a schedule
+    declared in code, nor a pending job waits for a poll."""
+    producer = Scheduler(pool, schema=migrated)
+    await producer.add_schedule(
+        jobs.record, IntervalTrigger(hours=1), schedule_id="overdue", args=("overdue",)
+    )
+    await _rewind(pool, migrated, "overdue", to=await pool.fetchval("SELECT now()"))
+    await producer.schedule(jobs.record, args=("pending",))
+    replica = Scheduler(pool, schema=migrated, tasks=[jobs.record])
+    replica.every(seconds=1, schedule_id="declared", args=("declared",))(jobs.record)
+
+    async def all_ran() -> bool:
+        return all(jobs.CALLS[key] for key in ("overdue", "pending", "declared"))
+
+    for key in ("overdue", "pending", "declared"):
+        jobs.CALLS.pop(key, None)
+    async with replica:
+        # The declared slot is at most a second away; the rest is due already.
+        await wait_until(all_ran, timeout=2.5, message="the first slots and the pending job")
+
+
 async def _at_least(
     pool: asyncpg.Pool, schema: str, schedule_id: str, status: JobStatus, count: int
 ) -> bool:
@@ -317,6 +346,92 @@ async def test_max_running_skips_slots_while_the_previous_run_is_unfinished(
         await wait_until(
             lambda: _count_at_least(pool, migrated, "slow", 2), message="a slot after the cancel"
         )
+
+
+async def test_a_shutdown_in_the_middle_of_a_firing_pass_logs_no_error(
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Shutdown cancels the services. A ticker cancelled inside its firing transaction left
+    the rollback to the pool, which logs `Resetting connection with an active transaction`
+    at ERROR. Here a table lock holds the pass in its last statement until shutdown has
+    reached the services."""
+    q = quote_identifier(migrated)
+    scheduler = make_scheduler(tasks=[jobs.record])
+    await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(hours=1), schedule_id="hourly", args=("hourly",)
+    )
+    due: datetime = await pool.fetchval("SELECT now()")
+    await _rewind(pool, migrated, "hourly", to=due)
+
+    async def worker_left() -> bool:
+        return not await pool.fetchval(f"SELECT count(*) FROM {q}.workers")
+
+    async with pool.acquire() as blocker:
+        holding = blocker.transaction()
+        await holding.start()
+        # Firing locks the schedule and inserts its job, then waits here to advance it.
+        await blocker.execute(f"LOCK TABLE {q}.schedules IN SHARE MODE")
+        await scheduler.start()
+        await wait_until(
+            lambda: _waiting_on_schedules(pool, migrated),
+            message="the firing pass to wait on the lock",
+        )
+        caplog.clear()
+        async with anyio.create_task_group() as stopping:
+            stopping.start_soon(scheduler.shutdown)
+            # The worker leaves just before the services are cancelled.
+            await wait_until(worker_left, message="shutdown to reach the services")
+            await holding.rollback()
+    await wait_until(lambda: _pool_settled(pool), message="every connection back in the pool")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # The pass in flight was finished, not thrown away.
+    assert [r["fire_time"] for r in await slot_jobs(pool, migrated, "hourly")] == [due]
+
+
+async def test_a_cancelled_resume_rolls_back_and_logs_no_error(
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A caller's timeout cancelling resume_schedule() inside its transaction."""
+    scheduler = make_scheduler()
+    await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(hours=1), schedule_id="paused", args=("paused",)
+    )
+    await scheduler.pause_schedule("paused")
+    async with pool.acquire() as blocker, blocker.transaction():
+        await blocker.execute(f"SELECT 1 FROM {quote_identifier(migrated)}.schedules FOR UPDATE")
+        async with anyio.create_task_group() as resuming:
+            resuming.start_soon(scheduler.resume_schedule, "paused")
+            await wait_until(
+                lambda: _waiting_on_schedules(pool, migrated), message="resume to wait on the lock"
+            )
+            resuming.cancel_scope.cancel()
+    schedule = await scheduler.get_schedule("paused")
+    assert schedule is not None and schedule.paused  # nothing was written
+    assert await scheduler.resume_schedule("paused")  # and the pool's connections still work
+    await wait_until(lambda: _pool_settled(pool), message="every connection back in the pool")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def _pool_settled(pool: asyncpg.Pool) -> bool:
+    """Whether every connection is back in the pool: a cancelled holder releases its
+    connection in the background, and that release is what logs a reset at ERROR."""
+    return pool.get_idle_size() == pool.get_size()
+
+
+async def _waiting_on_schedules(pool: asyncpg.Pool, schema: str) -> bool:
+    """Whether a statement waits for a lock on the schedules table or one of its rows."""
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+        f"{quote_identifier(schema)}.schedules",
+    )
+    return bool(waiting)
 
 
 async def _count_at_least(pool: asyncpg.Pool, schema: str, schedule_id: str, count: int) -> bool:

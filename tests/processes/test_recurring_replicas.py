@@ -73,14 +73,34 @@ async def test_four_replicas_declaring_one_cron_schedule_fire_each_slot_exactly_
     assert len({e["pid"] for e in executions}) > 1
 
 
+async def test_a_replica_on_the_default_intervals_fires_its_first_slot_at_once(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """The library's defaults (a 30 s poll, a 30 s lease): a declared per-second schedule's
+    first slot runs within about a second of start-up, not a poll interval later."""
+    await pool.execute(side_jobs.side_table_sql(migrated))
+    flags = declare("every-second", IntervalTrigger(seconds=1))
+
+    async def first_slot_ran() -> bool:
+        rows = await slot_jobs(pool, migrated, "every-second")
+        return any(r["status"] == "succeeded" for r in rows)
+
+    # A graceful stop (SIGTERM) only: a killed replica's jobs wait out a 30 s lease.
+    with replicas(TEST_DSN, migrated, 1, "--default-intervals", *flags):
+        await wait_until(first_slot_ran, timeout=2.0, message="the first slot to run")
+
+
 async def test_a_replica_down_across_three_fire_times_applies_each_misfire_policy(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
     await pool.execute(side_jobs.side_table_sql(migrated))
     period = timedelta(seconds=2)
     trigger = IntervalTrigger(seconds=2)
+    # No max_running limit for LATEST: the job a killed replica left (pending or running)
+    # is unfinished until the restarted replica runs or reaps it, and the ticker fires the
+    # backlog as it starts, before that; max_running=1 would rightly skip the backlog.
     flags = [
-        *declare("latest", trigger, coalesce=CoalescePolicy.LATEST.value),
+        *declare("latest", trigger, coalesce=CoalescePolicy.LATEST.value, max_running=None),
         *declare("all", trigger, coalesce=CoalescePolicy.ALL.value, max_running=None),
         *declare("skip", trigger, coalesce=CoalescePolicy.SKIP.value),
     ]

@@ -1,6 +1,7 @@
 """One scheduler replica as its own OS process, for crash tests.
 
-    python -m tests.support.replica DSN SCHEMA [--concurrency N] [--schedule JSON ...]
+    python -m tests.support.replica DSN SCHEMA [--concurrency N] [--default-intervals]
+        [--schedule JSON ...]
 
 Prints "READY <worker id>" once started; SIGTERM shuts it down gracefully.
 """
@@ -32,6 +33,12 @@ async def main() -> None:
     parser.add_argument("--lease-time", type=float, default=2.0)
     parser.add_argument("--heartbeat-interval", type=float, default=0.4)
     parser.add_argument(
+        "--default-intervals",
+        action="store_true",
+        help="run on the library's default lease, heartbeat, poll, reap and grace settings"
+        " instead of the fast test ones (--lease-time and --heartbeat-interval are ignored)",
+    )
+    parser.add_argument(
         "--freeze-after-claim",
         action="store_true",
         help="fault injection: block the process right after the first claim commits",
@@ -50,15 +57,21 @@ async def main() -> None:
     pool = await asyncpg.create_pool(options.dsn, min_size=2, max_size=options.concurrency + 4)
     assert pool is not None
     side_jobs.configure(pool, options.schema)
+    # The fast test timings, unless the library's own defaults are asked for.
+    intervals: dict[str, Any] = {}
+    if not options.default_intervals:
+        intervals = {
+            "lease_time": options.lease_time,
+            "heartbeat_interval": options.heartbeat_interval,
+            "poll_interval": 0.5,
+            "reap_interval": 0.3,
+            "shutdown_grace": 5,
+        }
     scheduler = Scheduler(
         pool,
         max_concurrent_jobs=options.concurrency,
         schema=options.schema,
-        lease_time=options.lease_time,
-        heartbeat_interval=options.heartbeat_interval,
-        poll_interval=0.5,
-        reap_interval=0.3,
-        shutdown_grace=5,
+        **intervals,
         tasks=[
             side_jobs.work,
             side_jobs.fail_slowly_on_first_attempt,

@@ -1,15 +1,34 @@
-"""plan_fires: which due slots of a schedule become jobs (misfires, coalescing, overlap)."""
+"""The recurring firing rules: which due slots of a schedule become jobs (misfires,
+coalescing, overlap), what one firing pass writes, first and resumed fire times."""
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from scheduler import CoalescePolicy, CronTrigger, DateTrigger, IntervalTrigger
-from scheduler.recurring import MAX_CATCH_UP_SLOTS, DueSchedule, plan_fires
+from scheduler import (
+    CoalescePolicy,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    InvalidTriggerError,
+)
+from scheduler.recurring import (
+    MAX_CATCH_UP_SLOTS,
+    Advance,
+    DueSchedule,
+    SlotJob,
+    StoredDueSchedule,
+    first_fire_time,
+    plan_fires,
+    plan_firing,
+    resume_fire_time,
+)
 from scheduler.triggers import Trigger
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
@@ -145,3 +164,56 @@ class CountingTrigger:
 
     def to_json(self) -> dict[str, Any]:
         return self.inner.to_json()
+
+
+def stored(schedule_id: str, trigger: str, coalesce: str = "latest") -> StoredDueSchedule:
+    return StoredDueSchedule(
+        schedule_id=schedule_id,
+        trigger=trigger,
+        next_fire_time=T0,
+        coalesce=coalesce,
+        misfire_grace_time=None,
+        max_running=None,
+        unfinished_jobs=0,
+        jitter=0.0,
+    )
+
+
+def test_a_firing_pass_writes_one_job_per_slot_and_pauses_unreadable_schedules(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    minutely = json.dumps(EVERY_MINUTE.to_json())
+    now = T0 + 2 * MINUTE
+    firing = plan_firing(
+        [
+            stored("all", minutely, coalesce="all"),
+            stored("lunar", json.dumps({"type": "lunar"})),
+            stored("bad-policy", minutely, coalesce="earliest"),
+            stored("latest", minutely),
+        ],
+        now,
+    )
+    assert firing.jobs == [
+        SlotJob(f"all@{slot.isoformat()}", "all", slot, slot)
+        for slot in (T0, T0 + MINUTE, T0 + 2 * MINUTE)
+    ] + [SlotJob(f"latest@{now.isoformat()}", "latest", now, now)]
+    assert firing.advances == [
+        Advance("all", now + MINUTE, now),
+        Advance("latest", now + MINUTE, now),
+    ]
+    assert firing.unreadable == ["lunar", "bad-policy"]
+    assert [r.levelno for r in caplog.records if "unreadable" in r.getMessage()] == [
+        logging.ERROR
+    ] * 2
+
+
+def test_a_new_schedule_starts_at_its_first_slot_after_now_and_must_have_one() -> None:
+    assert first_fire_time("s", EVERY_MINUTE.to_json())(T0 + timedelta(seconds=1)) == T0 + MINUTE
+    with pytest.raises(InvalidTriggerError, match="'s' would never fire"):
+        first_fire_time("s", DateTrigger(T0).to_json())(T0)
+
+
+def test_a_resumed_schedule_skips_the_slots_passed_while_paused() -> None:
+    minutely = json.dumps(EVERY_MINUTE.to_json())
+    assert resume_fire_time(minutely, T0 + 90 * MINUTE + timedelta(seconds=1)) == T0 + 91 * MINUTE
+    assert resume_fire_time(json.dumps(DateTrigger(T0).to_json()), T0) is None  # exhausted
