@@ -152,6 +152,7 @@ class Scheduler:
         # Attempts shutdown gave up waiting for (they ignored cancellation): referenced so
         # their tasks are not garbage-collected while they still run.
         self._abandoned: set[asyncio.Task[None]] = set()
+        self._services: anyio.abc.TaskGroup | None = None
         # The running-jobs registry and the services are built by start(): some read the
         # event loop's clock, and a Scheduler may be created where no loop runs yet.
         self._running: RunningJobs | None = None
@@ -639,6 +640,7 @@ class Scheduler:
         abandoned = False
         try:
             async with anyio.create_task_group() as services:
+                self._services = services
                 await services.start(self._listener.run)
                 for service in (self._heartbeat, self._reaper, self._pruner, self._ticker):
                     services.start_soon(service.run)
