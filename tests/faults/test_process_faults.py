@@ -45,13 +45,11 @@ async def test_a_crash_between_claim_commit_and_job_start_loses_nothing(
     assert {r["pid"] for r in runs} == {peer.pid}
 
 
-async def test_a_job_that_kills_its_worker_every_time_ends_failed(
-    pool: asyncpg.Pool, migrated: str
-) -> None:
-    q = quote_identifier(migrated)
-    await pool.execute(side_jobs.side_table_sql(migrated))
-    producer = Scheduler(pool, schema=migrated)
-    job_id = await producer.schedule(side_jobs.poison, max_retries=0)
+async def run_with_one_replica_replaced_when_it_dies(
+    producer: Scheduler, schema: str, job_id: str
+) -> int:
+    """Keep one replica alive (a new one after each death) until the job is finished;
+    return how many replicas died."""
     current: list[Replica] = []
     deaths = 0
 
@@ -64,7 +62,7 @@ async def test_a_job_that_kills_its_worker_every_time_ends_failed(
         if job is not None and job.is_finished:
             return True
         if not current:
-            current.append(Replica(TEST_DSN, migrated))
+            current.append(Replica(TEST_DSN, schema))
         return False
 
     try:
@@ -72,12 +70,46 @@ async def test_a_job_that_kills_its_worker_every_time_ends_failed(
     finally:
         for replica in current:
             replica.stop()
+    return deaths
+
+
+async def test_a_job_that_kills_its_worker_every_time_ends_failed(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    q = quote_identifier(migrated)
+    await pool.execute(side_jobs.side_table_sql(migrated))
+    producer = Scheduler(pool, schema=migrated)
+    job_id = await producer.schedule(side_jobs.poison, max_retries=0)
+    deaths = await run_with_one_replica_replaced_when_it_dies(producer, migrated, job_id)
     job = await producer.get_job(job_id)
     assert job is not None and job.status is JobStatus.FAILED
     assert job.attempts == 3  # 1 + max_retries (0) + orphan_retries (2)
     assert job.last_error is not None and "lost its lease" in job.last_error
     assert deaths == 3
     assert await pool.fetchval(f"SELECT count(*) FROM {q}.executions") == 3
+
+
+async def test_a_lost_lease_does_not_spend_max_retries(pool: asyncpg.Pool, migrated: str) -> None:
+    """Issue 9 item 4: max_retries=1; attempt 1 kills its process, attempt 2 raises, and
+    attempt 3 still runs (and succeeds). Attempt numbers only go up."""
+    q = quote_identifier(migrated)
+    await pool.execute(side_jobs.side_table_sql(migrated))
+    producer = Scheduler(pool, schema=migrated)
+    job_id = await producer.schedule(side_jobs.kill_then_fail_then_succeed, max_retries=1)
+    deaths = await run_with_one_replica_replaced_when_it_dies(producer, migrated, job_id)
+    assert deaths == 1
+    job = await producer.get_job(job_id)
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+    assert (job.attempts, job.failures, job.lost_leases) == (3, 1, 1)
+    runs = await pool.fetch(
+        f"SELECT attempt, finished_at IS NOT NULL AS ok, failed_at IS NOT NULL AS failed"
+        f" FROM {q}.executions ORDER BY id"
+    )
+    assert [(r["attempt"], r["ok"], r["failed"]) for r in runs] == [
+        (1, False, False),  # killed
+        (2, False, True),  # raised
+        (3, True, False),
+    ]
 
 
 async def test_a_listen_connection_that_stops_answering_is_replaced(

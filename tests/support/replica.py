@@ -77,6 +77,7 @@ async def main() -> None:
             side_jobs.fail_slowly_on_first_attempt,
             side_jobs.soak,
             side_jobs.poison,
+            side_jobs.kill_then_fail_then_succeed,
         ],
     )
     for spec in map(json.loads, options.schedule):
