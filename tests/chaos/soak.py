@@ -4,8 +4,16 @@ tables and the fault log and judges the run.
 
     python -m tests.chaos.soak --minutes 10 --replicas 4      (or: nox -s soak)
 
-Exits 1 on any violation. Every attempt writes (job, attempt, pid, start, end) to a side
-table from inside the job; the checker trusts nothing the scheduler reports about itself.
+Exits 1 on any violation. Every attempt writes (job, attempt, pid, worker id, start, end)
+to a side table from inside the job; the checker trusts nothing the scheduler reports about
+itself beyond the final row of each job.
+
+Besides random kills, freezes, graceful stops and database restarts, the driver freezes a
+replica past its lease right after a burst of due jobs (so the freeze lands mid-claim or
+mid-start) and enqueues another burst just before it resumes: a replica must not claim or
+start anything under the identity whose lease ran out while it was stopped. A few jobs
+raise exceptions an outcome write cannot store as they are (NUL, a lone surrogate, no
+str(), megabytes); they must end failed like any other failing job.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any
 
 import asyncpg
 
-from scheduler import CronTrigger, Scheduler
+from scheduler import CronTrigger, JobRequest, Scheduler
 from scheduler.runner import TRANSIENT_ERRORS
 from tests.support import side_jobs
 from tests.support.processes import Replica, ThrowawayCluster
@@ -40,6 +48,30 @@ SLOT_SCHEDULE = "soak-every-second"
 SLOT_TRIGGER = CronTrigger("* * * * * *")
 LEASE_TIME = 2.0
 ORPHAN_RETRIES = 2
+CONCURRENCY = 8
+#: Faults that stop a replica past its lease with the process still alive.
+FREEZES = ("freeze", "freeze_claiming")
+#: The workload's mix; the unrecordable kinds at a small rate.
+KIND_WEIGHTS = {
+    "ok": 50,
+    "long": 8,
+    "fail": 8,
+    "flaky": 10,
+    "delayed": 12,
+    "cancel": 12,
+    **{kind: 1 for kind in side_jobs.UNRECORDABLE},
+}
+#: Kinds whose every attempt raises: they can only end failed.
+ALWAYS_FAILING = frozenset({"fail", *side_jobs.UNRECORDABLE})
+#: What the checker reads of each job, in one place. `failures` and `lost_leases` come
+#: with migration 0003; they are read through to_jsonb so that a schema without them yields
+#: NULL, which the checker reports, instead of crashing the run after its minutes of work.
+JOB_FACTS_SQL = (
+    "SELECT job_id, status, attempts, max_retries,"
+    " (to_jsonb(j) ->> 'failures')::integer AS failures,"
+    " (to_jsonb(j) ->> 'lost_leases')::integer AS lost_leases"
+    " FROM {schema}.jobs AS j"
+)
 CONNECTION_ERRORS = TRANSIENT_ERRORS  # what a producer retries while the database is away
 SLOT_DECLARATION = json.dumps(
     {
@@ -54,7 +86,9 @@ SLOT_DECLARATION = json.dumps(
 
 @dataclass
 class Fault:
-    at: float  # time.time(): same host clock as the database's clock_timestamp()
+    # time.time(), the clock of the side table too. For a replica fault, taken once the
+    # signal is sent: an attempt that started before `at` started before the fault.
+    at: float
     kind: str
     pid: int | None = None
     until: float | None = None  # end of a freeze
@@ -67,14 +101,16 @@ class Run:
     faults: list[Fault] = field(default_factory=list)
     schedule_errors: int = 0
     slot_jobs: dict[str, datetime] = field(default_factory=dict)  # job id -> fire time
+    identities: dict[str, int] = field(default_factory=dict)  # worker id at start -> pid
 
 
 class Fleet:
     """The replica processes; a dead one is replaced."""
 
-    def __init__(self, dsn: str, count: int) -> None:
+    def __init__(self, dsn: str, count: int, identities: dict[str, int]) -> None:
         self.dsn = dsn
         self.replicas: list[Replica | None] = [None] * count
+        self.identities = identities
 
     def ensure_running(self) -> None:
         for i, replica in enumerate(self.replicas):
@@ -82,11 +118,21 @@ class Fleet:
                 if replica is not None:
                     replica.stop()
                 try:
-                    self.replicas[i] = Replica(
-                        self.dsn, SCHEMA, "--concurrency", "8", "--schedule", SLOT_DECLARATION
+                    started = Replica(
+                        self.dsn,
+                        SCHEMA,
+                        "--concurrency",
+                        str(CONCURRENCY),
+                        "--lease-time",
+                        str(LEASE_TIME),
+                        "--schedule",
+                        SLOT_DECLARATION,
                     )
                 except RuntimeError:
                     self.replicas[i] = None  # the database may be restarting: next round
+                else:
+                    self.replicas[i] = started
+                    self.identities[started.worker_id] = started.pid
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r is not None and r.process.poll() is None]
@@ -100,11 +146,9 @@ class Fleet:
 async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> None:
     rng = random.Random(seed)
     while time.time() < stop_at:
-        kind = rng.choices(
-            ["ok", "long", "fail", "flaky", "delayed", "cancel"], [50, 8, 8, 10, 12, 12]
-        )[0]
+        kind = rng.choices(list(KIND_WEIGHTS), list(KIND_WEIGHTS.values()))[0]
         seconds = rng.uniform(1.5, 4.0) if kind == "long" else rng.uniform(0.01, 0.3)
-        behaviour = kind if kind in ("fail", "flaky") else "ok"
+        behaviour = kind if kind in ALWAYS_FAILING or kind == "flaky" else "ok"
         try:
             job_id = await scheduler.schedule(
                 side_jobs.soak,
@@ -124,15 +168,57 @@ async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> 
         await asyncio.sleep(rng.uniform(0.01, 0.08))
 
 
+async def enqueue_burst(scheduler: Scheduler, run: Run, rng: random.Random, count: int) -> None:
+    """`count` short jobs due now in one statement."""
+    requests = [
+        JobRequest(
+            side_jobs.soak, args=("ok", rng.uniform(0.05, 0.5)), max_retries=rng.choice([0, 1, 2])
+        )
+        for _ in range(count)
+    ]
+    try:
+        job_ids = await scheduler.schedule_many(requests)
+    except CONNECTION_ERRORS:
+        run.schedule_errors += 1
+        return
+    for job_id in job_ids:
+        run.acknowledged[job_id] = {"kind": "burst"}
+
+
+async def freeze_while_claiming(
+    scheduler: Scheduler, fleet: Fleet, victim: Replica, run: Run, rng: random.Random
+) -> None:
+    """Stop a replica past its lease in the middle of claiming and starting a burst, and
+    resume it with due jobs waiting, so its first moves after the resume are claims."""
+    # Twice the fleet's slots: every replica claims, and keeps claiming as slots free up.
+    burst = 2 * CONCURRENCY * len(fleet.live())
+    await enqueue_burst(scheduler, run, rng, burst)
+    await asyncio.sleep(rng.uniform(0, 0.2))  # the NOTIFY has woken every dispatcher
+    victim.signal(signal.SIGSTOP)
+    frozen_at = time.time()
+    await asyncio.sleep(rng.uniform(LEASE_TIME + 0.5, LEASE_TIME * 2.5))
+    # More than the peers can take at once, so some are still due when the victim wakes.
+    await enqueue_burst(scheduler, run, rng, burst)
+    victim.signal(signal.SIGCONT)
+    run.faults.append(Fault(frozen_at, "freeze_claiming", victim.pid, time.time()))
+
+
 async def inject_faults(
-    cluster: ThrowawayCluster, fleet: Fleet, run: Run, stop_at: float, seed: int
+    scheduler: Scheduler,
+    cluster: ThrowawayCluster,
+    fleet: Fleet,
+    run: Run,
+    stop_at: float,
+    seed: int,
 ) -> None:
     rng = random.Random(seed + 1)
     while time.time() < stop_at:
         await asyncio.sleep(rng.uniform(3, 8))
         fleet.ensure_running()
         live = fleet.live()
-        kind = rng.choices(["kill", "freeze", "term", "restart_db"], [40, 25, 15, 20])[0]
+        kind = rng.choices(
+            ["kill", "freeze", "freeze_claiming", "term", "restart_db"], [35, 10, 20, 15, 20]
+        )[0]
         if kind == "restart_db":
             run.faults.append(Fault(time.time(), kind))
             mode = rng.choice(["fast", "immediate"])
@@ -145,10 +231,12 @@ async def inject_faults(
             elif kind == "term":
                 victim.signal(signal.SIGTERM)  # graceful: drains, releases
                 run.faults.append(Fault(time.time(), kind, victim.pid))
+            elif kind == "freeze_claiming":
+                await freeze_while_claiming(scheduler, fleet, victim, run, rng)
             else:
                 frozen = rng.uniform(LEASE_TIME + 0.5, LEASE_TIME * 2.5)
-                start = time.time()
                 victim.signal(signal.SIGSTOP)
+                start = time.time()
                 run.faults.append(Fault(start, kind, victim.pid, start + frozen))
                 await asyncio.sleep(frozen)
                 victim.signal(signal.SIGCONT)
@@ -162,41 +250,147 @@ def check(
     by_job: dict[str, list[Mapping[str, Any]]] = {}
     for row in attempts:
         by_job.setdefault(row["job_id"], []).append(row)
-    faulted_pids = {f.pid for f in run.faults if f.pid is not None}
-    db_restarts = [f.at for f in run.faults if f.kind == "restart_db"]
     violations.extend(check_slots(run.slot_jobs))
+    if any(job["failures"] is None or job["lost_leases"] is None for job in jobs.values()):
+        violations.append("the jobs table has no failures/lost_leases (migration 0003)")
     for job_id in [*run.acknowledged, *run.slot_jobs]:
         job = jobs.get(job_id)
         if job is None:
             violations.append(f"{job_id}: acknowledged but missing")
             continue
-        if job["status"] not in ("succeeded", "failed", "cancelled"):
-            violations.append(f"{job_id}: never reached a terminal state ({job['status']})")
-        if job["attempts"] > 1 + job["max_retries"] + ORPHAN_RETRIES:
-            violations.append(f"{job_id}: {job['attempts']} attempts exceed the maximum")
-        if run.cancel_results.get(job_id) and job["status"] != "cancelled":
-            violations.append(f"{job_id}: cancel_job said True, status {job['status']}")
+        kind = run.acknowledged.get(job_id, {}).get("kind")
+        violations.extend(check_outcome(job_id, job, kind, run.cancel_results.get(job_id)))
         runs = sorted(by_job.get(job_id, []), key=lambda r: r["started_at"])
         if job["status"] == "succeeded":
             final = [r for r in runs if r["attempt"] == job["attempts"]]
-            if not final or final[0]["finished_at"] is None:
+            if not final or final[-1]["finished_at"] is None:
                 violations.append(f"{job_id}: succeeded but its final attempt never finished")
-        for earlier, later in itertools.pairwise(runs):
-            end = earlier["finished_at"] or earlier["failed_at"]
-            started = later["started_at"].timestamp()
-            if end is not None and end.timestamp() <= started:
-                continue  # one after the other
-            # Overlap is allowed only when the earlier attempt's lease could have expired:
-            # its replica was killed, frozen or stopped, or the database restarted.
-            excused = earlier["pid"] in faulted_pids or any(
-                earlier["started_at"].timestamp() <= at <= started for at in db_restarts
-            )
-            if not excused:
-                violations.append(
-                    f"{job_id}: attempts {earlier['attempt']} and"
-                    f" {later['attempt']} overlapped with no fault to explain it"
-                )
+        violations.extend(check_attempt_numbers(job_id, runs))
+        violations.extend(check_overlaps(job_id, runs, run.faults))
+    violations.extend(check_expired_identities(run, attempts))
     return violations
+
+
+def check_outcome(
+    job_id: str, job: Mapping[str, Any], kind: str | None, cancel_result: bool | None
+) -> list[str]:
+    """Terminal, within its budgets, failed only once a budget is used up, and as the
+    kind of job and the cancel calls say."""
+    status = job["status"]
+    if status not in ("succeeded", "failed", "cancelled"):
+        return [f"{job_id}: never reached a terminal state ({status})"]
+    violations = []
+    failures, lost_leases = job["failures"], job["lost_leases"]
+    if failures is not None and lost_leases is not None:
+        if failures > job["max_retries"] + 1:
+            violations.append(
+                f"{job_id}: {failures} failures exceed 1 + max_retries ({job['max_retries']})"
+            )
+        if lost_leases > ORPHAN_RETRIES + 1:
+            violations.append(
+                f"{job_id}: {lost_leases} lost leases exceed 1 + orphan_retries ({ORPHAN_RETRIES})"
+            )
+        if status == "failed" and failures <= job["max_retries"] and lost_leases <= ORPHAN_RETRIES:
+            violations.append(
+                f"{job_id}: failed with retries left ({failures} failures,"
+                f" {lost_leases} lost leases)"
+            )
+    if kind in ALWAYS_FAILING and status != "failed":
+        violations.append(f"{job_id}: a {kind!r} job raises on every attempt, yet {status}")
+    if cancel_result and status != "cancelled":
+        violations.append(f"{job_id}: cancel_job said True, status {status}")
+    return violations
+
+
+def check_attempt_numbers(job_id: str, runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The fencing token never repeats and grows with every claim: in start order, the
+    attempt numbers of a job strictly increase."""
+    violations = [
+        f"{job_id}: attempt number {number} was used {n} times"
+        for number, n in Counter(r["attempt"] for r in runs).items()
+        if n > 1
+    ]
+    for earlier, later in itertools.pairwise(runs):
+        if later["attempt"] < earlier["attempt"]:
+            violations.append(
+                f"{job_id}: attempt {later['attempt']} started after attempt {earlier['attempt']}"
+            )
+    return violations
+
+
+def attempt_end(row: Mapping[str, Any]) -> datetime | None:
+    """When the job's code stopped; None if it never said (killed, or the database away)."""
+    ends = [row[c] for c in ("finished_at", "failed_at", "cancelled_at") if row[c] is not None]
+    return min(ends) if ends else None
+
+
+def check_overlaps(
+    job_id: str, runs: Sequence[Mapping[str, Any]], faults: Sequence[Fault]
+) -> list[str]:
+    """Two attempts of one job may overlap only if the earlier one's lease could have been
+    lost between its start and the later one's start: its replica was killed, stopped or
+    frozen in that window, or the database restarted in it. A fault before the earlier
+    attempt started explains nothing: an attempt started after its replica's freeze ran
+    under an expired lease (or a new identity) and must not overlap a peer's attempt.
+    Consecutive pairs suffice: an attempt overlapping a later one overlaps the next one,
+    over a shorter window."""
+    violations = []
+    for earlier, later in itertools.pairwise(runs):
+        end = attempt_end(earlier)
+        start, later_start = earlier["started_at"].timestamp(), later["started_at"].timestamp()
+        if end is not None and end.timestamp() <= later_start:
+            continue  # one after the other
+        explained = any(
+            start < fault.at <= later_start
+            and (fault.kind == "restart_db" or fault.pid == earlier["pid"])
+            for fault in faults
+        )
+        if not explained:
+            violations.append(
+                f"{job_id}: attempts {earlier['attempt']} and"
+                f" {later['attempt']} overlapped with no fault to explain it"
+            )
+    return violations
+
+
+def check_expired_identities(run: Run, attempts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A freeze outlasts the lease, so every identity its replica had used before it is
+    dead when it resumes: nothing may start under one afterwards, overlap or not (the
+    replica must fence itself and go on under a new identity). Identities known to
+    predate a freeze: the one its process started with, and any that started an attempt
+    before the freeze."""
+    violations: list[str] = []
+    for fault in run.faults:
+        if fault.kind not in FREEZES:
+            continue
+        on_victim = [a for a in attempts if a["pid"] == fault.pid]
+        expired = {worker for worker, pid in run.identities.items() if pid == fault.pid}
+        expired |= {
+            str(a["worker_id"]) for a in on_victim if a["started_at"].timestamp() < fault.at
+        }
+        violations.extend(
+            f"{a['job_id']}: attempt {a['attempt']} started under worker {a['worker_id']}"
+            f" after its lease ran out in the freeze of pid {fault.pid}"
+            for a in on_victim
+            if str(a["worker_id"]) in expired and a["started_at"].timestamp() > fault.at
+        )
+    return violations
+
+
+def freeze_claiming_reach(run: Run, attempts: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Evidence that the claim-time freezes hit what they aim at: attempts of the victim
+    cut by the freeze, and attempts it started in the second after it resumed."""
+    freezes = [f for f in run.faults if f.kind == "freeze_claiming"]
+    cut = resumed = 0
+    for fault in freezes:
+        assert fault.until is not None
+        for a in attempts:
+            if a["pid"] != fault.pid:
+                continue
+            start, end = a["started_at"].timestamp(), attempt_end(a)
+            cut += start < fault.at and (end is None or end.timestamp() > fault.at)
+            resumed += fault.until <= start < fault.until + 1
+    return {"freezes": len(freezes), "attempts_cut": cut, "attempts_started_on_resume": resumed}
 
 
 def check_slots(slot_jobs: Mapping[str, datetime]) -> list[str]:
@@ -225,8 +419,8 @@ async def main() -> int:
     options = parser.parse_args()
     cluster = ThrowawayCluster()
     cluster.start()
-    fleet = Fleet(cluster.dsn, options.replicas)
     run = Run()
+    fleet = Fleet(cluster.dsn, options.replicas, run.identities)
     pool = await asyncpg.create_pool(cluster.dsn, min_size=2, max_size=8)
     assert pool is not None
     started = time.time()
@@ -238,7 +432,7 @@ async def main() -> int:
         stop_at = started + options.minutes * 60
         await asyncio.gather(
             produce(scheduler, run, stop_at, options.seed),
-            inject_faults(cluster, fleet, run, stop_at, options.seed),
+            inject_faults(scheduler, cluster, fleet, run, stop_at, options.seed),
         )
         # Calm: every replica up, no more faults, the schedule paused; wait for the
         # acknowledged work and every fired slot to finish.
@@ -260,12 +454,7 @@ async def main() -> int:
             if open_jobs == 0:
                 break
             await asyncio.sleep(1)
-        jobs = {
-            r["job_id"]: dict(r)
-            for r in await pool.fetch(
-                f"SELECT job_id, status, attempts, max_retries FROM {SCHEMA}.jobs"
-            )
-        }
+        jobs = {r["job_id"]: dict(r) for r in await pool.fetch(JOB_FACTS_SQL.format(schema=SCHEMA))}
         attempts = [dict(r) for r in await pool.fetch(f"SELECT * FROM {SCHEMA}.executions")]
         run.slot_jobs = {
             r["job_id"]: r["fire_time"]
@@ -279,6 +468,9 @@ async def main() -> int:
         await pool.close()
         cluster.stop()
     violations = check(run, jobs, attempts)
+    unrecordable = [
+        j for j, info in run.acknowledged.items() if info["kind"] in side_jobs.UNRECORDABLE
+    ]
     summary = {
         "minutes": round((time.time() - started) / 60, 1),
         "replicas": options.replicas,
@@ -289,6 +481,13 @@ async def main() -> int:
         "cancel_calls": len(run.cancel_results),
         "cancel_true": sum(run.cancel_results.values()),
         "faults": dict(Counter(f.kind for f in run.faults)),
+        "freeze_claiming": freeze_claiming_reach(run, attempts),
+        "burst_jobs": sum(info["kind"] == "burst" for info in run.acknowledged.values()),
+        "unrecordable_jobs": len(unrecordable),
+        "unrecordable_by_kind": dict(Counter(run.acknowledged[j]["kind"] for j in unrecordable)),
+        "unrecordable_final_status": dict(
+            Counter(jobs[j]["status"] for j in unrecordable if j in jobs)
+        ),
         "schedule_calls_refused_during_faults": run.schedule_errors,
         "recurring_slots": len(run.slot_jobs),
         "recurring_final_status": dict(Counter(jobs[j]["status"] for j in run.slot_jobs)),

@@ -3,8 +3,11 @@ so a test can see from outside which attempt ran where and how often."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import asyncpg
@@ -23,66 +26,108 @@ def configure(pool: asyncpg.Pool, schema: str) -> None:
 
 def side_table_sql(schema: str) -> str:
     return (
-        # An attempt released by a graceful shutdown does not count, so its number comes
-        # again: (job_id, attempt) is not a key.
+        # Times are the job's own clock (the host's, like the database's): started_at is
+        # taken at the job's first line, so a freeze between that line and the INSERT does
+        # not date the start after the resume; an end is when the job's code stopped.
+        # Until attempt numbers stop repeating (a graceful release gave the number back on
+        # the old engine), (job_id, attempt) is not a key: rows are addressed by id.
         f"CREATE TABLE {quote_identifier(schema)}.executions ("
         " id bigserial PRIMARY KEY, job_id text NOT NULL, attempt integer NOT NULL,"
-        " pid integer NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz,"
-        " failed_at timestamptz)"
+        " pid integer NOT NULL, worker_id uuid NOT NULL, started_at timestamptz NOT NULL,"
+        " finished_at timestamptz, failed_at timestamptz, cancelled_at timestamptz)"
     )
 
 
-async def _started() -> None:
+async def _started() -> int:
+    """Records this attempt's start; returns its row id for the end to update."""
+    started_at = time.time()
     job = current_job()
     assert _pool is not None
-    await _pool.execute(
+    row_id: int = await _pool.fetchval(
         f"INSERT INTO {quote_identifier(_schema)}.executions"
-        " (job_id, attempt, pid, started_at) VALUES ($1, $2, $3, clock_timestamp())",
+        " (job_id, attempt, pid, worker_id, started_at)"
+        " VALUES ($1, $2, $3, $4, to_timestamp($5)) RETURNING id",
         job.job_id,
         job.attempt,
         os.getpid(),
+        job.worker_id,
+        started_at,
     )
+    return row_id
 
 
-async def _finished(column: str = "finished_at") -> None:
-    job = current_job()
+async def _ended(row_id: int, column: str = "finished_at") -> None:
+    ended_at = time.time()
     assert _pool is not None
-    assert column in ("finished_at", "failed_at")
+    assert column in ("finished_at", "failed_at", "cancelled_at")
     await _pool.execute(
-        f"UPDATE {quote_identifier(_schema)}.executions SET {column} = clock_timestamp()"
-        " WHERE job_id = $1 AND attempt = $2 AND pid = $3"
-        " AND finished_at IS NULL AND failed_at IS NULL",
-        job.job_id,
-        job.attempt,
-        os.getpid(),
+        f"UPDATE {quote_identifier(_schema)}.executions SET {column} = to_timestamp($2)"
+        " WHERE id = $1 AND finished_at IS NULL AND failed_at IS NULL AND cancelled_at IS NULL",
+        row_id,
+        ended_at,
     )
+
+
+@contextlib.asynccontextmanager
+async def _recording_a_cancel(row_id: int) -> AsyncIterator[None]:
+    """A cancelled attempt (fenced, shut down, cancelled) records when it stopped, so an
+    attempt that stopped before a peer took the job over is not mistaken for an overlap.
+    Bounded: with the database away the end stays unknown, as after a SIGKILL."""
+    try:
+        yield
+    except anyio.get_cancelled_exc_class():
+        with anyio.move_on_after(0.5, shield=True), contextlib.suppress(Exception):
+            await _ended(row_id, "cancelled_at")
+        raise
 
 
 async def work(seconds: float) -> None:
-    await _started()
-    await anyio.sleep(seconds)
-    await _finished()
+    row_id = await _started()
+    async with _recording_a_cancel(row_id):
+        await anyio.sleep(seconds)
+    await _ended(row_id)
 
 
 async def fail_slowly_on_first_attempt(seconds: float) -> None:
     """Attempt 1 works for a while then fails; later attempts succeed at once."""
-    await _started()
+    row_id = await _started()
     if current_job().attempt == 1:
-        await anyio.sleep(seconds)
-        await _finished()
+        async with _recording_a_cancel(row_id):
+            await anyio.sleep(seconds)
+        await _ended(row_id)
         raise RuntimeError("the first attempt's outcome must never be recorded")
-    await _finished()
+    await _ended(row_id)
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be turned into a string")
+
+
+#: Exceptions an outcome write cannot store as they are (NUL, a lone surrogate, no str(),
+#: megabytes): the scheduler must still record a failure and move on.
+UNRECORDABLE: dict[str, Callable[[], Exception]] = {
+    "nul": lambda: ValueError("bad\x00byte"),
+    "surrogate": lambda: ValueError("lone \ud800 surrogate"),
+    "unprintable": UnprintableError,
+    "huge": lambda: ValueError("x" * 3_000_000),
+}
 
 
 async def soak(kind: str, seconds: float) -> None:
     """The chaos soak's workload: 'ok' works for `seconds`; 'fail' always raises;
-    'flaky' fails its first attempt only."""
-    await _started()
-    await anyio.sleep(seconds)
+    'flaky' fails its first attempt only; an UNRECORDABLE kind always raises its
+    exception."""
+    row_id = await _started()
+    async with _recording_a_cancel(row_id):
+        await anyio.sleep(seconds)
+    if kind in UNRECORDABLE:
+        await _ended(row_id, "failed_at")
+        raise UNRECORDABLE[kind]()
     if kind == "fail" or (kind == "flaky" and current_job().attempt == 1):
-        await _finished("failed_at")
+        await _ended(row_id, "failed_at")
         raise RuntimeError(f"{kind} job failing on purpose")
-    await _finished()
+    await _ended(row_id)
 
 
 async def poison() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tests.chaos.soak import Fault, Run, check, check_slots
+from tests.chaos.soak import ORPHAN_RETRIES, Fault, Run, check, check_slots
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -14,32 +14,61 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def job(status: str = "succeeded", attempts: int = 1, max_retries: int = 0) -> dict[str, Any]:
-    return {"status": status, "attempts": attempts, "max_retries": max_retries}
-
-
-def attempt(n: int, pid: int, start: float, end: float | None) -> dict[str, Any]:
+def job(
+    status: str = "succeeded",
+    attempts: int = 1,
+    max_retries: int = 0,
+    failures: int | None = 0,
+    lost_leases: int | None = 0,
+) -> dict[str, Any]:
     return {
-        "job_id": "j",
-        "attempt": n,
-        "pid": pid,
-        "started_at": at(start),
-        "finished_at": None if end is None else at(end),
-        "failed_at": None,
+        "status": status,
+        "attempts": attempts,
+        "max_retries": max_retries,
+        "failures": failures,
+        "lost_leases": lost_leases,
     }
 
 
-def run_with(*faults: Fault) -> Run:
+def attempt(
+    n: int,
+    pid: int,
+    start: float,
+    end: float | None,
+    *,
+    worker: str | None = None,
+    ended: str = "finished_at",
+) -> dict[str, Any]:
+    row = {
+        "job_id": "j",
+        "attempt": n,
+        "pid": pid,
+        "worker_id": worker or f"worker-of-{pid}",
+        "started_at": at(start),
+        "finished_at": None,
+        "failed_at": None,
+        "cancelled_at": None,
+    }
+    if end is not None:
+        row[ended] = at(end)
+    return row
+
+
+def run_with(*faults: Fault, kind: str = "ok") -> Run:
     run = Run()
-    run.acknowledged["j"] = {"kind": "ok"}
+    run.acknowledged["j"] = {"kind": kind}
     run.faults.extend(faults)
     return run
 
 
+def fault(kind: str, seconds: float, pid: int | None = None) -> Fault:
+    return Fault(at(seconds).timestamp(), kind, pid)
+
+
 def test_a_clean_history_passes() -> None:
     history = [attempt(1, 10, 0, None), attempt(2, 11, 5, 6)]
-    killed = Fault(at(1).timestamp(), "kill", 10)
-    assert check(run_with(killed), {"j": job(attempts=2)}, history) == []
+    killed = fault("kill", 1, 10)
+    assert check(run_with(killed), {"j": job(attempts=2, lost_leases=1)}, history) == []
 
 
 def test_overlapping_attempts_without_a_fault_are_a_violation() -> None:
@@ -48,17 +77,119 @@ def test_overlapping_attempts_without_a_fault_are_a_violation() -> None:
     assert "overlapped" in violation
 
 
+def test_a_fault_before_the_earlier_attempt_started_explains_no_overlap() -> None:
+    # The replica was frozen at 1 and resumed at 4; it then started attempt 1 under its
+    # expired lease while a peer ran attempt 2: the freeze must not excuse that.
+    history = [attempt(1, 10, 4.5, 9, worker="new"), attempt(2, 11, 6, 7)]
+    frozen = Fault(at(1).timestamp(), "freeze_claiming", 10, at(4).timestamp())
+    for explains_nothing in (frozen, fault("kill", 1, 10), fault("restart_db", 1)):
+        [violation] = check(run_with(explains_nothing), {"j": job(attempts=2)}, history)
+        assert "overlapped" in violation
+    # Nor does a fault of the later attempt's replica.
+    [violation] = check(run_with(fault("kill", 5, 11)), {"j": job(attempts=2)}, history)
+    assert "overlapped" in violation
+
+
+def test_a_freeze_while_an_attempt_ran_explains_its_overlap() -> None:
+    # Attempt 1 was running when its replica froze; a peer took over, and attempt 1 only
+    # noticed it was fenced (cancelled) after the resume.
+    history = [attempt(1, 10, 0, 5, ended="cancelled_at"), attempt(2, 11, 3, 4)]
+    frozen = Fault(at(1).timestamp(), "freeze_claiming", 10, at(4).timestamp())
+    assert check(run_with(frozen), {"j": job(attempts=2, lost_leases=1)}, history) == []
+
+
+def test_an_attempt_cancelled_before_the_next_started_did_not_overlap() -> None:
+    # Fenced under load with no fault: fine as long as it stopped before the peer began.
+    history = [attempt(1, 10, 0, 2, ended="cancelled_at"), attempt(2, 11, 3, 4)]
+    assert check(run_with(), {"j": job(attempts=2, lost_leases=1)}, history) == []
+
+
 def test_a_lost_or_unfinished_job_is_a_violation() -> None:
     assert "missing" in check(run_with(), {}, [])[0]
     assert "terminal" in check(run_with(), {"j": job("running")}, [attempt(1, 10, 0, None)])[0]
 
 
-def test_too_many_attempts_and_a_false_success_are_violations() -> None:
-    history = [attempt(n, 10 + n, n * 10, None) for n in range(1, 5)]
-    faults = [Fault(at(n * 10 + 1).timestamp(), "kill", 10 + n) for n in range(1, 5)]
-    violations = check(run_with(*faults), {"j": job(attempts=4)}, history)
-    assert any("exceed" in v for v in violations)
-    assert any("never finished" in v for v in violations)
+def test_a_false_success_is_a_violation() -> None:
+    history = [attempt(1, 10, 0, None)]
+    [violation] = check(run_with(fault("kill", 1, 10)), {"j": job()}, history)
+    assert "never finished" in violation
+
+
+def test_failures_beyond_max_retries_are_a_violation() -> None:
+    history = [attempt(n, 10, n * 10, n * 10 + 1, ended="failed_at") for n in (1, 2, 3)]
+    violations = check(
+        run_with(), {"j": job("failed", attempts=3, max_retries=1, failures=3)}, history
+    )
+    assert violations == ["j: 3 failures exceed 1 + max_retries (1)"]
+
+
+def test_lost_leases_beyond_orphan_retries_are_a_violation() -> None:
+    lost = ORPHAN_RETRIES + 2
+    history = [attempt(n, 10 + n, n * 10, None) for n in range(1, lost + 1)]
+    kills = [fault("kill", n * 10 + 1, 10 + n) for n in range(1, lost + 1)]
+    violations = check(
+        run_with(*kills), {"j": job("failed", attempts=lost, lost_leases=lost)}, history
+    )
+    assert violations == [f"j: {lost} lost leases exceed 1 + orphan_retries ({ORPHAN_RETRIES})"]
+
+
+def test_a_job_failed_with_retries_left_is_a_violation() -> None:
+    history = [attempt(1, 10, 0, 1, ended="failed_at")]
+    [violation] = check(
+        run_with(kind="fail"), {"j": job("failed", max_retries=2, failures=1)}, history
+    )
+    assert "failed with retries left" in violation
+
+
+def test_budget_columns_missing_from_the_jobs_table_are_a_violation() -> None:
+    rows = {"j": job(failures=None, lost_leases=None)}
+    [violation] = check(run_with(), rows, [attempt(1, 10, 0, 1)])
+    assert "migration 0003" in violation
+
+
+def test_a_job_with_an_unrecordable_outcome_must_end_failed() -> None:
+    history = [attempt(1, 10, 0, 1, ended="failed_at")]
+    stuck = check(run_with(kind="nul"), {"j": job("running")}, history)
+    assert stuck == ["j: never reached a terminal state (running)"]
+    [violation] = check(run_with(kind="huge"), {"j": job("succeeded")}, [attempt(1, 10, 0, 1)])
+    assert "raises on every attempt" in violation
+    assert check(run_with(kind="surrogate"), {"j": job("failed", failures=1)}, history) == []
+
+
+def test_an_attempt_number_used_twice_is_a_violation() -> None:
+    # A graceful release handed the job back and the number came again.
+    history = [attempt(1, 10, 0, 1, ended="cancelled_at"), attempt(1, 11, 2, 3)]
+    [violation] = check(run_with(), {"j": job()}, history)
+    assert violation == "j: attempt number 1 was used 2 times"
+
+
+def test_attempt_numbers_must_increase_in_start_order() -> None:
+    # Attempt 1 was claimed before a freeze but only started after the resume, when the
+    # peer's attempt 2 had already run.
+    history = [attempt(2, 11, 3, 4), attempt(1, 10, 5, 6)]
+    [violation] = check(run_with(), {"j": job(attempts=2, lost_leases=1)}, history)
+    assert violation == "j: attempt 1 started after attempt 2"
+
+
+def test_an_attempt_started_under_an_identity_that_a_freeze_expired_is_a_violation() -> None:
+    frozen = Fault(at(10).timestamp(), "freeze_claiming", 10, at(13).timestamp())
+    # No overlap needed: the replica resumed at 13 and started a job under the identity
+    # it had before the freeze (the one it started with, or one seen running before).
+    for identity_known_from in ("start", "an earlier attempt"):
+        run = run_with(frozen)
+        history = [attempt(1, 10, 13.1, 13.2, worker="old")]
+        if identity_known_from == "start":
+            run.identities["old"] = 10
+        else:
+            history.append({**attempt(1, 10, 9, 9.5, worker="old"), "job_id": "k"})
+        violations = check(run, {"j": job()}, history)
+        assert violations == [
+            "j: attempt 1 started under worker old after its lease ran out in the freeze of pid 10"
+        ]
+    # A fresh identity taken after the resume may run jobs.
+    run = run_with(frozen)
+    run.identities["old"] = 10
+    assert check(run, {"j": job()}, [attempt(1, 10, 13.1, 13.2, worker="new")]) == []
 
 
 def test_a_cancel_reported_true_must_end_cancelled() -> None:
