@@ -63,13 +63,10 @@ KIND_WEIGHTS = {
 }
 #: Kinds whose every attempt raises: they can only end failed.
 ALWAYS_FAILING = frozenset({"fail", *side_jobs.UNRECORDABLE})
-#: What the checker reads of each job, in one place. `failures` and `lost_leases` come
-#: with migration 0003; they are read through to_jsonb so that a schema without them yields
-#: NULL, which the checker reports, instead of crashing the run after its minutes of work.
+#: What the checker reads of each job, in one place.
 JOB_FACTS_SQL = (
-    "SELECT job_id, status, attempts, max_retries,"
-    " (to_jsonb(j) ->> 'failures')::integer AS failures,"
-    " (to_jsonb(j) ->> 'lost_leases')::integer AS lost_leases"
+    "SELECT job_id, status, attempts, max_retries, failures, lost_leases,"
+    " cancel_requested_at IS NOT NULL AS cancel_requested"
     " FROM {schema}.jobs AS j"
 )
 CONNECTION_ERRORS = TRANSIENT_ERRORS  # what a producer retries while the database is away
@@ -290,7 +287,13 @@ def check_outcome(
             violations.append(
                 f"{job_id}: {lost_leases} lost leases exceed 1 + orphan_retries ({ORPHAN_RETRIES})"
             )
-        if status == "failed" and failures <= job["max_retries"] and lost_leases <= ORPHAN_RETRIES:
+        # A failure after a cancel request is final whatever the budget says.
+        if (
+            status == "failed"
+            and not job.get("cancel_requested")
+            and failures <= job["max_retries"]
+            and lost_leases <= ORPHAN_RETRIES
+        ):
             violations.append(
                 f"{job_id}: failed with retries left ({failures} failures,"
                 f" {lost_leases} lost leases)"

@@ -139,11 +139,11 @@ async def poison() -> None:
 async def kill_then_fail_then_succeed() -> None:
     """Attempt 1 kills its process (a lost lease), attempt 2 raises (a failure), later
     attempts succeed: the two budgets must be spent separately."""
-    await _started()
+    row_id = await _started()
     attempt = current_job().attempt
     if attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     if attempt == 2:
-        await _finished("failed_at")
+        await _ended(row_id, "failed_at")
         raise RuntimeError("the second attempt fails on purpose")
-    await _finished()
+    await _ended(row_id)

@@ -20,6 +20,7 @@ def job(
     max_retries: int = 0,
     failures: int | None = 0,
     lost_leases: int | None = 0,
+    cancel_requested: bool = False,
 ) -> dict[str, Any]:
     return {
         "status": status,
@@ -27,6 +28,7 @@ def job(
         "max_retries": max_retries,
         "failures": failures,
         "lost_leases": lost_leases,
+        "cancel_requested": cancel_requested,
     }
 
 
@@ -139,6 +141,9 @@ def test_a_job_failed_with_retries_left_is_a_violation() -> None:
         run_with(kind="fail"), {"j": job("failed", max_retries=2, failures=1)}, history
     )
     assert "failed with retries left" in violation
+    # A failure after a cancel request is final: not a violation.
+    cancelled = job("failed", max_retries=2, failures=1, cancel_requested=True)
+    assert check(run_with(kind="fail"), {"j": cancelled}, history) == []
 
 
 def test_budget_columns_missing_from_the_jobs_table_are_a_violation() -> None:
