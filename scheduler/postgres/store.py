@@ -31,7 +31,7 @@ from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import Queries
 from scheduler.recurring import DueSchedule
-from scheduler.serialization import decode_arguments
+from scheduler.serialization import decode_arguments, load_json
 from scheduler.store import (
     ClaimedJob,
     FirePlanner,
@@ -41,7 +41,7 @@ from scheduler.store import (
     NewJob,
     NewSchedule,
 )
-from scheduler.triggers import trigger_from_json
+from scheduler.triggers import Trigger, UnreadableTrigger, trigger_from_json
 
 logger = logging.getLogger("scheduler.store")
 
@@ -447,7 +447,7 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
     return Schedule(
         schedule_id=row["schedule_id"],
         task_name=row["task_name"],
-        trigger=trigger_from_json(json.loads(row["trigger"])),
+        trigger=_stored_trigger(row["trigger"]),
         args=args,
         kwargs=kwargs,
         priority=JobPriority(row["priority"]),
@@ -463,6 +463,16 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _stored_trigger(text: str) -> Trigger:
+    """The trigger of a schedule row for inspection; one that cannot be rebuilt (the row
+    may have been written by plain SQL) is shown as an `UnreadableTrigger`."""
+    data = load_json(text)
+    try:
+        return trigger_from_json(data)
+    except Exception as exc:  # any shape a hand-written row may have
+        return UnreadableTrigger(data, f"{type(exc).__name__}: {exc}")
 
 
 @contextlib.contextmanager
