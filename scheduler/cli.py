@@ -87,7 +87,7 @@ async def run(options: argparse.Namespace) -> int:
             if job is None:
                 print(f"no job {options.job_id!r}", file=sys.stderr)
                 return 1
-            print(json.dumps(dataclasses.asdict(job), default=str, indent=2))
+            print(_json(dataclasses.asdict(job), indent=2))
         elif options.command == "cancel":
             cancelled = await Scheduler(pool, schema=schema).cancel_job(options.job_id)
             print("cancelled" if cancelled else "not cancelled (unknown or already finished)")
@@ -137,7 +137,7 @@ async def print_schedules(scheduler: Scheduler, *, as_json: bool) -> None:
     for schedule in await scheduler.list_schedules():
         if as_json:
             fields = dataclasses.asdict(schedule) | {"trigger": schedule.trigger.to_json()}
-            print(json.dumps(fields, default=str))
+            print(_json(fields))
             continue
         state = "paused" if schedule.paused else f"next {schedule.next_fire_time or 'never'}"
         print(f"{schedule.schedule_id}  {schedule.task_name}  {schedule.trigger!r}  {state}")
@@ -159,6 +159,17 @@ async def run_worker(
             flush=True,
         )
         await stop.wait()
+
+
+def _json(value: Any, indent: int | None = None) -> str:
+    """A row as JSON. Integers longer than Python's int-to-str limit (a row written by SQL
+    may hold them) are printed in full instead of failing."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return json.dumps(value, default=str, indent=indent)
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

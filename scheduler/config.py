@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from scheduler.errors import ConfigurationError
+from scheduler.limits import INT32_MAX
 from scheduler.postgres.sql import validate_schema_name
 from scheduler.retry import RetryBackoff
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from scheduler.validation import validate_seconds
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
         _positive_int("max_concurrent_jobs", self.max_concurrent_jobs)
-        _positive_int("claim_batch_size", self.claim_batch_size)
+        _positive_int("claim_batch_size", self.claim_batch_size, maximum=INT32_MAX)
         _positive_int("max_payload_bytes", self.max_payload_bytes)
         for name in (
             "lease_time",
@@ -48,19 +50,19 @@ class SchedulerConfig:
             "listener_check_interval",
             "listener_check_timeout",
         ):
-            if not getattr(self, name) > 0:
-                raise ConfigurationError(f"{name} must be > 0 seconds")
-        for name in ("shutdown_grace", "retention", "cancel_wait"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name} must be >= 0 seconds")
+            validate_seconds(getattr(self, name), name, ConfigurationError)
+        for name in ("shutdown_grace", "retention", "cancel_wait", "unrunnable_job_timeout"):
+            validate_seconds(getattr(self, name), name, ConfigurationError, allow_zero=True)
         if (
             isinstance(self.orphan_retries, bool)
             or not isinstance(self.orphan_retries, int)
-            or (self.orphan_retries < 0)
+            or not 0 <= self.orphan_retries <= INT32_MAX
         ):
-            raise ConfigurationError("orphan_retries must be an integer >= 0")
-        if self.unrunnable_job_timeout is not None and self.unrunnable_job_timeout < 0:
-            raise ConfigurationError("unrunnable_job_timeout must be >= 0 seconds or None")
+            raise ConfigurationError(f"orphan_retries must be an integer from 0 to {INT32_MAX}")
+        if not isinstance(self.retry_backoff, RetryBackoff):
+            raise ConfigurationError(
+                f"retry_backoff must be a RetryBackoff, got {self.retry_backoff!r}"
+            )
         if self.heartbeat_interval * 2 > self.lease_time:
             raise ConfigurationError(
                 f"heartbeat_interval ({self.heartbeat_interval}s) must be at most half of"
@@ -70,13 +72,14 @@ class SchedulerConfig:
 
 
 def seconds(value: float | timedelta, name: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be seconds (a number) or a timedelta")
-    return float(value)
+    """A duration setting in seconds: finite, >= 0, at most 1000 years."""
+    checked = validate_seconds(value, name, ConfigurationError, allow_zero=True)
+    if checked is None:
+        raise ConfigurationError(f"{name} must be seconds (a number) or a timedelta, not None")
+    return checked
 
 
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+def _positive_int(name: str, value: object, *, maximum: float = float("inf")) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        limit = "" if maximum == float("inf") else f" and at most {maximum}"
+        raise ConfigurationError(f"{name} must be an integer >= 1{limit}, got {value!r}")

@@ -9,7 +9,9 @@ class SchedulerError(Exception):
 
 
 class ConfigurationError(SchedulerError, ValueError):
-    """A `Scheduler` setting is invalid (for example a hostile schema name)."""
+    """A setting is invalid: a `Scheduler` option (for example a hostile schema name), a
+    task definition (`@task`, `register()`: its defaults, or a name another callable has)
+    or a `RetryBackoff`."""
 
 
 class InvalidJobError(SchedulerError, ValueError):

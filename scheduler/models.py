@@ -114,7 +114,12 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class Job:
-    """A read-only snapshot of one job row, as returned by `Scheduler.get_job()`."""
+    """A read-only snapshot of one job row, as returned by `Scheduler.get_job()`.
+
+    Times are timezone-aware (UTC). A row written by plain SQL with a time Python's
+    datetime cannot hold ('infinity', the year 20000, a date BC) reads as `datetime.max`
+    or `datetime.min` in UTC instead of failing; so do `Schedule`'s times.
+    """
 
     job_id: str
     task_name: str

@@ -4,7 +4,6 @@ and owns their lifecycle. Everything else in the package is unaware of the other
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -44,7 +43,6 @@ from scheduler.recurring import first_fire_time, resume_fire_time
 from scheduler.retry import RetryBackoff
 from scheduler.runner import JobRunner
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
-from scheduler.serialization import encode_arguments
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
@@ -53,11 +51,6 @@ from scheduler.services.ticker import Ticker
 from scheduler.store import NewJob, NewSchedule
 from scheduler.tasks import (
     TaskCatalog,
-    TaskDefinition,
-    TaskRegistry,
-    define_task,
-    task_name_for,
-    validate_task_name,
 )
 from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
 
@@ -138,8 +131,7 @@ class Scheduler:
         )
         self._pool = db_pool
         self._store = PostgresJobStore(db_pool, self.config.schema)
-        self._tasks = TaskCatalog(TaskRegistry())
-        self._definition_of: dict[Callable[..., Any], TaskDefinition] = {}
+        self._tasks = TaskCatalog()
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
@@ -280,42 +272,15 @@ class Scheduler:
         *,
         name: str | None = None,
         max_retries: int = 0,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
     ) -> F:
-        """Let this replica run `func` (under `name`, default ``module:qualname``)."""
-        definition = define_task(
+        """Let this replica run `func` (under `name`, default ``module:qualname``);
+        `schedule(func)` then stores jobs under that name."""
+        self._tasks.register(
             func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff
         )
-        self._tasks.own.add(definition)
-        self._definition_of.clear()  # a cached lookup may predate this registration
         return func
-
-    def _task_for(self, func: Callable[..., Any] | str) -> TaskDefinition:
-        if isinstance(func, str):
-            return self._resolve_task(func)
-        try:  # bulk enqueue resolves one function thousands of times
-            return self._definition_of[func]
-        except (KeyError, TypeError):  # not seen yet, or unhashable (never cached)
-            pass
-        definition = self._resolve_task(func)
-        with contextlib.suppress(TypeError):
-            self._definition_of[func] = definition
-        return definition
-
-    def _resolve_task(self, func: Callable[..., Any] | str) -> TaskDefinition:
-        if isinstance(func, str):
-            # By name: a producer need not import the code a worker replica runs.
-            if func in self._tasks:
-                return self._tasks.get(func)
-            return TaskDefinition(name=validate_task_name(func), func=_not_runnable_here)
-        name = task_name_for(func)
-        if name in self._tasks:
-            definition = self._tasks.get(name)
-            if definition.func is not func and getattr(func, "__scheduler_task__", None) is None:
-                raise InvalidJobError(f"task name {name!r} is registered for another callable")
-            return definition
-        return self._tasks.own.add(define_task(func))
 
     # -- producing --------------------------------------------------------------------
     async def schedule(
@@ -371,27 +336,8 @@ class Scheduler:
 
     def _validate(self, request: JobRequest) -> NewJob:
         """Turn a request into a row to insert, or raise a typed error; writes nothing."""
-        definition = self._task_for(request.func)
-        args_json, kwargs_json = encode_arguments(
-            request.args, request.kwargs, max_bytes=self.config.max_payload_bytes
-        )
-        max_retries = request.max_retries
-        timeout = request.timeout
-        return NewJob(
-            job_id=validation.validate_job_id(request.job_id),
-            task_name=definition.name,
-            args_json=args_json,
-            kwargs_json=kwargs_json,
-            priority=validation.validate_priority(request.priority),
-            execution_time=validation.validate_execution_time(
-                request.execution_time, request.delay
-            ),
-            delay_seconds=validation.validate_delay(request.delay),
-            max_retries=validation.validate_retries(
-                definition.max_retries if max_retries is None else max_retries
-            ),
-            timeout=validation.validate_timeout(definition.timeout if timeout is None else timeout),
-        )
+        task = self._tasks.resolve(request.func)
+        return validation.new_job(request, task, max_payload_bytes=self.config.max_payload_bytes)
 
     async def cancel_job(self, job_id: str, *, wait: float | timedelta | None = None) -> bool:
         """Cancel a job. True when this call cancelled it.
@@ -483,6 +429,7 @@ class Scheduler:
     def every(
         self,
         *,
+        weeks: float = 0,
         days: float = 0,
         hours: float = 0,
         minutes: float = 0,
@@ -490,7 +437,9 @@ class Scheduler:
         **options: Unpack[ScheduleOptions],
     ) -> Callable[[F], F]:
         """Declare an interval schedule: ``@scheduler.every(minutes=5)``."""
-        trigger = IntervalTrigger(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        trigger = IntervalTrigger(
+            weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
+        )
         return self.scheduled(trigger, **options)
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
@@ -732,10 +681,6 @@ def _single(exc: BaseException) -> BaseException:
         exc = inner[0]
         inner = getattr(exc, "exceptions", None)
     return exc
-
-
-def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:
-    raise AssertionError("a task scheduled by name is never run by the producer")
 
 
 def default_schema() -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from scheduler.errors import ArgumentsNotSerializableError, PayloadTooLargeError
+from scheduler.limits import MAX_INT_DIGITS, int_fits, unstorable_character
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 
@@ -37,6 +39,7 @@ def encode_arguments(
     for key, value in kwargs.items():
         if not isinstance(key, str):
             raise ArgumentsNotSerializableError(f"kwargs keys must be str, got {key!r}")
+        _check_key(key, "kwargs")
         _check_json_value(value, f"kwargs[{key!r}]")
     args_json = json.dumps(list(args), allow_nan=False, separators=(",", ":"))
     kwargs_json = json.dumps(dict(kwargs), allow_nan=False, separators=(",", ":"))
@@ -51,16 +54,44 @@ def encode_arguments(
 
 
 def decode_arguments(args_json: str, kwargs_json: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args = json.loads(args_json)
-    kwargs = json.loads(kwargs_json)
+    args = load_json(args_json)
+    kwargs = load_json(kwargs_json)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError("stored arguments must be a JSON array and a JSON object")
     return tuple(args), kwargs
 
 
+def load_json(text: str) -> Any:
+    """Parse JSON read from the database, whatever the size of its numbers."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        # A row written by SQL may hold an integer longer than Python's int <-> str limit
+        # (jsonb also spells a large float such as 1e308 as all its digits): read it exactly.
+        return json.loads(text, parse_int=_long_int)
+
+
+def _long_int(digits: str) -> int:
+    return int(digits) if len(digits) <= MAX_INT_DIGITS else int(Decimal(digits))
+
+
 def _check_json_value(value: Any, where: str) -> None:
     # bool and int are fine; subclasses such as IntEnum encode as their value.
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if (problem := unstorable_character(value)) is not None:
+            raise ArgumentsNotSerializableError(
+                f"{where} contains {problem}, which PostgreSQL cannot store; remove it, or"
+                " pass binary data as base64 text"
+            )
+        return
+    if isinstance(value, int):
+        if not int_fits(value):
+            raise ArgumentsNotSerializableError(
+                f"{where} is an integer of more than {MAX_INT_DIGITS} digits, which not every"
+                " replica can decode; pass it as a string"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -78,9 +109,17 @@ def _check_json_value(value: Any, where: str) -> None:
                 raise ArgumentsNotSerializableError(
                     f"{where} has the non-string key {key!r}; JSON object keys are strings"
                 )
+            _check_key(key, where)
             _check_json_value(item, f"{where}[{key!r}]")
         return
     raise ArgumentsNotSerializableError(
         f"{where} is a {type(value).__name__}, which is not JSON; pass plain values"
         " (dict, list, str, int, float, bool, None), e.g. an id instead of an object"
     )
+
+
+def _check_key(key: str, where: str) -> None:
+    if (problem := unstorable_character(key)) is not None:
+        raise ArgumentsNotSerializableError(
+            f"{where} has the key {key!r}, which contains {problem}; PostgreSQL cannot store it"
+        )

@@ -8,6 +8,7 @@ instances fail it and must be registered with an explicit ``name=``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import re
@@ -15,15 +16,22 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from scheduler.errors import TaskNotNameableError, TaskNotRegisteredError
+from scheduler import validation
+from scheduler.errors import (
+    ConfigurationError,
+    InvalidJobError,
+    TaskNotNameableError,
+    TaskNotRegisteredError,
+)
 from scheduler.retry import RetryBackoff
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 TASK_NAME_MAX_LENGTH = 255
-_TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][\w.:<>-]*$")
+_TASK_NAME_PATTERN = re.compile(r"[A-Za-z_][\w.:<>-]*")
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ def validate_task_name(name: str) -> str:
         raise TaskNotNameableError(
             f"task name must be a non-empty str of at most {TASK_NAME_MAX_LENGTH} characters"
         )
-    if not _TASK_NAME_PATTERN.match(name):
+    if not _TASK_NAME_PATTERN.fullmatch(name):
         raise TaskNotNameableError(
             f"task name {name!r} may contain only letters, digits and _ . : < > -"
         )
@@ -101,7 +109,7 @@ class TaskRegistry:
         with self._lock:
             existing = self._tasks.get(definition.name)
             if existing is not None and existing.func is not definition.func:
-                raise ValueError(
+                raise ConfigurationError(
                     f"task name {definition.name!r} is already registered for"
                     f" {existing.func!r}; give one of them another name"
                 )
@@ -135,21 +143,23 @@ def define_task(
     *,
     name: str | None = None,
     max_retries: int = 0,
-    timeout: float | None = None,
+    timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
     check_resolvable: bool = True,
 ) -> TaskDefinition:
+    """A task's definition, or a typed error: `TaskNotNameableError` for the name,
+    `ConfigurationError` for the defaults."""
     if not callable(func):
         raise TaskNotNameableError(f"{func!r} is not callable")
-    if max_retries < 0:
-        raise ValueError("max_retries must be >= 0")
-    if timeout is not None and timeout <= 0:
-        raise ValueError("timeout must be > 0 seconds or None")
+    retries = validation.validate_retries(max_retries, ConfigurationError)
+    seconds = validation.validate_timeout(timeout, ConfigurationError)
+    if backoff is not None and not isinstance(backoff, RetryBackoff):
+        raise ConfigurationError(f"backoff must be a RetryBackoff or None, got {backoff!r}")
     if name is None:
         name = task_name_for(func, check_resolvable=check_resolvable)
     task_name = validate_task_name(name)
     return TaskDefinition(
-        name=task_name, func=func, max_retries=max_retries, timeout=timeout, backoff=backoff
+        name=task_name, func=func, max_retries=retries, timeout=seconds, backoff=backoff
     )
 
 
@@ -160,7 +170,7 @@ def task(
     *,
     name: str | None = None,
     max_retries: int = 0,
-    timeout: float | None = None,
+    timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
 ) -> Callable[[F], F]: ...
 def task(
@@ -169,7 +179,7 @@ def task(
     *,
     name: str | None = None,
     max_retries: int = 0,
-    timeout: float | None = None,
+    timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function as a task in every scheduler of this process.
@@ -212,11 +222,71 @@ def _is_async_callable(func: Callable[..., Any]) -> bool:
 
 
 class TaskCatalog:
-    """What one scheduler can run: its own registrations, then the process-wide `@task`s."""
+    """What one scheduler can run: its own registrations, then the process-wide `@task`s.
 
-    def __init__(self, own: TaskRegistry, shared: TaskRegistry = default_registry) -> None:
-        self.own = own
+    It also resolves what `schedule()` is handed, a callable or a task name, to the task's
+    definition (`resolve`).
+    """
+
+    def __init__(self, own: TaskRegistry | None = None, shared: TaskRegistry = default_registry):
+        self.own = own if own is not None else TaskRegistry()
         self.shared = shared
+        # Bulk enqueue resolves one callable thousands of times: remember the answers.
+        self._resolved: dict[Callable[..., Any], TaskDefinition] = {}
+
+    def register(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        max_retries: int = 0,
+        timeout: float | timedelta | None = None,
+        backoff: RetryBackoff | None = None,
+    ) -> TaskDefinition:
+        """Let this scheduler run `func` (under `name`, default ``module:qualname``)."""
+        definition = self.own.add(
+            define_task(func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff)
+        )
+        self._resolved.clear()  # a remembered answer may predate this registration
+        return definition
+
+    def resolve(self, func: Callable[..., Any] | str) -> TaskDefinition:
+        """The definition of the task `func` names, registering a plain module-level
+        function on first use; a typed error if it cannot be named.
+
+        By name, a task this replica does not run resolves to a definition that only
+        names it: a producer need not import the code a worker replica runs.
+        """
+        if isinstance(func, str):
+            if func in self:
+                return self.get(func)
+            return TaskDefinition(name=validate_task_name(func), func=_not_runnable_here)
+        try:
+            return self._resolved[func]
+        except (KeyError, TypeError):  # not seen yet, or unhashable (never remembered)
+            pass
+        definition = self._resolve_callable(func)
+        with contextlib.suppress(TypeError):
+            self._resolved[func] = definition
+        return definition
+
+    def _resolve_callable(self, func: Callable[..., Any]) -> TaskDefinition:
+        # Registered here, maybe under an explicit name (a lambda, a partial, "X").
+        registered = [definition for definition in self.own if definition.func is func]
+        if len(registered) == 1:
+            return registered[0]
+        if registered:
+            names = ", ".join(sorted(repr(definition.name) for definition in registered))
+            raise TaskNotNameableError(
+                f"{func!r} is registered under several names ({names}); schedule it by name"
+            )
+        name = task_name_for(func)
+        if name in self:
+            definition = self.get(name)
+            if definition.func is not func and getattr(func, "__scheduler_task__", None) is None:
+                raise InvalidJobError(f"task name {name!r} is registered for another callable")
+            return definition
+        return self.own.add(define_task(func))
 
     def get(self, name: str) -> TaskDefinition:
         if name in self.own:
@@ -228,3 +298,7 @@ class TaskCatalog:
 
     def names(self) -> list[str]:
         return sorted(set(self.own.names()) | set(self.shared.names()))
+
+
+def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:
+    raise AssertionError("a task scheduled by name is never run by the producer")

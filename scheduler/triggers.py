@@ -8,6 +8,7 @@ the trigger is exhausted. Wall-clock semantics (cron) are documented on `CronTri
 from __future__ import annotations
 
 import calendar
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -78,9 +79,17 @@ class IntervalTrigger:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> None:
-        self.interval = timedelta(
-            weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
-        )
+        units = {"weeks": weeks, "days": days, "hours": hours, "minutes": minutes}
+        units["seconds"] = seconds
+        for name, value in units.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidTriggerError(f"{name} must be a number, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidTriggerError(f"{name} must be finite, got {value!r}")
+        try:
+            self.interval = timedelta(**units)
+        except OverflowError:
+            raise InvalidTriggerError(f"the interval {units} is too long") from None
         if self.interval <= timedelta(0):
             raise InvalidTriggerError("an interval trigger needs a positive interval")
         self.start = _require_aware(start, "start") if start is not None else None
@@ -93,7 +102,10 @@ class IntervalTrigger:
         if after < anchor:
             candidate = anchor
         else:
-            candidate = anchor + ((after - anchor) // self.interval + 1) * self.interval
+            try:
+                candidate = anchor + ((after - anchor) // self.interval + 1) * self.interval
+            except OverflowError:  # past the year 9999: it never fires again
+                return None
         if self.end is not None and candidate > self.end:
             return None
         return candidate
@@ -215,7 +227,9 @@ class CalendarIntervalTrigger:
         timezone: str = "UTC",
     ) -> None:
         counts = (years, months, weeks, days)
-        if any(not isinstance(n, int) or n < 0 for n in counts) or not any(counts):
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts) or not any(
+            counts
+        ):
             raise InvalidTriggerError(
                 "a calendar interval needs whole, non-negative units, at least one of them positive"
             )
@@ -223,6 +237,11 @@ class CalendarIntervalTrigger:
             self.at = time(hour, minute, second)
         except (TypeError, ValueError) as exc:
             raise InvalidTriggerError(f"invalid time of day: {exc}") from None
+        for name, day in (("start_date", start_date), ("end_date", end_date)):
+            if day is not None and (not isinstance(day, date) or isinstance(day, datetime)):
+                raise InvalidTriggerError(
+                    f"{name} must be a datetime.date (the first day counted), got {day!r}"
+                )
         if end_date is not None and end_date < start_date:
             raise InvalidTriggerError("end_date is before start_date: it would never fire")
         self.months = years * 12 + months
@@ -242,7 +261,10 @@ class CalendarIntervalTrigger:
         elapsed = (after.astimezone(self._zone).date() - self.start_date).days
         k = max(0, int(elapsed / self._period_days) - 1)
         while True:
-            day = self._date(k)
+            try:
+                day = self._date(k)
+            except (OverflowError, ValueError):  # past the year 9999: it never fires again
+                return None
             if self.end_date is not None and day > self.end_date:
                 return None
             fire = _wall_instant(datetime.combine(day, self.at), self._zone)
@@ -266,6 +288,21 @@ class CalendarIntervalTrigger:
             f"CalendarIntervalTrigger(months={self.months}, days={self.days}, at={self.at},"
             f" start_date={self.start_date}, timezone={self.timezone!r})"
         )
+
+
+@dataclass(frozen=True)
+class UnreadableTrigger:
+    """A stored trigger this code cannot rebuild (written by plain SQL, or by a newer
+    release): `get_schedule()` shows it as stored; it never fires."""
+
+    data: Any
+    reason: str
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data if isinstance(self.data, dict) else {"type": None, "data": self.data}
 
 
 #: How many rounds a combined trigger searches for agreement before giving up.

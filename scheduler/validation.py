@@ -7,14 +7,55 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scheduler.errors import InvalidJobError, InvalidScheduleError, InvalidTriggerError
-from scheduler.models import CoalescePolicy, ConflictResolution, JobPriority
+from scheduler.errors import (
+    InvalidJobError,
+    InvalidScheduleError,
+    InvalidTriggerError,
+    SchedulerError,
+)
+from scheduler.limits import (
+    EARLIEST_TIME,
+    INT32_MAX,
+    LATEST_TIME,
+    MAX_SECONDS,
+    MAX_SECONDS_TEXT,
+    unstorable_character,
+)
+from scheduler.models import CoalescePolicy, ConflictResolution, JobPriority, JobRequest
+from scheduler.serialization import encode_arguments
+from scheduler.store import NewJob
 from scheduler.triggers import trigger_from_json
+
+if TYPE_CHECKING:
+    from scheduler.tasks import TaskDefinition
 
 JOB_ID_MAX_LENGTH = 255
 SCHEDULE_ID_MAX_LENGTH = 200  # a slot's job id is "<schedule_id>@<fire time>"
+
+
+def new_job(request: JobRequest, task: TaskDefinition, *, max_payload_bytes: int) -> NewJob:
+    """Turn a request for `task` into a row to insert, or raise a typed error; writes nothing.
+
+    Options the request leaves out (None) take the task's defaults.
+    """
+    args_json, kwargs_json = encode_arguments(
+        request.args, request.kwargs, max_bytes=max_payload_bytes
+    )
+    max_retries = task.max_retries if request.max_retries is None else request.max_retries
+    timeout = task.timeout if request.timeout is None else request.timeout
+    return NewJob(
+        job_id=validate_job_id(request.job_id),
+        task_name=task.name,
+        args_json=args_json,
+        kwargs_json=kwargs_json,
+        priority=validate_priority(request.priority),
+        execution_time=validate_execution_time(request.execution_time, request.delay),
+        delay_seconds=validate_delay(request.delay),
+        max_retries=validate_retries(max_retries),
+        timeout=validate_timeout(timeout),
+    )
 
 
 def validate_conflict_resolution(value: object) -> ConflictResolution:
@@ -50,6 +91,7 @@ def validate_schedule_id(schedule_id: object) -> str:
             f"schedule_id must be a str of 1 to {SCHEDULE_ID_MAX_LENGTH} characters,"
             f" got {schedule_id!r}"
         )
+    _check_storable(schedule_id, "schedule_id", InvalidScheduleError)
     return schedule_id
 
 
@@ -63,9 +105,7 @@ def validate_coalesce(value: object) -> str:
 def validate_max_running(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidScheduleError(f"max_running must be an integer >= 1 or None, got {value!r}")
-    return value
+    return whole_number(value, "max_running", InvalidScheduleError, minimum=1)
 
 
 def validate_job_id(job_id: str | None) -> str:
@@ -75,7 +115,13 @@ def validate_job_id(job_id: str | None) -> str:
         raise InvalidJobError(
             f"job_id must be a str of 1 to {JOB_ID_MAX_LENGTH} characters, got {job_id!r}"
         )
+    _check_storable(job_id, "job_id", InvalidJobError)
     return job_id
+
+
+def _check_storable(text: str, name: str, error: type[SchedulerError]) -> None:
+    if (problem := unstorable_character(text)) is not None:
+        raise error(f"{name} {text!r} contains {problem}, which PostgreSQL cannot store")
 
 
 def validate_priority(priority: object) -> int:
@@ -101,6 +147,12 @@ def validate_execution_time(
             "execution_time is naive; give it a time zone, e.g. datetime.now(timezone.utc)"
             " + timedelta(minutes=5), so every replica reads the same instant"
         )
+    if not EARLIEST_TIME <= execution_time <= LATEST_TIME:
+        raise InvalidJobError(
+            f"execution_time {execution_time} is out of range: it must lie between"
+            f" {EARLIEST_TIME:%Y-%m-%d} and {LATEST_TIME:%Y-%m-%d} UTC, the dates Python's"
+            " datetime can read back in every time zone"
+        )
     return execution_time
 
 
@@ -108,14 +160,21 @@ def validate_delay(delay: float | timedelta | None) -> float | None:
     return validate_seconds(delay, "delay", InvalidJobError, allow_zero=True)
 
 
-def validate_retries(max_retries: object) -> int:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise InvalidJobError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    return max_retries
+def validate_retries(max_retries: object, error: type[ValueError] = InvalidJobError) -> int:
+    return whole_number(max_retries, "max_retries", error, minimum=0)
 
 
-def validate_timeout(timeout: float | timedelta | None) -> float | None:
-    return validate_seconds(timeout, "timeout", InvalidJobError)
+def whole_number(value: object, name: str, error: type[ValueError], *, minimum: int) -> int:
+    """An int that fits a PostgreSQL `integer` column, at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= INT32_MAX:
+        raise error(f"{name} must be an integer from {minimum} to {INT32_MAX}, got {value!r}")
+    return int(value)
+
+
+def validate_timeout(
+    timeout: float | timedelta | None, error: type[ValueError] = InvalidJobError
+) -> float | None:
+    return validate_seconds(timeout, "timeout", error)
 
 
 def validate_seconds(
@@ -125,12 +184,19 @@ def validate_seconds(
     *,
     allow_zero: bool = False,
 ) -> float | None:
+    """A duration in seconds: finite, positive (or zero if allowed), at most 1000 years."""
     if value is None:
         return None
     number = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         raise error(f"{name} must be seconds or a timedelta, got {value!r}")
-    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+    is_nan = isinstance(number, float) and math.isnan(number)
+    # Compared as is: math.isfinite() would overflow converting a huge int to float.
+    if is_nan or number < 0 or (number == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise error(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    if number > MAX_SECONDS:
+        raise error(
+            f"{name} must be at most {MAX_SECONDS_TEXT} ({MAX_SECONDS:.0f} s), got {value!r}"
+        )
     return float(number)

@@ -12,15 +12,19 @@ from importlib import resources
 
 from scheduler.errors import ConfigurationError
 
-SCHEMA_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+SCHEMA_NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _BLOCK_HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
 
 def validate_schema_name(schema: str) -> str:
-    if not isinstance(schema, str) or not SCHEMA_NAME_PATTERN.match(schema):
+    if not isinstance(schema, str) or not SCHEMA_NAME_PATTERN.fullmatch(schema):
         raise ConfigurationError(
             f"schema name {schema!r} is not allowed: use 1-48 characters of lower-case"
             " letters, digits and underscores, starting with a letter or underscore"
+        )
+    if schema.startswith("pg_"):
+        raise ConfigurationError(
+            f"schema name {schema!r} is not allowed: PostgreSQL reserves the pg_ prefix"
         )
     return schema
 

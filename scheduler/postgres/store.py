@@ -29,8 +29,8 @@ from scheduler.models import (
 from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection, pooled_transaction
 from scheduler.postgres.sql import Queries
-from scheduler.recurring import StoredDueSchedule, decode_trigger
-from scheduler.serialization import decode_arguments
+from scheduler.recurring import StoredDueSchedule
+from scheduler.serialization import decode_arguments, load_json
 from scheduler.store import (
     AttemptKey,
     ClaimedJob,
@@ -42,6 +42,7 @@ from scheduler.store import (
     NewSchedule,
     ResumeFireTime,
 )
+from scheduler.triggers import Trigger, UnreadableTrigger, trigger_from_json
 
 logger = logging.getLogger("scheduler.store")
 
@@ -438,7 +439,7 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
     return Schedule(
         schedule_id=row["schedule_id"],
         task_name=row["task_name"],
-        trigger=decode_trigger(row["trigger"]),
+        trigger=_stored_trigger(row["trigger"]),
         args=args,
         kwargs=kwargs,
         priority=JobPriority(row["priority"]),
@@ -454,6 +455,16 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _stored_trigger(text: str) -> Trigger:
+    """The trigger of a schedule row for inspection; one that cannot be rebuilt (the row
+    may have been written by plain SQL) is shown as an `UnreadableTrigger`."""
+    data = load_json(text)
+    try:
+        return trigger_from_json(data)
+    except Exception as exc:  # any shape a hand-written row may have
+        return UnreadableTrigger(data, f"{type(exc).__name__}: {exc}")
 
 
 @contextlib.contextmanager

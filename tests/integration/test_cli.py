@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError
+from scheduler.postgres.sql import quote_identifier
 from tests.support import jobs
 from tests.support.db import TEST_DSN, has_status, wait_until
 from tests.support.processes import ROOT
@@ -67,6 +68,29 @@ async def test_schedules_are_listed_paused_resumed_and_removed(
     assert await producer.get_schedule("standup") is None
     missing = cli("remove", "standup", schema=migrated)
     assert missing.returncode == 1 and "no schedule" in missing.stderr
+
+
+async def test_rows_written_by_sql_are_shown_whatever_they_hold(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    # Not due (cancelled, paused): only their reading is under test.
+    await pool.execute(
+        f"INSERT INTO {quote_identifier(migrated)}.jobs (job_id, task_name, args, status,"
+        " execution_time) VALUES ('odd', 'no.such:task', $1::jsonb, 'cancelled', 'infinity')",
+        "[" + "9" * 5000 + "]",
+    )
+    await pool.execute(
+        f"INSERT INTO {quote_identifier(migrated)}.schedules (schedule_id, task_name, trigger,"
+        " paused, next_fire_time) VALUES ('odd', 'no.such:task', '{}', true, '20000-01-01Z')"
+    )
+    shown = cli("show", "odd", schema=migrated)
+    assert shown.returncode == 0, shown.stderr
+    job = json.loads(shown.stdout, parse_int=str)
+    assert job["execution_time"].startswith("9999-12-31") and job["args"] == ["9" * 5000]
+    listed = cli("schedules", "--json", schema=migrated)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["next_fire_time"].startswith("9999-12-31")
+    assert cli("schedules", schema=migrated).returncode == 0
 
 
 def test_hostile_schema_names_are_refused_by_the_cli() -> None:

@@ -31,6 +31,7 @@ from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.recurring import slot_job_id
 from scheduler.services.ticker import Ticker
+from scheduler.triggers import UnreadableTrigger
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import slot_jobs, wait_until
@@ -118,6 +119,16 @@ BAD_OPTION = InvalidScheduleError
         (jobs.record, SECONDLY, {"args": (object(),)}, InvalidJobError, "JSON"),
         (jobs.record, SECONDLY, {"priority": 7}, InvalidJobError, "priority"),
         (jobs.record, SECONDLY, {"every": 3}, BAD_OPTION, "unknown schedule option"),
+        (jobs.record, SECONDLY, {"schedule_id": "a\x00b"}, BAD_OPTION, "NUL"),
+        (jobs.record, SECONDLY, {"schedule_id": "\ud800"}, BAD_OPTION, "surrogate"),
+        (jobs.record, SECONDLY, {"args": ("\x00",)}, InvalidJobError, "NUL"),
+        (jobs.record, SECONDLY, {"kwargs": {"k": 10**5000}}, InvalidJobError, "digits"),
+        (jobs.record, SECONDLY, {"max_running": 2**31}, BAD_OPTION, "max_running"),
+        (jobs.record, SECONDLY, {"max_running": True}, BAD_OPTION, "max_running"),
+        (jobs.record, SECONDLY, {"max_retries": 2**31}, InvalidJobError, "max_retries"),
+        (jobs.record, SECONDLY, {"misfire_grace_time": 1e15}, BAD_OPTION, "1000 years"),
+        (jobs.record, SECONDLY, {"jitter": timedelta.max}, BAD_OPTION, "1000 years"),
+        (jobs.record, SECONDLY, {"timeout": float("inf")}, InvalidJobError, "1000 years"),
     ],
 )
 async def test_bad_schedules_raise_typed_errors_and_write_nothing(
@@ -523,3 +534,50 @@ def test_one_function_declared_twice_needs_distinct_ids(make_scheduler: Schedule
     with pytest.raises(InvalidScheduleError, match="declared twice"):
         scheduler.every(minutes=2)(jobs.record)
     scheduler.every(minutes=2, schedule_id="second")(jobs.record)
+
+
+@pytest.mark.parametrize("stored", ["infinity", "20000-01-01 00:00Z", "4000-06-01 00:00Z BC"])
+async def test_a_schedule_written_by_sql_is_read_whatever_it_holds(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, stored: str
+) -> None:
+    # Times past Python's datetime read as its nearest bound; a trigger this code cannot
+    # rebuild reads as an UnreadableTrigger that never fires.
+    await pool.execute(
+        f"INSERT INTO {quote_identifier(migrated)}.schedules"
+        " (schedule_id, task_name, args, trigger, paused, next_fire_time, last_fire_time)"
+        " VALUES ('odd', 'no.such:task', $1::jsonb, '{\"type\": \"lunar\"}', true,"
+        " $2::text::timestamptz, $2::text::timestamptz)",
+        "[" + "9" * 5000 + "]",
+        stored,
+    )
+    scheduler = make_scheduler()
+    [listed] = await scheduler.list_schedules()
+    schedule = await scheduler.get_schedule("odd")
+    assert schedule == listed and schedule is not None
+    bound = datetime.min if "BC" in stored else datetime.max
+    assert schedule.next_fire_time == bound.replace(tzinfo=timezone.utc)
+    assert schedule.last_fire_time == schedule.next_fire_time
+    assert isinstance(schedule.trigger, UnreadableTrigger)
+    assert schedule.trigger.to_json() == {"type": "lunar"}
+    assert schedule.trigger.next_fire_time(datetime.now(timezone.utc)) is None
+    assert schedule.args == (10**5000 - 1,)
+
+
+def test_every_accepts_weeks(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    scheduler.every(weeks=1, days=1)(jobs.record)
+    [declared] = scheduler._declared.values()
+    assert declared.trigger_json == IntervalTrigger(days=8).to_json()
+
+
+async def test_a_schedule_of_a_callable_registered_under_a_name_uses_that_name(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.register(jobs.record, name="reports.nightly")
+    nightly = lambda: None  # noqa: E731 - a lambda is the point
+    scheduler.register(nightly, name="reports.lambda")
+    await scheduler.add_schedule(jobs.record, SECONDLY, schedule_id="a", args=("k",))
+    await scheduler.add_schedule(nightly, SECONDLY, schedule_id="b")
+    names = {s.schedule_id: s.task_name for s in await scheduler.list_schedules()}
+    assert names == {"a": "reports.nightly", "b": "reports.lambda"}

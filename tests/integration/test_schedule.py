@@ -17,10 +17,12 @@ from scheduler import (
     JobAlreadyExistsError,
     JobIsRunningError,
     JobPriority,
+    JobRequest,
     JobStatus,
     PayloadTooLargeError,
     TaskNotNameableError,
 )
+from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import count_jobs, has_status, wait_until
@@ -93,6 +95,10 @@ class NotJson:
     pass
 
 
+EST = timezone(timedelta(hours=-5))
+JST = timezone(timedelta(hours=9))
+
+
 BAD_INPUTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"execution_time": datetime(2030, 1, 1)}, InvalidJobError, "naive"),
     ({"execution_time": "2030-01-01"}, InvalidJobError, "must be a datetime"),
@@ -113,6 +119,33 @@ BAD_INPUTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"job_id": "x" * 256}, InvalidJobError, "job_id"),
     ({"job_id": 42}, InvalidJobError, "job_id"),
     ({"conflict_resolution": "overwrite"}, InvalidJobError, "conflict_resolution"),
+    # Strings PostgreSQL cannot store (text and jsonb refuse NUL; surrogates are not UTF-8),
+    # wherever they hide.
+    ({"args": ("a\x00b",)}, ArgumentsNotSerializableError, "NUL"),
+    ({"args": ("\ud800",)}, ArgumentsNotSerializableError, "surrogate"),
+    ({"args": ("\ud83d\ude00",)}, ArgumentsNotSerializableError, "surrogate"),
+    ({"kwargs": {"x": [{"y": "\x00"}]}}, ArgumentsNotSerializableError, "NUL"),
+    ({"args": ({"k\x00": 1},)}, ArgumentsNotSerializableError, "NUL"),
+    ({"kwargs": {"a\udc00": 1}}, ArgumentsNotSerializableError, "surrogate"),
+    ({"job_id": "a\x00b"}, InvalidJobError, "NUL"),
+    ({"job_id": "\udfff"}, InvalidJobError, "surrogate"),
+    # Numbers that do not fit their column, or that not every replica could decode.
+    ({"args": (10**5000,)}, ArgumentsNotSerializableError, "4300 digits"),
+    ({"kwargs": {"n": [-(10**4300)]}}, ArgumentsNotSerializableError, "4300 digits"),
+    ({"max_retries": 2**31}, InvalidJobError, "max_retries"),
+    ({"max_retries": True}, InvalidJobError, "max_retries"),
+    ({"timeout": 1e300}, InvalidJobError, "1000 years"),
+    ({"timeout": 10**400}, InvalidJobError, "1000 years"),
+    # Times PostgreSQL or Python's datetime cannot hold.
+    ({"delay": 1e12}, InvalidJobError, "1000 years"),
+    ({"delay": 1e13}, InvalidJobError, "1000 years"),
+    ({"delay": 1e15}, InvalidJobError, "1000 years"),
+    ({"delay": float("inf")}, InvalidJobError, "1000 years"),
+    ({"delay": timedelta.max}, InvalidJobError, "1000 years"),
+    ({"execution_time": datetime(9999, 12, 31, tzinfo=timezone.utc)}, InvalidJobError, "range"),
+    ({"execution_time": datetime.max.replace(tzinfo=EST)}, InvalidJobError, "range"),
+    ({"execution_time": datetime.min.replace(tzinfo=timezone.utc)}, InvalidJobError, "range"),
+    ({"execution_time": datetime(1, 1, 1, 12, tzinfo=JST)}, InvalidJobError, "range"),
 ]
 
 
@@ -130,6 +163,59 @@ async def test_bad_input_raises_a_typed_error_and_writes_nothing(
     with pytest.raises(error, match=fragment):
         await scheduler.schedule(jobs.record, **kwargs)
     assert await count_jobs(pool, migrated) == 0
+
+
+@pytest.mark.parametrize("name", ["tasks:run\n", "tasks:r\x00un", "tasks:\ud800", "a b", ""])
+async def test_unstorable_task_names_are_refused_and_nothing_is_written(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, name: str
+) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(TaskNotNameableError):
+        await scheduler.schedule(name)
+    assert await count_jobs(pool, migrated) == 0
+
+
+async def test_the_widest_accepted_values_are_stored_and_read_back(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    latest = datetime(9999, 12, 30, tzinfo=timezone.utc)
+    huge = 10**4300 - 1
+    await scheduler.schedule(
+        jobs.record,
+        execution_time=latest,
+        args=(huge, -huge, "é😀", 1e308),
+        kwargs={"ключ": "\t\n"},
+        job_id="wide-é😀",
+        max_retries=2**31 - 1,
+    )
+    job = await scheduler.get_job("wide-é😀")
+    assert job is not None
+    assert (job.execution_time, job.max_retries) == (latest, 2**31 - 1)
+    # jsonb keeps numbers exactly; it spells 1e308 with all its digits, so it reads as an int.
+    assert job.args == (huge, -huge, "é😀", 10**308)
+    assert job.kwargs == {"ключ": "\t\n"}
+    far = await scheduler.schedule(jobs.record, delay=timedelta(days=365 * 999), args=("k",))
+    stored = await scheduler.get_job(far)
+    assert stored is not None and stored.execution_time.year >= 3000
+
+
+async def test_a_callable_registered_under_a_name_is_scheduled_under_that_name(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.register(jobs.record, name="reports.monthly", max_retries=4)
+    shout = lambda text: None  # noqa: E731 - a lambda is the point
+    scheduler.register(shout, name="reports.shout")
+    first = await scheduler.schedule(jobs.record, args=("k",), delay=60)
+    second = await scheduler.schedule(shout, args=("hey",), delay=60)
+    [third] = await scheduler.schedule_many([JobRequest(shout, args=("x",), delay=60)])
+    stored = [await scheduler.get_job(job_id) for job_id in (first, second, third)]
+    assert [(job.task_name, job.max_retries) for job in stored if job] == [
+        ("reports.monthly", 4),
+        ("reports.shout", 0),
+        ("reports.shout", 0),
+    ]
 
 
 async def test_unnameable_callables_are_refused_and_nothing_is_written(
@@ -293,3 +379,40 @@ async def test_fifty_concurrent_schedules_of_one_id(
         assert results == ["hot"] * 50
     job = await scheduler.get_job("hot")
     assert job is not None and job.args[0] == "n" and job.status is JobStatus.PENDING
+
+
+MAX_UTC = datetime.max.replace(tzinfo=timezone.utc)
+MIN_UTC = datetime.min.replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ("infinity", MAX_UTC),
+        ("20000-01-01 00:00Z", MAX_UTC),
+        ("-infinity", MIN_UTC),
+        ("4000-06-01 00:00Z BC", MIN_UTC),
+        ("2030-01-01 00:00Z", datetime(2030, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
+async def test_a_row_written_by_sql_is_read_whatever_it_holds(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, stored: str, read: datetime
+) -> None:
+    # Times past Python's datetime read as its nearest bound (in UTC); integers longer than
+    # Python's int <-> str limit read exactly. (Cancelled: the NOTIFY trigger of a pending
+    # row cannot compute a delay to 'infinity'.)
+    await pool.execute(
+        f"INSERT INTO {quote_identifier(migrated)}.jobs"
+        " (job_id, task_name, args, kwargs, status, execution_time, started_at, finished_at)"
+        " VALUES ('odd', 'no.such:task', $1::jsonb, $2::jsonb, 'cancelled',"
+        " $3::text::timestamptz, $3::text::timestamptz, NULL)",
+        "[" + "9" * 5000 + ", 1e400, -1e-400]",
+        '{"n": -' + "1" * 4400 + "}",
+        stored,
+    )
+    job = await make_scheduler().get_job("odd")
+    assert job is not None
+    assert (job.execution_time, job.started_at, job.finished_at) == (read, read, None)
+    assert job.execution_time.tzinfo is not None
+    assert job.args == (10**5000 - 1, 10**400, 0.0)
+    assert job.kwargs == {"n": -(10**4400 - 1) // 9}

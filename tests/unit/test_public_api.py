@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import scheduler
@@ -14,6 +16,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "context",
         "error_text",
         "errors",
+        "limits",
         "models",
         "postgres",
         "retry",
@@ -52,6 +55,9 @@ def test_priorities_are_ordered_and_unknown_ones_refused() -> None:
         "spa ce",
         "pg_catalog.evil",
         "ünïcode",
+        "scheduler\n",
+        "pg_temp",
+        "pg_scheduler",
     ],
 )
 def test_hostile_schema_names_are_refused(name: str) -> None:
@@ -85,3 +91,31 @@ def test_a_scheduler_can_be_created_outside_an_event_loop() -> None:
     scheduler = Scheduler(None, max_concurrent_jobs=3)  # type: ignore[arg-type]
     assert scheduler.running_job_ids == []
     assert scheduler.config.max_concurrent_jobs == 3
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"lease_time": float("nan")},
+        {"lease_time": float("inf")},
+        {"shutdown_grace": float("nan")},
+        {"retention": float("inf")},
+        {"cancel_wait": float("-inf")},
+        {"unrunnable_job_timeout": float("nan")},
+        {"poll_interval": 1e15},
+        {"prune_interval": 10**400},
+        {"claim_batch_size": 2**31},
+        {"orphan_retries": 2**31},
+        {"orphan_retries": True},
+        {"max_payload_bytes": 1.5},
+        {"retry_backoff": "exponential"},
+    ],
+)
+def test_out_of_range_settings_raise_configuration_error(settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        Scheduler(None, **settings)  # type: ignore[arg-type]
+
+
+def test_a_huge_concurrency_limit_is_accepted() -> None:
+    scheduler = Scheduler(None, max_concurrent_jobs=10**12)  # type: ignore[arg-type]
+    assert scheduler.config.max_concurrent_jobs == 10**12

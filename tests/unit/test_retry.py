@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from scheduler import RetryBackoff
+from scheduler import ConfigurationError, RetryBackoff, SchedulerError
 
 
 def test_exponential_without_jitter_is_capped() -> None:
@@ -29,3 +29,30 @@ def test_huge_attempt_numbers_do_not_overflow() -> None:
 def test_invalid_policies_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="backoff"):
         RetryBackoff(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"factor": 0.5},
+        {"base": -1},
+        {"maximum": -1},
+        {"base": float("nan")},
+        {"factor": float("inf")},
+        {"maximum": float("inf")},
+        {"maximum": 1e15},
+        {"base": 10**400},
+        {"factor": True},
+        {"base": "1"},
+        {"jitter": "yes"},
+    ],
+)
+def test_bad_backoffs_raise_a_typed_error(settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="backoff") as info:
+        RetryBackoff(**settings)
+    assert isinstance(info.value, SchedulerError) and isinstance(info.value, ValueError)
+
+
+def test_a_factor_too_large_for_a_float_falls_back_to_the_maximum() -> None:
+    backoff = RetryBackoff(base=1, factor=1e10, maximum=60, jitter=False)
+    assert backoff.delay(100) == 60

@@ -30,6 +30,12 @@ def test_round_trip_of_plain_json() -> None:
         ((), {"when": b"bytes"}, "kwargs['when'] is a bytes"),
         ("abc", None, "tuple or list"),
         ((), [("a", 1)], "kwargs must be a dict"),
+        (("a\x00",), None, "args[0] contains a NUL character at index 1"),
+        ((["ok", "\ud800"],), None, "args[0][1] contains the lone surrogate"),
+        ((), {"k": {"n\x00": 1}}, "kwargs['k'] has the key"),
+        ((), {"\udc00": 1}, "kwargs has the key"),
+        ((10**4300,), None, "more than 4300 digits"),
+        ((), {"n": [-(10**4300)]}, "more than 4300 digits"),
     ],
 )
 def test_non_json_arguments_are_refused_with_where_they_are(
@@ -54,3 +60,16 @@ def test_encoding_is_compact_json() -> None:
     args_json, kwargs_json = encode_arguments((1, 2), {"a": 1}, max_bytes=100)
     assert json.loads(args_json) == [1, 2]
     assert kwargs_json == '{"a":1}'
+
+
+def test_the_largest_accepted_integers_round_trip() -> None:
+    largest = 10**4300 - 1
+    args_json, kwargs_json = encode_arguments((largest, -largest), None, max_bytes=10_000)
+    assert decode_arguments(args_json, kwargs_json) == ((largest, -largest), {})
+
+
+def test_integers_longer_than_pythons_limit_are_decoded_exactly() -> None:
+    # Plain SQL can store them (jsonb numbers have no such limit).
+    args, kwargs = decode_arguments("[" + "9" * 5000 + "]", '{"n": -' + "1" * 4400 + "}")
+    assert args == (10**5000 - 1,)
+    assert kwargs == {"n": -(10**4400 - 1) // 9}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -298,3 +299,35 @@ def test_every_trigger_survives_a_json_round_trip() -> None:
         assert restored.next_fire_time(after) == trigger.next_fire_time(after)
     with pytest.raises(InvalidTriggerError, match="unknown trigger type"):
         trigger_from_json({"type": "lunar"})
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        {"seconds": float("nan")},
+        {"seconds": float("inf")},
+        {"minutes": float("-inf")},
+        {"weeks": 10**30},
+        {"hours": "1"},
+        {"days": True},
+    ],
+)
+def test_interval_units_must_be_finite_numbers(units: dict[str, Any]) -> None:
+    with pytest.raises(InvalidTriggerError):
+        IntervalTrigger(**units)
+
+
+def test_a_trigger_whose_next_fire_is_past_the_year_9999_is_exhausted() -> None:
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert IntervalTrigger(weeks=10**6).next_fire_time(now) is None
+    yearly = CalendarIntervalTrigger(years=5000, start_date=date(2000, 1, 1))
+    assert yearly.next_fire_time(now) == datetime(7000, 1, 1, tzinfo=timezone.utc)
+    assert yearly.next_fire_time(datetime(7000, 1, 1, tzinfo=timezone.utc)) is None
+
+
+def test_calendar_interval_start_date_must_be_a_date() -> None:
+    with pytest.raises(TypeError, match="start_date"):
+        CalendarIntervalTrigger(days=1)  # type: ignore[call-arg]
+    for bad in (datetime(2024, 1, 1), "2024-01-01"):
+        with pytest.raises(InvalidTriggerError, match="start_date"):
+            CalendarIntervalTrigger(days=1, start_date=bad)  # type: ignore[arg-type]
