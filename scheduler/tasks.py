@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import re
 import sys
 import threading
@@ -29,6 +30,8 @@ from scheduler.errors import (
 from scheduler.retry import RetryBackoff
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("scheduler.tasks")
 
 TASK_NAME_MAX_LENGTH = 255
 _TASK_NAME_PATTERN = re.compile(r"[A-Za-z_][\w.:<>-]*")
@@ -158,9 +161,18 @@ def define_task(
     if name is None:
         name = task_name_for(func, check_resolvable=check_resolvable)
     task_name = validate_task_name(name)
-    return TaskDefinition(
+    definition = TaskDefinition(
         name=task_name, func=func, max_retries=retries, timeout=seconds, backoff=backoff
     )
+    if seconds is not None and not definition.is_async:
+        logger.warning(
+            "task %s is synchronous: its timeout of %ss is cooperative. A thread cannot be"
+            " interrupted; the job must check current_job().cancel_requested (or call"
+            " current_job().raise_if_cancelled()) to stop in time",
+            task_name,
+            seconds,
+        )
+    return definition
 
 
 @overload

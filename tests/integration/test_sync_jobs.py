@@ -3,7 +3,12 @@ through current_job() and stop cooperatively (issue 9 item 7)."""
 
 from __future__ import annotations
 
-from scheduler import JobStatus
+import logging
+
+import asyncpg
+import pytest
+
+from scheduler import JobStatus, Scheduler
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import has_status, holds, unique_schema, wait_until
@@ -49,3 +54,16 @@ async def test_a_sync_job_that_returns_when_asked_keeps_its_real_outcome(
     assert job is not None and job.status is JobStatus.SUCCEEDED
     [saw] = jobs.calls(key, event="saw the request")
     assert saw["reason"] == "cancelled on request while running"
+
+
+def test_registering_a_sync_task_with_a_timeout_says_it_is_cooperative(
+    caplog: pytest.LogCaptureFixture, pool: asyncpg.Pool
+) -> None:
+    scheduler = Scheduler(pool)
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        scheduler.register(jobs.sync_until_cancelled, timeout=5)
+    assert any("cooperative" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        scheduler.register(jobs.record, timeout=5)  # async: enforced, nothing to say
+    assert not caplog.records
