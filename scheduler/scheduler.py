@@ -48,7 +48,7 @@ from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
 from scheduler.services.reaper import Reaper
 from scheduler.services.ticker import Ticker
-from scheduler.store import NewJob, NewSchedule
+from scheduler.store import JobStore, NewJob, NewSchedule
 from scheduler.tasks import (
     TaskCatalog,
 )
@@ -130,7 +130,8 @@ class Scheduler:
             cancel_wait=seconds(cancel_wait, "cancel_wait"),
         )
         self._pool = db_pool
-        self._store = PostgresJobStore(db_pool, self.config.schema)
+        # Everything below talks to the database through the port only.
+        self._store: JobStore = PostgresJobStore(db_pool, self.config.schema)
         self._tasks = TaskCatalog()
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}

@@ -10,7 +10,10 @@ import pytest
 from scheduler import ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
-from scheduler.store import Lease
+from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.services.dispatcher import Dispatcher
+from scheduler.services.heartbeat import Heartbeat
+from scheduler.store import JobStore, Lease
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import holds, unique_schema, wait_until
@@ -329,3 +332,58 @@ async def test_held_attempts_nobody_runs_are_handed_back_fenced(
     assert job is not None
     assert (job.status, job.lost_leases, job.failures) == (JobStatus.PENDING, 1, 0)
     assert await store.complete_job(claimed.lease) is False  # the attempt is over
+
+
+async def test_the_services_step_by_step_against_the_storage_port(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """The dispatcher and the heartbeat driven one step at a time through the port: an
+    attempt the database gives this worker but nothing here runs is handed back at the
+    second beat, not the first (a claim's reply may still be on its way at the first)."""
+    store: JobStore = PostgresJobStore(pool, migrated)
+    job_id = await enqueue(make_scheduler, max_retries=0)
+    running, identity = RunningJobs(capacity=4), WorkerIdentity()
+    started: list[RunningJob] = []
+    heartbeat = Heartbeat(
+        store, running, identity, lambda: [TASK], lease_time=30, interval=10, orphan_retries=1
+    )
+    dispatcher = Dispatcher(
+        store, running, identity, lambda: [TASK], started.append, batch_size=10, poll_interval=1
+    )
+    await heartbeat.register()
+    assert await dispatcher.run_once() == 1
+    [entry] = started
+    assert entry.key == (job_id, 1)
+    running.remove(entry)  # as if the claim's reply had been lost: nothing runs it here
+
+    await heartbeat.run_once()  # first sighting: it could still be a claim in flight
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.RUNNING
+    await heartbeat.run_once()  # seen again, no claim in flight: handed back
+    job = await store.get_job(job_id)
+    assert job is not None
+    assert (job.status, job.lost_leases, job.lease_owner) == (JobStatus.PENDING, 1, None)
+
+
+async def test_a_claim_in_flight_keeps_its_rows_from_being_handed_back(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    store: JobStore = PostgresJobStore(pool, migrated)
+    job_id = await enqueue(make_scheduler)
+    running, identity = RunningJobs(capacity=4), WorkerIdentity()
+    heartbeat = Heartbeat(
+        store, running, identity, lambda: [TASK], lease_time=30, interval=10, orphan_retries=1
+    )
+    await heartbeat.register()
+    claim = running.claim_sent()  # a claim whose reply has not been handled yet...
+    [claimed] = await store.claim_jobs(identity.current, [TASK], 10)  # ...and has committed
+    await heartbeat.run_once()
+    await heartbeat.run_once()
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.RUNNING  # left alone
+    running.claim_done(claim)  # the reply is handled: the attempt is ours and runs
+    running.add(claimed)
+    await heartbeat.run_once()
+    await heartbeat.run_once()
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.RUNNING
