@@ -71,23 +71,16 @@ RETURNING j.job_id
 -- store 'infinity' or the year 20000) reads as the nearest one it can (datetime.max or
 -- datetime.min, in UTC), so reading a row never fails.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,
-       attempts, failures, lost_leases, max_retries, timeout_seconds, last_error, lease_owner, schedule_id,
-       CASE WHEN execution_time < lo THEN lo WHEN execution_time > hi THEN hi
-            ELSE execution_time END AS execution_time,
-       CASE WHEN cancel_requested_at < lo THEN lo WHEN cancel_requested_at > hi THEN hi
-            ELSE cancel_requested_at END AS cancel_requested_at,
-       CASE WHEN created_at < lo THEN lo WHEN created_at > hi THEN hi
-            ELSE created_at END AS created_at,
-       CASE WHEN updated_at < lo THEN lo WHEN updated_at > hi THEN hi
-            ELSE updated_at END AS updated_at,
-       CASE WHEN started_at < lo THEN lo WHEN started_at > hi THEN hi
-            ELSE started_at END AS started_at,
-       CASE WHEN finished_at < lo THEN lo WHEN finished_at > hi THEN hi
-            ELSE finished_at END AS finished_at,
-       CASE WHEN fire_time < lo THEN lo WHEN fire_time > hi THEN hi
-            ELSE fire_time END AS fire_time
-FROM {schema}.jobs,
-     (VALUES ('0001-01-01Z'::timestamptz, '9999-12-31 23:59:59.999999Z'::timestamptz)) AS b(lo, hi)
+       attempts, failures, lost_leases, max_retries, timeout_seconds, last_error,
+       lease_owner, schedule_id,
+       {schema}.readable_time(execution_time) AS execution_time,
+       {schema}.readable_time(cancel_requested_at) AS cancel_requested_at,
+       {schema}.readable_time(created_at) AS created_at,
+       {schema}.readable_time(updated_at) AS updated_at,
+       {schema}.readable_time(started_at) AS started_at,
+       {schema}.readable_time(finished_at) AS finished_at,
+       {schema}.readable_time(fire_time) AS fire_time
+FROM {schema}.jobs
 WHERE job_id = $1
 
 -- cancel_job --
@@ -373,16 +366,11 @@ RETURNING s.schedule_id
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
        misfire_grace_seconds, max_running, jitter_seconds, paused,
-       CASE WHEN next_fire_time < lo THEN lo WHEN next_fire_time > hi THEN hi
-            ELSE next_fire_time END AS next_fire_time,
-       CASE WHEN last_fire_time < lo THEN lo WHEN last_fire_time > hi THEN hi
-            ELSE last_fire_time END AS last_fire_time,
-       CASE WHEN created_at < lo THEN lo WHEN created_at > hi THEN hi
-            ELSE created_at END AS created_at,
-       CASE WHEN updated_at < lo THEN lo WHEN updated_at > hi THEN hi
-            ELSE updated_at END AS updated_at
-FROM {schema}.schedules,
-     (VALUES ('0001-01-01Z'::timestamptz, '9999-12-31 23:59:59.999999Z'::timestamptz)) AS b(lo, hi)
+       {schema}.readable_time(next_fire_time) AS next_fire_time,
+       {schema}.readable_time(last_fire_time) AS last_fire_time,
+       {schema}.readable_time(created_at) AS created_at,
+       {schema}.readable_time(updated_at) AS updated_at
+FROM {schema}.schedules
 WHERE schedule_id = $1
 
 -- list_schedules --
@@ -390,16 +378,11 @@ WHERE schedule_id = $1
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
        misfire_grace_seconds, max_running, jitter_seconds, paused,
-       CASE WHEN next_fire_time < lo THEN lo WHEN next_fire_time > hi THEN hi
-            ELSE next_fire_time END AS next_fire_time,
-       CASE WHEN last_fire_time < lo THEN lo WHEN last_fire_time > hi THEN hi
-            ELSE last_fire_time END AS last_fire_time,
-       CASE WHEN created_at < lo THEN lo WHEN created_at > hi THEN hi
-            ELSE created_at END AS created_at,
-       CASE WHEN updated_at < lo THEN lo WHEN updated_at > hi THEN hi
-            ELSE updated_at END AS updated_at
-FROM {schema}.schedules,
-     (VALUES ('0001-01-01Z'::timestamptz, '9999-12-31 23:59:59.999999Z'::timestamptz)) AS b(lo, hi)
+       {schema}.readable_time(next_fire_time) AS next_fire_time,
+       {schema}.readable_time(last_fire_time) AS last_fire_time,
+       {schema}.readable_time(created_at) AS created_at,
+       {schema}.readable_time(updated_at) AS updated_at
+FROM {schema}.schedules
 ORDER BY schedule_id
 
 -- pause_schedule --
