@@ -1,7 +1,9 @@
-"""`scheduler` / `python -m scheduler`: migrate, inspect, cancel, manage schedules, run a worker.
+"""`scheduler` / `python -m scheduler`: migrate, inspect, cancel, retry and purge jobs,
+manage schedules, read the monitoring views, run a worker.
 
 The connection comes from --dsn, else $SCHEDULER_DSN, else libpq's defaults (PGHOST,
-PGUSER, ...); the schema from --schema, else $SCHEDULER_SCHEMA, else "scheduler".
+PGUSER, ...); the schema from --schema, else $SCHEDULER_SCHEMA, else "scheduler"; the log
+level from --log-level, else $SCHEDULER_LOG_LEVEL, else INFO.
 """
 
 from __future__ import annotations
@@ -20,10 +22,20 @@ from typing import Any
 
 import asyncpg
 
+from scheduler import __version__, operations
 from scheduler.errors import SchedulerError
+from scheduler.operations import FINISHED, OperationError, parse_point_in_time
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier, validate_schema_name
 from scheduler.scheduler import Scheduler, default_schema
+from scheduler.tasks import default_registry
+
+
+def _point_in_time(text: str) -> operations.PointInTime:
+    try:
+        return parse_point_in_time(text)
+    except OperationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +50,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="schema of the scheduler tables (default: $SCHEDULER_SCHEMA or 'scheduler')",
     )
+    parser.add_argument("--version", action="version", version=f"scheduler {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("SCHEDULER_LOG_LEVEL", "INFO").upper(),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold (default: $SCHEDULER_LOG_LEVEL or INFO)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply pending schema migrations")
     commands.add_parser("status", help="schema version, jobs per status, live workers")
+    jobs = commands.add_parser("jobs", help="list jobs, newest change first")
+    jobs.add_argument("--status", action="append", default=[], help="repeatable")
+    jobs.add_argument("--task", action="append", default=[], help="task name; repeatable")
+    jobs.add_argument("--since", type=_point_in_time, help="changed at/after: ISO or 2h")
+    jobs.add_argument("--until", type=_point_in_time, help="changed before: ISO or 2h")
+    jobs.add_argument("--limit", type=int, default=100)
+    jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry = commands.add_parser("retry", help="run a failed or cancelled job again")
+    retry.add_argument("job_id")
+    retry.add_argument("--delay", type=float, default=0.0, help="seconds from now")
+    purge = commands.add_parser("purge", help="delete finished jobs, in batches")
+    purge.add_argument(
+        "--before", type=_point_in_time, required=True, help="finished before: ISO or 7d"
+    )
+    purge.add_argument("--status", action="append", choices=FINISHED, help="default: all three")
+    purge.add_argument("--batch-size", type=int, default=1000)
+    stats = commands.add_parser("stats", help="per-task depth, lag and outcomes; fleet health")
+    stats.add_argument("--json", action="store_true", help="one JSON document")
     show = commands.add_parser("show", help="print one job as JSON")
     show.add_argument("job_id")
     cancel = commands.add_parser("cancel", help="cancel a job (pending or running)")
@@ -81,7 +118,11 @@ async def run(options: argparse.Namespace) -> int:
                 f" now at version {migrations.latest_version()}"
             )
         elif options.command == "status":
-            await print_status(pool, schema)
+            return await print_status(pool, schema)
+        elif options.command in ("jobs", "retry", "purge", "stats"):
+            async with pool.acquire() as conn:
+                await migrations.check_schema(conn, schema)  # says to run `migrate`
+            return await run_operation(pool, schema, options)
         elif options.command == "show":
             job = await Scheduler(pool, schema=schema).get_job(options.job_id)
             if job is None:
@@ -108,7 +149,37 @@ async def run(options: argparse.Namespace) -> int:
     return 0
 
 
-async def print_status(pool: asyncpg.Pool[Any], schema: str) -> None:
+async def run_operation(pool: asyncpg.Pool[Any], schema: str, options: argparse.Namespace) -> int:
+    """jobs, retry, purge and stats: the operator commands over the SQL API and views."""
+    if options.command == "jobs":
+        found = await operations.list_jobs(
+            pool,
+            schema,
+            statuses=options.status,
+            tasks=options.task,
+            since=options.since,
+            until=options.until,
+            limit=options.limit,
+        )
+        print_jobs(found, as_json=options.json)
+    elif options.command == "retry":
+        await operations.retry_job(pool, schema, options.job_id, options.delay)
+        print(f"retrying {options.job_id}")
+    elif options.command == "purge":
+        deleted = await operations.purge_jobs(
+            pool,
+            schema,
+            options.before,
+            statuses=options.status or FINISHED,
+            batch_size=options.batch_size,
+        )
+        print(f"purged {deleted} job(s)")
+    elif options.command == "stats":
+        print_stats(await operations.stats(pool, schema), as_json=options.json)
+    return 0
+
+
+async def print_status(pool: asyncpg.Pool[Any], schema: str) -> int:
     async with pool.acquire() as conn:
         version = await migrations.current_version(conn, schema)
         print(
@@ -116,7 +187,13 @@ async def print_status(pool: asyncpg.Pool[Any], schema: str) -> None:
             f" {migrations.latest_version()})"
         )
         if version == 0:
-            return
+            print(
+                f"error: schema {schema!r} is not migrated: run `scheduler migrate`",
+                file=sys.stderr,
+            )
+            return 1
+        if version < migrations.latest_version():
+            print("  older than this release: run `scheduler migrate`")
         q = quote_identifier(schema)
         for row in await conn.fetch(
             f"SELECT status, count(*) AS n FROM {q}.jobs GROUP BY status ORDER BY status"
@@ -131,6 +208,41 @@ async def print_status(pool: asyncpg.Pool[Any], schema: str) -> None:
                 f"  worker {row['worker_id']} {row['hostname']}:{row['pid']} {state},"
                 f" {row['tasks']} task(s)"
             )
+    return 0
+
+
+def print_jobs(found: list[dict[str, Any]], *, as_json: bool) -> None:
+    for job in found:
+        if as_json:
+            print(json.dumps(job, default=str))
+            continue
+        error = (job["last_error"] or "").replace("\n", " ")
+        error = f"  {error[:60]}…" if len(error) > 60 else f"  {error}" if error else ""
+        print(
+            f"{job['job_id']}  {job['status']:<9}  {job['task_name']}"
+            f"  due {job['execution_time']:%Y-%m-%d %H:%M:%S%z}  attempts {job['attempts']}"
+            f"{error}"
+        )
+
+
+def print_stats(found: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(found, default=str))
+        return
+    print(
+        f"{'task':<40} {'due':>6} {'future':>7} {'running':>7} {'ok/1h':>6} {'failed/1h':>9}"
+        f" {'lag s':>8}"
+    )
+    for row in found["tasks"]:
+        print(
+            f"{row['task_name']:<40} {row['due_now']:>6} {row['future']:>7} {row['running']:>7}"
+            f" {row['succeeded_last_hour']:>6} {row['failed_last_hour']:>9}"
+            f" {row['oldest_due_seconds']:>8.1f}"
+        )
+    print(
+        f"live workers {found['live_workers']}, stalled jobs {found['stalled_jobs']},"
+        f" failures in the last day {found['failures_last_day']}"
+    )
 
 
 async def print_schedules(scheduler: Scheduler, *, as_json: bool) -> None:
@@ -148,7 +260,17 @@ async def run_worker(
 ) -> None:
     sys.path.insert(0, os.getcwd())
     for module in imports:
-        importlib.import_module(module)  # its @task decorators register the tasks
+        try:
+            importlib.import_module(module)  # its @task decorators register the tasks
+        except ImportError as exc:
+            raise OperationError(
+                f"cannot import --import module {module!r}: {exc}; check the name and that it"
+                " is importable from the current directory or PYTHONPATH"
+            ) from None
+    if not default_registry.names():
+        raise OperationError(
+            "no tasks to run: pass --import MODULE naming a module with @task functions"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -173,10 +295,10 @@ def _json(value: Any, indent: int | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     options = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return asyncio.run(run(options))
     except (SchedulerError, OSError, asyncpg.PostgresError) as exc:

@@ -69,7 +69,9 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(schema))
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        # A schema a DBA created for the owner role needs no CREATE right on the database.
+        if await conn.fetchval("SELECT to_regnamespace($1) IS NULL", quoted):
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {quoted}.schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL,"

@@ -461,3 +461,48 @@ UPDATE {schema}.schedules SET paused = true, updated_at = now() WHERE schedule_i
 -- Seconds from now until the earliest active schedule fires (negative if overdue).
 SELECT extract(epoch FROM min(next_fire_time) - now())::float8
 FROM {schema}.schedules WHERE NOT paused AND next_fire_time IS NOT NULL
+
+-- list_jobs --
+-- Operator listing (`scheduler jobs`): newest change first, filtered by statuses ($1),
+-- task names ($2) and a window on the last change: from $3 (or $4 seconds before now) to
+-- $5 (or $6 seconds before now); NULL filters match everything. At most $7 rows.
+SELECT job_id, task_name, status, priority, execution_time, attempts, failures, lost_leases,
+       max_retries, last_error, lease_owner, schedule_id, created_at, updated_at, started_at,
+       finished_at
+FROM {schema}.jobs
+WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
+  AND ($2::text[] IS NULL OR task_name = ANY($2::text[]))
+  AND updated_at >= coalesce($3::timestamptz, now() - make_interval(secs => $4::float8),
+                             '-infinity')
+  AND updated_at < coalesce($5::timestamptz, now() - make_interval(secs => $6::float8),
+                            'infinity')
+ORDER BY updated_at DESC, job_id
+LIMIT $7
+
+-- purge_jobs_finished_before --
+-- Delete up to $3 jobs in the statuses $2 (finished ones only) that finished before $1
+-- (or $4 seconds before now), skipping rows being written. Returns how many went.
+WITH doomed AS (
+    SELECT job_id FROM {schema}.jobs
+    WHERE status = ANY($2::text[]) AND status IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at < coalesce($1::timestamptz, now() - make_interval(secs => $4::float8))
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM {schema}.jobs j USING doomed d WHERE j.job_id = d.job_id RETURNING 1
+)
+SELECT count(*)::integer FROM deleted
+
+-- retry_job --
+-- Run a failed or cancelled job again (the SQL API's retry_job: fresh budgets).
+SELECT {schema}.retry_job($1, delay => make_interval(secs => $2::float8))
+
+-- task_stats --
+-- The per-task monitoring view, for `scheduler stats`.
+SELECT * FROM {schema}.task_stats ORDER BY task_name
+
+-- fleet_stats --
+-- Live workers and stalled jobs, for `scheduler stats`.
+SELECT (SELECT count(*) FROM {schema}.live_workers)::integer AS live_workers,
+       (SELECT count(*) FROM {schema}.stalled_jobs)::integer AS stalled_jobs,
+       (SELECT count(*) FROM {schema}.recent_failures)::integer AS failures_last_day

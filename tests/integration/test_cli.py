@@ -11,10 +11,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError
+from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError, __version__
 from scheduler.postgres.sql import quote_identifier
 from tests.support import jobs
-from tests.support.db import TEST_DSN, has_status, wait_until
+from tests.support.db import TEST_DSN, has_status, unique_schema, wait_until
 from tests.support.processes import ROOT
 
 
@@ -31,7 +31,7 @@ def cli(*args: str, schema: str) -> subprocess.CompletedProcess[str]:
 async def test_migrate_status_show_and_cancel(pool: asyncpg.Pool, schema: str) -> None:
     migrated = cli("migrate", schema=schema)
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied [1, 2, 3, 4]" in migrated.stdout
+    assert "applied [1, 2, 3, 4, 5]" in migrated.stdout
     assert "applied nothing" in cli("migrate", schema=schema).stdout
 
     producer = Scheduler(pool, schema=schema)
@@ -145,3 +145,100 @@ async def test_a_worker_runs_tasks_from_imported_modules_and_stops_on_sigterm(
 async def test_scheduling_by_an_invalid_name_is_refused(pool: asyncpg.Pool, schema: str) -> None:
     with pytest.raises(TaskNotNameableError):
         await Scheduler(pool, schema=schema).schedule("rm -rf /")
+
+
+async def test_jobs_are_listed_filtered_retried_and_purged(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    q = quote_identifier(migrated)
+    producer = Scheduler(pool, schema=migrated)
+    for n in range(5):
+        await producer.schedule(jobs.record, args=("old",), job_id=f"old-{n}")
+    await producer.schedule(jobs.always_fail, args=("x",), job_id="broken")
+    await producer.schedule(jobs.record, args=("p",), job_id="waiting", delay=600)
+    await pool.execute(
+        f"UPDATE {q}.jobs SET status = 'succeeded', finished_at = now() - interval '10 days',"
+        " updated_at = now() - interval '10 days' WHERE job_id LIKE 'old-%'"
+    )
+    await pool.execute(
+        f"UPDATE {q}.jobs SET status = 'failed', finished_at = now(), last_error = 'boom'"
+        " WHERE job_id = 'broken'"
+    )
+
+    listed = cli("jobs", "--since", "1d", schema=migrated)
+    assert listed.returncode == 0, listed.stderr
+    assert {line.split()[0] for line in listed.stdout.splitlines()} == {"broken", "waiting"}
+    failed = cli("jobs", "--status", "failed", "--json", schema=migrated)
+    [row] = [json.loads(line) for line in failed.stdout.splitlines()]
+    assert (row["job_id"], row["last_error"], row["task_name"]) == (
+        "broken",
+        "boom",
+        "tests.support.jobs:always_fail",
+    )
+    by_task = cli("jobs", "--task", "tests.support.jobs:record", "--limit", "2", schema=migrated)
+    assert len(by_task.stdout.splitlines()) == 2
+    bad_time = cli("jobs", "--since", "2030-01-01T00:00", schema=migrated)
+    assert bad_time.returncode == 2 and "time zone" in bad_time.stderr
+
+    assert cli("retry", "broken", schema=migrated).stdout.strip() == "retrying broken"
+    job = await producer.get_job("broken")
+    assert job is not None and job.status is JobStatus.PENDING
+    again = cli("retry", "broken", schema=migrated)
+    assert again.returncode == 2 and "only failed or cancelled" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+    purged = cli("purge", "--before", "7d", "--batch-size", "2", schema=migrated)
+    assert purged.stdout.strip() == "purged 5 job(s)", purged.stderr
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs") == 2
+
+
+async def test_stats_read_the_monitoring_views(pool: asyncpg.Pool, migrated: str) -> None:
+    producer = Scheduler(pool, schema=migrated)
+    await producer.schedule(jobs.record, args=("s",))
+    await producer.schedule(jobs.record, args=("s",), delay=600)
+    text = cli("stats", schema=migrated)
+    assert text.returncode == 0, text.stderr
+    assert "tests.support.jobs:record" in text.stdout and "live workers 0" in text.stdout
+    [task] = json.loads(cli("stats", "--json", schema=migrated).stdout)["tasks"]
+    assert (task["task_name"], task["due_now"], task["future"]) == (
+        "tests.support.jobs:record",
+        1,
+        1,
+    )
+
+
+async def test_version_and_log_level(pool: asyncpg.Pool, schema: str) -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "scheduler", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert version.stdout.strip() == f"scheduler {__version__}"
+    quiet = cli("--log-level", "WARNING", "migrate", schema=schema)
+    assert quiet.returncode == 0 and "applied migration" not in quiet.stderr
+    other = unique_schema()
+    try:
+        loud = cli("migrate", schema=other)
+        assert "INFO scheduler.migrate: applied migration 0001_initial" in loud.stderr
+    finally:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(other)} CASCADE")
+
+
+async def test_an_unmigrated_database_says_to_run_migrate(schema: str) -> None:
+    status = cli("status", schema=schema)
+    assert status.returncode == 1 and "run `scheduler migrate`" in status.stderr
+    stats = cli("stats", schema=schema)
+    assert stats.returncode == 2 and "run `scheduler migrate`" in stats.stderr
+
+
+@pytest.mark.parametrize(
+    ("imports", "fragment"),
+    [
+        (["--import", "no_such_module_here"], "cannot import --import module"),
+        ([], "no tasks to run"),
+    ],
+)
+async def test_a_worker_without_tasks_fails_in_one_line(
+    migrated: str, imports: list[str], fragment: str
+) -> None:
+    result = cli("worker", *imports, schema=migrated)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr

@@ -1,0 +1,129 @@
+"""Operator commands behind `scheduler jobs / retry / purge / stats`: list and filter jobs,
+retry one, purge finished ones in batches, read the monitoring views. Each takes a pool
+and a schema; times given as durations are measured on the database clock."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from scheduler.errors import SchedulerError
+from scheduler.models import JobStatus
+from scheduler.postgres.sql import Queries
+
+FINISHED = ("succeeded", "failed", "cancelled")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class OperationError(SchedulerError):
+    """An operator command cannot do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class PointInTime:
+    """A time given on the command line: an instant, or a duration before the database's
+    now (so the operator's clock never matters)."""
+
+    at: datetime | None = None
+    seconds_ago: float | None = None
+
+
+def parse_point_in_time(text: str) -> PointInTime:
+    """'2026-11-29T12:00:00+00:00' (a time zone is required), or '30m', '2h', '7d' ago."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return PointInTime(seconds_ago=float(match[1]) * _UNIT_SECONDS[match[2]])
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise OperationError(
+            f"{text!r} is not a time: give an ISO 8601 time with a zone"
+            " (2026-11-29T12:00:00+00:00) or a duration ago such as 30m, 2h, 7d"
+        ) from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise OperationError(
+            f"{text!r} has no time zone; add one (e.g. +00:00) so it names one instant"
+        )
+    return PointInTime(at=at)
+
+
+def validate_statuses(statuses: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    for status in statuses:
+        if status not in allowed:
+            raise OperationError(f"unknown status {status!r}; use one of {', '.join(allowed)}")
+    return list(statuses)
+
+
+async def list_jobs(
+    pool: asyncpg.Pool[Any],
+    schema: str,
+    *,
+    statuses: Sequence[str] = (),
+    tasks: Sequence[str] = (),
+    since: PointInTime | None = None,
+    until: PointInTime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Jobs newest change first, filtered by status, task and a window on the last change."""
+    if limit < 1:
+        raise OperationError(f"--limit must be >= 1, got {limit}")
+    allowed = [s.value for s in JobStatus]
+    since, until = since or PointInTime(), until or PointInTime()
+    rows = await pool.fetch(
+        Queries(schema).list_jobs,
+        validate_statuses(statuses, allowed) or None,
+        list(tasks) or None,
+        since.at,
+        since.seconds_ago,
+        until.at,
+        until.seconds_ago,
+        limit,
+    )
+    return [dict(row) for row in rows]
+
+
+async def retry_job(pool: asyncpg.Pool[Any], schema: str, job_id: str, delay: float) -> None:
+    """Put a failed or cancelled job back to pending (fresh budgets) after `delay` seconds."""
+    if delay < 0:
+        raise OperationError(f"--delay must be >= 0 seconds, got {delay}")
+    try:
+        await pool.fetchval(Queries(schema).retry_job, job_id, delay)
+    except (asyncpg.NoDataFoundError, asyncpg.ObjectNotInPrerequisiteStateError) as exc:
+        raise OperationError(str(exc)) from None
+
+
+async def purge_jobs(
+    pool: asyncpg.Pool[Any],
+    schema: str,
+    before: PointInTime,
+    *,
+    statuses: Sequence[str] = FINISHED,
+    batch_size: int = 1000,
+) -> int:
+    """Delete finished jobs that finished before `before`, one batch per transaction so a
+    big purge never holds many row locks; returns how many were deleted."""
+    if batch_size < 1:
+        raise OperationError(f"--batch-size must be >= 1, got {batch_size}")
+    wanted = validate_statuses(statuses, FINISHED)
+    query = Queries(schema).purge_jobs_finished_before
+    total = 0
+    while True:
+        deleted: int = await pool.fetchval(query, before.at, wanted, batch_size, before.seconds_ago)
+        total += deleted
+        if deleted < batch_size:
+            return total
+
+
+async def stats(pool: asyncpg.Pool[Any], schema: str) -> dict[str, Any]:
+    """The per-task view and fleet counters, as plain data."""
+    q = Queries(schema)
+    tasks = [dict(row) for row in await pool.fetch(q.task_stats)]
+    fleet = await pool.fetchrow(q.fleet_stats)
+    assert fleet is not None
+    return {"tasks": tasks, **dict(fleet)}
