@@ -160,11 +160,18 @@ class WorkerIdentity:
     def __init__(self) -> None:
         self.current: UUID = uuid4()
         self.registered = False
+        #: When this replica must consider its lease lost (anyio clock), ahead of the
+        #: database's expiry; the heartbeat moves it on after every successful beat.
+        self.fence_at = 0.0
 
     def retire(self) -> UUID:
         old, self.current, self.registered = self.current, uuid4(), False
         return old
 
     def holds(self, owner: UUID) -> bool:
-        """Whether an attempt claimed as `owner` may still run and write."""
-        return self.registered and owner == self.current
+        """Whether work claimed as `owner` may still start or be written. False as soon as
+        the fence time passed, even before the heartbeat gets to fence: a replica resuming
+        from a freeze must not start what it claimed before it froze."""
+        return (
+            self.registered and owner == self.current and anyio.current_time() < self.fence_at
+        )

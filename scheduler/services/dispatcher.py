@@ -63,10 +63,10 @@ class Dispatcher:
         """Claim what is due now, up to the free slots; return how many jobs started."""
         free = self._running.free_slots
         names = self._task_names()
-        if free <= 0 or not names or not self._identity.registered:
-            return 0
-        limit = min(free, self._batch_size)
         owner = self._identity.current
+        if free <= 0 or not names or not self._identity.holds(owner):
+            return 0  # past the fence time, claims wait for a heartbeat (or a new identity)
+        limit = min(free, self._batch_size)
         # Shielded: a claim cancelled in flight may still commit, leaving jobs marked
         # running here that never start. Shutdown therefore stops the dispatcher between
         # claims; what a claim took is started and drained. A claim that commits but whose
@@ -81,8 +81,9 @@ class Dispatcher:
             if claiming.cancelled_caught:
                 raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
             if not self._identity.holds(owner):
-                # Fenced while the claim was in flight: the rows stay with the old identity,
-                # whose lease lapses; the orphan sweep hands them on. Start none of them.
+                # Fenced (or past the fence time) while the claim was in flight: start none
+                # of it. The orphan sweep, or if the lease survives the heartbeat's hand
+                # back, returns the rows.
                 logger.warning(
                     "%d job(s) claimed as %s after it was fenced; not starting them",
                     len(claimed),

@@ -56,7 +56,6 @@ class Heartbeat:
         # Fence this long after the last successful beat was *sent*: the database's expiry
         # is at least lease_time after that, so we always stop first.
         self._fence_after = lease_time - min(interval, lease_time / 3)
-        self._last_success = 0.0  # set by register(), before any fencing decision
 
     async def register(self) -> None:
         """Announce a (new) identity with a fresh lease."""
@@ -69,12 +68,12 @@ class Heartbeat:
             self._lease_time,
         )
         self._identity.registered = True
-        self._last_success = sent_at
+        self._identity.fence_at = sent_at + self._fence_after
         logger.info("worker %s registered", self._identity.current)
         self._on_registered()  # a replacement identity may claim at once
 
     def fence_deadline(self) -> float:
-        return self._last_success + self._fence_after
+        return self._identity.fence_at
 
     async def run_once(self) -> None:
         if not self._identity.registered:
@@ -91,7 +90,7 @@ class Heartbeat:
         if not result.alive:
             self.fence("the database says the lease expired")
             return
-        self._last_success = sent_at
+        self._identity.fence_at = sent_at + self._fence_after
         for entry in self._running:
             if not entry.executing:
                 continue  # its outcome is being written; the write is fenced

@@ -632,3 +632,5 @@ END
 $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} FROM PUBLIC;
+-- Pure and reading no table: every role that inspects jobs needs it.
+GRANT EXECUTE ON FUNCTION {schema}.readable_time(timestamptz) TO PUBLIC;
