@@ -172,6 +172,4 @@ class WorkerIdentity:
         """Whether work claimed as `owner` may still start or be written. False as soon as
         the fence time passed, even before the heartbeat gets to fence: a replica resuming
         from a freeze must not start what it claimed before it froze."""
-        return (
-            self.registered and owner == self.current and anyio.current_time() < self.fence_at
-        )
+        return self.registered and owner == self.current and anyio.current_time() < self.fence_at

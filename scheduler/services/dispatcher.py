@@ -15,6 +15,7 @@ import anyio.lowlevel
 
 from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.backoff import LoopBackoff
+from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import ClaimedJob, JobStore
 
@@ -137,7 +138,8 @@ class Dispatcher:
             )
             await self.wakeup.wait(self._poll_interval)
             try:
-                await self.run_once()
+                with uninterrupted("a claim pass"):
+                    await self.run_once()
             except Exception as exc:
                 delay = backoff.next_delay()
                 logger.warning("claiming jobs failed (%r); retrying in %.2fs", exc, delay)

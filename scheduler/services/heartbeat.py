@@ -24,6 +24,7 @@ from uuid import UUID
 import anyio
 
 from scheduler.running import CancelReason, RunningJobs, WorkerIdentity
+from scheduler.services.passes import uninterrupted
 from scheduler.store import AttemptKey, JobStore
 
 logger = logging.getLogger("scheduler.heartbeat")
@@ -138,7 +139,8 @@ class Heartbeat:
     async def run(self) -> None:
         while True:
             try:
-                await self.run_once()
+                with uninterrupted("a heartbeat"):
+                    await self.run_once()
             except Exception as exc:
                 logger.warning("heartbeat failed: %r", exc)
             now = anyio.current_time()

@@ -7,6 +7,7 @@ import logging
 
 import anyio
 
+from scheduler.services.passes import uninterrupted
 from scheduler.store import JobStore
 
 logger = logging.getLogger("scheduler.pruner")
@@ -32,7 +33,8 @@ class Pruner:
     async def run(self) -> None:
         while True:
             try:
-                deleted = await self.run_once()
+                with uninterrupted("a pruning pass"):
+                    deleted = await self.run_once()
                 if deleted:
                     logger.info("pruned %d finished job(s)", deleted)
             except Exception as exc:

@@ -9,6 +9,7 @@ import logging
 
 import anyio
 
+from scheduler.services.passes import uninterrupted
 from scheduler.store import JobStore
 
 logger = logging.getLogger("scheduler.reaper")
@@ -55,7 +56,8 @@ class Reaper:
         while True:
             try:
                 # Housekeeping is not urgent: every few sweeps keeps an idle replica quiet.
-                reclaimed = await self.run_once(housekeeping=sweeps % HOUSEKEEPING_EVERY == 0)
+                with uninterrupted("an orphan sweep"):
+                    reclaimed = await self.run_once(housekeeping=sweeps % HOUSEKEEPING_EVERY == 0)
                 sweeps += 1
                 if reclaimed:
                     logger.info("reclaimed %d orphaned job(s)", reclaimed)

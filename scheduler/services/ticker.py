@@ -16,6 +16,7 @@ import anyio.lowlevel
 
 from scheduler.recurring import plan_firing
 from scheduler.services.backoff import LoopBackoff
+from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import JobStore
 
@@ -75,7 +76,8 @@ class Ticker:
             # Look first, then sleep: a slot due at start (missed while no replica ran, or
             # declared before LISTEN was up, its NOTIFY lost) fires now, not a poll later.
             try:
-                await self.run_once()
+                with uninterrupted("a firing pass"):
+                    await self.run_once()
             except Exception as exc:
                 delay = backoff.next_delay()
                 logger.warning("firing schedules failed (%r); retrying in %.2fs", exc, delay)
