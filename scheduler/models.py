@@ -175,3 +175,6 @@ class Schedule:
     last_fire_time: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: Why the schedule cannot fire (a trigger added by SQL that Python cannot build); it
+    #: is then paused. None when all is well.
+    error: str | None = None

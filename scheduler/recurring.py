@@ -57,6 +57,32 @@ def resume_fire_time(stored_trigger: str, now: datetime) -> datetime | None:
     return decode_trigger(stored_trigger).next_fire_time(now)
 
 
+@dataclass(frozen=True)
+class FirstFire:
+    """A schedule added by SQL, planned: its first fire time, or why it cannot fire."""
+
+    schedule_id: str
+    next_fire_time: datetime | None
+    error: str | None = None
+
+
+def plan_first_fires(unplanned: Sequence[tuple[str, str]], now: datetime) -> list[FirstFire]:
+    """First fire times of schedules added by SQL (id, stored trigger), from the database
+    clock. SQL checks what it can; a trigger Python cannot build (an expression croniter
+    refuses, a zone zoneinfo lacks) gets its reason instead, and the schedule is paused."""
+    planned = []
+    for schedule_id, stored_trigger in unplanned:
+        try:
+            planned.append(
+                FirstFire(schedule_id, decode_trigger(stored_trigger).next_fire_time(now))
+            )
+        except Exception as exc:
+            reason = f"cannot build its trigger: {exc}"
+            logger.error("pausing schedule %s added by SQL: %s", schedule_id, reason)
+            planned.append(FirstFire(schedule_id, None, reason))
+    return planned
+
+
 def decode_trigger(stored_trigger: str) -> Trigger:
     """A trigger from its stored form (the JSON text of `Trigger.to_json()`)."""
     return trigger_from_json(json.loads(stored_trigger))

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from scheduler.models import ConflictResolution, Job, JobStatus, Schedule
-from scheduler.recurring import FiringPass, StoredDueSchedule
+from scheduler.recurring import FiringPass, FirstFire, StoredDueSchedule
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ ResumeFireTime = Callable[[str, datetime], datetime | None]
 #: database clock (see `scheduler.recurring.plan_firing`).
 FirePlanner = Callable[[Sequence[StoredDueSchedule], datetime], FiringPass]
 
+#: Plans the first fire times of schedules added by SQL: (id, stored trigger) rows and the
+#: database clock (see `scheduler.recurring.plan_first_fires`).
+FirstFirePlanner = Callable[[Sequence[tuple[str, str]], datetime], list[FirstFire]]
+
 
 #: One attempt of one job: (job id, attempt number). Attempt numbers never repeat per job.
 AttemptKey = tuple[str, int]
@@ -115,6 +119,7 @@ class JobStore(Protocol):
     async def resume_schedule(self, schedule_id: str, fire_time: ResumeFireTime) -> bool: ...
     async def remove_schedule(self, schedule_id: str) -> bool: ...
     async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int: ...
+    async def plan_new_schedules(self, limit: int, planner: FirstFirePlanner) -> int: ...
     async def next_schedule_delay(self) -> float | None: ...
 
     # -- dispatcher -------------------------------------------------------------------

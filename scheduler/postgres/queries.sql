@@ -349,6 +349,8 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     max_running = excluded.max_running, jitter_seconds = excluded.jitter_seconds,
     next_fire_time = CASE WHEN s.trigger = excluded.trigger THEN s.next_fire_time
                           ELSE excluded.next_fire_time END,
+    needs_first_fire = s.needs_first_fire AND s.trigger = excluded.trigger,
+    trigger_error = CASE WHEN s.trigger = excluded.trigger THEN s.trigger_error END,
     updated_at = now()
 WHERE (s.task_name, s.args, s.kwargs, s.trigger, s.priority, s.max_retries,
        s.timeout_seconds, s.coalesce_policy, s.misfire_grace_seconds, s.max_running,
@@ -365,7 +367,7 @@ RETURNING s.schedule_id
 -- as in get_job.
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
-       misfire_grace_seconds, max_running, jitter_seconds, paused,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, trigger_error,
        {schema}.readable_time(next_fire_time) AS next_fire_time,
        {schema}.readable_time(last_fire_time) AS last_fire_time,
        {schema}.readable_time(created_at) AS created_at,
@@ -377,7 +379,7 @@ WHERE schedule_id = $1
 -- Every schedule, by id. Timestamps are clamped to Python's datetime range, as in get_job.
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
-       misfire_grace_seconds, max_running, jitter_seconds, paused,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, trigger_error,
        {schema}.readable_time(next_fire_time) AS next_fire_time,
        {schema}.readable_time(last_fire_time) AS last_fire_time,
        {schema}.readable_time(created_at) AS created_at,
@@ -399,7 +401,9 @@ FOR UPDATE
 
 -- resume_schedule --
 -- Fire again from the next slot after now: slots that passed while paused do not run.
-UPDATE {schema}.schedules SET paused = false, next_fire_time = $2, updated_at = now()
+UPDATE {schema}.schedules SET
+    paused = false, next_fire_time = $2, needs_first_fire = false, trigger_error = NULL,
+    updated_at = now()
 WHERE schedule_id = $1
 
 -- remove_schedule --
@@ -458,9 +462,31 @@ WHERE s.schedule_id = a.schedule_id
 UPDATE {schema}.schedules SET paused = true, updated_at = now() WHERE schedule_id = $1
 
 -- next_schedule_delay --
--- Seconds from now until the earliest active schedule fires (negative if overdue).
-SELECT extract(epoch FROM min(next_fire_time) - now())::float8
+-- Seconds from now until the earliest active schedule fires (negative if overdue); -1 when
+-- a schedule added by SQL waits for its first fire time to be computed.
+SELECT CASE WHEN EXISTS (SELECT 1 FROM {schema}.schedules
+                         WHERE needs_first_fire AND NOT paused) THEN -1::float8
+            ELSE extract(epoch FROM min(next_fire_time) - now())::float8 END
 FROM {schema}.schedules WHERE NOT paused AND next_fire_time IS NOT NULL
+
+-- unplanned_schedules --
+-- Lock up to $1 schedules added by SQL that wait for their first fire time, with the
+-- database clock to compute it from.
+SELECT schedule_id, trigger::text AS trigger, now() AS now
+FROM {schema}.schedules
+WHERE needs_first_fire AND NOT paused
+ORDER BY schedule_id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+
+-- plan_schedules --
+-- Store computed first fire times; a schedule whose trigger Python cannot build ($3 is the
+-- reason) is paused with it, so it is visible instead of silently never firing.
+UPDATE {schema}.schedules s SET
+    next_fire_time = p.next_fire_time, needs_first_fire = false, trigger_error = p.error,
+    paused = s.paused OR p.error IS NOT NULL, updated_at = now()
+FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS p(schedule_id, next_fire_time, error)
+WHERE s.schedule_id = p.schedule_id
 
 -- list_jobs --
 -- Operator listing (`scheduler jobs`): newest change first, filtered by statuses ($1),

@@ -35,6 +35,7 @@ from scheduler.store import (
     AttemptKey,
     ClaimedJob,
     FirePlanner,
+    FirstFirePlanner,
     FirstFireTime,
     HeartbeatResult,
     Lease,
@@ -194,6 +195,22 @@ class PostgresJobStore:
                     (a.schedule_id, a.next_fire_time, a.last_fire_time) for a in firing.advances
                 ]
                 await conn.execute(self.q.advance_schedules, *_columns(advances))
+        return len(rows)
+
+    async def plan_new_schedules(self, limit: int, planner: FirstFirePlanner) -> int:
+        """Compute the first fire time of up to `limit` schedules added by SQL, in one
+        transaction. Returns how many were planned."""
+        async with pooled_transaction(self.pool) as conn:
+            rows = await conn.fetch(self.q.unplanned_schedules, limit)
+            if not rows:
+                return 0
+            planned = planner(
+                [(row["schedule_id"], row["trigger"]) for row in rows], rows[0]["now"]
+            )
+            await conn.execute(
+                self.q.plan_schedules,
+                *_columns([(p.schedule_id, p.next_fire_time, p.error) for p in planned]),
+            )
         return len(rows)
 
     async def next_schedule_delay(self) -> float | None:
@@ -454,6 +471,7 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
         last_fire_time=row["last_fire_time"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        error=row["trigger_error"],
     )
 
 

@@ -14,7 +14,7 @@ import random
 import anyio
 import anyio.lowlevel
 
-from scheduler.recurring import plan_firing
+from scheduler.recurring import plan_firing, plan_first_fires
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
@@ -48,6 +48,9 @@ class Ticker:
             if delay is not None:
                 self.wakeup.arm_in(delay)
             return 0
+        # Schedules added by SQL first get their first fire time (they may be due at once).
+        while await self._store.plan_new_schedules(self._batch_size, plan_first_fires):
+            pass
         fired = 0
         while True:
             # Shielded: a shutdown lets the pass in flight commit instead of cancelling its

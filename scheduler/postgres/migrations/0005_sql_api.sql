@@ -14,6 +14,15 @@
 --                                       a claim by a worker whose lease is not live
 --   P0002 no_data_found                 retry of an unknown job
 
+-- Schedules added from SQL wait for a replica to compute their first fire time (see
+-- add_schedule below); one whose trigger Python cannot build is paused with the reason.
+ALTER TABLE {schema}.schedules
+    ADD COLUMN needs_first_fire boolean NOT NULL DEFAULT false,
+    ADD COLUMN trigger_error    text;
+
+CREATE INDEX schedules_unplanned_idx ON {schema}.schedules (schedule_id)
+    WHERE needs_first_fire AND NOT paused;
+
 -- One job to schedule: the fields of schedule_job(), for schedule_jobs() batches. Build
 -- values with job_request(task_name, ...), which fills the defaults.
 CREATE TYPE {schema}.job_request AS (
@@ -574,7 +583,7 @@ ORDER BY j.finished_at DESC;
 -- Recurring schedules with their next fire time and unfinished jobs.
 CREATE VIEW {schema}.schedule_status AS
 SELECT s.schedule_id, s.task_name, s.trigger, s.paused, s.next_fire_time,
-       s.next_fire_time - now() AS next_fire_in, s.last_fire_time,
+       s.next_fire_time - now() AS next_fire_in, s.last_fire_time, s.trigger_error,
        (SELECT count(*) FROM {schema}.jobs j
         WHERE j.schedule_id = s.schedule_id AND j.status IN ('pending', 'running'))
            AS unfinished_jobs
@@ -588,6 +597,192 @@ SELECT w.worker_id, w.hostname, w.pid, w.tasks, w.started_at, w.heartbeat_at,
         WHERE j.lease_owner = w.worker_id AND j.status = 'running') AS running_jobs
 FROM {schema}.workers w
 WHERE w.lease_expires_at > now();
+
+-- ---------------------------------------------------------------------------------------
+-- Recurring schedules from SQL. SQL cannot compute cron fire times the way Python does
+-- (croniter, zoneinfo, DST), so a schedule added here is stored with its trigger and
+-- `needs_first_fire`; the first replica whose ticker sees it computes the next fire time
+-- from the database clock or, if Python cannot build the trigger (an expression croniter
+-- refuses, a zone zoneinfo lacks), pauses it and records why in `trigger_error`, shown by
+-- schedule_status and get_schedule().
+
+-- A schedule waiting for its first fire time wakes the tickers at once.
+CREATE OR REPLACE FUNCTION {schema}.notify_schedules() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    next_fire timestamptz;
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows WHERE needs_first_fire AND NOT paused) THEN
+        PERFORM pg_notify(TG_ARGV[0], 'schedule 0');
+        RETURN NULL;
+    END IF;
+    SELECT min(next_fire_time) INTO next_fire FROM new_rows WHERE NOT paused;
+    IF next_fire IS NOT NULL THEN
+        PERFORM pg_notify(TG_ARGV[0],
+            'schedule ' || extract(epoch FROM next_fire - clock_timestamp())::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Add a recurring schedule of a cron expression (5 fields, or 6 with seconds first, in
+-- `timezone`) or of an interval (`every`, elapsed time on a grid anchored at the Unix
+-- epoch). The options mean what Scheduler.add_schedule()'s do; `conflict` on an existing
+-- id: 'raise' (23505), 'ignore' (keep it), 'replace' (overwrite the definition; a changed
+-- trigger gets a new first fire time; the paused state stays). Returns the schedule id.
+CREATE FUNCTION {schema}.add_schedule(
+    schedule_id   text,
+    task_name     text,
+    cron          text DEFAULT NULL,
+    every         interval DEFAULT NULL,
+    timezone      text DEFAULT 'UTC',
+    args          jsonb DEFAULT '[]',
+    kwargs        jsonb DEFAULT '{}',
+    priority      integer DEFAULT 5,
+    max_retries   integer DEFAULT 0,
+    timeout       interval DEFAULT NULL,
+    coalesce_policy text DEFAULT 'latest',
+    misfire_grace interval DEFAULT NULL,
+    max_running   integer DEFAULT 1,
+    jitter        interval DEFAULT NULL,
+    conflict      text DEFAULT 'raise'
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    policy text := lower(conflict);
+    request {schema}.job_request;
+    trigger_json jsonb;
+    written text;
+BEGIN
+    IF policy IS NULL OR policy NOT IN ('raise', 'ignore', 'replace') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'conflict must be ''raise'', ''ignore'' or ''replace'', got %L', conflict);
+    END IF;
+    IF schedule_id IS NULL OR schedule_id = '' OR length(schedule_id) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'schedule_id must be a text of 1 to 200 characters, got %L',
+            left(schedule_id, 300));
+    END IF;
+    -- The job part of the schedule is checked like schedule_job()'s.
+    request := {schema}.check_job_request({schema}.job_request(
+        task_name, args, kwargs, NULL, NULL, NULL, priority, max_retries, timeout));
+    IF (cron IS NULL) = (every IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'give exactly one of cron (an expression) or every (an interval)';
+    END IF;
+    IF cron IS NOT NULL THEN
+        IF array_length(regexp_split_to_array(btrim(cron), '\s+'), 1) NOT IN (5, 6)
+           OR cron !~ '^[[:space:][:alnum:]*/,?#-]+$' THEN
+            RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+                'cron must have 5 fields (minute hour day month weekday), or 6 with seconds'
+                ' first, of digits, names and * / , - ?; got %L', cron);
+        END IF;
+        IF timezone IS NULL
+           OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = timezone) THEN
+            RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+                'unknown time zone %L; use an IANA name such as ''Europe/Berlin''', timezone);
+        END IF;
+        trigger_json := jsonb_build_object(
+            'type', 'cron', 'expression', btrim(cron), 'timezone', timezone);
+    ELSE
+        IF every <= interval '0' THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('every must be a positive interval, got %s', every);
+        END IF;
+        IF timezone IS DISTINCT FROM 'UTC' THEN
+            RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE =
+                'timezone applies to cron schedules; an interval runs on elapsed time'
+                ' (leave timezone as ''UTC'')';
+        END IF;
+        trigger_json := jsonb_build_object('type', 'interval',
+            'seconds', extract(epoch FROM every)::float8, 'start', NULL, 'end', NULL);
+    END IF;
+    IF coalesce_policy IS NULL OR coalesce_policy NOT IN ('latest', 'all', 'skip') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'coalesce_policy must be ''latest'', ''all'' or ''skip'', got %L',
+            coalesce_policy);
+    END IF;
+    IF misfire_grace <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'misfire_grace must be > 0 (or NULL for no limit), got %s', misfire_grace);
+    END IF;
+    IF max_running < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'max_running must be >= 1 (or NULL for no limit), got %s', max_running);
+    END IF;
+    IF jitter < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('jitter must be >= 0, got %s', jitter);
+    END IF;
+
+    INSERT INTO {schema}.schedules AS s
+        (schedule_id, task_name, args, kwargs, trigger, priority, max_retries,
+         timeout_seconds, coalesce_policy, misfire_grace_seconds, max_running,
+         jitter_seconds, next_fire_time, needs_first_fire)
+    VALUES (add_schedule.schedule_id, request.task_name, request.args, request.kwargs,
+            trigger_json, request.priority, request.max_retries,
+            extract(epoch FROM request.timeout)::float8, add_schedule.coalesce_policy,
+            extract(epoch FROM misfire_grace)::float8, add_schedule.max_running,
+            coalesce(extract(epoch FROM jitter)::float8, 0), NULL, true)
+    ON CONFLICT ON CONSTRAINT schedules_pkey DO NOTHING
+    RETURNING s.schedule_id INTO written;
+    IF written IS NOT NULL OR policy = 'ignore' THEN
+        RETURN add_schedule.schedule_id;
+    END IF;
+    IF policy = 'raise' THEN
+        RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = format(
+            'a schedule with id %L already exists; pass conflict => ''ignore'' to keep it'
+            ' or ''replace'' to overwrite its definition', add_schedule.schedule_id);
+    END IF;
+    UPDATE {schema}.schedules s SET
+        task_name = request.task_name, args = request.args, kwargs = request.kwargs,
+        priority = request.priority, max_retries = request.max_retries,
+        timeout_seconds = extract(epoch FROM request.timeout)::float8,
+        coalesce_policy = add_schedule.coalesce_policy,
+        misfire_grace_seconds = extract(epoch FROM misfire_grace)::float8,
+        max_running = add_schedule.max_running,
+        jitter_seconds = coalesce(extract(epoch FROM jitter)::float8, 0),
+        needs_first_fire = s.needs_first_fire OR s.trigger IS DISTINCT FROM trigger_json,
+        trigger_error = CASE WHEN s.trigger IS DISTINCT FROM trigger_json THEN NULL
+                             ELSE s.trigger_error END,
+        trigger = trigger_json, updated_at = now()
+    WHERE s.schedule_id = add_schedule.schedule_id;
+    RETURN add_schedule.schedule_id;
+END
+$$;
+
+-- Stop a schedule firing on every replica. False: no such schedule.
+CREATE FUNCTION {schema}.pause_schedule(schedule_id text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH paused AS (
+        UPDATE {schema}.schedules s SET paused = true, updated_at = now()
+        WHERE s.schedule_id = pause_schedule.schedule_id RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM paused)
+$$;
+
+-- Fire again from the next slot after now (a replica computes it): slots that passed while
+-- paused do not run. False: no such schedule.
+CREATE FUNCTION {schema}.resume_schedule(schedule_id text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH resumed AS (
+        UPDATE {schema}.schedules s SET
+            paused = false, needs_first_fire = true, trigger_error = NULL,
+            updated_at = now()
+        WHERE s.schedule_id = resume_schedule.schedule_id RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM resumed)
+$$;
+
+-- Delete a schedule; jobs it already fired stay. False: no such schedule.
+CREATE FUNCTION {schema}.remove_schedule(schedule_id text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH removed AS (
+        DELETE FROM {schema}.schedules s
+        WHERE s.schedule_id = remove_schedule.schedule_id RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM removed)
+$$;
 
 -- ---------------------------------------------------------------------------------------
 -- Least privilege. The owner (the role that runs migrations) calls these to grant existing
@@ -610,7 +805,8 @@ BEGIN
             ' {schema}.retry_job, {schema}.register_worker, {schema}.worker_heartbeat,'
             ' {schema}.claim_jobs, {schema}.complete_job, {schema}.fail_job,'
             ' {schema}.release_job, {schema}.cancel_requested_jobs,'
-            ' {schema}.unregister_worker TO ' || grantee;
+            ' {schema}.unregister_worker, {schema}.add_schedule, {schema}.pause_schedule,'
+            ' {schema}.resume_schedule, {schema}.remove_schedule TO ' || grantee;
 END
 $$;
 
@@ -626,8 +822,9 @@ BEGIN
             ' {schema}.stalled_jobs, {schema}.recent_failures, {schema}.schedule_status,'
             ' {schema}.live_workers TO ' || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
-            ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job TO '
-            || grantee;
+            ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
+            ' {schema}.add_schedule, {schema}.pause_schedule, {schema}.resume_schedule,'
+            ' {schema}.remove_schedule TO ' || grantee;
 END
 $$;
 
