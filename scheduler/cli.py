@@ -99,14 +99,82 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="module whose @task functions to run (repeatable)",
     )
-    worker.add_argument("--concurrency", type=int, default=10)
+    add_replica_settings(worker)
     return parser
+
+
+#: The settings of `Scheduler(...)` a worker takes as flags (--lease-time ...) or from the
+#: environment (SCHEDULER_LEASE_TIME ...); the flag wins. Defaults are the library's.
+_WORKER_SETTINGS: dict[str, type] = {
+    "max_concurrent_jobs": int,
+    "lease_time": float,
+    "heartbeat_interval": float,
+    "poll_interval": float,
+    "shutdown_grace": float,
+    "claim_batch_size": int,
+    "reap_interval": float,
+    "retention": float,
+    "prune_interval": float,
+    "unrunnable_job_timeout": float,
+    "orphan_retries": int,
+    "max_payload_bytes": int,
+    "listener_check_interval": float,
+    "listener_check_timeout": float,
+    "cancel_wait": float,
+}
+
+
+def add_replica_settings(worker: argparse.ArgumentParser) -> None:
+    for name, kind in _WORKER_SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        variable = f"SCHEDULER_{name.upper()}"
+        unit = "seconds" if kind is float else "a whole number"
+        aliases = ["--concurrency"] if name == "max_concurrent_jobs" else []
+        worker.add_argument(
+            flag,
+            *aliases,
+            dest=name,
+            type=_setting(name, kind),
+            default=os.environ.get(variable),  # argparse parses a string default too
+            metavar="N",
+            help=f"{unit}; also ${variable}"
+            + (" ('none' to disable)" if name == "unrunnable_job_timeout" else ""),
+        )
+
+
+def _setting(name: str, kind: type) -> Any:
+    def parse(text: str) -> Any:
+        if name == "unrunnable_job_timeout" and text.strip().lower() == "none":
+            return _DISABLED
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {'a number of seconds' if kind is float else 'a whole number'},"
+                f" got {text!r}"
+            ) from None
+
+    parse.__name__ = name  # argparse names the setting in its error message
+    return parse
+
+
+_DISABLED = object()  # unrunnable_job_timeout=None, as given on the command line
+
+
+def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
+    """The Scheduler keyword arguments given as flags or environment variables."""
+    settings = {}
+    for name in _WORKER_SETTINGS:
+        value = getattr(options, name, None)
+        if value is not None:
+            settings[name] = None if value is _DISABLED else value
+    return settings
 
 
 async def run(options: argparse.Namespace) -> int:
     schema = validate_schema_name(options.schema or default_schema())
     pool = await asyncpg.create_pool(
-        options.dsn, min_size=1, max_size=4 + getattr(options, "concurrency", 0)
+        options.dsn, min_size=1, max_size=4 + (getattr(options, "max_concurrent_jobs", 0) or 10)
     )
     assert pool is not None
     try:
@@ -143,7 +211,7 @@ async def run(options: argparse.Namespace) -> int:
                 return 1
             print(f"{options.command}d {options.schedule_id}")
         elif options.command == "worker":
-            await run_worker(pool, schema, options.imports, options.concurrency)
+            await run_worker(pool, schema, options.imports, worker_settings(options))
     finally:
         await pool.close()
     return 0
@@ -256,7 +324,7 @@ async def print_schedules(scheduler: Scheduler, *, as_json: bool) -> None:
 
 
 async def run_worker(
-    pool: asyncpg.Pool[Any], schema: str, imports: Sequence[str], concurrency: int
+    pool: asyncpg.Pool[Any], schema: str, imports: Sequence[str], settings: dict[str, Any]
 ) -> None:
     sys.path.insert(0, os.getcwd())
     for module in imports:
@@ -275,7 +343,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with Scheduler(pool, max_concurrent_jobs=concurrency, schema=schema) as scheduler:
+    async with Scheduler(pool, schema=schema, **settings) as scheduler:
         print(
             f"worker {scheduler.worker_id} running; SIGTERM or Ctrl-C stops it gracefully",
             flush=True,

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError, __version__
+from scheduler.cli import build_parser, worker_settings
 from scheduler.postgres.sql import quote_identifier
 from tests.support import jobs
 from tests.support.db import TEST_DSN, has_status, unique_schema, wait_until
@@ -242,3 +243,56 @@ async def test_a_worker_without_tasks_fails_in_one_line(
     result = cli("worker", *imports, schema=migrated)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
+
+
+def test_a_worker_takes_every_replica_setting_from_flags_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCHEDULER_POLL_INTERVAL", "2.5")
+    monkeypatch.setenv("SCHEDULER_LEASE_TIME", "60")
+    options = build_parser().parse_args(
+        [
+            "worker",
+            "--import",
+            "m",
+            "--lease-time",
+            "40",
+            "--concurrency",
+            "3",
+            "--unrunnable-job-timeout",
+            "none",
+            "--orphan-retries",
+            "0",
+        ]
+    )
+    assert worker_settings(options) == {
+        "poll_interval": 2.5,  # from the environment
+        "lease_time": 40.0,  # the flag wins over SCHEDULER_LEASE_TIME
+        "max_concurrent_jobs": 3,
+        "unrunnable_job_timeout": None,
+        "orphan_retries": 0,
+    }
+    assert worker_settings(build_parser().parse_args(["worker"])) == {
+        "poll_interval": 2.5,
+        "lease_time": 60.0,
+    }
+
+
+def test_a_bad_worker_setting_is_one_line(schema: str) -> None:
+    refused = cli(
+        "worker", "--import", "tests.support.cli_tasks", "--lease-time", "soon", schema=schema
+    )
+    assert refused.returncode == 2 and "lease_time must be a number of seconds" in refused.stderr
+    invalid = cli(
+        "worker",
+        "--import",
+        "tests.support.cli_tasks",
+        "--lease-time",
+        "1",
+        "--heartbeat-interval",
+        "5",
+        schema=schema,
+    )
+    assert invalid.returncode == 2
+    assert invalid.stderr.strip().splitlines()[-1].startswith("error: heartbeat_interval")
+    assert "Traceback" not in invalid.stderr
