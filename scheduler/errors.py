@@ -87,3 +87,19 @@ class InvalidScheduleError(SchedulerError, ValueError):
 class InvalidTriggerError(InvalidScheduleError):
     """A trigger cannot be built: a bad cron expression, an unknown time zone, an empty
     interval, or a combination that can never fire."""
+
+
+class JobNotFoundError(SchedulerError, LookupError):
+    """No job has this id (it never existed, or it was pruned after the retention period)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobWaitTimeoutError(SchedulerError, TimeoutError):
+    """`wait_for_job()` gave up: the job had not finished within the timeout (it goes on)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id

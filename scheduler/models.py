@@ -148,6 +148,10 @@ class Job:
     schedule_id: str | None = None
     fire_time: datetime | None = None
 
+    #: What the job returned (decoded JSON), while it is succeeded; None otherwise (and
+    #: when it returned None).
+    result: Any = None
+
     @property
     def is_finished(self) -> bool:
         return self.status.is_terminal

@@ -27,8 +27,8 @@ from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
-from scheduler.serialization import decode_arguments
-from scheduler.store import JobStore
+from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
+from scheduler.store import JobStore, Success
 from scheduler.tasks import TaskDefinition
 
 logger = logging.getLogger("scheduler.runner")
@@ -54,7 +54,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Succeeded:
-    pass
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class JobRunner:
         default_backoff: RetryBackoff,
         threads: Executor,
         fence_deadline: Callable[[], float],
+        max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self._store = store
         self._running = running
@@ -88,6 +89,7 @@ class JobRunner:
         self._default_backoff = default_backoff
         self._threads = threads
         self._fence_deadline = fence_deadline
+        self._max_result_bytes = max_result_bytes
         self._abandoned = False
         self._thread_waits: set[anyio.Event] = set()
 
@@ -150,8 +152,8 @@ class JobRunner:
                     return Interrupted(CancelReason.LEASE_LOST), backoff
                 timing.deadline = anyio.current_time() + timeout if timeout else math.inf
                 with timing:
-                    await self._call(entry, definition, args, kwargs)
-                    return Succeeded(), backoff
+                    value = await self._call(entry, definition, args, kwargs)
+                    return self._succeeded(value), backoff
                 # Only reached when the deadline scope swallowed its own cancellation.
                 return Failed(f"timed out after {timeout} seconds"), backoff
             # Only reached when the job's scope swallowed its cancellation.
@@ -171,16 +173,23 @@ class JobRunner:
             # job itself. That is the job failing, not the scheduler stopping.
             return Failed(describe_exception(exc)), backoff
 
+    def _succeeded(self, value: Any) -> Outcome:
+        """A result that cannot be stored fails the attempt (a bug in the job: it spends a
+        retry like any other failure), with the reason as its error."""
+        try:
+            return Succeeded(encode_result(value, max_bytes=self._max_result_bytes))
+        except ValueError as exc:
+            return Failed(f"the job returned a value that cannot be stored: {exc}")
+
     async def _call(
         self,
         entry: RunningJob,
         definition: TaskDefinition,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> None:
+    ) -> Any:
         if definition.is_async:
-            await definition.func(*args, **kwargs)
-            return
+            return await definition.func(*args, **kwargs)
         # A thread cannot be interrupted: on cancellation it is asked to stop (through
         # current_job()) and waited for, and its real outcome stands, never "cancelled"
         # for work that quietly completed.
@@ -200,7 +209,7 @@ class JobRunner:
                 self._thread_waits.discard(finished)
             if not future.done() or isinstance(future.exception(), JobInterruptedError):
                 raise  # abandoned, or it stopped as asked: cancelled, not failed
-        future.result()  # its return value, or its exception
+        return future.result()  # its return value, or its exception
 
     async def _record(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None
@@ -273,7 +282,8 @@ class JobRunner:
     ) -> bool:
         lease = entry.claimed.lease
         if isinstance(outcome, Succeeded):
-            return await self._store.complete_job(lease)
+            success = Success(lease.job_id, lease.owner, lease.attempt, outcome.result_json)
+            return await self._store.complete_job(success)
         if isinstance(outcome, Failed):
             # Backoff grows with failures only: lost leases and releases do not count.
             failure = entry.claimed.failures + 1

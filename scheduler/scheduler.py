@@ -17,7 +17,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import validation
+from scheduler import validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
     InvalidJobError,
@@ -53,6 +53,7 @@ from scheduler.tasks import (
     TaskCatalog,
 )
 from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
+from scheduler.waiting import FinishedJobs
 
 logger = logging.getLogger("scheduler")
 
@@ -102,6 +103,7 @@ class Scheduler:
         unrunnable_job_timeout: float | timedelta | None = 3600.0,
         orphan_retries: int = 2,
         max_payload_bytes: int = 64 * 1024,
+        max_result_bytes: int = 64 * 1024,
         listener_check_interval: float | timedelta = 15.0,
         listener_check_timeout: float | timedelta = 5.0,
         cancel_wait: float | timedelta = 10.0,
@@ -125,6 +127,7 @@ class Scheduler:
             else seconds(unrunnable_job_timeout, "unrunnable_job_timeout"),
             orphan_retries=orphan_retries,
             max_payload_bytes=max_payload_bytes,
+            max_result_bytes=max_result_bytes,
             listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
             listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
             cancel_wait=seconds(cancel_wait, "cancel_wait"),
@@ -149,6 +152,8 @@ class Scheduler:
         # The running-jobs registry and the services are built by start(): some read the
         # event loop's clock, and a Scheduler may be created where no loop runs yet.
         self._running: RunningJobs | None = None
+        # wait_for_job() calls in progress, woken by the listener's notifications.
+        self._finished = FinishedJobs()
 
     # -- lifecycle --------------------------------------------------------------------
     async def migrate(self) -> list[int]:
@@ -373,6 +378,17 @@ class Scheduler:
         pruned after the retention period)."""
         return await self._store.get_job(job_id)
 
+    async def wait_for_job(self, job_id: str, timeout: float | timedelta | None = None) -> Job:
+        """Wait until the job finishes (succeeded, failed or cancelled) and return it, with
+        its `result`. Works in any process, started or not. Raises `JobWaitTimeoutError`
+        after `timeout` seconds (None: no limit; the job goes on) and `JobNotFoundError`
+        for an unknown (or pruned) job."""
+        limit = None if timeout is None else seconds(timeout, "timeout")
+        listening = self._state is SchedulerState.RUNNING
+        return await waiting.wait_for_job(
+            self._store, self._finished, job_id, limit, listening=listening
+        )
+
     # -- recurring schedules ----------------------------------------------------------
     async def add_schedule(
         self,
@@ -544,6 +560,7 @@ class Scheduler:
             config.retry_backoff,
             self._threads,
             fence_deadline=self._heartbeat.fence_deadline,
+            max_result_bytes=config.max_result_bytes,
         )
         self._reaper = Reaper(
             self._store,
@@ -564,12 +581,14 @@ class Scheduler:
             on_reconnect=self._catch_up,
             check_interval=config.listener_check_interval,
             check_timeout=config.listener_check_timeout,
+            on_finished=self._finished.notify,
         )
 
     def _catch_up(self) -> None:
         """Notifications may have been lost: look at the tables now."""
         self._dispatcher.wakeup.set()
         self._ticker.wakeup.set()
+        self._finished.notify_all()
 
     def _start_job(self, entry: RunningJob) -> None:
         # A plain task per attempt, outside the service task groups: shutdown must be able

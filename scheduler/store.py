@@ -4,6 +4,7 @@ records that cross it. The PostgreSQL adapter in `scheduler.postgres` implements
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,6 +21,13 @@ class Lease:
     job_id: str
     owner: UUID
     attempt: int
+
+
+@dataclass(frozen=True)
+class Success(Lease):
+    """A successful attempt and what it returned, encoded (None: store no result)."""
+
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,17 @@ class JobStore(Protocol):
     async def cancel_job(self, job_id: str) -> JobStatus | None: ...
     async def get_job(self, job_id: str) -> Job | None: ...
     async def job_status(self, job_id: str) -> JobStatus | None: ...
+    async def await_job(self, job_id: str) -> JobStatus | None:
+        """Ask to be notified when the job finishes (`finished_notifications`); returns its
+        status now (None: no such job)."""
+        ...
+
+    def finished_notifications(
+        self, on_finished: Callable[[str], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """While entered, `on_finished(job_id)` is called for awaited jobs that finish (for
+        a process whose scheduler does not run and so has no listener of its own)."""
+        ...
 
     # -- recurring schedules ----------------------------------------------------------
     async def insert_schedule(
@@ -126,7 +145,10 @@ class JobStore(Protocol):
         ...
 
     # -- one attempt's outcome (fenced: False means the lease was no longer held) -------
-    async def complete_job(self, lease: Lease) -> bool: ...
+    async def complete_job(self, lease: Lease) -> bool:
+        """Record a success; a `Success` also stores what the attempt returned."""
+        ...
+
     async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None: ...
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool: ...
     async def release_job(self, lease: Lease, reason: str) -> bool: ...

@@ -79,9 +79,21 @@ SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, pr
        {schema}.readable_time(updated_at) AS updated_at,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
-       {schema}.readable_time(fire_time) AS fire_time
+       {schema}.readable_time(fire_time) AS fire_time,
+       CASE WHEN status = 'succeeded' THEN result::text END AS result
 FROM {schema}.jobs
 WHERE job_id = $1
+
+-- await_job --
+-- Ask for a NOTIFY ('finished <id>') when this job finishes; returns its status (no row:
+-- no such job). The flag is set only while it is unfinished, so finished jobs are not
+-- rewritten.
+WITH flagged AS (
+    UPDATE {schema}.jobs SET awaited = true
+    WHERE job_id = $1 AND NOT awaited AND status NOT IN ('succeeded', 'failed', 'cancelled')
+    RETURNING status
+)
+SELECT coalesce((SELECT status FROM flagged), (SELECT status FROM {schema}.jobs WHERE job_id = $1))
 
 -- cancel_job --
 -- Cancel a pending job outright, or flag a running one (its owner is notified by trigger
@@ -113,12 +125,13 @@ SELECT status FROM {schema}.jobs WHERE job_id = $1
 -- The same statement records the successes of the attempts in $6..$8, fenced: only rows
 -- still held by that owner and attempt change. Under a backlog one commit thus finishes
 -- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows with
--- `completed` true are the successes written.
+-- `completed` true are the successes written. $9 holds each success's result (JSON text).
 WITH done AS (
     UPDATE {schema}.jobs j SET
         status = 'succeeded', lease_owner = NULL, last_error = NULL,
-        finished_at = now(), updated_at = now()
-    FROM unnest($6::text[], $7::uuid[], $8::integer[]) AS d(job_id, owner, attempt)
+        finished_at = now(), updated_at = now(), result = d.result::jsonb
+    FROM unnest($6::text[], $7::uuid[], $8::integer[], $9::text[])
+         AS d(job_id, owner, attempt, result)
     WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
       AND j.status = 'running'
     RETURNING j.job_id

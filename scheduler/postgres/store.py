@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, TypeAlias
 from uuid import UUID
 
+import anyio
 import asyncpg
 
 from scheduler.errors import (
@@ -28,7 +29,7 @@ from scheduler.models import (
 )
 from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection, pooled_transaction
-from scheduler.postgres.sql import Queries
+from scheduler.postgres.sql import Queries, channel_for
 from scheduler.recurring import StoredDueSchedule
 from scheduler.serialization import decode_arguments, load_json
 from scheduler.store import (
@@ -41,6 +42,7 @@ from scheduler.store import (
     NewJob,
     NewSchedule,
     ResumeFireTime,
+    Success,
 )
 from scheduler.triggers import Trigger, UnreadableTrigger, trigger_from_json
 
@@ -48,6 +50,9 @@ logger = logging.getLogger("scheduler.store")
 
 #: Claim order: highest priority first. The claim query scans one priority at a time.
 PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
+
+#: The notification an awaited job sends when it finishes: this, then its id.
+FINISHED_PREFIX = "finished "
 
 #: The owner a claim of zero rows names (it never reaches a row).
 NO_OWNER = UUID(int=0)
@@ -113,6 +118,28 @@ class PostgresJobStore:
         with _schema_guard(self.schema):
             status = await self.pool.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
+
+    async def await_job(self, job_id: str) -> JobStatus | None:
+        with _schema_guard(self.schema):
+            status = await self.pool.fetchval(self.q.await_job, job_id)
+        return None if status is None else JobStatus(status)
+
+    @contextlib.asynccontextmanager
+    async def finished_notifications(
+        self, on_finished: Callable[[str], None]
+    ) -> AsyncIterator[None]:
+        def receive(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            if isinstance(payload, str) and payload.startswith(FINISHED_PREFIX):
+                on_finished(payload[len(FINISHED_PREFIX) :])
+
+        channel = channel_for(self.schema)
+        async with self.pool.acquire() as conn:
+            await conn.add_listener(channel, receive)
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+                    await conn.remove_listener(channel, receive)
 
     # -- recurring schedules ----------------------------------------------------------
     async def insert_schedule(
@@ -215,9 +242,7 @@ class PostgresJobStore:
                 PRIORITIES_DESCENDING,
                 limit,
                 lead,
-                [lease.job_id for lease in leases],
-                [lease.owner for lease in leases],
-                [lease.attempt for lease in leases],
+                *_successes(leases),
             )
         except BaseException as exc:
             self._completions.settle(carried, error=exc)
@@ -256,15 +281,7 @@ class PostgresJobStore:
     async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
         """Successes with no claim to carry them: the claim statement, claiming nothing."""
         rows = await self.pool.fetch(
-            self.q.claim_jobs,
-            NO_OWNER,
-            [],
-            PRIORITIES_DESCENDING,
-            0,
-            0.0,
-            [lease.job_id for lease in leases],
-            [lease.owner for lease in leases],
-            [lease.attempt for lease in leases],
+            self.q.claim_jobs, NO_OWNER, [], PRIORITIES_DESCENDING, 0, 0.0, *_successes(leases)
         )
         return {row["job_id"] for row in rows}
 
@@ -365,6 +382,16 @@ def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> Job
     )
 
 
+def _successes(leases: Sequence[Lease]) -> list[list[Any]]:
+    """The claim statement's success columns ($6..$9): job ids, owners, attempts, results."""
+    return [
+        [lease.job_id for lease in leases],
+        [lease.owner for lease in leases],
+        [lease.attempt for lease in leases],
+        [lease.result_json if isinstance(lease, Success) else None for lease in leases],
+    ]
+
+
 def _row_count(status: str) -> int:
     # asyncpg returns the command tag, e.g. "UPDATE 1" or "DELETE 12".
     return int(status.rsplit(" ", 1)[-1])
@@ -398,6 +425,7 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         finished_at=row["finished_at"],
         schedule_id=row["schedule_id"],
         fire_time=row["fire_time"],
+        result=None if row["result"] is None else load_json(row["result"]),
     )
 
 

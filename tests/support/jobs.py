@@ -174,3 +174,20 @@ _released_events: dict[str, threading.Event] = {}
 def release(key: str) -> None:
     _released.add(key)
     _released_events.setdefault(key, threading.Event()).set()
+
+
+async def give_back(value: Any) -> Any:
+    """Return what it was given: the job's result."""
+    return value
+
+
+def give_back_sync(value: Any) -> Any:
+    return value
+
+
+async def return_unstorable(kind: str) -> Any:
+    """A return value that cannot be stored: not JSON, or (kind "big") over a small cap."""
+    _note(kind, event="attempt")
+    if kind == "big":
+        return "x" * 10_000
+    return {"when": object()}

@@ -30,6 +30,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "recurring",
         "triggers",
         "validation",
+        "waiting",
     }
     assert set(scheduler.__all__) == public - modules - {"annotations"}
     for name in scheduler.__all__:
