@@ -26,6 +26,8 @@ from scheduler.errors import (
     TaskNotRegisteredError,
 )
 from scheduler.models import (
+    Attempt,
+    AttemptOutcome,
     CoalescePolicy,
     ConflictResolution,
     Job,
@@ -53,6 +55,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AndTrigger",
     "ArgumentsNotSerializableError",
+    "Attempt",
+    "AttemptOutcome",
     "CalendarIntervalTrigger",
     "CoalescePolicy",
     "ConfigurationError",

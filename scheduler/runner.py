@@ -60,6 +60,7 @@ class Succeeded:
 @dataclass(frozen=True)
 class Failed:
     error: str
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,14 @@ class JobRunner:
                     value = await self._call(entry, definition, args, kwargs)
                     return self._succeeded(value), backoff
                 # Only reached when the deadline scope swallowed its own cancellation.
-                return Failed(f"timed out after {timeout} seconds"), backoff
+                return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
             # Only reached when the job's scope swallowed its cancellation.
             return Interrupted(entry.reason or CancelReason.SHUTDOWN), backoff
         except JobInterruptedError:
             # The job noticed a stop request itself (raise_if_cancelled): what stopped it.
             if entry.reason is not None:
                 return Interrupted(entry.reason), backoff
-            return Failed(f"timed out after {timeout} seconds"), backoff
+            return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
         except Exception as exc:
             return Failed(describe_exception(exc)), backoff
         except BaseException as exc:
@@ -267,7 +268,7 @@ class JobRunner:
                     lease.job_id,
                     failure,
                 )
-                outcome = Failed(_UNWRITABLE)
+                outcome = Failed(_UNWRITABLE, timed_out=outcome.timed_out)
                 continue
             logger.error(
                 "recording job %s attempt %d failed (%r); the heartbeat hands it back",
@@ -288,7 +289,9 @@ class JobRunner:
             # Backoff grows with failures only: lost leases and releases do not count.
             failure = entry.claimed.failures + 1
             retry_delay = (backoff or self._default_backoff).delay(failure)
-            status = await self._store.fail_job(lease, outcome.error, retry_delay)
+            status = await self._store.fail_job(
+                lease, outcome.error, retry_delay, timed_out=outcome.timed_out
+            )
             if status is not None:
                 logger.info(
                     "job %s attempt %d failed; now %s", lease.job_id, lease.attempt, status.value

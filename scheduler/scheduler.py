@@ -25,6 +25,7 @@ from scheduler.errors import (
     SchedulerNotRunningError,
 )
 from scheduler.models import (
+    Attempt,
     CoalescePolicy,
     ConflictResolution,
     Job,
@@ -377,6 +378,11 @@ class Scheduler:
         """A read-only snapshot of a job, or None if there is no such job (or it was
         pruned after the retention period)."""
         return await self._store.get_job(job_id)
+
+    async def get_attempts(self, job_id: str) -> list[Attempt]:
+        """The job's ended attempts, oldest first: number, outcome, worker, host, times,
+        error (empty for an unknown or pruned job, or one that never ended an attempt)."""
+        return await self._store.get_attempts(job_id)
 
     async def wait_for_job(self, job_id: str, timeout: float | timedelta | None = None) -> Job:
         """Wait until the job finishes (succeeded, failed or cancelled) and return it, with

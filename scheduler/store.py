@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from scheduler.models import ConflictResolution, Job, JobStatus, Schedule
+from scheduler.models import Attempt, ConflictResolution, Job, JobStatus, Schedule
 from scheduler.recurring import FiringPass, StoredDueSchedule
 
 
@@ -112,6 +112,10 @@ class JobStore(Protocol):
     async def cancel_job(self, job_id: str) -> JobStatus | None: ...
     async def get_job(self, job_id: str) -> Job | None: ...
     async def job_status(self, job_id: str) -> JobStatus | None: ...
+    async def get_attempts(self, job_id: str) -> list[Attempt]:
+        """The job's ended attempts, oldest first (empty for an unknown job)."""
+        ...
+
     async def await_job(self, job_id: str) -> JobStatus | None:
         """Ask to be notified when the job finishes (`finished_notifications`); returns its
         status now (None: no such job)."""
@@ -149,7 +153,9 @@ class JobStore(Protocol):
         """Record a success; a `Success` also stores what the attempt returned."""
         ...
 
-    async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None: ...
+    async def fail_job(
+        self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
+    ) -> JobStatus | None: ...
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool: ...
     async def release_job(self, lease: Lease, reason: str) -> bool: ...
 

@@ -20,6 +20,8 @@ from scheduler.errors import (
     SchemaNotReadyError,
 )
 from scheduler.models import (
+    Attempt,
+    AttemptOutcome,
     CoalescePolicy,
     ConflictResolution,
     Job,
@@ -118,6 +120,23 @@ class PostgresJobStore:
         with _schema_guard(self.schema):
             status = await self.pool.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
+
+    async def get_attempts(self, job_id: str) -> list[Attempt]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.get_attempts, job_id)
+        return [
+            Attempt(
+                attempt=row["attempt"],
+                outcome=AttemptOutcome(row["outcome"]),
+                worker_id=row["worker_id"],
+                hostname=row["hostname"],
+                claimed_at=row["claimed_at"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                error=row["error"],
+            )
+            for row in rows
+        ]
 
     async def await_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
@@ -285,25 +304,32 @@ class PostgresJobStore:
         )
         return {row["job_id"] for row in rows}
 
-    async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None:
+    async def fail_job(
+        self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
+    ) -> JobStatus | None:
+        outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
         status = await self.pool.fetchval(
-            self.q.fail_job, lease.job_id, lease.owner, lease.attempt, error, retry_delay
+            self.q.fail_job,
+            lease.job_id,
+            lease.owner,
+            lease.attempt,
+            error,
+            retry_delay,
+            outcome.value,
         )
         return None if status is None else JobStatus(status)
 
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool:
-        return _one_row(
-            await self.pool.execute(
-                self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
-            )
+        ended = await self.pool.fetchval(
+            self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
         )
+        return bool(ended)
 
     async def release_job(self, lease: Lease, reason: str) -> bool:
-        return _one_row(
-            await self.pool.execute(
-                self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
-            )
+        ended = await self.pool.fetchval(
+            self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
         )
+        return bool(ended)
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(

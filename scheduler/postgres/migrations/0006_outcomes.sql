@@ -30,3 +30,257 @@ $$;
 CREATE TRIGGER jobs_notify_finished AFTER UPDATE ON {schema}.jobs
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_finished_jobs({channel});
+
+-- Attempt history: one row per ended attempt, written by the statement that records how it
+-- ended (the success batch of claim_jobs, fail_job, cancel_running_job, release_job,
+-- reap_orphans, reclaim_attempts and the SQL worker functions below), so it can never
+-- disagree with the job row. Deleted with its job (retention pruning, purge).
+-- `claimed_at` is when the claim committed; `started_at` when the attempt was due to start
+-- (the claim, or the due time of a job claimed a moment early).
+ALTER TABLE {schema}.jobs ADD COLUMN claimed_at timestamptz;
+
+CREATE TABLE {schema}.job_attempts (
+    job_id      text NOT NULL REFERENCES {schema}.jobs (job_id) ON DELETE CASCADE,
+    attempt     integer NOT NULL,
+    worker_id   uuid,
+    hostname    text,
+    claimed_at  timestamptz,
+    started_at  timestamptz,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    outcome     text NOT NULL CHECK (outcome IN ('succeeded', 'failed', 'timed out', 'cancelled',
+                                                 'lease lost', 'released', 'handed back',
+                                                 'snoozed')),
+    error       text,
+    PRIMARY KEY (job_id, attempt)
+);
+
+-- The SQL worker protocol (0005) records attempt history too, and stamps claimed_at. Same
+-- signatures and semantics as before.
+CREATE OR REPLACE FUNCTION {schema}.claim_jobs(
+    worker_id uuid, task_names text[] DEFAULT NULL, max_jobs integer DEFAULT 1
+) RETURNS TABLE (
+    job_id text, attempt integer, task_name text, args jsonb, kwargs jsonb,
+    priority smallint, max_retries integer, failures integer,
+    timeout_seconds double precision, execution_time timestamptz
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    registered text[];
+BEGIN
+    IF max_jobs IS NULL OR max_jobs < 1 OR max_jobs > 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'max_jobs must be between 1 and 1000, got %s', coalesce(max_jobs::text, 'NULL'));
+    END IF;
+    SELECT w.tasks INTO registered FROM {schema}.workers w
+    WHERE w.worker_id = claim_jobs.worker_id AND w.lease_expires_at > now();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format(
+            'worker %s has no live lease (never registered, expired or unregistered): stop'
+            ' the jobs it runs and register a new worker', claim_jobs.worker_id);
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT c.job_id
+        FROM unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS p(priority)
+        CROSS JOIN LATERAL (
+            SELECT j.job_id, j.priority, j.execution_time
+            FROM {schema}.jobs j
+            WHERE j.status = 'pending' AND j.priority = p.priority
+              AND j.execution_time <= now()
+              AND j.task_name = ANY (coalesce(claim_jobs.task_names, registered))
+            ORDER BY j.execution_time
+            LIMIT claim_jobs.max_jobs
+            FOR UPDATE SKIP LOCKED
+        ) c
+        ORDER BY c.priority DESC, c.execution_time
+        LIMIT claim_jobs.max_jobs
+    ), claimed AS (
+        UPDATE {schema}.jobs j SET
+            status = 'running', lease_owner = claim_jobs.worker_id, attempts = j.attempts + 1,
+            started_at = now(), claimed_at = now(), updated_at = now()
+        FROM picked
+        WHERE j.job_id = picked.job_id
+        RETURNING j.job_id, j.attempts, j.task_name, j.args, j.kwargs, j.priority,
+                  j.max_retries, j.failures, j.timeout_seconds, j.execution_time
+    )
+    SELECT * FROM claimed ORDER BY claimed.priority DESC, claimed.execution_time;
+END
+$$;
+
+-- One history row for an attempt a worker function ended (read before the job row changes).
+CREATE FUNCTION {schema}.record_attempt(
+    job_id text, attempt integer, worker_id uuid, outcome text, error text,
+    claimed_at timestamptz, started_at timestamptz
+) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT $1, $2, $3, (SELECT w.hostname FROM {schema}.workers w WHERE w.worker_id = $3),
+           $6, $7, $4, $5
+    ON CONFLICT DO NOTHING
+$$;
+REVOKE EXECUTE ON FUNCTION {schema}.record_attempt FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION {schema}.complete_job(worker_id uuid, job_id text, attempt integer)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH done AS (
+        UPDATE {schema}.jobs j SET
+            status = 'succeeded', lease_owner = NULL, last_error = NULL,
+            finished_at = now(), updated_at = now()
+        WHERE j.job_id = $2 AND j.lease_owner = $1 AND j.attempts = $3 AND j.status = 'running'
+        RETURNING j.job_id, j.attempts, j.claimed_at, j.started_at
+    ), history AS (
+        INSERT INTO {schema}.job_attempts
+            (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome)
+        SELECT d.job_id, d.attempts, $1,
+               (SELECT w.hostname FROM {schema}.workers w WHERE w.worker_id = $1),
+               d.claimed_at, d.started_at, 'succeeded'
+        FROM done d
+    )
+    SELECT EXISTS (SELECT 1 FROM done)
+$$;
+
+CREATE OR REPLACE FUNCTION {schema}.fail_job(
+    worker_id uuid, job_id text, attempt integer, error text,
+    retry_at timestamptz DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    new_status text;
+    ended {schema}.jobs%ROWTYPE;
+BEGIN
+    IF retry_at IS NOT NULL AND NOT isfinite(retry_at) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('retry_at must be a finite time, got %s', retry_at);
+    END IF;
+    UPDATE {schema}.jobs j SET
+        failures = j.failures + 1,
+        status = CASE WHEN j.failures + 1 <= j.max_retries AND j.cancel_requested_at IS NULL
+                      THEN 'pending' ELSE 'failed' END,
+        execution_time = CASE WHEN j.failures + 1 <= j.max_retries
+                                   AND j.cancel_requested_at IS NULL
+                              THEN coalesce(fail_job.retry_at, now())
+                              ELSE j.execution_time END,
+        finished_at = CASE WHEN j.failures + 1 <= j.max_retries AND j.cancel_requested_at IS NULL
+                           THEN NULL ELSE now() END,
+        lease_owner = NULL, last_error = left(fail_job.error, 8000), updated_at = now()
+    WHERE j.job_id = fail_job.job_id AND j.lease_owner = fail_job.worker_id
+      AND j.attempts = fail_job.attempt AND j.status = 'running'
+    RETURNING j.* INTO ended;
+    IF ended.job_id IS NOT NULL THEN
+        PERFORM {schema}.record_attempt(ended.job_id, ended.attempts, fail_job.worker_id,
+                                        'failed', ended.last_error, ended.claimed_at,
+                                        ended.started_at);
+    END IF;
+    RETURN ended.status;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION {schema}.release_job(
+    worker_id uuid, job_id text, attempt integer, reason text DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    held {schema}.jobs%ROWTYPE;
+    new_status text;
+BEGIN
+    SELECT j.* INTO held FROM {schema}.jobs j
+    WHERE j.job_id = release_job.job_id AND j.lease_owner = release_job.worker_id
+      AND j.attempts = release_job.attempt AND j.status = 'running'
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE {schema}.jobs j SET
+        status = CASE WHEN j.cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        started_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE j.started_at END,
+        lease_owner = NULL, last_error = left(release_job.reason, 8000), updated_at = now()
+    WHERE j.job_id = release_job.job_id
+    RETURNING j.status INTO new_status;
+    PERFORM {schema}.record_attempt(held.job_id, held.attempts, release_job.worker_id,
+                                    CASE WHEN new_status = 'cancelled' THEN 'cancelled'
+                                         ELSE 'released' END,
+                                    left(release_job.reason, 8000), held.claimed_at,
+                                    held.started_at);
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION {schema}.unregister_worker(worker_id uuid) RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH held AS (
+        SELECT j.job_id, j.attempts, j.claimed_at, j.started_at FROM {schema}.jobs j
+        WHERE j.lease_owner = $1 AND j.status = 'running'
+    ), released AS (
+        UPDATE {schema}.jobs j SET
+            status = CASE WHEN j.cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+            finished_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE now() END,
+            started_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE j.started_at END,
+            lease_owner = NULL, last_error = 'released: its worker unregistered',
+            updated_at = now()
+        WHERE j.lease_owner = $1 AND j.status = 'running'
+        RETURNING j.job_id, j.status
+    ), history AS (
+        INSERT INTO {schema}.job_attempts
+            (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+        SELECT r.job_id, h.attempts, $1,
+               (SELECT w.hostname FROM {schema}.workers w WHERE w.worker_id = $1),
+               h.claimed_at, h.started_at,
+               CASE WHEN r.status = 'cancelled' THEN 'cancelled' ELSE 'released' END,
+               'released: its worker unregistered'
+        FROM released r JOIN held h USING (job_id)
+    ), gone AS (
+        DELETE FROM {schema}.workers w WHERE w.worker_id = $1 RETURNING 1
+    )
+    SELECT count(*)::integer FROM released
+$$;
+
+-- Attempt history for monitoring and producers (who have no right on the tables).
+CREATE VIEW {schema}.attempt_history AS
+SELECT a.job_id, j.task_name, a.attempt, a.outcome, a.error, a.worker_id, a.hostname,
+       a.claimed_at, a.started_at, a.finished_at, a.finished_at - a.started_at AS duration
+FROM {schema}.job_attempts a JOIN {schema}.jobs j USING (job_id);
+
+-- ---------------------------------------------------------------------------------------
+-- Least privilege (0005), extended to the history table, its view and the new functions,
+-- and to readable_time() (0004), which get_job() needs and 0005's REVOKE took from PUBLIC.
+CREATE OR REPLACE FUNCTION {schema}.grant_runtime_role(role_name name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    grantee text := quote_ident(role_name);
+BEGIN
+    EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO ' || grantee;
+    EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.jobs, {schema}.workers,'
+            ' {schema}.schedules, {schema}.job_attempts TO ' || grantee;
+    EXECUTE 'GRANT SELECT ON {schema}.schema_migrations, {schema}.task_stats,'
+            ' {schema}.running_jobs, {schema}.stalled_jobs, {schema}.recent_failures,'
+            ' {schema}.schedule_status, {schema}.live_workers, {schema}.attempt_history TO '
+            || grantee;
+    EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
+            ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
+            ' {schema}.retry_job, {schema}.register_worker, {schema}.worker_heartbeat,'
+            ' {schema}.claim_jobs, {schema}.complete_job, {schema}.fail_job,'
+            ' {schema}.release_job, {schema}.cancel_requested_jobs,'
+            ' {schema}.unregister_worker, {schema}.readable_time TO ' || grantee;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION {schema}.grant_producer_role(role_name name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    grantee text := quote_ident(role_name);
+BEGIN
+    EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO ' || grantee;
+    EXECUTE 'GRANT SELECT ON {schema}.task_stats, {schema}.running_jobs,'
+            ' {schema}.stalled_jobs, {schema}.recent_failures, {schema}.schedule_status,'
+            ' {schema}.live_workers, {schema}.attempt_history TO ' || grantee;
+    EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
+            ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job TO '
+            || grantee;
+END
+$$;
