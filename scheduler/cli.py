@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", help="run a failed or cancelled job again")
     retry.add_argument("job_id")
     retry.add_argument("--delay", type=float, default=0.0, help="seconds from now")
+    retry_failed = commands.add_parser(
+        "retry-failed", help="run again every job that failed (of a task, since a time)"
+    )
+    retry_failed.add_argument("--task", help="only jobs of this task name")
+    retry_failed.add_argument(
+        "--since", type=_point_in_time, help="failed at or after T (default: ever)"
+    )
+    retry_failed.add_argument("--delay", type=float, default=0.0, help="seconds from now")
     purge = commands.add_parser("purge", help="delete finished jobs, in batches")
     purge.add_argument(
         "--before", type=_point_in_time, required=True, help="finished before: ISO or 7d"
@@ -122,7 +130,7 @@ async def run(options: argparse.Namespace) -> int:
             )
         elif options.command == "status":
             return await print_status(pool, schema)
-        elif options.command in ("jobs", "retry", "purge", "stats"):
+        elif options.command in ("jobs", "retry", "retry-failed", "purge", "stats"):
             async with pool.acquire() as conn:
                 await migrations.check_schema(conn, schema)  # says to run `migrate`
             return await run_operation(pool, schema, options)
@@ -164,6 +172,11 @@ async def run_operation(pool: asyncpg.Pool[Any], schema: str, options: argparse.
     elif options.command == "retry":
         await operations.retry_job(pool, schema, options.job_id, options.delay)
         print(f"retrying {options.job_id}")
+    elif options.command == "retry-failed":
+        retried = await operations.retry_failed_jobs(
+            pool, schema, options.task, options.since, options.delay
+        )
+        print(f"retrying {retried} job(s)")
     elif options.command == "purge":
         deleted = await operations.purge_jobs(
             pool,

@@ -103,3 +103,12 @@ class JobWaitTimeoutError(SchedulerError, TimeoutError):
     def __init__(self, message: str, job_id: str) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class JobNotRetryableError(SchedulerError):
+    """`retry_job()` met a job that is not failed or cancelled (pending, running, or
+    succeeded: schedule it again with `ConflictResolution.REPLACE` to rerun a success)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id

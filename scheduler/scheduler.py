@@ -17,7 +17,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import validation, waiting
+from scheduler import retrying, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
     InvalidJobError,
@@ -378,6 +378,32 @@ class Scheduler:
         """A read-only snapshot of a job, or None if there is no such job (or it was
         pruned after the retention period)."""
         return await self._store.get_job(job_id)
+
+    async def retry_job(
+        self,
+        job_id: str,
+        at: datetime | None = None,
+        *,
+        delay: float | timedelta | None = None,
+    ) -> None:
+        """Put a failed or cancelled job back to pending, at `at`, after `delay`, or now.
+        Its budgets start afresh (`failures` and `lost_leases` to 0); `attempts` keeps
+        counting and its history stays. `JobNotFoundError` for an unknown job,
+        `JobNotRetryableError` for one that is pending, running or succeeded."""
+        await retrying.retry_job(self._store, job_id, at, delay)
+
+    async def retry_failed_jobs(
+        self,
+        task: Callable[..., Any] | str | None = None,
+        *,
+        since: datetime | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Retry, as `retry_job()` does, every job of `task` (None: of any task) that ended
+        failed since `since` (None: ever) and before this call, in batches; returns how
+        many. Rows being written at that moment are skipped."""
+        task_name = None if task is None else self._tasks.resolve(task).name
+        return await retrying.retry_failed_jobs(self._store, task_name, since, at)
 
     async def get_attempts(self, job_id: str) -> list[Attempt]:
         """The job's ended attempts, oldest first: number, outcome, worker, host, times,

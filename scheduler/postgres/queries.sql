@@ -573,8 +573,15 @@ WITH doomed AS (
 SELECT count(*)::integer FROM deleted
 
 -- retry_job --
--- Run a failed or cancelled job again (the SQL API's retry_job: fresh budgets).
-SELECT {schema}.retry_job($1, delay => make_interval(secs => $2::float8))
+-- Run a failed or cancelled job again (the SQL API's retry_job: fresh budgets), at $2, or
+-- $3 seconds from now, or now.
+SELECT {schema}.retry_job($1, $2::timestamptz,
+                          CASE WHEN $3::float8 IS NOT NULL THEN make_interval(secs => $3) END)
+
+-- retry_failed_jobs --
+-- One batch of the bulk retry: up to $5 failed jobs of task $1 (NULL: any) that finished
+-- in [$2, $3), pending again at $4 (NULL: now). Returns their ids.
+SELECT job_id FROM {schema}.retry_failed_jobs($1, $2, $3, $4, $5) AS r(job_id)
 
 -- task_stats --
 -- The per-task monitoring view, for `scheduler stats`.

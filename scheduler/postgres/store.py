@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -16,6 +17,8 @@ from scheduler.errors import (
     JobAlreadyExistsError,
     JobConflictError,
     JobIsRunningError,
+    JobNotFoundError,
+    JobNotRetryableError,
     ScheduleAlreadyExistsError,
     SchemaNotReadyError,
 )
@@ -120,6 +123,30 @@ class PostgresJobStore:
         with _schema_guard(self.schema):
             status = await self.pool.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
+
+    async def retry_job(self, job_id: str, at: datetime | None, delay: float | None) -> None:
+        try:
+            with _schema_guard(self.schema):
+                await self.pool.fetchval(self.q.retry_job, job_id, at, delay)
+        except asyncpg.NoDataFoundError as exc:
+            raise JobNotFoundError(str(exc), job_id) from None
+        except asyncpg.ObjectNotInPrerequisiteStateError as exc:
+            raise JobNotRetryableError(str(exc), job_id) from None
+
+    async def retry_failed_jobs(
+        self, task_name: str | None, since: datetime | None, at: datetime | None, batch: int
+    ) -> int:
+        with _schema_guard(self.schema):
+            # Only jobs that failed before this call: one failing again is not retried twice.
+            until = await self.pool.fetchval(self.q.database_now)
+            total = 0
+            while True:
+                rows = await self.pool.fetch(
+                    self.q.retry_failed_jobs, task_name, since, until, at, batch
+                )
+                total += len(rows)
+                if len(rows) < batch:
+                    return total
 
     async def get_attempts(self, job_id: str) -> list[Attempt]:
         with _schema_guard(self.schema):

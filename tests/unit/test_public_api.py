@@ -28,6 +28,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "store",
         "tasks",
         "recurring",
+        "retrying",
         "triggers",
         "validation",
         "waiting",

@@ -246,6 +246,42 @@ SELECT a.job_id, j.task_name, a.attempt, a.outcome, a.error, a.worker_id, a.host
        a.claimed_at, a.started_at, a.finished_at, a.finished_at - a.started_at AS duration
 FROM {schema}.job_attempts a JOIN {schema}.jobs j USING (job_id);
 
+-- Retry in bulk: up to max_jobs failed jobs of `task_name` (NULL: every task) that finished
+-- in [since, until) (default: ever, until now), oldest first, each exactly as retry_job()
+-- does (fresh budgets, attempts keep counting, pending at run_at or now); returns their ids.
+-- Rows another transaction holds are skipped. Call it again until it returns fewer than
+-- max_jobs: with a fixed `until`, jobs that fail again meanwhile are not picked up twice.
+CREATE FUNCTION {schema}.retry_failed_jobs(
+    task_name text DEFAULT NULL, since timestamptz DEFAULT NULL,
+    until timestamptz DEFAULT NULL, run_at timestamptz DEFAULT NULL,
+    max_jobs integer DEFAULT 1000
+) RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    found_id text;
+BEGIN
+    IF max_jobs IS NULL OR max_jobs < 1 OR max_jobs > 100000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'max_jobs must be between 1 and 100000, got %s', coalesce(max_jobs::text, 'NULL'));
+    END IF;
+    FOR found_id IN
+        SELECT j.job_id FROM {schema}.jobs j
+        WHERE j.status = 'failed'
+          AND (task_name IS NULL OR j.task_name = task_name)
+          AND j.finished_at >= coalesce(since, '-infinity')
+          AND j.finished_at < coalesce(until, now())
+        ORDER BY j.finished_at
+        LIMIT max_jobs
+        FOR UPDATE OF j SKIP LOCKED
+    LOOP
+        PERFORM {schema}.retry_job(found_id, run_at);
+        RETURN NEXT found_id;
+    END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION {schema}.retry_failed_jobs FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------------------
 -- Least privilege (0005), extended to the history table, its view and the new functions,
 -- and to readable_time() (0004), which get_job() needs and 0005's REVOKE took from PUBLIC.
@@ -263,7 +299,8 @@ BEGIN
             || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
             ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
-            ' {schema}.retry_job, {schema}.register_worker, {schema}.worker_heartbeat,'
+            ' {schema}.retry_job, {schema}.retry_failed_jobs, {schema}.register_worker,'
+            ' {schema}.worker_heartbeat,'
             ' {schema}.claim_jobs, {schema}.complete_job, {schema}.fail_job,'
             ' {schema}.release_job, {schema}.cancel_requested_jobs,'
             ' {schema}.unregister_worker, {schema}.readable_time TO ' || grantee;
