@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.context import JobContext, current_job
+from scheduler.context import JobContext, Snooze, current_job
 from scheduler.errors import (
     ArgumentsNotSerializableError,
     ConfigurationError,
@@ -88,6 +88,7 @@ __all__ = [
     "ScheduleOptions",
     "Scheduler",
     "SchedulerState",
+    "Snooze",
     "SchedulerError",
     "SchedulerNotRunningError",
     "SchemaError",

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scheduler.context import JobContext, set_current_job
+from scheduler.context import JobContext, Snooze, set_current_job
 from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
 from scheduler.retry import RetryBackoff
@@ -68,7 +68,12 @@ class Interrupted:
     reason: CancelReason
 
 
-Outcome = Succeeded | Failed | Interrupted
+@dataclass(frozen=True)
+class Snoozed:
+    delay: float
+
+
+Outcome = Succeeded | Failed | Interrupted | Snoozed
 
 
 class JobRunner:
@@ -159,6 +164,8 @@ class JobRunner:
                 return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
             # Only reached when the job's scope swallowed its cancellation.
             return Interrupted(entry.reason or CancelReason.SHUTDOWN), backoff
+        except Snooze as snooze:
+            return Snoozed(snooze.delay), backoff
         except JobInterruptedError:
             # The job noticed a stop request itself (raise_if_cancelled): what stopped it.
             if entry.reason is not None:
@@ -297,6 +304,9 @@ class JobRunner:
                     "job %s attempt %d failed; now %s", lease.job_id, lease.attempt, status.value
                 )
             return status is not None
+        if isinstance(outcome, Snoozed):
+            snoozed = await self._store.snooze_job(lease, outcome.delay)
+            return snoozed is not None
         if outcome.reason is CancelReason.REQUESTED:
             return await self._store.cancel_running_job(lease, outcome.reason.value)
         return await self._store.release_job(lease, outcome.reason.value)

@@ -264,6 +264,34 @@ WITH attempt AS (
 )
 SELECT count(*) FROM ended
 
+-- snooze_job --
+-- The job asked to run again in $4 seconds (`Snooze`): pending then, spending no budget (its
+-- attempt number stays used). A pending cancel request wins. Fenced. Returns the status.
+WITH attempt AS (
+    SELECT job_id, claimed_at, started_at FROM {schema}.jobs
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+), ended AS (
+    UPDATE {schema}.jobs SET
+        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        execution_time = CASE WHEN cancel_requested_at IS NULL
+                              THEN now() + make_interval(secs => $4::float8)
+                              ELSE execution_time END,
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
+        lease_owner = NULL, updated_at = now()
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+    RETURNING job_id, attempts, status
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, $2, w.hostname, a.claimed_at, a.started_at,
+           CASE WHEN e.status = 'cancelled' THEN 'cancelled' ELSE 'snoozed' END,
+           format('snoozed for %s seconds', $4::float8)
+    FROM ended e JOIN attempt a USING (job_id)
+    LEFT JOIN {schema}.workers w ON w.worker_id = $2
+)
+SELECT status FROM ended
+
 -- register_worker --
 -- A new worker identity with a fresh lease.
 INSERT INTO {schema}.workers (worker_id, hostname, pid, tasks, lease_expires_at)

@@ -358,6 +358,12 @@ class PostgresJobStore:
         )
         return bool(ended)
 
+    async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
+        status = await self.pool.fetchval(
+            self.q.snooze_job, lease.job_id, lease.owner, lease.attempt, delay
+        )
+        return None if status is None else JobStatus(status)
+
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(
         self, owner: UUID, hostname: str, pid: int, tasks: Sequence[str], lease_time: float
