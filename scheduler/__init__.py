@@ -25,6 +25,7 @@ from scheduler.errors import (
     SchemaTooNewError,
     TaskNotNameableError,
     TaskNotRegisteredError,
+    UnknownDependencyError,
 )
 from scheduler.models import (
     Attempt,
@@ -97,6 +98,7 @@ __all__ = [
     "TaskNotNameableError",
     "TaskNotRegisteredError",
     "Trigger",
+    "UnknownDependencyError",
     "current_job",
     "task",
 ]

@@ -26,6 +26,10 @@ class PayloadTooLargeError(InvalidJobError):
     """The JSON-encoded arguments exceed the configured cap."""
 
 
+class UnknownDependencyError(InvalidJobError):
+    """`depends_on` names a job that does not exist (never scheduled, or pruned)."""
+
+
 class TaskNotNameableError(InvalidJobError):
     """A callable has no stable importable name (lambda, closure, partial, instance)."""
 

@@ -17,6 +17,8 @@ class JobStatus(str, enum.Enum):
     """Where a job is in its life. The last three are terminal."""
 
     PENDING = "pending"
+    #: Waiting for the jobs it depends on to succeed (`schedule(..., depends_on=...)`).
+    BLOCKED = "blocked"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -110,6 +112,7 @@ class JobRequest:
     priority: JobPriority | int = JobPriority.NORMAL
     max_retries: int | None = None
     timeout: float | timedelta | None = field(default=None)
+    depends_on: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class Job:
     #: What the job returned (decoded JSON), while it is succeeded; None otherwise (and
     #: when it returned None).
     result: Any = None
+    #: The jobs it waits for (`schedule(..., depends_on=...)`), by id.
+    depends_on: tuple[str, ...] = ()
 
     @property
     def is_finished(self) -> bool:

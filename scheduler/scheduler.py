@@ -17,7 +17,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import retrying, validation, waiting
+from scheduler import dependencies, retrying, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
     InvalidJobError,
@@ -304,17 +304,31 @@ class Scheduler:
         timeout: float | timedelta | None = None,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
         connection: AnyConnection | None = None,
+        depends_on: Sequence[str] = (),
     ) -> str:
         """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
 
         With no `execution_time` and no `delay` the job is due now. Pass `connection` to
-        enqueue inside your own transaction: the job exists only if it commits.
+        enqueue inside your own transaction: the job exists only if it commits. With
+        `depends_on` (existing job ids) it starts only once all of them succeeded, and is
+        cancelled if one fails or is cancelled (see the README's Dependencies).
         """
         request = JobRequest(
-            func, execution_time, delay, args, kwargs, job_id, priority, max_retries, timeout
+            func,
+            execution_time,
+            delay,
+            args,
+            kwargs,
+            job_id,
+            priority,
+            max_retries,
+            timeout,
+            depends_on,
         )
         conflict = validation.validate_conflict_resolution(conflict_resolution)
-        [job_id] = await self._store.insert_jobs([self._validate(request)], conflict, connection)
+        new_job = self._validate(request)
+        dependencies.check_batch([new_job], conflict)
+        [job_id] = await self._store.insert_jobs([new_job], conflict, connection)
         return job_id
 
     async def schedule_many(
@@ -337,6 +351,7 @@ class Scheduler:
             if job.job_id in seen:
                 raise InvalidJobError(f"job_id {job.job_id!r} appears twice in one batch")
             seen.add(job.job_id)
+        dependencies.check_batch(new_jobs, conflict)
         if not new_jobs:
             return []
         return await self._store.insert_jobs(new_jobs, conflict, connection)
@@ -358,7 +373,7 @@ class Scheduler:
         previous = await self._store.cancel_job(job_id)
         if previous is None:
             return False
-        if previous is JobStatus.PENDING:
+        if previous in (JobStatus.PENDING, JobStatus.BLOCKED):
             return True
         self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
         deadline = anyio.current_time() + (

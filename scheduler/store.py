@@ -56,6 +56,8 @@ class NewJob:
     delay_seconds: float | None
     max_retries: int
     timeout: float | None
+    #: Jobs that must succeed first (existing ones, or earlier in the same batch).
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,9 @@ SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, pr
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(fire_time) AS fire_time,
-       CASE WHEN status = 'succeeded' THEN result::text END AS result
+       CASE WHEN status = 'succeeded' THEN result::text END AS result,
+       array(SELECT e.depends_on FROM {schema}.job_dependencies e
+             WHERE e.job_id = $1 ORDER BY e.depends_on) AS depends_on
 FROM {schema}.jobs
 WHERE job_id = $1
 
@@ -105,19 +107,23 @@ WITH flagged AS (
 )
 SELECT coalesce((SELECT status FROM flagged), (SELECT status FROM {schema}.jobs WHERE job_id = $1))
 
+-- add_dependencies --
+-- Make a job just inserted (same transaction) wait for others; see the SQL function.
+SELECT {schema}.add_dependencies($1, $2::text[])
+
 -- cancel_job --
--- Cancel a pending job outright, or flag a running one (its owner is notified by trigger
+-- Cancel a pending (or blocked) job outright, or flag a running one (its owner is notified by trigger
 -- and records the outcome). Returns the status the job had, or no row if there is none.
 WITH previous AS (
     SELECT job_id, status FROM {schema}.jobs WHERE job_id = $1 FOR UPDATE
 )
 UPDATE {schema}.jobs j SET
-    status = CASE WHEN p.status = 'pending' THEN 'cancelled' ELSE j.status END,
-    finished_at = CASE WHEN p.status = 'pending' THEN now() ELSE j.finished_at END,
+    status = CASE WHEN p.status IN ('pending', 'blocked') THEN 'cancelled' ELSE j.status END,
+    finished_at = CASE WHEN p.status IN ('pending', 'blocked') THEN now() ELSE j.finished_at END,
     cancel_requested_at = coalesce(j.cancel_requested_at, now()),
     updated_at = now()
 FROM previous p
-WHERE j.job_id = p.job_id AND p.status IN ('pending', 'running')
+WHERE j.job_id = p.job_id AND p.status IN ('pending', 'blocked', 'running')
 RETURNING p.status
 
 -- job_status --

@@ -13,7 +13,9 @@ from uuid import UUID
 import anyio
 import asyncpg
 
+from scheduler.dependencies import dependency_order
 from scheduler.errors import (
+    InvalidJobError,
     JobAlreadyExistsError,
     JobConflictError,
     JobIsRunningError,
@@ -21,6 +23,7 @@ from scheduler.errors import (
     JobNotRetryableError,
     ScheduleAlreadyExistsError,
     SchemaNotReadyError,
+    UnknownDependencyError,
 )
 from scheduler.models import (
     Attempt,
@@ -80,6 +83,8 @@ class PostgresJobStore:
         connection: AnyConnection | None = None,
     ) -> list[str]:
         replace = conflict is ConflictResolution.REPLACE
+        if any(job.depends_on for job in jobs):
+            return await self._insert_dependent_jobs(jobs, conflict, connection)
         if len(jobs) == 1:  # one row in one statement: atomic without a transaction
             [job] = jobs
             row = _job_row(job)
@@ -107,6 +112,36 @@ class PostgresJobStore:
                     refused = [j.job_id for j in jobs if j.job_id not in written]
                     if refused and conflict is not ConflictResolution.IGNORE:
                         raise _conflict_error(refused, conflict)
+        return [j.job_id for j in jobs]
+
+    async def _insert_dependent_jobs(
+        self,
+        jobs: Sequence[NewJob],
+        conflict: ConflictResolution,
+        connection: AnyConnection | None,
+    ) -> list[str]:
+        """Insert, then record dependencies (dependencies first) in the same transaction:
+        no claim ever sees such a job pending before it waits. A job IGNORE kept (it
+        existed) keeps what it had."""
+        columns = _columns([_job_row(job) for job in jobs])
+        with _schema_guard(self.schema), _dependency_errors():
+            async with contextlib.AsyncExitStack() as stack:
+                conn: AnyConnection = (
+                    connection
+                    if connection is not None
+                    else await stack.enter_async_context(self.pool.acquire())
+                )
+                async with conn.transaction():
+                    rows = await conn.fetch(self.q.insert_jobs, *columns)
+                    written = {row["job_id"] for row in rows}
+                    refused = [j.job_id for j in jobs if j.job_id not in written]
+                    if refused and conflict is not ConflictResolution.IGNORE:
+                        raise _conflict_error(refused, conflict)
+                    for job in dependency_order(jobs):
+                        if job.depends_on and job.job_id in written:
+                            await conn.fetchval(
+                                self.q.add_dependencies, job.job_id, list(job.depends_on)
+                            )
         return [j.job_id for j in jobs]
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
@@ -485,6 +520,7 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         schedule_id=row["schedule_id"],
         fire_time=row["fire_time"],
         result=None if row["result"] is None else load_json(row["result"]),
+        depends_on=tuple(row["depends_on"]),
     )
 
 
@@ -552,6 +588,17 @@ def _stored_trigger(text: str) -> Trigger:
         return trigger_from_json(data)
     except Exception as exc:  # any shape a hand-written row may have
         return UnreadableTrigger(data, f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _dependency_errors() -> Iterator[None]:
+    """The SQL function's refusals as typed errors (the transaction rolls back)."""
+    try:
+        yield
+    except asyncpg.NoDataFoundError as exc:
+        raise UnknownDependencyError(str(exc)) from None
+    except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.InvalidParameterValueError) as exc:
+        raise InvalidJobError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -70,6 +70,7 @@ async def test_migrations_built_schema_has_the_expected_tables(
     )
     assert [t["table_name"] for t in tables] == [
         "job_attempts",
+        "job_dependencies",
         "jobs",
         "schedules",
         "schema_migrations",

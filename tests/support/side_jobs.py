@@ -147,3 +147,9 @@ async def kill_then_fail_then_succeed() -> None:
         await _ended(row_id, "failed_at")
         raise RuntimeError("the second attempt fails on purpose")
     await _ended(row_id)
+
+
+async def work_then_answer(seconds: float, answer: str) -> str:
+    """Works like `work`, then returns `answer` (the job's result)."""
+    await work(seconds)
+    return answer

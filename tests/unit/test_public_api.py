@@ -14,6 +14,7 @@ def test_all_lists_exactly_the_public_names() -> None:
     modules = {
         "config",
         "context",
+        "dependencies",
         "error_text",
         "errors",
         "limits",

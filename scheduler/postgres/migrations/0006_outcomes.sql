@@ -283,6 +283,265 @@ $$;
 REVOKE EXECUTE ON FUNCTION {schema}.retry_failed_jobs FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------
+-- Dependencies. A job that depends on others waits in status 'blocked' until every one of
+-- them succeeded, then becomes 'pending' (due at its own execution_time, or at once); if
+-- one fails or is cancelled, it is cancelled, naming that job. Claims look only at
+-- 'pending' rows, so blocked jobs cost the claim nothing and the claim statement and its
+-- index are unchanged. `blocked_by` counts the dependencies not yet succeeded (only
+-- meaningful while blocked); `has_dependants` marks the jobs whose end must be
+-- propagated, so a job nobody depends on finishes without any trigger work.
+-- Cycles cannot be built: dependencies are added only to a fresh job (pending, never
+-- claimed) that nobody depends on yet, and must already exist.
+ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_status_check;
+ALTER TABLE {schema}.jobs
+    ADD CONSTRAINT jobs_status_check CHECK (
+        status IN ('pending', 'blocked', 'running', 'succeeded', 'failed', 'cancelled')),
+    ADD COLUMN blocked_by integer NOT NULL DEFAULT 0 CHECK (blocked_by >= 0),
+    ADD COLUMN has_dependants boolean NOT NULL DEFAULT false;
+
+CREATE TABLE {schema}.job_dependencies (
+    job_id     text NOT NULL REFERENCES {schema}.jobs (job_id) ON DELETE CASCADE,
+    depends_on text NOT NULL REFERENCES {schema}.jobs (job_id) ON DELETE CASCADE,
+    -- Set once the dependency succeeded (never unset: a dependency counts once).
+    satisfied  boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (job_id, depends_on),
+    CHECK (job_id <> depends_on)
+);
+CREATE INDEX job_dependencies_depends_on_idx ON {schema}.job_dependencies (depends_on);
+
+-- Make `job_id` (a fresh job, in the transaction that scheduled it) wait for `depends_on`.
+-- Each dependency is locked, so one finishing concurrently is seen either finished here or
+-- as having this dependant there. Already succeeded ones count as met; one already failed
+-- or cancelled cancels the job at once. Returns the job's status: 'pending' (all met),
+-- 'blocked' or 'cancelled'. P0002 names an unknown dependency; 55000 if the job is not
+-- fresh (claimed before, already has dependencies, or others depend on it).
+CREATE FUNCTION {schema}.add_dependencies(job_id text, depends_on text[]) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    wanted text[];
+    missing text;
+    job {schema}.jobs%ROWTYPE;
+    unmet integer;
+    ended record;
+BEGIN
+    IF depends_on IS NULL OR cardinality(depends_on) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'depends_on must name at least one job';
+    END IF;
+    SELECT array_agg(DISTINCT d ORDER BY d) INTO wanted FROM unnest(depends_on) AS d;
+    IF job_id = ANY (wanted) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('job %L cannot depend on itself', job_id);
+    END IF;
+    SELECT j.* INTO job FROM {schema}.jobs j WHERE j.job_id = add_dependencies.job_id
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('no job %L', job_id);
+    END IF;
+    -- In id order, so two producers never lock the same jobs in opposite orders.
+    PERFORM 1 FROM {schema}.jobs j WHERE j.job_id = ANY (wanted)
+    ORDER BY j.job_id FOR NO KEY UPDATE;
+    SELECT w INTO missing FROM unnest(wanted) AS w
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.job_id = w) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format(
+            'job %L depends on %L, which does not exist (unknown, or pruned after the'
+            ' retention period); schedule the dependencies first', job_id, missing);
+    END IF;
+    IF job.status <> 'pending' OR job.attempts > 0 OR job.has_dependants
+       OR EXISTS (SELECT 1 FROM {schema}.job_dependencies e WHERE e.job_id = job.job_id) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format(
+            'job %L is not fresh (%s, %s attempts%s): dependencies are given when a job is'
+            ' scheduled, in the same transaction', job_id, job.status, job.attempts,
+            CASE WHEN job.has_dependants THEN ', others depend on it' ELSE '' END);
+    END IF;
+    UPDATE {schema}.jobs j SET has_dependants = true
+    WHERE j.job_id = ANY (wanted) AND NOT j.has_dependants;
+    INSERT INTO {schema}.job_dependencies (job_id, depends_on, satisfied)
+    SELECT job.job_id, j.job_id, j.status = 'succeeded'
+    FROM {schema}.jobs j WHERE j.job_id = ANY (wanted);
+    SELECT j.job_id, j.status INTO ended FROM {schema}.jobs j
+    WHERE j.job_id = ANY (wanted) AND j.status IN ('failed', 'cancelled')
+    ORDER BY j.job_id LIMIT 1;
+    IF FOUND THEN
+        UPDATE {schema}.jobs j SET status = 'cancelled', finished_at = now(), updated_at = now(),
+            last_error = format('cancelled: dependency %L %s', ended.job_id,
+                                CASE ended.status WHEN 'failed' THEN 'failed'
+                                                  ELSE 'was cancelled' END)
+        WHERE j.job_id = job.job_id;
+        RETURN 'cancelled';
+    END IF;
+    SELECT count(*) INTO unmet FROM {schema}.jobs j
+    WHERE j.job_id = ANY (wanted) AND j.status <> 'succeeded';
+    IF unmet > 0 THEN
+        UPDATE {schema}.jobs j SET status = 'blocked', blocked_by = unmet, updated_at = now()
+        WHERE j.job_id = job.job_id;
+        RETURN 'blocked';
+    END IF;
+    RETURN 'pending';
+END
+$$;
+REVOKE EXECUTE ON FUNCTION {schema}.add_dependencies FROM PUBLIC;
+
+-- A job with dependants finished: a success counts down its blocked dependants (the last
+-- one makes them pending); a failure or cancellation cancels them, naming this job, and
+-- their own dependants in turn (the trigger fires again for them). Row locks on the edges
+-- and the dependants make concurrent finishes of several dependencies count exactly once.
+CREATE FUNCTION {schema}.settle_dependants() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.status = 'succeeded' THEN
+        WITH met AS (
+            UPDATE {schema}.job_dependencies e SET satisfied = true
+            WHERE e.depends_on = NEW.job_id AND NOT e.satisfied
+            RETURNING e.job_id
+        ), counted AS (
+            SELECT m.job_id, count(*)::integer AS n FROM met m GROUP BY m.job_id
+        )
+        UPDATE {schema}.jobs d SET
+            blocked_by = greatest(d.blocked_by - c.n, 0),
+            status = CASE WHEN d.blocked_by - c.n <= 0 THEN 'pending' ELSE 'blocked' END,
+            updated_at = now()
+        FROM counted c
+        WHERE d.job_id = c.job_id AND d.status = 'blocked';
+    ELSE
+        UPDATE {schema}.jobs d SET
+            status = 'cancelled', finished_at = now(), updated_at = now(),
+            last_error = format('cancelled: dependency %L %s', NEW.job_id,
+                                CASE NEW.status WHEN 'failed' THEN 'failed'
+                                                ELSE 'was cancelled' END)
+        FROM {schema}.job_dependencies e
+        WHERE e.depends_on = NEW.job_id AND d.job_id = e.job_id AND d.status = 'blocked';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_settle_dependants AFTER UPDATE ON {schema}.jobs
+    FOR EACH ROW
+    WHEN (NEW.has_dependants AND NEW.status IS DISTINCT FROM OLD.status
+          AND NEW.status IN ('succeeded', 'failed', 'cancelled'))
+    EXECUTE FUNCTION {schema}.settle_dependants();
+
+-- A blocked job stays blocked while a dependency has not succeeded, whoever rewrites it
+-- (a REPLACE, a hand-written UPDATE): only the count reaching 0 releases it.
+CREATE FUNCTION {schema}.keep_blocked() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.status := 'blocked';
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER jobs_keep_blocked BEFORE UPDATE ON {schema}.jobs
+    FOR EACH ROW
+    WHEN (OLD.status = 'blocked' AND NEW.status = 'pending' AND NEW.blocked_by > 0)
+    EXECUTE FUNCTION {schema}.keep_blocked();
+
+-- cancel_job (0005) also cancels a blocked job at once.
+CREATE OR REPLACE FUNCTION {schema}.cancel_job(job_id text) RETURNS text
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH previous AS (
+        SELECT j.job_id, j.status FROM {schema}.jobs j WHERE j.job_id = $1 FOR UPDATE
+    ), changed AS (
+        UPDATE {schema}.jobs j SET
+            status = CASE WHEN p.status IN ('pending', 'blocked') THEN 'cancelled'
+                          ELSE j.status END,
+            finished_at = CASE WHEN p.status IN ('pending', 'blocked') THEN now()
+                               ELSE j.finished_at END,
+            cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+            updated_at = now()
+        FROM previous p
+        WHERE j.job_id = p.job_id AND p.status IN ('pending', 'blocked', 'running')
+        RETURNING p.status
+    )
+    SELECT CASE WHEN status = 'running' THEN 'cancel_requested' ELSE 'cancelled' END
+    FROM changed
+$$;
+
+-- retry_job (0005), aware of dependencies: a retried job whose dependencies have not all
+-- succeeded waits for them again ('blocked'); one whose dependency failed or was cancelled
+-- is refused (55000): retry that dependency first. The edges are locked before the job,
+-- in the order settle_dependants() takes them, so a dependency finishing meanwhile is
+-- counted exactly once.
+CREATE OR REPLACE FUNCTION {schema}.retry_job(
+    job_id text, run_at timestamptz DEFAULT NULL, delay interval DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    current_status text;
+    unmet integer;
+    broken text;
+BEGIN
+    IF run_at IS NOT NULL AND delay IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pass either run_at or delay, not both';
+    END IF;
+    IF run_at IS NOT NULL AND NOT isfinite(run_at) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('run_at must be a finite time, got %s', run_at);
+    END IF;
+    IF delay < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('delay must be >= 0, got %s', delay);
+    END IF;
+    PERFORM 1 FROM {schema}.job_dependencies e WHERE e.job_id = retry_job.job_id
+    ORDER BY e.depends_on FOR UPDATE;
+    SELECT j.status INTO current_status FROM {schema}.jobs j
+    WHERE j.job_id = retry_job.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format(
+            'no job %L (unknown, or pruned after the retention period)', retry_job.job_id);
+    END IF;
+    IF current_status NOT IN ('failed', 'cancelled') THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format(
+            'job %L is %s; only failed or cancelled jobs can be retried (to run a job again'
+            ' after it succeeded, schedule it with conflict => ''replace'')',
+            retry_job.job_id, current_status);
+    END IF;
+    SELECT d.job_id INTO broken
+    FROM {schema}.job_dependencies e JOIN {schema}.jobs d ON d.job_id = e.depends_on
+    WHERE e.job_id = retry_job.job_id AND NOT e.satisfied
+      AND d.status IN ('failed', 'cancelled')
+    ORDER BY d.job_id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format(
+            'job %L depends on %L, which did not succeed; retry %L first, then this job'
+            ' (it then waits for it)', retry_job.job_id, broken, broken);
+    END IF;
+    SELECT count(*) INTO unmet FROM {schema}.job_dependencies e
+    WHERE e.job_id = retry_job.job_id AND NOT e.satisfied;
+    UPDATE {schema}.jobs j SET
+        status = CASE WHEN unmet > 0 THEN 'blocked' ELSE 'pending' END, blocked_by = unmet,
+        failures = 0, lost_leases = 0, cancel_requested_at = NULL,
+        execution_time = coalesce(retry_job.run_at, now() + coalesce(retry_job.delay, '0')),
+        started_at = NULL, finished_at = NULL, updated_at = now()
+    WHERE j.job_id = retry_job.job_id;
+    RETURN CASE WHEN unmet > 0 THEN 'blocked' ELSE 'pending' END;
+END
+$$;
+
+-- task_stats (0005) also counts blocked jobs (a new last column).
+CREATE OR REPLACE VIEW {schema}.task_stats AS
+SELECT j.task_name,
+       count(*) FILTER (WHERE j.status = 'pending' AND j.execution_time <= now()) AS due_now,
+       count(*) FILTER (WHERE j.status = 'pending' AND j.execution_time > now()) AS future,
+       count(*) FILTER (WHERE j.status = 'running') AS running,
+       count(*) FILTER (WHERE j.status = 'succeeded') AS succeeded_last_hour,
+       count(*) FILTER (WHERE j.status = 'failed') AS failed_last_hour,
+       count(*) FILTER (WHERE j.status = 'cancelled') AS cancelled_last_hour,
+       coalesce(extract(epoch FROM now() - min(j.execution_time)
+                FILTER (WHERE j.status = 'pending' AND j.execution_time <= now())), 0)::float8
+           AS oldest_due_seconds,
+       count(*) FILTER (WHERE j.status = 'blocked') AS blocked
+FROM {schema}.jobs j
+WHERE j.status IN ('pending', 'running', 'blocked')
+   OR (j.status IN ('succeeded', 'failed', 'cancelled')
+       AND j.finished_at > now() - interval '1 hour')
+GROUP BY j.task_name;
+
+-- ---------------------------------------------------------------------------------------
 -- Least privilege (0005), extended to the history table, its view and the new functions,
 -- and to readable_time() (0004), which get_job() needs and 0005's REVOKE took from PUBLIC.
 CREATE OR REPLACE FUNCTION {schema}.grant_runtime_role(role_name name) RETURNS void
@@ -292,14 +551,16 @@ DECLARE
 BEGIN
     EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO ' || grantee;
     EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.jobs, {schema}.workers,'
-            ' {schema}.schedules, {schema}.job_attempts TO ' || grantee;
+            ' {schema}.schedules, {schema}.job_attempts, {schema}.job_dependencies TO '
+            || grantee;
     EXECUTE 'GRANT SELECT ON {schema}.schema_migrations, {schema}.task_stats,'
             ' {schema}.running_jobs, {schema}.stalled_jobs, {schema}.recent_failures,'
             ' {schema}.schedule_status, {schema}.live_workers, {schema}.attempt_history TO '
             || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
             ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
-            ' {schema}.retry_job, {schema}.retry_failed_jobs, {schema}.register_worker,'
+            ' {schema}.retry_job, {schema}.retry_failed_jobs, {schema}.add_dependencies,'
+            ' {schema}.register_worker,'
             ' {schema}.worker_heartbeat,'
             ' {schema}.claim_jobs, {schema}.complete_job, {schema}.fail_job,'
             ' {schema}.release_job, {schema}.cancel_requested_jobs,'
@@ -317,7 +578,7 @@ BEGIN
             ' {schema}.stalled_jobs, {schema}.recent_failures, {schema}.schedule_status,'
             ' {schema}.live_workers, {schema}.attempt_history TO ' || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
-            ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job TO '
-            || grantee;
+            ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
+            ' {schema}.add_dependencies TO ' || grantee;
 END
 $$;
