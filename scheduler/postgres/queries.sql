@@ -105,15 +105,17 @@ WITH flagged AS (
     WHERE job_id = $1 AND NOT awaited AND status NOT IN ('succeeded', 'failed', 'cancelled')
     RETURNING status
 )
-SELECT coalesce((SELECT status FROM flagged), (SELECT status FROM {schema}.jobs WHERE job_id = $1))
+SELECT coalesce((SELECT status FROM flagged),
+                (SELECT status FROM {schema}.jobs WHERE job_id = $1))
 
 -- add_dependencies --
 -- Make a job just inserted (same transaction) wait for others; see the SQL function.
 SELECT {schema}.add_dependencies($1, $2::text[])
 
 -- cancel_job --
--- Cancel a pending (or blocked) job outright, or flag a running one (its owner is notified by trigger
--- and records the outcome). Returns the status the job had, or no row if there is none.
+-- Cancel a pending (or blocked) job outright, or flag a running one (its owner is notified
+-- by trigger and records the outcome). Returns the status the job had, or no row if there
+-- is none.
 WITH previous AS (
     SELECT job_id, status FROM {schema}.jobs WHERE job_id = $1 FOR UPDATE
 )
@@ -155,7 +157,8 @@ WITH done AS (
 ), done_history AS (
     INSERT INTO {schema}.job_attempts
         (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT d.job_id, d.attempts, d.owner, w.hostname, d.claimed_at, d.started_at, 'succeeded', NULL
+    SELECT d.job_id, d.attempts, d.owner, w.hostname, d.claimed_at, d.started_at,
+           'succeeded', NULL
     FROM done d LEFT JOIN {schema}.workers w ON w.worker_id = d.owner
 ), live AS (
     SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
@@ -188,7 +191,7 @@ WITH done AS (
 )
 SELECT false AS completed, * FROM claimed
 UNION ALL
-SELECT true, done.job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+SELECT true, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
 
 -- next_due_delay --
 -- Seconds from now until the earliest pending job of the given tasks (negative if overdue),
