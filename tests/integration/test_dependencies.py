@@ -218,3 +218,22 @@ async def test_dependencies_from_plain_sql(
     job: Job | None = await producer.get_job(later)
     assert job is not None and job.status is JobStatus.PENDING
     assert uuid.UUID(later)
+
+
+async def test_a_fan_in_over_dependencies_finishing_together_on_two_replicas_runs_once(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """Dependencies whose successes are recorded concurrently (batched with claims, on two
+    replicas) count down exactly once each: the fan-in job runs once, after all."""
+    key = unique_schema("k")
+    first, second = make_scheduler(tasks=[jobs.record]), make_scheduler(tasks=[jobs.record])
+    async with first, second:
+        producer = make_scheduler()
+        dependencies = await producer.schedule_many(
+            [JobRequest(jobs.record, args=(key,), delay=0.3) for _ in range(60)]
+        )
+        last = await producer.schedule(jobs.record, args=(key,), depends_on=dependencies)
+        done = await producer.wait_for_job(last, timeout=30)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 1
+    assert await started_after_all_of(producer, last, dependencies)
+    assert [call["job_id"] for call in jobs.calls(key)].count(last) == 1
