@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.context import JobContext, current_job
+from scheduler.context import JobContext, Snooze, current_job
 from scheduler.errors import (
     ArgumentsNotSerializableError,
     ConfigurationError,
@@ -13,6 +13,9 @@ from scheduler.errors import (
     JobConflictError,
     JobInterruptedError,
     JobIsRunningError,
+    JobNotFoundError,
+    JobNotRetryableError,
+    JobWaitTimeoutError,
     PayloadTooLargeError,
     ScheduleAlreadyExistsError,
     SchedulerError,
@@ -22,8 +25,11 @@ from scheduler.errors import (
     SchemaTooNewError,
     TaskNotNameableError,
     TaskNotRegisteredError,
+    UnknownDependencyError,
 )
 from scheduler.models import (
+    Attempt,
+    AttemptOutcome,
     CoalescePolicy,
     ConflictResolution,
     Job,
@@ -51,6 +57,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AndTrigger",
     "ArgumentsNotSerializableError",
+    "Attempt",
+    "AttemptOutcome",
     "CalendarIntervalTrigger",
     "CoalescePolicy",
     "ConfigurationError",
@@ -67,6 +75,9 @@ __all__ = [
     "JobConflictError",
     "JobInterruptedError",
     "JobIsRunningError",
+    "JobNotFoundError",
+    "JobNotRetryableError",
+    "JobWaitTimeoutError",
     "JobPriority",
     "JobRequest",
     "JobStatus",
@@ -78,6 +89,7 @@ __all__ = [
     "ScheduleOptions",
     "Scheduler",
     "SchedulerState",
+    "Snooze",
     "SchedulerError",
     "SchedulerNotRunningError",
     "SchemaError",
@@ -86,6 +98,7 @@ __all__ = [
     "TaskNotNameableError",
     "TaskNotRegisteredError",
     "Trigger",
+    "UnknownDependencyError",
     "current_job",
     "task",
 ]

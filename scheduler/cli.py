@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", help="run a failed or cancelled job again")
     retry.add_argument("job_id")
     retry.add_argument("--delay", type=float, default=0.0, help="seconds from now")
+    retry_failed = commands.add_parser(
+        "retry-failed", help="run again every job that failed (of a task, since a time)"
+    )
+    retry_failed.add_argument("--task", help="only jobs of this task name")
+    retry_failed.add_argument(
+        "--since", type=_point_in_time, help="failed at or after T (default: ever)"
+    )
+    retry_failed.add_argument("--delay", type=float, default=0.0, help="seconds from now")
     purge = commands.add_parser("purge", help="delete finished jobs, in batches")
     purge.add_argument(
         "--before", type=_point_in_time, required=True, help="finished before: ISO or 7d"
@@ -78,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--batch-size", type=int, default=1000)
     stats = commands.add_parser("stats", help="per-task depth, lag and outcomes; fleet health")
     stats.add_argument("--json", action="store_true", help="one JSON document")
-    show = commands.add_parser("show", help="print one job as JSON")
+    show = commands.add_parser("show", help="print one job and its attempts as JSON")
     show.add_argument("job_id")
+    attempts = commands.add_parser("attempts", help="one job's attempt history")
+    attempts.add_argument("job_id")
+    attempts.add_argument("--json", action="store_true")
     cancel = commands.add_parser("cancel", help="cancel a job (pending or running)")
     cancel.add_argument("job_id")
     schedules = commands.add_parser("schedules", help="list recurring schedules")
@@ -187,16 +198,12 @@ async def run(options: argparse.Namespace) -> int:
             )
         elif options.command == "status":
             return await print_status(pool, schema)
-        elif options.command in ("jobs", "retry", "purge", "stats"):
+        elif options.command in ("jobs", "retry", "retry-failed", "purge", "stats"):
             async with pool.acquire() as conn:
                 await migrations.check_schema(conn, schema)  # says to run `migrate`
             return await run_operation(pool, schema, options)
-        elif options.command == "show":
-            job = await Scheduler(pool, schema=schema).get_job(options.job_id)
-            if job is None:
-                print(f"no job {options.job_id!r}", file=sys.stderr)
-                return 1
-            print(_json(dataclasses.asdict(job), indent=2))
+        elif options.command in ("show", "attempts"):
+            return await print_job(Scheduler(pool, schema=schema), options)
         elif options.command == "cancel":
             cancelled = await Scheduler(pool, schema=schema).cancel_job(options.job_id)
             print("cancelled" if cancelled else "not cancelled (unknown or already finished)")
@@ -233,6 +240,11 @@ async def run_operation(pool: asyncpg.Pool[Any], schema: str, options: argparse.
     elif options.command == "retry":
         await operations.retry_job(pool, schema, options.job_id, options.delay)
         print(f"retrying {options.job_id}")
+    elif options.command == "retry-failed":
+        retried = await operations.retry_failed_jobs(
+            pool, schema, options.task, options.since, options.delay
+        )
+        print(f"retrying {retried} job(s)")
     elif options.command == "purge":
         deleted = await operations.purge_jobs(
             pool,
@@ -244,6 +256,28 @@ async def run_operation(pool: asyncpg.Pool[Any], schema: str, options: argparse.
         print(f"purged {deleted} job(s)")
     elif options.command == "stats":
         print_stats(await operations.stats(pool, schema), as_json=options.json)
+    return 0
+
+
+async def print_job(scheduler: Scheduler, options: argparse.Namespace) -> int:
+    """`show`: the job and its attempts as JSON; `attempts`: its history, one line each."""
+    job = await scheduler.get_job(options.job_id)
+    if job is None:
+        print(f"no job {options.job_id!r}", file=sys.stderr)
+        return 1
+    history = [dataclasses.asdict(a) for a in await scheduler.get_attempts(options.job_id)]
+    if options.command == "show":
+        print(_json({**dataclasses.asdict(job), "attempt_history": history}, indent=2))
+    elif options.json:
+        print(_json(history, indent=2))
+    else:
+        for entry in history:
+            # A traceback's last line names the exception: enough for one line.
+            error = (entry["error"] or "").strip().splitlines()[-1:] or [""]
+            print(
+                f"#{entry['attempt']}  {entry['outcome'].value:<11}  {entry['finished_at']}"
+                f"  {entry['hostname'] or '-'}  {entry['worker_id'] or '-'}  {error[0]}".rstrip()
+            )
     return 0
 
 

@@ -32,6 +32,7 @@ class SchedulerConfig:
     unrunnable_job_timeout: float | None = 3600.0
     orphan_retries: int = 2
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     listener_check_interval: float = 15.0
     listener_check_timeout: float = 5.0
     cancel_wait: float = 10.0
@@ -41,6 +42,7 @@ class SchedulerConfig:
         _positive_int("max_concurrent_jobs", self.max_concurrent_jobs)
         _positive_int("claim_batch_size", self.claim_batch_size, maximum=INT32_MAX)
         _positive_int("max_payload_bytes", self.max_payload_bytes)
+        _positive_int("max_result_bytes", self.max_result_bytes)
         for name in (
             "lease_time",
             "heartbeat_interval",

@@ -6,9 +6,24 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import NoReturn
 from uuid import UUID
 
-from scheduler.errors import JobInterruptedError, SchedulerError
+from scheduler.errors import InvalidJobError, JobInterruptedError, SchedulerError
+from scheduler.validation import validate_seconds
+
+
+class Snooze(Exception):
+    """Raise it from a running job to run the job again after `delay` (seconds or a
+    timedelta) without counting a failure: the attempt ends `snoozed`, the job is pending
+    again, its `failures` and `lost_leases` stay as they are. A job may snooze any number
+    of times. A cancel requested meanwhile wins (the job ends cancelled)."""
+
+    def __init__(self, delay: float | timedelta = 0.0) -> None:
+        checked = validate_seconds(delay, "Snooze delay", InvalidJobError, allow_zero=True)
+        self.delay = checked if checked is not None else 0.0
+        super().__init__(f"snooze for {self.delay} seconds")
 
 
 class StopSignal:
@@ -43,6 +58,11 @@ class JobContext:
     @property
     def stop_reason(self) -> str | None:
         return self._stop.reason
+
+    def snooze(self, delay: float | timedelta = 0.0) -> NoReturn:
+        """End this attempt now and run the job again after `delay` (raises `Snooze`; let
+        it propagate)."""
+        raise Snooze(delay)
 
     def raise_if_cancelled(self) -> None:
         """Raise `JobInterruptedError` if the attempt was asked to stop. The attempt is then

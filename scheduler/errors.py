@@ -26,6 +26,10 @@ class PayloadTooLargeError(InvalidJobError):
     """The JSON-encoded arguments exceed the configured cap."""
 
 
+class UnknownDependencyError(InvalidJobError):
+    """`depends_on` names a job that does not exist (never scheduled, or pruned)."""
+
+
 class TaskNotNameableError(InvalidJobError):
     """A callable has no stable importable name (lambda, closure, partial, instance)."""
 
@@ -87,3 +91,28 @@ class InvalidScheduleError(SchedulerError, ValueError):
 class InvalidTriggerError(InvalidScheduleError):
     """A trigger cannot be built: a bad cron expression, an unknown time zone, an empty
     interval, or a combination that can never fire."""
+
+
+class JobNotFoundError(SchedulerError, LookupError):
+    """No job has this id (it never existed, or it was pruned after the retention period)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobWaitTimeoutError(SchedulerError, TimeoutError):
+    """`wait_for_job()` gave up: the job had not finished within the timeout (it goes on)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotRetryableError(SchedulerError):
+    """`retry_job()` met a job that is not failed or cancelled (pending, running, or
+    succeeded: schedule it again with `ConflictResolution.REPLACE` to rerun a success)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id

@@ -17,6 +17,8 @@ class JobStatus(str, enum.Enum):
     """Where a job is in its life. The last three are terminal."""
 
     PENDING = "pending"
+    #: Waiting for the jobs it depends on to succeed (`schedule(..., depends_on=...)`).
+    BLOCKED = "blocked"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -110,6 +112,7 @@ class JobRequest:
     priority: JobPriority | int = JobPriority.NORMAL
     max_retries: int | None = None
     timeout: float | timedelta | None = field(default=None)
+    depends_on: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,53 @@ class Job:
     schedule_id: str | None = None
     fire_time: datetime | None = None
 
+    #: What the job returned (decoded JSON), while it is succeeded; None otherwise (and
+    #: when it returned None).
+    result: Any = None
+    #: The jobs it waits for (`schedule(..., depends_on=...)`), by id.
+    depends_on: tuple[str, ...] = ()
+
     @property
     def is_finished(self) -> bool:
         return self.status.is_terminal
+
+
+class AttemptOutcome(str, enum.Enum):
+    """How one attempt of a job ended (`Attempt.outcome`)."""
+
+    SUCCEEDED = "succeeded"
+    #: The job raised: spends one of `max_retries`.
+    FAILED = "failed"
+    #: The job ran past its timeout: spends one of `max_retries`.
+    TIMED_OUT = "timed out"
+    #: `cancel_job()` interrupted it.
+    CANCELLED = "cancelled"
+    #: Its worker stopped heartbeating; a peer's sweep took the job back (spends one of
+    #: `orphan_retries`).
+    LEASE_LOST = "lease lost"
+    #: Its worker shut down before it finished and gave it back (spends nothing).
+    RELEASED = "released"
+    #: Its live worker held it without running it (a lost claim reply, an outcome it could
+    #: not write) and gave it back (spends one of `orphan_retries`).
+    HANDED_BACK = "handed back"
+    #: The job asked to run again later (`Snooze`; spends nothing).
+    SNOOZED = "snoozed"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One ended attempt of a job (`Scheduler.get_attempts()`). Times are the database's."""
+
+    attempt: int
+    outcome: AttemptOutcome
+    worker_id: UUID | None
+    hostname: str | None
+    #: When the claim committed, and when the attempt was due to start (later only for a
+    #: job claimed a moment before its due time).
+    claimed_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime
+    error: str | None
 
 
 @dataclass(frozen=True)

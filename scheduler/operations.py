@@ -1,13 +1,14 @@
-"""Operator commands behind `scheduler jobs / retry / purge / stats`: list and filter jobs,
-retry one, purge finished ones in batches, read the monitoring views. Each takes a pool
-and a schema; times given as durations are measured on the database clock."""
+"""Operator commands behind `scheduler jobs / retry / retry-failed / purge / stats`: list
+and filter jobs, retry one or every failed one, purge finished ones in batches, read the
+monitoring views. Each takes a pool and a schema; times given as durations are measured on
+the database clock."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,8 @@ import asyncpg
 from scheduler.errors import SchedulerError
 from scheduler.models import JobStatus
 from scheduler.postgres.sql import Queries
+from scheduler.postgres.store import PostgresJobStore
+from scheduler.retrying import RETRY_BATCH_SIZE
 
 FINISHED = ("succeeded", "failed", "cancelled")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -92,10 +95,26 @@ async def retry_job(pool: asyncpg.Pool[Any], schema: str, job_id: str, delay: fl
     """Put a failed or cancelled job back to pending (fresh budgets) after `delay` seconds."""
     if delay < 0:
         raise OperationError(f"--delay must be >= 0 seconds, got {delay}")
-    try:
-        await pool.fetchval(Queries(schema).retry_job, job_id, delay)
-    except (asyncpg.NoDataFoundError, asyncpg.ObjectNotInPrerequisiteStateError) as exc:
-        raise OperationError(str(exc)) from None
+    await PostgresJobStore(pool, schema).retry_job(job_id, None, delay)
+
+
+async def retry_failed_jobs(
+    pool: asyncpg.Pool[Any],
+    schema: str,
+    task_name: str | None,
+    since: PointInTime | None,
+    delay: float,
+) -> int:
+    """Retry every job (of a task) that failed since a time, in batches; returns how many."""
+    if delay < 0:
+        raise OperationError(f"--delay must be >= 0 seconds, got {delay}")
+    now: datetime = await pool.fetchval(Queries(schema).database_now)
+    since_at = None
+    if since is not None:
+        since_at = since.at or now - timedelta(seconds=since.seconds_ago or 0)
+    store = PostgresJobStore(pool, schema)
+    at = now + timedelta(seconds=delay) if delay else None
+    return await store.retry_failed_jobs(task_name, since_at, at, RETRY_BATCH_SIZE)
 
 
 async def purge_jobs(

@@ -22,13 +22,13 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scheduler.context import JobContext, set_current_job
+from scheduler.context import JobContext, Snooze, set_current_job
 from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
-from scheduler.serialization import decode_arguments
-from scheduler.store import JobStore
+from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
+from scheduler.store import JobStore, Success
 from scheduler.tasks import TaskDefinition
 
 logger = logging.getLogger("scheduler.runner")
@@ -54,12 +54,13 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Succeeded:
-    pass
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)
 class Failed:
     error: str
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,12 @@ class Interrupted:
     reason: CancelReason
 
 
-Outcome = Succeeded | Failed | Interrupted
+@dataclass(frozen=True)
+class Snoozed:
+    delay: float
+
+
+Outcome = Succeeded | Failed | Interrupted | Snoozed
 
 
 class JobRunner:
@@ -80,6 +86,7 @@ class JobRunner:
         default_backoff: RetryBackoff,
         threads: Executor,
         fence_deadline: Callable[[], float],
+        max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self._store = store
         self._running = running
@@ -88,6 +95,7 @@ class JobRunner:
         self._default_backoff = default_backoff
         self._threads = threads
         self._fence_deadline = fence_deadline
+        self._max_result_bytes = max_result_bytes
         self._abandoned = False
         self._thread_waits: set[anyio.Event] = set()
 
@@ -150,17 +158,19 @@ class JobRunner:
                     return Interrupted(CancelReason.LEASE_LOST), backoff
                 timing.deadline = anyio.current_time() + timeout if timeout else math.inf
                 with timing:
-                    await self._call(entry, definition, args, kwargs)
-                    return Succeeded(), backoff
+                    value = await self._call(entry, definition, args, kwargs)
+                    return self._succeeded(value), backoff
                 # Only reached when the deadline scope swallowed its own cancellation.
-                return Failed(f"timed out after {timeout} seconds"), backoff
+                return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
             # Only reached when the job's scope swallowed its cancellation.
             return Interrupted(entry.reason or CancelReason.SHUTDOWN), backoff
+        except Snooze as snooze:
+            return Snoozed(snooze.delay), backoff
         except JobInterruptedError:
             # The job noticed a stop request itself (raise_if_cancelled): what stopped it.
             if entry.reason is not None:
                 return Interrupted(entry.reason), backoff
-            return Failed(f"timed out after {timeout} seconds"), backoff
+            return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
         except Exception as exc:
             return Failed(describe_exception(exc)), backoff
         except BaseException as exc:
@@ -171,16 +181,23 @@ class JobRunner:
             # job itself. That is the job failing, not the scheduler stopping.
             return Failed(describe_exception(exc)), backoff
 
+    def _succeeded(self, value: Any) -> Outcome:
+        """A result that cannot be stored fails the attempt (a bug in the job: it spends a
+        retry like any other failure), with the reason as its error."""
+        try:
+            return Succeeded(encode_result(value, max_bytes=self._max_result_bytes))
+        except ValueError as exc:
+            return Failed(f"the job returned a value that cannot be stored: {exc}")
+
     async def _call(
         self,
         entry: RunningJob,
         definition: TaskDefinition,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> None:
+    ) -> Any:
         if definition.is_async:
-            await definition.func(*args, **kwargs)
-            return
+            return await definition.func(*args, **kwargs)
         # A thread cannot be interrupted: on cancellation it is asked to stop (through
         # current_job()) and waited for, and its real outcome stands, never "cancelled"
         # for work that quietly completed.
@@ -200,7 +217,7 @@ class JobRunner:
                 self._thread_waits.discard(finished)
             if not future.done() or isinstance(future.exception(), JobInterruptedError):
                 raise  # abandoned, or it stopped as asked: cancelled, not failed
-        future.result()  # its return value, or its exception
+        return future.result()  # its return value, or its exception
 
     async def _record(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None
@@ -258,7 +275,7 @@ class JobRunner:
                     lease.job_id,
                     failure,
                 )
-                outcome = Failed(_UNWRITABLE)
+                outcome = Failed(_UNWRITABLE, timed_out=outcome.timed_out)
                 continue
             logger.error(
                 "recording job %s attempt %d failed (%r); the heartbeat hands it back",
@@ -273,17 +290,23 @@ class JobRunner:
     ) -> bool:
         lease = entry.claimed.lease
         if isinstance(outcome, Succeeded):
-            return await self._store.complete_job(lease)
+            success = Success(lease.job_id, lease.owner, lease.attempt, outcome.result_json)
+            return await self._store.complete_job(success)
         if isinstance(outcome, Failed):
             # Backoff grows with failures only: lost leases and releases do not count.
             failure = entry.claimed.failures + 1
             retry_delay = (backoff or self._default_backoff).delay(failure)
-            status = await self._store.fail_job(lease, outcome.error, retry_delay)
+            status = await self._store.fail_job(
+                lease, outcome.error, retry_delay, timed_out=outcome.timed_out
+            )
             if status is not None:
                 logger.info(
                     "job %s attempt %d failed; now %s", lease.job_id, lease.attempt, status.value
                 )
             return status is not None
+        if isinstance(outcome, Snoozed):
+            snoozed = await self._store.snooze_job(lease, outcome.delay)
+            return snoozed is not None
         if outcome.reason is CancelReason.REQUESTED:
             return await self._store.cancel_running_job(lease, outcome.reason.value)
         return await self._store.release_job(lease, outcome.reason.value)

@@ -17,7 +17,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import validation
+from scheduler import dependencies, retrying, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
     InvalidJobError,
@@ -25,6 +25,7 @@ from scheduler.errors import (
     SchedulerNotRunningError,
 )
 from scheduler.models import (
+    Attempt,
     CoalescePolicy,
     ConflictResolution,
     Job,
@@ -53,6 +54,7 @@ from scheduler.tasks import (
     TaskCatalog,
 )
 from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
+from scheduler.waiting import FinishedJobs
 
 logger = logging.getLogger("scheduler")
 
@@ -102,6 +104,7 @@ class Scheduler:
         unrunnable_job_timeout: float | timedelta | None = 3600.0,
         orphan_retries: int = 2,
         max_payload_bytes: int = 64 * 1024,
+        max_result_bytes: int = 64 * 1024,
         listener_check_interval: float | timedelta = 15.0,
         listener_check_timeout: float | timedelta = 5.0,
         cancel_wait: float | timedelta = 10.0,
@@ -125,6 +128,7 @@ class Scheduler:
             else seconds(unrunnable_job_timeout, "unrunnable_job_timeout"),
             orphan_retries=orphan_retries,
             max_payload_bytes=max_payload_bytes,
+            max_result_bytes=max_result_bytes,
             listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
             listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
             cancel_wait=seconds(cancel_wait, "cancel_wait"),
@@ -149,6 +153,8 @@ class Scheduler:
         # The running-jobs registry and the services are built by start(): some read the
         # event loop's clock, and a Scheduler may be created where no loop runs yet.
         self._running: RunningJobs | None = None
+        # wait_for_job() calls in progress, woken by the listener's notifications.
+        self._finished = FinishedJobs()
 
     # -- lifecycle --------------------------------------------------------------------
     async def migrate(self) -> list[int]:
@@ -298,17 +304,31 @@ class Scheduler:
         timeout: float | timedelta | None = None,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
         connection: AnyConnection | None = None,
+        depends_on: Sequence[str] = (),
     ) -> str:
         """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
 
         With no `execution_time` and no `delay` the job is due now. Pass `connection` to
-        enqueue inside your own transaction: the job exists only if it commits.
+        enqueue inside your own transaction: the job exists only if it commits. With
+        `depends_on` (existing job ids) it starts only once all of them succeeded, and is
+        cancelled if one fails or is cancelled (see the README's Dependencies).
         """
         request = JobRequest(
-            func, execution_time, delay, args, kwargs, job_id, priority, max_retries, timeout
+            func,
+            execution_time,
+            delay,
+            args,
+            kwargs,
+            job_id,
+            priority,
+            max_retries,
+            timeout,
+            depends_on,
         )
         conflict = validation.validate_conflict_resolution(conflict_resolution)
-        [job_id] = await self._store.insert_jobs([self._validate(request)], conflict, connection)
+        new_job = self._validate(request)
+        dependencies.check_batch([new_job], conflict)
+        [job_id] = await self._store.insert_jobs([new_job], conflict, connection)
         return job_id
 
     async def schedule_many(
@@ -331,6 +351,7 @@ class Scheduler:
             if job.job_id in seen:
                 raise InvalidJobError(f"job_id {job.job_id!r} appears twice in one batch")
             seen.add(job.job_id)
+        dependencies.check_batch(new_jobs, conflict)
         if not new_jobs:
             return []
         return await self._store.insert_jobs(new_jobs, conflict, connection)
@@ -352,7 +373,7 @@ class Scheduler:
         previous = await self._store.cancel_job(job_id)
         if previous is None:
             return False
-        if previous is JobStatus.PENDING:
+        if previous in (JobStatus.PENDING, JobStatus.BLOCKED):
             return True
         self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
         deadline = anyio.current_time() + (
@@ -372,6 +393,48 @@ class Scheduler:
         """A read-only snapshot of a job, or None if there is no such job (or it was
         pruned after the retention period)."""
         return await self._store.get_job(job_id)
+
+    async def retry_job(
+        self,
+        job_id: str,
+        at: datetime | None = None,
+        *,
+        delay: float | timedelta | None = None,
+    ) -> None:
+        """Put a failed or cancelled job back to pending, at `at`, after `delay`, or now.
+        Its budgets start afresh (`failures` and `lost_leases` to 0); `attempts` keeps
+        counting and its history stays. `JobNotFoundError` for an unknown job,
+        `JobNotRetryableError` for one that is pending, running or succeeded."""
+        await retrying.retry_job(self._store, job_id, at, delay)
+
+    async def retry_failed_jobs(
+        self,
+        task: Callable[..., Any] | str | None = None,
+        *,
+        since: datetime | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Retry, as `retry_job()` does, every job of `task` (None: of any task) that ended
+        failed since `since` (None: ever) and before this call, in batches; returns how
+        many. Rows being written at that moment are skipped."""
+        task_name = None if task is None else self._tasks.resolve(task).name
+        return await retrying.retry_failed_jobs(self._store, task_name, since, at)
+
+    async def get_attempts(self, job_id: str) -> list[Attempt]:
+        """The job's ended attempts, oldest first: number, outcome, worker, host, times,
+        error (empty for an unknown or pruned job, or one that never ended an attempt)."""
+        return await self._store.get_attempts(job_id)
+
+    async def wait_for_job(self, job_id: str, timeout: float | timedelta | None = None) -> Job:
+        """Wait until the job finishes (succeeded, failed or cancelled) and return it, with
+        its `result`. Works in any process, started or not. Raises `JobWaitTimeoutError`
+        after `timeout` seconds (None: no limit; the job goes on) and `JobNotFoundError`
+        for an unknown (or pruned) job."""
+        limit = None if timeout is None else seconds(timeout, "timeout")
+        listening = self._state is SchedulerState.RUNNING
+        return await waiting.wait_for_job(
+            self._store, self._finished, job_id, limit, listening=listening
+        )
 
     # -- recurring schedules ----------------------------------------------------------
     async def add_schedule(
@@ -544,6 +607,7 @@ class Scheduler:
             config.retry_backoff,
             self._threads,
             fence_deadline=self._heartbeat.fence_deadline,
+            max_result_bytes=config.max_result_bytes,
         )
         self._reaper = Reaper(
             self._store,
@@ -564,12 +628,14 @@ class Scheduler:
             on_reconnect=self._catch_up,
             check_interval=config.listener_check_interval,
             check_timeout=config.listener_check_timeout,
+            on_finished=self._finished.notify,
         )
 
     def _catch_up(self) -> None:
         """Notifications may have been lost: look at the tables now."""
         self._dispatcher.wakeup.set()
         self._ticker.wakeup.set()
+        self._finished.notify_all()
 
     def _start_job(self, entry: RunningJob) -> None:
         # A plain task per attempt, outside the service task groups: shutdown must be able

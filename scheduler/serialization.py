@@ -53,6 +53,23 @@ def encode_arguments(
     return args_json, kwargs_json
 
 
+def encode_result(value: Any, *, max_bytes: int) -> str:
+    """A job's return value as JSON text; ValueError (a message saying what to change) when
+    it is not plain JSON or encodes to more than `max_bytes`."""
+    try:
+        _check_json_value(value, "the return value")
+    except ArgumentsNotSerializableError as exc:
+        raise ValueError(str(exc)) from None
+    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    size = len(text.encode())
+    if size > max_bytes:
+        raise ValueError(
+            f"the return value encodes to {size} bytes, over the cap of {max_bytes}; return"
+            " a key to data stored elsewhere, or raise max_result_bytes"
+        )
+    return text
+
+
 def decode_arguments(args_json: str, kwargs_json: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     args = load_json(args_json)
     kwargs = load_json(kwargs_json)

@@ -4,12 +4,13 @@ records that cross it. The PostgreSQL adapter in `scheduler.postgres` implements
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from scheduler.models import ConflictResolution, Job, JobStatus, Schedule
+from scheduler.models import Attempt, ConflictResolution, Job, JobStatus, Schedule
 from scheduler.recurring import FiringPass, FirstFire, StoredDueSchedule
 
 
@@ -20,6 +21,13 @@ class Lease:
     job_id: str
     owner: UUID
     attempt: int
+
+
+@dataclass(frozen=True)
+class Success(Lease):
+    """A successful attempt and what it returned, encoded (None: store no result)."""
+
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class NewJob:
     delay_seconds: float | None
     max_retries: int
     timeout: float | None
+    #: Jobs that must succeed first (existing ones, or earlier in the same batch).
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,33 @@ class JobStore(Protocol):
     async def cancel_job(self, job_id: str) -> JobStatus | None: ...
     async def get_job(self, job_id: str) -> Job | None: ...
     async def job_status(self, job_id: str) -> JobStatus | None: ...
+    async def retry_job(self, job_id: str, at: datetime | None, delay: float | None) -> None:
+        """Pending again at `at`, after `delay`, or now, with fresh budgets; raises
+        `JobNotFoundError` or `JobNotRetryableError` (not failed or cancelled)."""
+        ...
+
+    async def retry_failed_jobs(
+        self, task_name: str | None, since: datetime | None, at: datetime | None, batch: int
+    ) -> int:
+        """Retry every job of `task_name` (None: any) that failed since `since` (and before
+        this call), `batch` per transaction; returns how many."""
+        ...
+
+    async def get_attempts(self, job_id: str) -> list[Attempt]:
+        """The job's ended attempts, oldest first (empty for an unknown job)."""
+        ...
+
+    async def await_job(self, job_id: str) -> JobStatus | None:
+        """Ask to be notified when the job finishes (`finished_notifications`); returns its
+        status now (None: no such job)."""
+        ...
+
+    def finished_notifications(
+        self, on_finished: Callable[[str], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """While entered, `on_finished(job_id)` is called for awaited jobs that finish (for
+        a process whose scheduler does not run and so has no listener of its own)."""
+        ...
 
     # -- recurring schedules ----------------------------------------------------------
     async def insert_schedule(
@@ -131,10 +168,19 @@ class JobStore(Protocol):
         ...
 
     # -- one attempt's outcome (fenced: False means the lease was no longer held) -------
-    async def complete_job(self, lease: Lease) -> bool: ...
-    async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None: ...
+    async def complete_job(self, lease: Lease) -> bool:
+        """Record a success; a `Success` also stores what the attempt returned."""
+        ...
+
+    async def fail_job(
+        self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
+    ) -> JobStatus | None: ...
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool: ...
     async def release_job(self, lease: Lease, reason: str) -> bool: ...
+    async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
+        """Pending again after `delay` seconds, spending no budget (cancelled if a cancel
+        was requested); None when fenced."""
+        ...
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(

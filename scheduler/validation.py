@@ -55,7 +55,26 @@ def new_job(request: JobRequest, task: TaskDefinition, *, max_payload_bytes: int
         delay_seconds=validate_delay(request.delay),
         max_retries=validate_retries(max_retries),
         timeout=validate_timeout(timeout),
+        depends_on=validate_depends_on(request.depends_on),
     )
+
+
+def validate_depends_on(depends_on: object) -> tuple[str, ...]:
+    """Job ids to wait for, each once, in the order given."""
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, str) or not isinstance(depends_on, (list, tuple, set, frozenset)):
+        raise InvalidJobError(
+            f"depends_on must be a list of job ids, got {type(depends_on).__name__}"
+            " (for one dependency write depends_on=[job_id])"
+        )
+    checked: dict[str, None] = {}
+    for job_id in depends_on:
+        if not isinstance(job_id, str) or not 1 <= len(job_id) <= JOB_ID_MAX_LENGTH:
+            raise InvalidJobError(f"depends_on must hold job ids (str), got {job_id!r}")
+        _check_storable(job_id, "depends_on", InvalidJobError)
+        checked[job_id] = None
+    return tuple(checked)
 
 
 def validate_conflict_resolution(value: object) -> ConflictResolution:

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import anyio
 
 from scheduler.store import Lease
 
+#: What one completion carries: a lease, or a lease with more (a success's result).
+L = TypeVar("L", bound=Lease)
+
 
 @dataclass(eq=False)
-class _Waiter:
-    lease: Lease
+class _Waiter(Generic[L]):
+    lease: L
     done: bool = False
     written: bool = False
     in_flight: bool = False
@@ -33,13 +37,13 @@ class _Waiter:
 
 
 @dataclass
-class CompletionBatcher:
+class CompletionBatcher(Generic[L]):
     """`complete(lease)` returns whether that attempt's success was written (fenced)."""
 
-    write: Callable[[Sequence[Lease]], Awaitable[set[str]]]
+    write: Callable[[Sequence[L]], Awaitable[set[str]]]
     max_batch: int = 500
     max_hold: float = 0.05
-    _queue: list[_Waiter] = field(default_factory=list)
+    _queue: list[_Waiter[L]] = field(default_factory=list)
     _writing: bool = False
     _settled: anyio.Event = field(default_factory=anyio.Event)
     _hold: bool = False
@@ -55,7 +59,7 @@ class CompletionBatcher:
             for waiter in self._queue:
                 waiter.released.set()
 
-    async def complete(self, lease: Lease) -> bool:
+    async def complete(self, lease: L) -> bool:
         waiter = _Waiter(lease)
         self._queue.append(waiter)
         if self._hold:
@@ -70,7 +74,7 @@ class CompletionBatcher:
             raise waiter.error
         return waiter.written
 
-    def take(self) -> list[_Waiter]:
+    def take(self) -> list[_Waiter[L]]:
         """Queued completions for a statement the caller runs; `settle` them after."""
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         for waiter in batch:
@@ -79,7 +83,7 @@ class CompletionBatcher:
 
     def settle(
         self,
-        batch: Sequence[_Waiter],
+        batch: Sequence[_Waiter[L]],
         written: Collection[str] = (),
         error: BaseException | None = None,
     ) -> None:

@@ -3,7 +3,8 @@
 Notifications wake the dispatcher ("due <seconds>") and the ticker ("schedule
 <seconds>"), and cancel running jobs ("cancel <job id>"). After a reconnect
 `on_reconnect` runs, because notifications sent while we were not listening are gone:
-the caller catches up from the tables.
+the caller catches up from the tables. "finished <job id>" wakes whoever waits for that
+job (`wait_for_job`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Listener:
         on_reconnect: Callable[[], None],
         check_interval: float,
         check_timeout: float,
+        on_finished: Callable[[str], None] | None = None,
     ) -> None:
         self._pool = pool
         self._channel = channel
@@ -40,6 +42,7 @@ class Listener:
         self._on_schedule = on_schedule
         self._on_cancel = on_cancel
         self._on_reconnect = on_reconnect
+        self._on_finished = on_finished
         self._check_interval = check_interval
         self._check_timeout = check_timeout
         self.connections_made = 0
@@ -67,6 +70,8 @@ class Listener:
                 self._on_schedule(float(value))
             elif kind == "cancel":
                 self._on_cancel(value)
+            elif kind == "finished" and self._on_finished is not None:
+                self._on_finished(value)
         except Exception:  # a bad payload (hand-written NOTIFY) must not kill the listener
             logger.exception("ignoring notification %r", payload)
 

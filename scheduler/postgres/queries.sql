@@ -66,6 +66,16 @@ ON CONFLICT (job_id) DO UPDATE SET
 WHERE j.status <> 'running'
 RETURNING j.job_id
 
+-- get_attempts --
+-- A job's attempt history, oldest first.
+SELECT attempt, worker_id, hostname, outcome, error,
+       {schema}.readable_time(claimed_at) AS claimed_at,
+       {schema}.readable_time(started_at) AS started_at,
+       {schema}.readable_time(finished_at) AS finished_at
+FROM {schema}.job_attempts
+WHERE job_id = $1
+ORDER BY attempt
+
 -- get_job --
 -- One job row, for inspection. A timestamp Python's datetime cannot hold (plain SQL may
 -- store 'infinity' or the year 20000) reads as the nearest one it can (datetime.max or
@@ -79,23 +89,43 @@ SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, pr
        {schema}.readable_time(updated_at) AS updated_at,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
-       {schema}.readable_time(fire_time) AS fire_time
+       {schema}.readable_time(fire_time) AS fire_time,
+       CASE WHEN status = 'succeeded' THEN result::text END AS result,
+       array(SELECT e.depends_on FROM {schema}.job_dependencies e
+             WHERE e.job_id = $1 ORDER BY e.depends_on) AS depends_on
 FROM {schema}.jobs
 WHERE job_id = $1
 
+-- await_job --
+-- Ask for a NOTIFY ('finished <id>') when this job finishes; returns its status (no row:
+-- no such job). The flag is set only while it is unfinished, so finished jobs are not
+-- rewritten.
+WITH flagged AS (
+    UPDATE {schema}.jobs SET awaited = true
+    WHERE job_id = $1 AND NOT awaited AND status NOT IN ('succeeded', 'failed', 'cancelled')
+    RETURNING status
+)
+SELECT coalesce((SELECT status FROM flagged),
+                (SELECT status FROM {schema}.jobs WHERE job_id = $1))
+
+-- add_dependencies --
+-- Make a job just inserted (same transaction) wait for others; see the SQL function.
+SELECT {schema}.add_dependencies($1, $2::text[])
+
 -- cancel_job --
--- Cancel a pending job outright, or flag a running one (its owner is notified by trigger
--- and records the outcome). Returns the status the job had, or no row if there is none.
+-- Cancel a pending (or blocked) job outright, or flag a running one (its owner is notified
+-- by trigger and records the outcome). Returns the status the job had, or no row if there
+-- is none.
 WITH previous AS (
     SELECT job_id, status FROM {schema}.jobs WHERE job_id = $1 FOR UPDATE
 )
 UPDATE {schema}.jobs j SET
-    status = CASE WHEN p.status = 'pending' THEN 'cancelled' ELSE j.status END,
-    finished_at = CASE WHEN p.status = 'pending' THEN now() ELSE j.finished_at END,
+    status = CASE WHEN p.status IN ('pending', 'blocked') THEN 'cancelled' ELSE j.status END,
+    finished_at = CASE WHEN p.status IN ('pending', 'blocked') THEN now() ELSE j.finished_at END,
     cancel_requested_at = coalesce(j.cancel_requested_at, now()),
     updated_at = now()
 FROM previous p
-WHERE j.job_id = p.job_id AND p.status IN ('pending', 'running')
+WHERE j.job_id = p.job_id AND p.status IN ('pending', 'blocked', 'running')
 RETURNING p.status
 
 -- job_status --
@@ -113,15 +143,23 @@ SELECT status FROM {schema}.jobs WHERE job_id = $1
 -- The same statement records the successes of the attempts in $6..$8, fenced: only rows
 -- still held by that owner and attempt change. Under a backlog one commit thus finishes
 -- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows with
--- `completed` true are the successes written.
+-- `completed` true are the successes written. $9 holds each success's result (JSON text);
+-- each success also gets its attempt-history row (done_history).
 WITH done AS (
     UPDATE {schema}.jobs j SET
         status = 'succeeded', lease_owner = NULL, last_error = NULL,
-        finished_at = now(), updated_at = now()
-    FROM unnest($6::text[], $7::uuid[], $8::integer[]) AS d(job_id, owner, attempt)
+        finished_at = now(), updated_at = now(), result = d.result::jsonb
+    FROM unnest($6::text[], $7::uuid[], $8::integer[], $9::text[])
+         AS d(job_id, owner, attempt, result)
     WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
       AND j.status = 'running'
-    RETURNING j.job_id
+    RETURNING j.job_id, j.attempts, d.owner, j.claimed_at, j.started_at
+), done_history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT d.job_id, d.attempts, d.owner, w.hostname, d.claimed_at, d.started_at,
+           'succeeded', NULL
+    FROM done d LEFT JOIN {schema}.workers w ON w.worker_id = d.owner
 ), live AS (
     SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
 ), picked AS (
@@ -142,7 +180,8 @@ WITH done AS (
 ), claimed AS (
     UPDATE {schema}.jobs j SET
         status = 'running', lease_owner = $1, attempts = j.attempts + 1,
-        started_at = greatest(now(), j.execution_time), updated_at = now()
+        started_at = greatest(now(), j.execution_time), updated_at = now(),
+        claimed_at = now()
     FROM picked
     WHERE j.job_id = picked.job_id
     RETURNING j.job_id, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
@@ -170,37 +209,97 @@ CROSS JOIN LATERAL (
 -- fail_job --
 -- Record a failed attempt (an exception or a timeout): it spends one of max_retries. Back to
 -- pending after $5 seconds while retries remain and nobody asked to cancel, else failed.
--- Fenced like every attempt write. Returns the new status.
-UPDATE {schema}.jobs SET
-    failures = failures + 1,
-    status = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
-                  THEN 'pending' ELSE 'failed' END,
-    execution_time = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
-                          THEN now() + make_interval(secs => $5::float8)
-                          ELSE execution_time END,
-    finished_at = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
-                       THEN NULL ELSE now() END,
-    lease_owner = NULL, last_error = $4, updated_at = now()
-WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-RETURNING status
+-- Fenced like every attempt write; its history row's outcome is $6 ('failed' or 'timed
+-- out'). Returns the new status.
+WITH ended AS (
+    UPDATE {schema}.jobs SET
+        failures = failures + 1,
+        status = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
+                      THEN 'pending' ELSE 'failed' END,
+        execution_time = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
+                              THEN now() + make_interval(secs => $5::float8)
+                              ELSE execution_time END,
+        finished_at = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
+                           THEN NULL ELSE now() END,
+        lease_owner = NULL, last_error = $4, updated_at = now()
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+    RETURNING job_id, attempts, claimed_at, started_at, status
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, $2, w.hostname, e.claimed_at, e.started_at, $6, $4
+    FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $2
+)
+SELECT status FROM ended
 
 -- cancel_running_job --
 -- Record that a requested cancellation interrupted the attempt. Fenced.
-UPDATE {schema}.jobs SET
-    status = 'cancelled', lease_owner = NULL, last_error = $4,
-    finished_at = now(), updated_at = now()
-WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+WITH ended AS (
+    UPDATE {schema}.jobs SET
+        status = 'cancelled', lease_owner = NULL, last_error = $4,
+        finished_at = now(), updated_at = now()
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+    RETURNING job_id, attempts, claimed_at, started_at
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, $2, w.hostname, e.claimed_at, e.started_at, 'cancelled', $4
+    FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $2
+)
+SELECT count(*) FROM ended
 
 -- release_job --
 -- Give an interrupted attempt back (graceful shutdown) so a peer takes it at once; it spends
 -- no budget (the attempt number stays used: tokens never repeat). A pending cancel request
 -- wins. Fenced.
-UPDATE {schema}.jobs SET
-    status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-    finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
-    started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
-    lease_owner = NULL, last_error = $4, updated_at = now()
-WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+WITH attempt AS (
+    SELECT job_id, claimed_at, started_at FROM {schema}.jobs
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+), ended AS (
+    UPDATE {schema}.jobs SET
+        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
+        lease_owner = NULL, last_error = $4, updated_at = now()
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+    RETURNING job_id, attempts, status
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, $2, w.hostname, a.claimed_at, a.started_at,
+           CASE WHEN e.status = 'cancelled' THEN 'cancelled' ELSE 'released' END, $4
+    FROM ended e JOIN attempt a USING (job_id)
+    LEFT JOIN {schema}.workers w ON w.worker_id = $2
+)
+SELECT count(*) FROM ended
+
+-- snooze_job --
+-- The job asked to run again in $4 seconds (`Snooze`): pending then, spending no budget (its
+-- attempt number stays used). A pending cancel request wins. Fenced. Returns the status.
+WITH attempt AS (
+    SELECT job_id, claimed_at, started_at FROM {schema}.jobs
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+), ended AS (
+    UPDATE {schema}.jobs SET
+        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        execution_time = CASE WHEN cancel_requested_at IS NULL
+                              THEN now() + make_interval(secs => $4::float8)
+                              ELSE execution_time END,
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
+        lease_owner = NULL, updated_at = now()
+    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
+    RETURNING job_id, attempts, status
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, $2, w.hostname, a.claimed_at, a.started_at,
+           CASE WHEN e.status = 'cancelled' THEN 'cancelled' ELSE 'snoozed' END,
+           format('snoozed for %s seconds', $4::float8)
+    FROM ended e JOIN attempt a USING (job_id)
+    LEFT JOIN {schema}.workers w ON w.worker_id = $2
+)
+SELECT status FROM ended
 
 -- register_worker --
 -- A new worker identity with a fresh lease.
@@ -231,21 +330,30 @@ SELECT EXISTS (SELECT 1 FROM beat) AS alive,
 -- reply was lost after its commit, a claim abandoned at its deadline, an outcome it gave up
 -- writing. Counted as lost leases, like the orphan sweep's ($4 = orphan_retries); fenced per
 -- attempt, so an attempt that finished meanwhile is left alone.
-UPDATE {schema}.jobs j SET
-    lost_leases = j.lost_leases + 1,
-    status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                  WHEN j.lost_leases + 1 <= $4 THEN 'pending'
-                  ELSE 'failed' END,
-    finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.lost_leases + 1 <= $4
-                       THEN NULL ELSE now() END,
-    last_error = format('attempt %s was claimed by worker %s but never run or recorded'
-                        ' (claim reply lost, or outcome not writable); handed back',
-                        j.attempts, j.lease_owner),
-    lease_owner = NULL, updated_at = now()
-FROM unnest($2::text[], $3::integer[]) AS a(job_id, attempt)
-WHERE j.job_id = a.job_id AND j.attempts = a.attempt AND j.lease_owner = $1
-  AND j.status = 'running'
-RETURNING j.job_id, j.status
+WITH ended AS (
+    UPDATE {schema}.jobs j SET
+        lost_leases = j.lost_leases + 1,
+        status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                      WHEN j.lost_leases + 1 <= $4 THEN 'pending'
+                      ELSE 'failed' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.lost_leases + 1 <= $4
+                           THEN NULL ELSE now() END,
+        last_error = format('attempt %s was claimed by worker %s but never run or recorded'
+                            ' (claim reply lost, or outcome not writable); handed back',
+                            j.attempts, j.lease_owner),
+        lease_owner = NULL, updated_at = now()
+    FROM unnest($2::text[], $3::integer[]) AS a(job_id, attempt)
+    WHERE j.job_id = a.job_id AND j.attempts = a.attempt AND j.lease_owner = $1
+      AND j.status = 'running'
+    RETURNING j.job_id, j.status, j.attempts, j.claimed_at, j.started_at, j.last_error
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, $1, w.hostname, e.claimed_at, e.started_at, 'handed back',
+           e.last_error
+    FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $1
+)
+SELECT job_id, status FROM ended
 
 -- unregister_worker --
 -- A worker leaving cleanly (after releasing its jobs).
@@ -267,22 +375,30 @@ WITH orphans AS (
     LIMIT $1
     FOR UPDATE OF j SKIP LOCKED
 ), decided AS (
-    SELECT o.job_id,
+    SELECT o.job_id, j.lease_owner AS owner,
            CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
                 WHEN j.lost_leases + 1 <= $2 THEN 'pending'
                 ELSE 'failed' END AS next_status
     FROM orphans o JOIN {schema}.jobs j USING (job_id)
+), reaped AS (
+    UPDATE {schema}.jobs j SET
+        status = d.next_status, lost_leases = j.lost_leases + 1,
+        finished_at = CASE WHEN d.next_status = 'pending' THEN NULL ELSE now() END,
+        execution_time = CASE WHEN d.next_status = 'pending' THEN now() ELSE j.execution_time END,
+        last_error = format('attempt %s lost its lease: worker %s stopped heartbeating',
+                            j.attempts, j.lease_owner),
+        lease_owner = NULL, updated_at = now()
+    FROM decided d
+    WHERE j.job_id = d.job_id AND j.status = 'running'
+    RETURNING j.job_id, j.status, j.attempts, d.owner, j.claimed_at, j.started_at, j.last_error
+), history AS (
+    INSERT INTO {schema}.job_attempts
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+    SELECT e.job_id, e.attempts, e.owner, w.hostname, e.claimed_at, e.started_at, 'lease lost',
+           e.last_error
+    FROM reaped e LEFT JOIN {schema}.workers w ON w.worker_id = e.owner
 )
-UPDATE {schema}.jobs j SET
-    status = d.next_status, lost_leases = j.lost_leases + 1,
-    finished_at = CASE WHEN d.next_status = 'pending' THEN NULL ELSE now() END,
-    execution_time = CASE WHEN d.next_status = 'pending' THEN now() ELSE j.execution_time END,
-    last_error = format('attempt %s lost its lease: worker %s stopped heartbeating',
-                        j.attempts, j.lease_owner),
-    lease_owner = NULL, updated_at = now()
-FROM decided d
-WHERE j.job_id = d.job_id AND j.status = 'running'
-RETURNING j.job_id, j.status
+SELECT job_id, status FROM reaped
 
 -- delete_dead_workers --
 -- Forget workers whose lease expired and who own no running job any more.
@@ -520,8 +636,15 @@ WITH doomed AS (
 SELECT count(*)::integer FROM deleted
 
 -- retry_job --
--- Run a failed or cancelled job again (the SQL API's retry_job: fresh budgets).
-SELECT {schema}.retry_job($1, delay => make_interval(secs => $2::float8))
+-- Run a failed or cancelled job again (the SQL API's retry_job: fresh budgets), at $2, or
+-- $3 seconds from now, or now.
+SELECT {schema}.retry_job($1, $2::timestamptz,
+                          CASE WHEN $3::float8 IS NOT NULL THEN make_interval(secs => $3) END)
+
+-- retry_failed_jobs --
+-- One batch of the bulk retry: up to $5 failed jobs of task $1 (NULL: any) that finished
+-- in [$2, $3), pending again at $4 (NULL: now). Returns their ids.
+SELECT job_id FROM {schema}.retry_failed_jobs($1, $2, $3, $4, $5) AS r(job_id)
 
 -- task_stats --
 -- The per-task monitoring view, for `scheduler stats`.

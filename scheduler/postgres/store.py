@@ -5,20 +5,29 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
+import anyio
 import asyncpg
 
+from scheduler.dependencies import dependency_order
 from scheduler.errors import (
+    InvalidJobError,
     JobAlreadyExistsError,
     JobConflictError,
     JobIsRunningError,
+    JobNotFoundError,
+    JobNotRetryableError,
     ScheduleAlreadyExistsError,
     SchemaNotReadyError,
+    UnknownDependencyError,
 )
 from scheduler.models import (
+    Attempt,
+    AttemptOutcome,
     CoalescePolicy,
     ConflictResolution,
     Job,
@@ -28,7 +37,7 @@ from scheduler.models import (
 )
 from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import AnyConnection, pooled_transaction
-from scheduler.postgres.sql import Queries
+from scheduler.postgres.sql import Queries, channel_for
 from scheduler.recurring import StoredDueSchedule
 from scheduler.serialization import decode_arguments, load_json
 from scheduler.store import (
@@ -42,6 +51,7 @@ from scheduler.store import (
     NewJob,
     NewSchedule,
     ResumeFireTime,
+    Success,
 )
 from scheduler.triggers import Trigger, UnreadableTrigger, trigger_from_json
 
@@ -49,6 +59,9 @@ logger = logging.getLogger("scheduler.store")
 
 #: Claim order: highest priority first. The claim query scans one priority at a time.
 PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
+
+#: The notification an awaited job sends when it finishes: this, then its id.
+FINISHED_PREFIX = "finished "
 
 #: The owner a claim of zero rows names (it never reaches a row).
 NO_OWNER = UUID(int=0)
@@ -71,6 +84,8 @@ class PostgresJobStore:
         connection: AnyConnection | None = None,
     ) -> list[str]:
         replace = conflict is ConflictResolution.REPLACE
+        if any(job.depends_on for job in jobs):
+            return await self._insert_dependent_jobs(jobs, conflict, connection)
         if len(jobs) == 1:  # one row in one statement: atomic without a transaction
             [job] = jobs
             row = _job_row(job)
@@ -100,6 +115,36 @@ class PostgresJobStore:
                         raise _conflict_error(refused, conflict)
         return [j.job_id for j in jobs]
 
+    async def _insert_dependent_jobs(
+        self,
+        jobs: Sequence[NewJob],
+        conflict: ConflictResolution,
+        connection: AnyConnection | None,
+    ) -> list[str]:
+        """Insert, then record dependencies (dependencies first) in the same transaction:
+        no claim ever sees such a job pending before it waits. A job IGNORE kept (it
+        existed) keeps what it had."""
+        columns = _columns([_job_row(job) for job in jobs])
+        with _schema_guard(self.schema), _dependency_errors():
+            async with contextlib.AsyncExitStack() as stack:
+                conn: AnyConnection = (
+                    connection
+                    if connection is not None
+                    else await stack.enter_async_context(self.pool.acquire())
+                )
+                async with conn.transaction():
+                    rows = await conn.fetch(self.q.insert_jobs, *columns)
+                    written = {row["job_id"] for row in rows}
+                    refused = [j.job_id for j in jobs if j.job_id not in written]
+                    if refused and conflict is not ConflictResolution.IGNORE:
+                        raise _conflict_error(refused, conflict)
+                    for job in dependency_order(jobs):
+                        if job.depends_on and job.job_id in written:
+                            await conn.fetchval(
+                                self.q.add_dependencies, job.job_id, list(job.depends_on)
+                            )
+        return [j.job_id for j in jobs]
+
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
             previous = await self.pool.fetchval(self.q.cancel_job, job_id)
@@ -114,6 +159,69 @@ class PostgresJobStore:
         with _schema_guard(self.schema):
             status = await self.pool.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
+
+    async def retry_job(self, job_id: str, at: datetime | None, delay: float | None) -> None:
+        try:
+            with _schema_guard(self.schema):
+                await self.pool.fetchval(self.q.retry_job, job_id, at, delay)
+        except asyncpg.NoDataFoundError as exc:
+            raise JobNotFoundError(str(exc), job_id) from None
+        except asyncpg.ObjectNotInPrerequisiteStateError as exc:
+            raise JobNotRetryableError(str(exc), job_id) from None
+
+    async def retry_failed_jobs(
+        self, task_name: str | None, since: datetime | None, at: datetime | None, batch: int
+    ) -> int:
+        with _schema_guard(self.schema):
+            # Only jobs that failed before this call: one failing again is not retried twice.
+            until = await self.pool.fetchval(self.q.database_now)
+            total = 0
+            while True:
+                rows = await self.pool.fetch(
+                    self.q.retry_failed_jobs, task_name, since, until, at, batch
+                )
+                total += len(rows)
+                if len(rows) < batch:
+                    return total
+
+    async def get_attempts(self, job_id: str) -> list[Attempt]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.get_attempts, job_id)
+        return [
+            Attempt(
+                attempt=row["attempt"],
+                outcome=AttemptOutcome(row["outcome"]),
+                worker_id=row["worker_id"],
+                hostname=row["hostname"],
+                claimed_at=row["claimed_at"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                error=row["error"],
+            )
+            for row in rows
+        ]
+
+    async def await_job(self, job_id: str) -> JobStatus | None:
+        with _schema_guard(self.schema):
+            status = await self.pool.fetchval(self.q.await_job, job_id)
+        return None if status is None else JobStatus(status)
+
+    @contextlib.asynccontextmanager
+    async def finished_notifications(
+        self, on_finished: Callable[[str], None]
+    ) -> AsyncIterator[None]:
+        def receive(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            if isinstance(payload, str) and payload.startswith(FINISHED_PREFIX):
+                on_finished(payload[len(FINISHED_PREFIX) :])
+
+        channel = channel_for(self.schema)
+        async with self.pool.acquire() as conn:
+            await conn.add_listener(channel, receive)
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+                    await conn.remove_listener(channel, receive)
 
     # -- recurring schedules ----------------------------------------------------------
     async def insert_schedule(
@@ -232,9 +340,7 @@ class PostgresJobStore:
                 PRIORITIES_DESCENDING,
                 limit,
                 lead,
-                [lease.job_id for lease in leases],
-                [lease.owner for lease in leases],
-                [lease.attempt for lease in leases],
+                *_successes(leases),
             )
         except BaseException as exc:
             self._completions.settle(carried, error=exc)
@@ -273,37 +379,42 @@ class PostgresJobStore:
     async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
         """Successes with no claim to carry them: the claim statement, claiming nothing."""
         rows = await self.pool.fetch(
-            self.q.claim_jobs,
-            NO_OWNER,
-            [],
-            PRIORITIES_DESCENDING,
-            0,
-            0.0,
-            [lease.job_id for lease in leases],
-            [lease.owner for lease in leases],
-            [lease.attempt for lease in leases],
+            self.q.claim_jobs, NO_OWNER, [], PRIORITIES_DESCENDING, 0, 0.0, *_successes(leases)
         )
         return {row["job_id"] for row in rows}
 
-    async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None:
+    async def fail_job(
+        self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
+    ) -> JobStatus | None:
+        outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
         status = await self.pool.fetchval(
-            self.q.fail_job, lease.job_id, lease.owner, lease.attempt, error, retry_delay
+            self.q.fail_job,
+            lease.job_id,
+            lease.owner,
+            lease.attempt,
+            error,
+            retry_delay,
+            outcome.value,
         )
         return None if status is None else JobStatus(status)
 
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool:
-        return _one_row(
-            await self.pool.execute(
-                self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
-            )
+        ended = await self.pool.fetchval(
+            self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
         )
+        return bool(ended)
 
     async def release_job(self, lease: Lease, reason: str) -> bool:
-        return _one_row(
-            await self.pool.execute(
-                self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
-            )
+        ended = await self.pool.fetchval(
+            self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
         )
+        return bool(ended)
+
+    async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
+        status = await self.pool.fetchval(
+            self.q.snooze_job, lease.job_id, lease.owner, lease.attempt, delay
+        )
+        return None if status is None else JobStatus(status)
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(
@@ -382,6 +493,16 @@ def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> Job
     )
 
 
+def _successes(leases: Sequence[Lease]) -> list[list[Any]]:
+    """The claim statement's success columns ($6..$9): job ids, owners, attempts, results."""
+    return [
+        [lease.job_id for lease in leases],
+        [lease.owner for lease in leases],
+        [lease.attempt for lease in leases],
+        [lease.result_json if isinstance(lease, Success) else None for lease in leases],
+    ]
+
+
 def _row_count(status: str) -> int:
     # asyncpg returns the command tag, e.g. "UPDATE 1" or "DELETE 12".
     return int(status.rsplit(" ", 1)[-1])
@@ -415,6 +536,8 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         finished_at=row["finished_at"],
         schedule_id=row["schedule_id"],
         fire_time=row["fire_time"],
+        result=None if row["result"] is None else load_json(row["result"]),
+        depends_on=tuple(row["depends_on"]),
     )
 
 
@@ -483,6 +606,17 @@ def _stored_trigger(text: str) -> Trigger:
         return trigger_from_json(data)
     except Exception as exc:  # any shape a hand-written row may have
         return UnreadableTrigger(data, f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _dependency_errors() -> Iterator[None]:
+    """The SQL function's refusals as typed errors (the transaction rolls back)."""
+    try:
+        yield
+    except asyncpg.NoDataFoundError as exc:
+        raise UnknownDependencyError(str(exc)) from None
+    except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.InvalidParameterValueError) as exc:
+        raise InvalidJobError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -13,7 +13,10 @@ replica past its lease right after a burst of due jobs (so the freeze lands mid-
 mid-start) and enqueues another burst just before it resumes: a replica must not claim or
 start anything under the identity whose lease ran out while it was stopped. A few jobs
 raise exceptions an outcome write cannot store as they are (NUL, a lone surrogate, no
-str(), megabytes); they must end failed like any other failing job.
+str(), megabytes); they must end failed like any other failing job. Some jobs snooze once
+(they must end without a failure counted), and some come in pairs where the second depends
+on the first: it must never start before the first succeeded, and must end cancelled
+without running when the first did not succeed.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ KIND_WEIGHTS = {
     "flaky": 10,
     "delayed": 12,
     "cancel": 12,
+    "snooze": 6,
+    "pair": 8,
     **{kind: 1 for kind in side_jobs.UNRECORDABLE},
 }
 #: Kinds whose every attempt raises: they can only end failed.
@@ -145,7 +150,9 @@ async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> 
     while time.time() < stop_at:
         kind = rng.choices(list(KIND_WEIGHTS), list(KIND_WEIGHTS.values()))[0]
         seconds = rng.uniform(1.5, 4.0) if kind == "long" else rng.uniform(0.01, 0.3)
-        behaviour = kind if kind in ALWAYS_FAILING or kind == "flaky" else "ok"
+        behaviour = kind if kind in ALWAYS_FAILING or kind in ("flaky", "snooze") else "ok"
+        if kind == "pair":  # a parent that may fail, and a child waiting for it
+            behaviour = rng.choice(["ok", "ok", "flaky", "fail"])
         try:
             job_id = await scheduler.schedule(
                 side_jobs.soak,
@@ -158,6 +165,15 @@ async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> 
             await asyncio.sleep(0.2)
             continue
         run.acknowledged[job_id] = {"kind": kind}
+        if kind == "pair":
+            try:
+                child = await scheduler.schedule(
+                    side_jobs.soak, args=("ok", seconds), depends_on=[job_id]
+                )
+            except CONNECTION_ERRORS:
+                run.schedule_errors += 1
+                continue
+            run.acknowledged[child] = {"kind": "child", "parent": job_id}
         if kind == "cancel":
             await asyncio.sleep(rng.uniform(0, 0.3))
             with contextlib.suppress(*CONNECTION_ERRORS):
@@ -264,6 +280,13 @@ def check(
                 violations.append(f"{job_id}: succeeded but its final attempt never finished")
         violations.extend(check_attempt_numbers(job_id, runs))
         violations.extend(check_overlaps(job_id, runs, run.faults))
+        if kind == "snooze" and job["failures"]:
+            violations.append(f"{job_id}: a snooze counted as a failure ({job['failures']})")
+        parent = run.acknowledged.get(job_id, {}).get("parent")
+        if parent is not None and parent in jobs:
+            violations.extend(
+                check_dependant(job_id, job, runs, jobs[parent], by_job.get(parent, []))
+            )
     violations.extend(check_expired_identities(run, attempts))
     return violations
 
@@ -303,6 +326,32 @@ def check_outcome(
     if cancel_result and status != "cancelled":
         violations.append(f"{job_id}: cancel_job said True, status {status}")
     return violations
+
+
+def check_dependant(
+    job_id: str,
+    job: Mapping[str, Any],
+    runs: Sequence[Mapping[str, Any]],
+    parent: Mapping[str, Any],
+    parent_runs: Sequence[Mapping[str, Any]],
+) -> list[str]:
+    """A dependant starts only after its parent's successful attempt ended, and is
+    cancelled, never having run, when the parent did not succeed."""
+    if parent["status"] != "succeeded":
+        if job["status"] != "cancelled" or runs:
+            return [
+                f"{job_id}: its parent {parent['status']}, yet it is {job['status']}"
+                f" after {len(runs)} run(s)"
+            ]
+        return []
+    final = [r for r in parent_runs if r["attempt"] == parent["attempts"]]
+    if not final or final[-1]["finished_at"] is None:
+        return []  # reported for the parent
+    return [
+        f"{job_id}: attempt {r['attempt']} started before its parent succeeded"
+        for r in runs
+        if r["started_at"] < final[-1]["finished_at"]
+    ]
 
 
 def check_attempt_numbers(job_id: str, runs: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -448,7 +497,7 @@ async def main() -> int:
                 open_jobs = await pool.fetchval(
                     f"SELECT count(*) FROM {SCHEMA}.jobs"
                     " WHERE (job_id = ANY($1::text[]) OR schedule_id = $2)"
-                    " AND status IN ('pending', 'running')",
+                    " AND status IN ('pending', 'running', 'blocked')",
                     list(run.acknowledged),
                     SLOT_SCHEDULE,
                 )
@@ -482,6 +531,13 @@ async def main() -> int:
         "final_status": dict(Counter(jobs[j]["status"] for j in run.acknowledged if j in jobs)),
         "attempts_recorded": len(attempts),
         "cancel_calls": len(run.cancel_results),
+        "dependants": dict(
+            Counter(
+                jobs[j]["status"]
+                for j, info in run.acknowledged.items()
+                if info["kind"] == "child" and j in jobs
+            )
+        ),
         "cancel_true": sum(run.cancel_results.values()),
         "faults": dict(Counter(f.kind for f in run.faults)),
         "freeze_claiming": freeze_claiming_reach(run, attempts),

@@ -13,6 +13,7 @@ import pytest
 
 from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError, __version__
 from scheduler.cli import build_parser, worker_settings
+from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier
 from tests.support import jobs
 from tests.support.db import TEST_DSN, has_status, unique_schema, wait_until
@@ -32,7 +33,7 @@ def cli(*args: str, schema: str) -> subprocess.CompletedProcess[str]:
 async def test_migrate_status_show_and_cancel(pool: asyncpg.Pool, schema: str) -> None:
     migrated = cli("migrate", schema=schema)
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied [1, 2, 3, 4, 5]" in migrated.stdout
+    assert f"applied {list(range(1, migrations.latest_version() + 1))}" in migrated.stdout
     assert "applied nothing" in cli("migrate", schema=schema).stdout
 
     producer = Scheduler(pool, schema=schema)

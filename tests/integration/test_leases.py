@@ -135,7 +135,16 @@ async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
         await completing.start()
         # The completion holds the row lock; the sweep runs meanwhile and must skip it.
         done = await conn.fetch(
-            store.q.claim_jobs, NO_OWNER, [], PRIORITIES_DESCENDING, 0, 0.0, [job_id], [owner], [1]
+            store.q.claim_jobs,
+            NO_OWNER,
+            [],
+            PRIORITIES_DESCENDING,
+            0,
+            0.0,
+            [job_id],
+            [owner],
+            [1],
+            [None],
         )
         assert [(r["job_id"], r["completed"]) for r in done] == [(job_id, True)]
         assert await store.reap_orphans(100, 0) == 0

@@ -69,6 +69,8 @@ async def test_migrations_built_schema_has_the_expected_tables(
         migrated,
     )
     assert [t["table_name"] for t in tables] == [
+        "job_attempts",
+        "job_dependencies",
         "jobs",
         "schedules",
         "schema_migrations",

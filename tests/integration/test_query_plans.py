@@ -38,7 +38,17 @@ async def test_the_claim_and_next_due_queries_use_the_claim_index(
     await pool.execute(f"ANALYZE {table}")
     store = PostgresJobStore(pool, migrated)
     claim = await plan_of(
-        pool, store.q.claim_jobs, uuid.uuid4(), [TASK], PRIORITIES_DESCENDING, 10, 0.01, [], [], []
+        pool,
+        store.q.claim_jobs,
+        uuid.uuid4(),
+        [TASK],
+        PRIORITIES_DESCENDING,
+        10,
+        0.01,
+        [],
+        [],
+        [],
+        [],
     )
     assert '"Index Name": "jobs_claim_idx"' in claim
     assert '"Node Type": "Seq Scan"' not in claim

@@ -7,11 +7,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import anyio
 
-from scheduler import current_job
+from scheduler import Snooze, current_job
 
 CALLS: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
 _lock = threading.Lock()
@@ -174,3 +175,36 @@ _released_events: dict[str, threading.Event] = {}
 def release(key: str) -> None:
     _released.add(key)
     _released_events.setdefault(key, threading.Event()).set()
+
+
+async def give_back(value: Any) -> Any:
+    """Return what it was given: the job's result."""
+    return value
+
+
+def give_back_sync(value: Any) -> Any:
+    return value
+
+
+async def return_unstorable(kind: str) -> Any:
+    """A return value that cannot be stored: not JSON, or (kind "big") over a small cap."""
+    _note(kind, event="attempt")
+    if kind == "big":
+        return "x" * 10_000
+    return {"when": object()}
+
+
+async def snooze_until_attempt(key: str, attempt: int, delay: float) -> int:
+    """Snooze (raising `Snooze`) until the given attempt, then return its number."""
+    _note(key, event="attempt")
+    if current_job().attempt < attempt:
+        raise Snooze(delay)
+    return current_job().attempt
+
+
+def snooze_once_sync(key: str, delay: float) -> str:
+    """A thread's job snoozing through `current_job().snooze()`."""
+    _note(key, event="attempt")
+    if current_job().attempt == 1:
+        current_job().snooze(timedelta(seconds=delay))
+    return "woke up"

@@ -78,6 +78,7 @@ async def main() -> None:
             side_jobs.soak,
             side_jobs.poison,
             side_jobs.kill_then_fail_then_succeed,
+            side_jobs.work_then_answer,
         ],
     )
     for spec in map(json.loads, options.schedule):

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import asyncpg
 
-from scheduler import current_job
+from scheduler import Snooze, current_job
 from scheduler.postgres.sql import quote_identifier
 
 _pool: asyncpg.Pool | None = None
@@ -116,8 +116,8 @@ UNRECORDABLE: dict[str, Callable[[], Exception]] = {
 
 async def soak(kind: str, seconds: float) -> None:
     """The chaos soak's workload: 'ok' works for `seconds`; 'fail' always raises;
-    'flaky' fails its first attempt only; an UNRECORDABLE kind always raises its
-    exception."""
+    'flaky' fails its first attempt only; 'snooze' snoozes its first attempt for `seconds`;
+    an UNRECORDABLE kind always raises its exception."""
     row_id = await _started()
     async with _recording_a_cancel(row_id):
         await anyio.sleep(seconds)
@@ -127,6 +127,9 @@ async def soak(kind: str, seconds: float) -> None:
     if kind == "fail" or (kind == "flaky" and current_job().attempt == 1):
         await _ended(row_id, "failed_at")
         raise RuntimeError(f"{kind} job failing on purpose")
+    if kind == "snooze" and current_job().attempt == 1:
+        await _ended(row_id, "cancelled_at")  # the code stopped here; it runs again later
+        raise Snooze(seconds)
     await _ended(row_id)
 
 
@@ -147,3 +150,9 @@ async def kill_then_fail_then_succeed() -> None:
         await _ended(row_id, "failed_at")
         raise RuntimeError("the second attempt fails on purpose")
     await _ended(row_id)
+
+
+async def work_then_answer(seconds: float, answer: str) -> str:
+    """Works like `work`, then returns `answer` (the job's result)."""
+    await work(seconds)
+    return answer

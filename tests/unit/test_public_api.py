@@ -14,6 +14,7 @@ def test_all_lists_exactly_the_public_names() -> None:
     modules = {
         "config",
         "context",
+        "dependencies",
         "error_text",
         "errors",
         "limits",
@@ -28,8 +29,10 @@ def test_all_lists_exactly_the_public_names() -> None:
         "store",
         "tasks",
         "recurring",
+        "retrying",
         "triggers",
         "validation",
+        "waiting",
     }
     assert set(scheduler.__all__) == public - modules - {"annotations"}
     for name in scheduler.__all__:
