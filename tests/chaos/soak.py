@@ -376,6 +376,16 @@ def attempt_end(row: Mapping[str, Any]) -> datetime | None:
     return min(ends) if ends else None
 
 
+def _attempt_facts(run: Mapping[str, Any], origin: float) -> str:
+    """One attempt for a violation message, times relative to `origin`."""
+    end = attempt_end(run)
+    ended = f"{end.timestamp() - origin:+.2f}s" if end is not None else "never"
+    return (
+        f"attempt {run['attempt']} pid {run['pid']} worker {str(run.get('worker_id'))[:8]}"
+        f" {run['started_at'].timestamp() - origin:+.2f}s..{ended}"
+    )
+
+
 def check_overlaps(
     job_id: str, runs: Sequence[Mapping[str, Any]], faults: Sequence[Fault]
 ) -> list[str]:
@@ -398,9 +408,16 @@ def check_overlaps(
             for fault in faults
         )
         if not explained:
+            near = [
+                f"{fault.kind}@{fault.at - start:+.2f}s(pid {fault.pid})"
+                for fault in faults
+                if start - 10 < fault.at < later_start + 10
+            ]
             violations.append(
                 f"{job_id}: attempts {earlier['attempt']} and"
                 f" {later['attempt']} overlapped with no fault to explain it"
+                f" [{_attempt_facts(earlier, start)}; {_attempt_facts(later, start)};"
+                f" faults near: {', '.join(near) or 'none'}]"
             )
     return violations
 
