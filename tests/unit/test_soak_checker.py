@@ -217,3 +217,25 @@ def test_a_fired_slot_is_checked_like_an_acknowledged_job() -> None:
     run.slot_jobs["s@0"] = at(0)
     violations = check(run, {"s@0": job(status="pending")}, [])
     assert any("never reached a terminal state" in v for v in violations)
+
+
+def test_a_database_outage_that_spans_the_earlier_start_explains_the_overlap() -> None:
+    # The restart command went out just before attempt 1's first line; the outage that
+    # followed cost attempt 1 its end record (and its outcome), and attempt 2 ran.
+    history = [attempt(1, 10, 0, None), attempt(2, 11, 0.8, 0.9)]
+    restart = Fault(at(-0.02).timestamp(), "restart_db", None, at(1.5).timestamp())
+    assert (
+        check(run_with(restart), {"j": job(attempts=2, failures=1, max_retries=1)}, history) == []
+    )
+    over = Fault(at(-5).timestamp(), "restart_db", None, at(-3).timestamp())
+    [violation] = check(run_with(over), {"j": job(attempts=2, failures=1, max_retries=1)}, history)
+    assert "overlapped" in violation
+
+
+def test_a_snooze_may_fail_only_when_the_database_was_away() -> None:
+    history = [attempt(1, 10, 0, 1, ended="cancelled_at"), attempt(2, 10, 2, 3)]
+    failed_once = {"j": job(attempts=2, failures=1, max_retries=1)}
+    [violation] = check(run_with(kind="snooze"), failed_once, history)
+    assert "snooze counted as a failure" in violation
+    restart = Fault(at(0.5).timestamp(), "restart_db", None, at(1.5).timestamp())
+    assert check(run_with(restart, kind="snooze"), failed_once, history) == []
