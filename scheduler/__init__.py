@@ -22,7 +22,9 @@ from scheduler.errors import (
     SchemaTooNewError,
     TaskNotNameableError,
     TaskNotRegisteredError,
+    UniqueKeyConflictError,
 )
+from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     CoalescePolicy,
     ConflictResolution,
@@ -70,8 +72,10 @@ __all__ = [
     "JobPriority",
     "JobRequest",
     "JobStatus",
+    "Limits",
     "OrTrigger",
     "PayloadTooLargeError",
+    "QueueStats",
     "RetryBackoff",
     "Schedule",
     "ScheduleAlreadyExistsError",
@@ -84,8 +88,10 @@ __all__ = [
     "SchemaNotReadyError",
     "SchemaTooNewError",
     "TaskNotNameableError",
+    "TaskLimits",
     "TaskNotRegisteredError",
     "Trigger",
+    "UniqueKeyConflictError",
     "current_job",
     "task",
 ]

@@ -50,6 +50,11 @@ class JobIsRunningError(JobConflictError):
     """`ConflictResolution.REPLACE` met a job that is running right now."""
 
 
+class UniqueKeyConflictError(JobConflictError):
+    """`ConflictResolution.RAISE` met an unfinished job holding the same `unique_key`
+    (`job_id` names that job), or REPLACE could not take the key."""
+
+
 class ScheduleAlreadyExistsError(SchedulerError):
     """`add_schedule()` with `ConflictResolution.RAISE` met an existing schedule id."""
 

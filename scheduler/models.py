@@ -63,7 +63,8 @@ class JobPriority(enum.IntEnum):
 
 
 class ConflictResolution(str, enum.Enum):
-    """What `schedule()` does when a custom `job_id` already exists.
+    """What `schedule()` does when a custom `job_id` already exists, or when an unfinished
+    job already holds the request's `unique_key` (see the README's "Unique jobs").
 
     RAISE    raise `JobAlreadyExistsError`, whatever the existing job's state.
     IGNORE   return the existing id and change nothing, whatever its state (so a finished
@@ -110,6 +111,9 @@ class JobRequest:
     priority: JobPriority | int = JobPriority.NORMAL
     max_retries: int | None = None
     timeout: float | timedelta | None = field(default=None)
+    queue: str | None = None
+    lock_key: str | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,10 @@ class Job:
     #: The recurring schedule that created this job, and the slot it fired for.
     schedule_id: str | None = None
     fire_time: datetime | None = None
+    #: Flow control: the queue, the lock key and the unique key (see the README).
+    queue: str = "default"
+    lock_key: str | None = None
+    unique_key: str | None = None
 
     @property
     def is_finished(self) -> bool:

@@ -6,60 +6,94 @@
 -- The one-row form of insert_jobs: VALUES instead of unnest arrays measured about 7 %
 -- faster for single schedule() calls, the most common enqueue, so both forms exist.
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9)
-ON CONFLICT (job_id) DO NOTHING
+        $8, $9, $10, $11, $12)
+ON CONFLICT DO NOTHING
 RETURNING j.job_id
 
 -- upsert_job --
 -- The one-row form of upsert_jobs (see insert_job).
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9)
+        $8, $9, $10, $11, $12)
 ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    queue = excluded.queue, lock_key = excluded.lock_key, unique_key = excluded.unique_key,
     status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
     cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
 WHERE j.status <> 'running'
 RETURNING j.job_id
 
+-- upsert_unique_job --
+-- REPLACE for a job with a unique key: overwrite the unfinished job holding the key in
+-- place (it keeps its id) while it is pending; insert when no job holds the key. No row:
+-- the holder is running. A job_id taken by another job raises unique_violation.
+INSERT INTO {schema}.jobs AS j
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
+        coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
+        $8, $9, $10, $11, $12)
+ON CONFLICT (unique_key) WHERE status IN ('pending', 'running') AND unique_key IS NOT NULL
+DO UPDATE SET
+    task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
+    priority = excluded.priority, execution_time = excluded.execution_time,
+    max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    queue = excluded.queue, lock_key = excluded.lock_key,
+    failures = 0, lost_leases = 0, last_error = NULL, cancel_requested_at = NULL,
+    updated_at = now()
+WHERE j.status = 'pending'
+RETURNING j.job_id
+
+-- unique_key_holders --
+-- The unfinished jobs holding these unique keys (for IGNORE and the errors).
+SELECT unique_key, job_id FROM {schema}.jobs
+WHERE unique_key = ANY($1::text[]) AND status IN ('pending', 'running')
+
 -- insert_jobs --
 -- Enqueue jobs (one or a batch) in one statement; on an existing id do nothing (RAISE and
 -- IGNORE decide in Python). Returns the ids written.
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
        coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
-       b.max_retries, b.timeout_seconds
+       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key
 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
-            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[])
+            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[], $10::text[],
+            $11::text[], $12::text[])
      AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
-          timeout_seconds)
-ON CONFLICT (job_id) DO NOTHING
+          timeout_seconds, queue, lock_key, unique_key)
+ON CONFLICT DO NOTHING
 RETURNING j.job_id
 
 -- upsert_jobs --
 -- Enqueue a batch or overwrite jobs with these ids in place, unless running.
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
        coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
-       b.max_retries, b.timeout_seconds
+       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key
 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
-            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[])
+            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[], $10::text[],
+            $11::text[], $12::text[])
      AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
-          timeout_seconds)
+          timeout_seconds, queue, lock_key, unique_key)
 ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    queue = excluded.queue, lock_key = excluded.lock_key, unique_key = excluded.unique_key,
     status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
     cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
@@ -72,7 +106,7 @@ RETURNING j.job_id
 -- datetime.min, in UTC), so reading a row never fails.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,
        attempts, failures, lost_leases, max_retries, timeout_seconds, last_error,
-       lease_owner, schedule_id,
+       lease_owner, schedule_id, queue, lock_key, unique_key,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(cancel_requested_at) AS cancel_requested_at,
        {schema}.readable_time(created_at) AS created_at,
@@ -103,17 +137,23 @@ RETURNING p.status
 SELECT status FROM {schema}.jobs WHERE job_id = $1
 
 -- claim_jobs --
--- Take up to $4 pending jobs of the given tasks due within $5 seconds, highest priority
--- then earliest due first, skipping rows other replicas are claiming. One index range scan
--- per priority keeps the cost proportional to due rows, not to the future-dated ones.
+-- Take up to $4 pending jobs of the tasks $2 in the queues $9 due within $5 seconds, highest
+-- priority then earliest due first, skipping rows other replicas are claiming. One index
+-- range scan per queue and priority keeps the cost proportional to due rows of the queues
+-- this replica works, not to future-dated rows or other queues' backlogs.
+-- Only jobs no flow control applies to are taken here: no lock key, a task without limits,
+-- a queue neither paused nor limited (the small `queues` and `task_limits` tables are read
+-- once per claim, never per row). The others are claim_flow_jobs()'s (migration 0006); a
+-- `flow` row says that such work may wait for this replica.
 -- Only a worker whose lease is live now, by the database clock, claims anything: a replica
 -- that was frozen past its lease cannot take work under its expired identity, even in the
--- moment before it notices. Attempts count here: `attempts` is the fencing token. A job claimed a few milliseconds early (so the claim's commit is
--- paid before its due time) says how long to wait: it never starts before it is due.
+-- moment before it notices. Attempts count here: `attempts` is the fencing token. A job
+-- claimed a few milliseconds early (so the claim's commit is paid before its due time)
+-- says how long to wait: it never starts before it is due.
 -- The same statement records the successes of the attempts in $6..$8, fenced: only rows
 -- still held by that owner and attempt change. Under a backlog one commit thus finishes
--- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows with
--- `completed` true are the successes written.
+-- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows have
+-- `kind` 'claimed', 'completed' (a success written) or 'flow'.
 WITH done AS (
     UPDATE {schema}.jobs j SET
         status = 'succeeded', lease_owner = NULL, last_error = NULL,
@@ -124,18 +164,31 @@ WITH done AS (
     RETURNING j.job_id
 ), live AS (
     SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
+), open_queues AS (
+    SELECT qn.queue FROM unnest($9::text[]) AS qn(queue)
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn.queue
+                      AND (q.paused OR q.concurrency_limit IS NOT NULL
+                           OR q.rate_limit IS NOT NULL))
+), open_tasks AS (
+    SELECT array(SELECT tn FROM unnest($2::text[]) AS tn
+                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.task_limits t WHERE t.task_name = tn
+                                   AND (t.concurrency_limit IS NOT NULL
+                                        OR t.rate_limit IS NOT NULL))) AS names
 ), picked AS (
     SELECT c.job_id
-    FROM live, unnest($3::smallint[]) AS p(priority)
+    FROM live
+    CROSS JOIN open_tasks ot
+    CROSS JOIN open_queues oq
+    CROSS JOIN unnest($3::smallint[]) AS p(priority)
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.execution_time
         FROM {schema}.jobs j
-        WHERE j.status = 'pending' AND j.priority = p.priority
+        WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
           AND j.execution_time <= now() + make_interval(secs => $5::float8)
-          AND j.task_name = ANY($2::text[])
+          AND j.task_name = ANY(ot.names) AND j.lock_key IS NULL
         ORDER BY j.execution_time
         LIMIT $4
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF j SKIP LOCKED
     ) c
     ORDER BY c.priority DESC, c.execution_time
     LIMIT $4
@@ -150,22 +203,47 @@ WITH done AS (
               greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
               extract(epoch FROM j.execution_time)::float8 AS due_epoch
 )
-SELECT false AS completed, * FROM claimed
+SELECT 'claimed' AS kind, * FROM claimed
 UNION ALL
-SELECT true, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+SELECT 'completed', job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+UNION ALL
+SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM live
+WHERE $4 > 0 AND (
+    EXISTS (SELECT 1 FROM {schema}.queues q
+            WHERE q.queue = ANY($9::text[]) AND NOT q.paused
+              AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
+    OR EXISTS (SELECT 1 FROM {schema}.task_limits t
+               WHERE t.task_name = ANY($2::text[])
+                 AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL))
+    OR EXISTS (SELECT 1 FROM open_queues oq CROSS JOIN LATERAL (
+                   SELECT 1 FROM {schema}.jobs j
+                   WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+                     AND j.queue = oq.queue
+                     AND j.execution_time <= now() + make_interval(secs => $5::float8)
+                   LIMIT 1) l))
+
+-- claim_flow_jobs --
+-- The claim of work under flow control; see claim_flow_jobs() in migration 0006.
+SELECT * FROM {schema}.claim_flow_jobs($1, $2::text[], $3::text[], $4, $5::float8,
+                                       $6::text[], $7::uuid[], $8::integer[])
 
 -- next_due_delay --
--- Seconds from now until the earliest pending job of the given tasks (negative if overdue),
--- and the database clock, which maps the due times of jobs claimed early onto ours.
+-- Seconds from now until the earliest pending job of the given tasks in the given queues
+-- that are not paused (negative if overdue), and the database clock, which maps the due
+-- times of jobs claimed early onto ours.
 SELECT extract(epoch FROM min(n.execution_time) - now())::float8 AS delay,
        extract(epoch FROM now())::float8 AS clock
-FROM unnest($2::smallint[]) AS p(priority)
+FROM unnest($3::text[]) AS qn(queue)
+CROSS JOIN unnest($2::smallint[]) AS p(priority)
 CROSS JOIN LATERAL (
     SELECT j.execution_time FROM {schema}.jobs j
-    WHERE j.status = 'pending' AND j.priority = p.priority AND j.task_name = ANY($1::text[])
+    WHERE j.status = 'pending' AND j.queue = qn.queue AND j.priority = p.priority
+      AND j.task_name = ANY($1::text[])
     ORDER BY j.execution_time
     LIMIT 1
 ) n
+WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn.queue AND q.paused)
 
 -- fail_job --
 -- Record a failed attempt (an exception or a timeout): it spends one of max_retries. Back to
@@ -204,8 +282,8 @@ WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
 
 -- register_worker --
 -- A new worker identity with a fresh lease.
-INSERT INTO {schema}.workers (worker_id, hostname, pid, tasks, lease_expires_at)
-VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8))
+INSERT INTO {schema}.workers (worker_id, hostname, pid, tasks, lease_expires_at, queues)
+VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8), $6::text[])
 
 -- heartbeat --
 -- Extend this worker's lease (never revive an expired one) and list the attempts the
@@ -214,7 +292,7 @@ VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8))
 WITH beat AS (
     UPDATE {schema}.workers SET
         lease_expires_at = now() + make_interval(secs => $2::float8),
-        heartbeat_at = now(), tasks = $3::text[]
+        heartbeat_at = now(), tasks = $3::text[], queues = $4::text[]
     WHERE worker_id = $1 AND lease_expires_at > now()
     RETURNING worker_id
 ), held AS (
@@ -292,14 +370,17 @@ WHERE w.lease_expires_at < now()
                   WHERE j.lease_owner = w.worker_id AND j.status = 'running')
 
 -- fail_unrunnable_jobs --
--- Fail due jobs that no live worker has registered the task of for $1 seconds: they would
--- otherwise wait forever (a typo, a removed task, a hostile row).
+-- Fail due jobs that no live worker has registered the task of (in the job's queue) for $1
+-- seconds: they would otherwise wait forever (a typo, a removed task, a hostile row, a
+-- queue no replica works). Jobs of a paused queue wait: pausing is deliberate.
 WITH unrunnable AS (
     SELECT j.job_id FROM {schema}.jobs j
     WHERE j.status = 'pending'
       AND j.execution_time < now() - make_interval(secs => $1::float8)
       AND NOT EXISTS (SELECT 1 FROM {schema}.workers w
-                      WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks))
+                      WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks)
+                        AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = j.queue AND q.paused)
     LIMIT $2
     FOR UPDATE OF j SKIP LOCKED
 )
@@ -506,3 +587,30 @@ SELECT * FROM {schema}.task_stats ORDER BY task_name
 SELECT (SELECT count(*) FROM {schema}.live_workers)::integer AS live_workers,
        (SELECT count(*) FROM {schema}.stalled_jobs)::integer AS stalled_jobs,
        (SELECT count(*) FROM {schema}.recent_failures)::integer AS failures_last_day
+
+-- pause_queue --
+-- Pause a queue fleet-wide (see pause_queue() in migration 0006).
+SELECT {schema}.pause_queue($1)
+
+-- resume_queue --
+-- Resume a queue; true when it was paused.
+SELECT {schema}.resume_queue($1)
+
+-- set_queue_limits --
+-- Replace a queue's limits (NULL: none).
+SELECT {schema}.set_queue_limits($1, $2, $3, $4, $5)
+
+-- set_task_limits --
+-- Replace a task's limits (NULL: none).
+SELECT {schema}.set_task_limits($1, $2, $3, $4, $5)
+
+-- queue_stats --
+-- Every queue with work or settings, for `scheduler queues` and Scheduler.queues().
+SELECT * FROM {schema}.queue_stats ORDER BY queue
+
+-- task_limits --
+-- Every task with limits.
+SELECT task_name, concurrency_limit, rate_limit, rate_period, rate_burst,
+       (SELECT count(*) FROM {schema}.jobs j
+        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running
+FROM {schema}.task_limits t ORDER BY task_name

@@ -17,7 +17,9 @@ from scheduler.errors import (
     JobIsRunningError,
     ScheduleAlreadyExistsError,
     SchemaNotReadyError,
+    UniqueKeyConflictError,
 )
+from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     CoalescePolicy,
     ConflictResolution,
@@ -52,6 +54,10 @@ PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
 #: The owner a claim of zero rows names (it never reaches a row).
 NO_OWNER = UUID(int=0)
 
+#: While limits or locks hold due work back, claim again at least this often: a peer's job
+#: ending frees room no notification announces.
+FLOW_RETRY_SECONDS = 0.1
+
 Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
 
@@ -61,6 +67,9 @@ class PostgresJobStore:
         self.schema = schema
         self.q = Queries(schema)
         self._completions = CompletionBatcher(self._complete_jobs)
+        # Whether flow control concerned the last claim, and how soon to look again.
+        self._flow_seen = False
+        self._held_back_retry: float | None = None
 
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
@@ -70,7 +79,8 @@ class PostgresJobStore:
         connection: AnyConnection | None = None,
     ) -> list[str]:
         replace = conflict is ConflictResolution.REPLACE
-        if len(jobs) == 1:  # one row in one statement: atomic without a transaction
+        unique = any(job.unique_key is not None for job in jobs)
+        if len(jobs) == 1 and not unique:  # one row in one statement: atomic, no transaction
             [job] = jobs
             row = _job_row(job)
             executor: Executor = connection if connection is not None else self.pool
@@ -81,8 +91,6 @@ class PostgresJobStore:
             if written is None and conflict is not ConflictResolution.IGNORE:
                 raise _conflict_error([job.job_id], conflict)
             return [job.job_id]
-        query = self.q.upsert_jobs if replace else self.q.insert_jobs
-        columns = _columns([_job_row(job) for job in jobs])
 
         with _schema_guard(self.schema):
             async with contextlib.AsyncExitStack() as stack:
@@ -93,11 +101,66 @@ class PostgresJobStore:
                 )
                 # A savepoint inside the caller's transaction: raising rolls the batch back.
                 async with conn.transaction():
+                    if unique:
+                        return await self._insert_unique_jobs(conn, jobs, conflict)
+                    query = self.q.upsert_jobs if replace else self.q.insert_jobs
+                    columns = _columns([_job_row(job) for job in jobs])
                     written = {row["job_id"] for row in await conn.fetch(query, *columns)}
                     refused = [j.job_id for j in jobs if j.job_id not in written]
                     if refused and conflict is not ConflictResolution.IGNORE:
                         raise _conflict_error(refused, conflict)
         return [j.job_id for j in jobs]
+
+    async def _insert_unique_jobs(
+        self, conn: AnyConnection, jobs: Sequence[NewJob], conflict: ConflictResolution
+    ) -> list[str]:
+        """A batch where some jobs carry a unique key, inside the caller's transaction.
+        Returns, in order, each job's id, or for one IGNORE met on its unique key the id
+        of the unfinished job holding the key."""
+        if conflict is ConflictResolution.REPLACE:
+            ids: list[str] = []
+            for job in jobs:
+                query = self.q.upsert_job if job.unique_key is None else self.q.upsert_unique_job
+                try:
+                    written = await conn.fetchval(query, *_job_row(job))
+                except asyncpg.UniqueViolationError as exc:
+                    # REPLACE by unique key met another job under this job_id, or REPLACE
+                    # by id would give this row a key another unfinished job holds.
+                    raise _unique_violation_error(job, exc) from None
+                if written is None:
+                    raise _conflict_error([job.job_id], conflict)
+                ids.append(written)
+            return ids
+        columns = _columns([_job_row(job) for job in jobs])
+        written = {row["job_id"] for row in await conn.fetch(self.q.insert_jobs, *columns)}
+        refused = [job for job in jobs if job.job_id not in written]
+        if not refused:
+            return [job.job_id for job in jobs]
+        keys = [job.unique_key for job in refused if job.unique_key is not None]
+        holders = {
+            row["unique_key"]: row["job_id"]
+            for row in await conn.fetch(self.q.unique_key_holders, keys)
+        }
+        ids = []
+        for job in jobs:
+            if job.job_id in written:
+                ids.append(job.job_id)
+                continue
+            holder = holders.get(job.unique_key) if job.unique_key is not None else None
+            if conflict is ConflictResolution.IGNORE:
+                # The id of the job that kept the key; with none (it finished meanwhile, or
+                # the id itself was taken), the id asked for, as IGNORE does for ids.
+                ids.append(holder if holder is not None else job.job_id)
+            elif holder is not None and holder != job.job_id:
+                raise UniqueKeyConflictError(
+                    f"job {holder!r} already holds unique_key {job.unique_key!r} (it is"
+                    " pending or running); pass conflict_resolution=ConflictResolution.IGNORE"
+                    " to keep it or REPLACE to overwrite it while it is pending",
+                    holder,
+                )
+            else:
+                raise _conflict_error([job.job_id], conflict)
+        return ids
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
@@ -202,28 +265,67 @@ class PostgresJobStore:
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(
-        self, owner: UUID, task_names: Sequence[str], limit: int, lead: float = 0.0
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
     ) -> list[ClaimedJob]:
         # Successes waiting for a commit ride along: one commit records them and claims.
         carried = self._completions.take()
         leases = [waiter.lease for waiter in carried]
+        done = (
+            [lease.job_id for lease in leases],
+            [lease.owner for lease in leases],
+            [lease.attempt for lease in leases],
+        )
+        names, queue_names = list(task_names), list(queues)
         try:
-            rows = await self.pool.fetch(
-                self.q.claim_jobs,
-                owner,
-                list(task_names),
-                PRIORITIES_DESCENDING,
-                limit,
-                lead,
-                [lease.job_id for lease in leases],
-                [lease.owner for lease in leases],
-                [lease.attempt for lease in leases],
-            )
+            if self._flow_seen:
+                # Flow control concerned the last claim: claim everything through the
+                # serialised path, so priorities hold across limited and free work.
+                rows = await self.pool.fetch(
+                    self.q.claim_flow_jobs, owner, names, queue_names, limit, lead, *done
+                )
+            else:
+                rows = await self.pool.fetch(
+                    self.q.claim_jobs,
+                    owner,
+                    names,
+                    PRIORITIES_DESCENDING,
+                    limit,
+                    lead,
+                    *done,
+                    queue_names,
+                )
         except BaseException as exc:
             self._completions.settle(carried, error=exc)
             raise
-        self._completions.settle(carried, {row["job_id"] for row in rows if row["completed"]})
-        claimed = [row for row in rows if not row["completed"]]
+        self._completions.settle(
+            carried, {row["job_id"] for row in rows if row["kind"] == "completed"}
+        )
+        claimed = [row for row in rows if row["kind"] == "claimed"]
+        flow = [row for row in rows if row["kind"] == "flow"]
+        if not self._flow_seen and flow and len(claimed) < limit:
+            # Work under flow control may wait: the serialised path takes what it can.
+            more = await self.pool.fetch(
+                self.q.claim_flow_jobs,
+                owner,
+                names,
+                queue_names,
+                limit - len(claimed),
+                lead,
+                [],
+                [],
+                [],
+            )
+            claimed += [row for row in more if row["kind"] == "claimed"]
+            flow = [row for row in more if row["kind"] == "flow"]
+        # The plain claim's flow row has no `controlled` column: it always means "yes".
+        self._flow_seen = any(row.get("controlled", True) for row in flow)
+        retry: list[float] = [row["retry_in"] for row in flow if row.get("retry_in") is not None]
+        self._held_back_retry = None if not self._flow_seen else min([FLOW_RETRY_SECONDS, *retry])
         # A full claim means a backlog: successes wait briefly for the next claim to carry
         # them instead of committing on their own.
         self._completions.hold = len(claimed) == limit
@@ -242,9 +344,15 @@ class PostgresJobStore:
             for row in claimed
         ]
 
-    async def next_due_delay(self, task_names: Sequence[str]) -> tuple[float | None, float]:
+    @property
+    def held_back_retry(self) -> float | None:
+        return self._held_back_retry
+
+    async def next_due_delay(
+        self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
+    ) -> tuple[float | None, float]:
         row = await self.pool.fetchrow(
-            self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING
+            self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING, list(queues)
         )
         assert row is not None  # an aggregate always returns one row
         return row["delay"], row["clock"]
@@ -265,8 +373,9 @@ class PostgresJobStore:
             [lease.job_id for lease in leases],
             [lease.owner for lease in leases],
             [lease.attempt for lease in leases],
+            [],
         )
-        return {row["job_id"] for row in rows}
+        return {row["job_id"] for row in rows if row["kind"] == "completed"}
 
     async def fail_job(self, lease: Lease, error: str, retry_delay: float) -> JobStatus | None:
         status = await self.pool.fetchval(
@@ -290,17 +399,39 @@ class PostgresJobStore:
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(
-        self, owner: UUID, hostname: str, pid: int, tasks: Sequence[str], lease_time: float
+        self,
+        owner: UUID,
+        hostname: str,
+        pid: int,
+        tasks: Sequence[str],
+        lease_time: float,
+        queues: Sequence[str] | None = None,
     ) -> None:
         with _schema_guard(self.schema):
             await self.pool.execute(
-                self.q.register_worker, owner, hostname, pid, list(tasks), lease_time
+                self.q.register_worker,
+                owner,
+                hostname,
+                pid,
+                list(tasks),
+                lease_time,
+                ["default"] if queues is None else list(queues),
             )
 
     async def heartbeat(
-        self, owner: UUID, tasks: Sequence[str], lease_time: float
+        self,
+        owner: UUID,
+        tasks: Sequence[str],
+        lease_time: float,
+        queues: Sequence[str] | None = None,
     ) -> HeartbeatResult:
-        row = await self.pool.fetchrow(self.q.heartbeat, owner, lease_time, list(tasks))
+        row = await self.pool.fetchrow(
+            self.q.heartbeat,
+            owner,
+            lease_time,
+            list(tasks),
+            ["default"] if queues is None else list(queues),
+        )
         assert row is not None  # the statement always returns one row
         return HeartbeatResult(
             alive=row["alive"],
@@ -325,6 +456,49 @@ class PostgresJobStore:
                 row["status"],
             )
         return len(rows)
+
+    # -- flow control -----------------------------------------------------------------
+    async def pause_queue(self, queue: str) -> None:
+        with _schema_guard(self.schema):
+            await self.pool.execute(self.q.pause_queue, queue)
+
+    async def resume_queue(self, queue: str) -> bool:
+        with _schema_guard(self.schema):
+            was_paused: bool = await self.pool.fetchval(self.q.resume_queue, queue)
+        return was_paused
+
+    async def set_queue_limits(self, queue: str, limits: Limits) -> None:
+        with _schema_guard(self.schema):
+            await self.pool.execute(self.q.set_queue_limits, queue, *_limit_values(limits))
+
+    async def set_task_limits(self, task_name: str, limits: Limits) -> None:
+        with _schema_guard(self.schema):
+            await self.pool.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.queue_stats)
+        return [
+            QueueStats(
+                queue=row["queue"],
+                due_now=row["due_now"],
+                future=row["future"],
+                running=row["running"],
+                paused=row["paused"],
+                limits=_limits_from_row(row),
+            )
+            for row in rows
+        ]
+
+    async def task_limits(self) -> list[TaskLimits]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.task_limits)
+        return [
+            TaskLimits(
+                task_name=row["task_name"], running=row["running"], limits=_limits_from_row(row)
+            )
+            for row in rows
+        ]
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
@@ -365,6 +539,34 @@ def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> Job
     )
 
 
+def _unique_violation_error(job: NewJob, exc: asyncpg.UniqueViolationError) -> JobConflictError:
+    if getattr(exc, "constraint_name", None) == "jobs_unique_key_idx":
+        return UniqueKeyConflictError(
+            f"another unfinished job holds unique_key {job.unique_key!r}, so job"
+            f" {job.job_id!r} was not replaced; cancel that job first or use another key",
+            job.job_id,
+        )
+    return JobAlreadyExistsError(
+        f"a job with id {job.job_id!r} already exists and does not hold unique_key"
+        f" {job.unique_key!r}; REPLACE with a unique key replaces the job holding the key, so"
+        " schedule it under another job_id (or none)",
+        job.job_id,
+    )
+
+
+def _limit_values(limits: Limits) -> tuple[int | None, int | None, float, int]:
+    return (limits.concurrency_limit, limits.rate_limit, limits.rate_period, limits.rate_burst)
+
+
+def _limits_from_row(row: asyncpg.Record) -> Limits:
+    return Limits(
+        concurrency_limit=row["concurrency_limit"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"] if row["rate_period"] is not None else 1.0,
+        rate_burst=row["rate_burst"] if row["rate_burst"] is not None else 1,
+    )
+
+
 def _row_count(status: str) -> int:
     # asyncpg returns the command tag, e.g. "UPDATE 1" or "DELETE 12".
     return int(status.rsplit(" ", 1)[-1])
@@ -398,6 +600,9 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         finished_at=row["finished_at"],
         schedule_id=row["schedule_id"],
         fire_time=row["fire_time"],
+        queue=row["queue"],
+        lock_key=row["lock_key"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -413,6 +618,9 @@ def _job_row(job: NewJob) -> tuple[Any, ...]:
         job.delay_seconds,
         job.max_retries,
         job.timeout,
+        job.queue,
+        job.lock_key,
+        job.unique_key,
     )
 
 

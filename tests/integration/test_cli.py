@@ -31,7 +31,7 @@ def cli(*args: str, schema: str) -> subprocess.CompletedProcess[str]:
 async def test_migrate_status_show_and_cancel(pool: asyncpg.Pool, schema: str) -> None:
     migrated = cli("migrate", schema=schema)
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied [1, 2, 3, 4, 5]" in migrated.stdout
+    assert "applied [1, 2, 3, 4, 5, 6]" in migrated.stdout
     assert "applied nothing" in cli("migrate", schema=schema).stdout
 
     producer = Scheduler(pool, schema=schema)

@@ -135,9 +135,18 @@ async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
         await completing.start()
         # The completion holds the row lock; the sweep runs meanwhile and must skip it.
         done = await conn.fetch(
-            store.q.claim_jobs, NO_OWNER, [], PRIORITIES_DESCENDING, 0, 0.0, [job_id], [owner], [1]
+            store.q.claim_jobs,
+            NO_OWNER,
+            [],
+            PRIORITIES_DESCENDING,
+            0,
+            0.0,
+            [job_id],
+            [owner],
+            [1],
+            [],
         )
-        assert [(r["job_id"], r["completed"]) for r in done] == [(job_id, True)]
+        assert [(r["job_id"], r["kind"]) for r in done] == [(job_id, "completed")]
         assert await store.reap_orphans(100, 0) == 0
         await completing.commit()
     assert await store.reap_orphans(100, 0) == 0  # re-checked: no longer running

@@ -70,7 +70,9 @@ async def test_migrations_built_schema_has_the_expected_tables(
     )
     assert [t["table_name"] for t in tables] == [
         "jobs",
+        "queues",
         "schedules",
         "schema_migrations",
+        "task_limits",
         "workers",
     ]

@@ -16,6 +16,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "context",
         "error_text",
         "errors",
+        "flow",
         "limits",
         "models",
         "postgres",
