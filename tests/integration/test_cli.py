@@ -242,3 +242,25 @@ async def test_a_worker_without_tasks_fails_in_one_line(
     result = cli("worker", *imports, schema=migrated)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
+
+
+async def test_queues_are_paused_resumed_limited_and_listed(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    assert cli("migrate", schema=schema).returncode == 0
+    q = quote_identifier(schema)
+    await pool.execute(f"INSERT INTO {q}.jobs (task_name, queue) VALUES ('t:f', 'mail')")
+    paused = cli("pause-queue", "mail", schema=schema)
+    assert paused.returncode == 0, paused.stderr
+    limited = cli("queue-limits", "mail", "--concurrency", "2", "--rate", "5", schema=schema)
+    assert "concurrency 2, rate 5/1s burst 1" in limited.stdout, limited.stderr
+    assert cli("task-limits", "t:f", "--concurrency", "1", schema=schema).returncode == 0
+    listed = cli("queues", schema=schema)
+    [mail] = [line for line in listed.stdout.splitlines() if line.startswith("mail")]
+    assert mail.split()[1:5] == ["1", "0", "0", "paused"] and "concurrency 2" in mail
+    assert "task t:f: 0 running, concurrency 1" in listed.stdout
+    as_json = json.loads(cli("queues", "--json", schema=schema).stdout)
+    assert as_json["queues"][0]["limits"]["rate_limit"] == 5
+    assert "resumed queue mail" in cli("resume-queue", "mail", schema=schema).stdout
+    refused = cli("queue-limits", "mail", "--concurrency", "0", schema=schema)
+    assert refused.returncode == 2 and "concurrency_limit must be" in refused.stderr

@@ -73,6 +73,7 @@ async def kill_one_mid_job(pool: asyncpg.Pool, schema: str, fleet: list[Replica]
         return next((replica for replica in fleet if replica.worker_id in owners), None)
 
     victim = await wait_until(busy_replica, message="a replica running a job")
+    assert victim is not None
     victim.signal(signal.SIGKILL)
     await anyio.to_thread.run_sync(victim.process.wait)
     return datetime.now(timezone.utc)
