@@ -183,3 +183,5 @@ class Schedule:
     last_fire_time: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: The queue its jobs go to.
+    queue: str = "default"

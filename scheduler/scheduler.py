@@ -76,6 +76,7 @@ class ScheduleOptions(TypedDict, total=False):
     misfire_grace_time: float | timedelta | None
     max_running: int | None
     jitter: float | timedelta
+    queue: str
 
 
 class Scheduler:
@@ -475,7 +476,8 @@ class Scheduler:
         while no replica ran; `misfire_grace_time` (seconds, default no limit) drops slots
         that would start later than that; `max_running` (default 1, None for no limit)
         skips a slot while that many of the schedule's jobs are unfinished; `jitter`
-        (seconds) delays each job by a random amount, never past the next slot.
+        (seconds) delays each job by a random amount, never past the next slot; `queue`
+        (default: the task's) is the queue of its jobs.
 
         `conflict_resolution` for an existing id: RAISE (`ScheduleAlreadyExistsError`),
         IGNORE (keep it), REPLACE (overwrite its definition; it keeps its paused state,
@@ -566,6 +568,7 @@ class Scheduler:
                 priority=options.get("priority", JobPriority.NORMAL),
                 max_retries=options.get("max_retries"),
                 timeout=options.get("timeout"),
+                queue=options.get("queue"),
             )
         )
         schedule_id = options.get("schedule_id")
@@ -589,6 +592,7 @@ class Scheduler:
                 options.get("jitter"), "jitter", InvalidScheduleError, allow_zero=True
             )
             or 0.0,
+            queue=job.queue,
         )
 
     # -- wiring -----------------------------------------------------------------------

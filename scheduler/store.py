@@ -70,6 +70,7 @@ class NewSchedule:
     misfire_grace_time: float | None
     max_running: int | None
     jitter: float
+    queue: str = "default"
 
 
 #: Given the database clock, the first fire time of a schedule (None: it never fires).

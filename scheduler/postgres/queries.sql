@@ -408,8 +408,9 @@ WHERE job_id IN (
 -- Python). Returns the id when written.
 INSERT INTO {schema}.schedules AS s
     (schedule_id, task_name, args, kwargs, trigger, priority, max_retries, timeout_seconds,
-     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time)
-VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time,
+     queue)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (schedule_id) DO NOTHING
 RETURNING s.schedule_id
 
@@ -419,8 +420,9 @@ RETURNING s.schedule_id
 -- replica can declare the same schedules at start-up without churn.
 INSERT INTO {schema}.schedules AS s
     (schedule_id, task_name, args, kwargs, trigger, priority, max_retries, timeout_seconds,
-     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time)
-VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time,
+     queue)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (schedule_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     trigger = excluded.trigger, priority = excluded.priority,
@@ -428,17 +430,18 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     coalesce_policy = excluded.coalesce_policy,
     misfire_grace_seconds = excluded.misfire_grace_seconds,
     max_running = excluded.max_running, jitter_seconds = excluded.jitter_seconds,
+    queue = excluded.queue,
     next_fire_time = CASE WHEN s.trigger = excluded.trigger THEN s.next_fire_time
                           ELSE excluded.next_fire_time END,
     updated_at = now()
 WHERE (s.task_name, s.args, s.kwargs, s.trigger, s.priority, s.max_retries,
        s.timeout_seconds, s.coalesce_policy, s.misfire_grace_seconds, s.max_running,
-       s.jitter_seconds)
+       s.jitter_seconds, s.queue)
       IS DISTINCT FROM
       (excluded.task_name, excluded.args, excluded.kwargs, excluded.trigger,
        excluded.priority, excluded.max_retries, excluded.timeout_seconds,
        excluded.coalesce_policy, excluded.misfire_grace_seconds, excluded.max_running,
-       excluded.jitter_seconds)
+       excluded.jitter_seconds, excluded.queue)
 RETURNING s.schedule_id
 
 -- get_schedule --
@@ -446,7 +449,7 @@ RETURNING s.schedule_id
 -- as in get_job.
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
-       misfire_grace_seconds, max_running, jitter_seconds, paused,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, queue,
        {schema}.readable_time(next_fire_time) AS next_fire_time,
        {schema}.readable_time(last_fire_time) AS last_fire_time,
        {schema}.readable_time(created_at) AS created_at,
@@ -458,7 +461,7 @@ WHERE schedule_id = $1
 -- Every schedule, by id. Timestamps are clamped to Python's datetime range, as in get_job.
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
-       misfire_grace_seconds, max_running, jitter_seconds, paused,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, queue,
        {schema}.readable_time(next_fire_time) AS next_fire_time,
        {schema}.readable_time(last_fire_time) AS last_fire_time,
        {schema}.readable_time(created_at) AS created_at,
@@ -513,9 +516,9 @@ FOR UPDATE OF s SKIP LOCKED
 -- (schedule_id, fire_time) index makes a slot that already has a job a no-op.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     schedule_id, fire_time)
+     schedule_id, fire_time, queue)
 SELECT f.job_id, s.task_name, s.args, s.kwargs, s.priority, f.run_at, s.max_retries,
-       s.timeout_seconds, s.schedule_id, f.fire_time
+       s.timeout_seconds, s.schedule_id, f.fire_time, s.queue
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
      AS f(job_id, schedule_id, fire_time, run_at)
 JOIN {schema}.schedules s ON s.schedule_id = f.schedule_id

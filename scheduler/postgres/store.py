@@ -201,6 +201,7 @@ class PostgresJobStore:
                 schedule.max_running,
                 schedule.jitter,
                 first_fire_time(now),
+                schedule.queue,
             )
         if written is None and conflict is ConflictResolution.RAISE:
             raise ScheduleAlreadyExistsError(
@@ -658,6 +659,7 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
         max_running=row["max_running"],
         jitter=row["jitter_seconds"],
         paused=row["paused"],
+        queue=row["queue"],
         next_fire_time=row["next_fire_time"],
         last_fire_time=row["last_fire_time"],
         created_at=row["created_at"],

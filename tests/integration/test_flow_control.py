@@ -13,6 +13,7 @@ import pytest
 from scheduler import (
     ConfigurationError,
     ConflictResolution,
+    IntervalTrigger,
     InvalidJobError,
     JobRequest,
     JobStatus,
@@ -408,3 +409,22 @@ async def test_queue_stats_show_depth_running_pause_and_limits(
     )
     assert (stats["b"].limits.concurrency_limit, stats["b"].limits.rate_burst) == (2, 5)
     assert stats["c"].paused
+
+
+async def test_a_recurring_schedule_fires_its_jobs_into_its_queue(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(tasks=[jobs.record], queues=["ticks"])
+    schedule_id = await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(seconds=0.2), args=("tick",), queue="ticks"
+    )
+    schedule = await scheduler.get_schedule(schedule_id)
+    assert schedule is not None and schedule.queue == "ticks"
+    await scheduler.start()
+    q = quote_identifier(migrated)
+
+    async def fired_into_ticks() -> bool:
+        queues = await pool.fetch(f"SELECT DISTINCT queue FROM {q}.jobs WHERE status = 'succeeded'")
+        return [r["queue"] for r in queues] == ["ticks"]
+
+    await wait_until(fired_into_ticks)

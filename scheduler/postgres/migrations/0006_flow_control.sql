@@ -58,6 +58,10 @@ CREATE TABLE {schema}.task_limits (
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
 
+-- The queue a recurring schedule's jobs go to.
+ALTER TABLE {schema}.schedules
+    ADD COLUMN queue text NOT NULL DEFAULT 'default' CHECK (length(queue) BETWEEN 1 AND 255);
+
 -- The queues a worker works (NULL: a worker from before queues, which took every queue),
 -- so the reaper fails only jobs no live worker can ever claim.
 ALTER TABLE {schema}.workers ADD COLUMN queues text[];
