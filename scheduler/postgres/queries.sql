@@ -164,28 +164,20 @@ WITH done AS (
     RETURNING j.job_id
 ), live AS (
     SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
-), open_queues AS (
-    SELECT qn.queue FROM unnest($9::text[]) AS qn(queue)
-    WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn.queue
-                      AND (q.paused OR q.concurrency_limit IS NOT NULL
-                           OR q.rate_limit IS NOT NULL))
-), open_tasks AS (
-    SELECT array(SELECT tn FROM unnest($2::text[]) AS tn
-                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.task_limits t WHERE t.task_name = tn
-                                   AND (t.concurrency_limit IS NOT NULL
-                                        OR t.rate_limit IS NOT NULL))) AS names
+), scope AS MATERIALIZED (
+    SELECT * FROM {schema}.claim_scope($2::text[], $9::text[], $5::float8)
 ), picked AS (
     SELECT c.job_id
     FROM live
-    CROSS JOIN open_tasks ot
-    CROSS JOIN open_queues oq
+    CROSS JOIN scope s
+    CROSS JOIN unnest(s.open_queues) AS oq(queue)
     CROSS JOIN unnest($3::smallint[]) AS p(priority)
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.execution_time
         FROM {schema}.jobs j
         WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
           AND j.execution_time <= now() + make_interval(secs => $5::float8)
-          AND j.task_name = ANY(ot.names) AND j.lock_key IS NULL
+          AND j.task_name = ANY(s.open_tasks) AND j.lock_key IS NULL
         ORDER BY j.execution_time
         LIMIT $4
         FOR UPDATE OF j SKIP LOCKED
@@ -208,20 +200,8 @@ UNION ALL
 SELECT 'completed', job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
 UNION ALL
 SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM live
-WHERE $4 > 0 AND (
-    EXISTS (SELECT 1 FROM {schema}.queues q
-            WHERE q.queue = ANY($9::text[]) AND NOT q.paused
-              AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
-    OR EXISTS (SELECT 1 FROM {schema}.task_limits t
-               WHERE t.task_name = ANY($2::text[])
-                 AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL))
-    OR EXISTS (SELECT 1 FROM open_queues oq CROSS JOIN LATERAL (
-                   SELECT 1 FROM {schema}.jobs j
-                   WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
-                     AND j.queue = oq.queue
-                     AND j.execution_time <= now() + make_interval(secs => $5::float8)
-                   LIMIT 1) l))
+FROM live CROSS JOIN scope s
+WHERE $4 > 0 AND s.flow
 
 -- claim_flow_jobs --
 -- The claim of work under flow control; see claim_flow_jobs() in migration 0006.
