@@ -257,21 +257,24 @@ BEGIN
                   greatest(extract(epoch FROM j.execution_time - clock), 0)::float8 AS starts_in,
                   extract(epoch FROM j.execution_time)::float8 AS due_epoch
     ), queue_left AS (
-        SELECT r.queue, r.rate_limit, r.rate_period,
-               r.tokens - (SELECT count(*) FROM claimed c WHERE c.queue = r.queue) AS tokens
-        FROM queue_room r WHERE r.rate_limit IS NOT NULL AND NOT r.paused
+        SELECT s.*, s.available - s.spent AS tokens
+        FROM (SELECT r.queue, r.rate_limit, r.rate_period, r.tokens AS available,
+                     (SELECT count(*) FROM claimed c WHERE c.queue = r.queue) AS spent
+              FROM queue_room r WHERE r.rate_limit IS NOT NULL AND NOT r.paused) s
     ), task_left AS (
-        SELECT r.task_name, r.rate_limit, r.rate_period,
-               r.tokens - (SELECT count(*) FROM claimed c WHERE c.task_name = r.task_name)
-                   AS tokens
-        FROM task_room r WHERE r.rate_limit IS NOT NULL
+        SELECT s.*, s.available - s.spent AS tokens
+        FROM (SELECT r.task_name, r.rate_limit, r.rate_period, r.tokens AS available,
+                     (SELECT count(*) FROM claimed c WHERE c.task_name = r.task_name) AS spent
+              FROM task_room r WHERE r.rate_limit IS NOT NULL) s
     ), queue_spent AS (
+        -- Only buckets that paid for a start are written: an untouched one refills on
+        -- paper (bucket_tokens) and its row is not churned by every claim.
         UPDATE {schema}.queues q SET tokens = l.tokens, refilled_at = clock
-        FROM queue_left l WHERE q.queue = l.queue
+        FROM queue_left l WHERE q.queue = l.queue AND l.spent > 0
         RETURNING 1
     ), task_spent AS (
         UPDATE {schema}.task_limits t SET tokens = l.tokens, refilled_at = clock
-        FROM task_left l WHERE t.task_name = l.task_name
+        FROM task_left l WHERE t.task_name = l.task_name AND l.spent > 0
         RETURNING 1
     )
     SELECT 'claimed'::text, c.job_id, c.task_name, c.args, c.kwargs, c.attempts, c.failures,
