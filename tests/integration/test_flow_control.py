@@ -15,6 +15,7 @@ from scheduler import (
     ConflictResolution,
     IntervalTrigger,
     InvalidJobError,
+    JobIsRunningError,
     JobRequest,
     JobStatus,
     UniqueKeyConflictError,
@@ -336,7 +337,7 @@ async def test_replace_by_unique_key_refuses_a_running_holder(
     job = await scheduler.get_job(holder)
     assert replaced == holder and job is not None and job.args == ("new",)
     await pool.execute(f"UPDATE {q}.jobs SET status = 'running', lease_owner = gen_random_uuid()")
-    with pytest.raises(Exception, match="running"):
+    with pytest.raises(JobIsRunningError, match="running"):
         await scheduler.schedule(
             jobs.record,
             args=("newer",),
