@@ -25,8 +25,10 @@ from scheduler.errors import (
     SchemaTooNewError,
     TaskNotNameableError,
     TaskNotRegisteredError,
+    UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     Attempt,
     AttemptOutcome,
@@ -81,8 +83,10 @@ __all__ = [
     "JobPriority",
     "JobRequest",
     "JobStatus",
+    "Limits",
     "OrTrigger",
     "PayloadTooLargeError",
+    "QueueStats",
     "RetryBackoff",
     "Schedule",
     "ScheduleAlreadyExistsError",
@@ -96,9 +100,11 @@ __all__ = [
     "SchemaNotReadyError",
     "SchemaTooNewError",
     "TaskNotNameableError",
+    "TaskLimits",
     "TaskNotRegisteredError",
     "Trigger",
     "UnknownDependencyError",
+    "UniqueKeyConflictError",
     "current_job",
     "task",
 ]

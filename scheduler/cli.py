@@ -1,5 +1,5 @@
 """`scheduler` / `python -m scheduler`: migrate, inspect, cancel, retry and purge jobs,
-manage schedules, read the monitoring views, run a worker.
+manage schedules, pause queues and set limits, read the monitoring views, run a worker.
 
 The connection comes from --dsn, else $SCHEDULER_DSN, else libpq's defaults (PGHOST,
 PGUSER, ...); the schema from --schema, else $SCHEDULER_SCHEMA, else "scheduler"; the log
@@ -24,6 +24,7 @@ import asyncpg
 
 from scheduler import __version__, operations
 from scheduler.errors import SchedulerError
+from scheduler.flow import Limits
 from scheduler.operations import FINISHED, OperationError, parse_point_in_time
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier, validate_schema_name
@@ -101,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
         ("remove", "delete a schedule (jobs it fired stay)"),
     ):
         commands.add_parser(verb, help=text).add_argument("schedule_id")
+    queues = commands.add_parser("queues", help="queues: depth, running, paused, limits")
+    queues.add_argument("--json", action="store_true", help="one JSON document")
+    for verb, text in (
+        ("pause-queue", "stop every replica claiming from a queue (running jobs finish)"),
+        ("resume-queue", "let replicas claim from a queue again"),
+    ):
+        commands.add_parser(verb, help=text).add_argument("queue")
+    for verb, what in (("queue-limits", "queue"), ("task-limits", "task")):
+        limits = commands.add_parser(
+            verb, help=f"set a {what}'s fleet-wide limits (none given: remove them)"
+        )
+        limits.add_argument(what)
+        limits.add_argument("--concurrency", type=int, help="at most N running at once")
+        limits.add_argument("--rate", type=int, help="at most N starts per --per seconds")
+        limits.add_argument("--per", type=float, default=1.0, help="rate period in seconds")
+        limits.add_argument("--burst", type=int, default=1, help="starts allowed at once")
     worker = commands.add_parser("worker", help="run a scheduler replica until SIGTERM")
     worker.add_argument(
         "--import",
@@ -111,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="module whose @task functions to run (repeatable)",
     )
     add_replica_settings(worker)
+    worker.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        default=None,
+        metavar="QUEUE",
+        help="queue to work (repeatable; default: 'default' and the queues of the tasks)",
+    )
     return parser
 
 
@@ -173,12 +198,15 @@ _DISABLED = object()  # unrunnable_job_timeout=None, as given on the command lin
 
 
 def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
-    """The Scheduler keyword arguments given as flags or environment variables."""
+    """The Scheduler keyword arguments given as flags or environment variables (and the
+    queues given with --queue)."""
     settings = {}
     for name in _WORKER_SETTINGS:
         value = getattr(options, name, None)
         if value is not None:
             settings[name] = None if value is _DISABLED else value
+    if getattr(options, "queues", None):
+        settings["queues"] = options.queues
     return settings
 
 
@@ -217,6 +245,8 @@ async def run(options: argparse.Namespace) -> int:
                 print(f"no schedule {options.schedule_id!r}", file=sys.stderr)
                 return 1
             print(f"{options.command}d {options.schedule_id}")
+        elif options.command in FLOW_COMMANDS:
+            return await run_flow_command(Scheduler(pool, schema=schema), options)
         elif options.command == "worker":
             await run_worker(pool, schema, options.imports, worker_settings(options))
     finally:
@@ -357,6 +387,67 @@ async def print_schedules(scheduler: Scheduler, *, as_json: bool) -> None:
         print(f"{schedule.schedule_id}  {schedule.task_name}  {schedule.trigger!r}  {state}")
 
 
+FLOW_COMMANDS = ("queues", "pause-queue", "resume-queue", "queue-limits", "task-limits")
+
+
+async def run_flow_command(scheduler: Scheduler, options: argparse.Namespace) -> int:
+    """queues, pause-queue, resume-queue, queue-limits, task-limits."""
+    if options.command == "queues":
+        queues = await scheduler.queue_stats()
+        tasks = await scheduler.task_limits()
+        if options.json:
+            print(
+                _json(
+                    {
+                        "queues": [dataclasses.asdict(q) for q in queues],
+                        "tasks": [dataclasses.asdict(t) for t in tasks],
+                    }
+                )
+            )
+            return 0
+        print(f"{'queue':<30} {'due':>7} {'future':>7} {'running':>7} {'state':<7} limits")
+        for queue in queues:
+            state = "paused" if queue.paused else "active"
+            print(
+                f"{queue.queue:<30} {queue.due_now:>7} {queue.future:>7} {queue.running:>7}"
+                f" {state:<7} {_describe_limits(queue.limits)}"
+            )
+        for task in tasks:
+            print(f"task {task.task_name}: {task.running} running, {_describe_limits(task.limits)}")
+    elif options.command == "pause-queue":
+        await scheduler.pause_queue(options.queue)
+        print(f"paused queue {options.queue}")
+    elif options.command == "resume-queue":
+        was_paused = await scheduler.resume_queue(options.queue)
+        print(f"resumed queue {options.queue}" if was_paused else f"{options.queue} was not paused")
+    else:
+        setter = (
+            scheduler.set_queue_limits
+            if options.command == "queue-limits"
+            else scheduler.set_task_limits
+        )
+        target = options.queue if options.command == "queue-limits" else options.task
+        limits = Limits(options.concurrency, options.rate, options.per, options.burst)
+        await setter(
+            target,
+            concurrency_limit=limits.concurrency_limit,
+            rate_limit=limits.rate_limit,
+            rate_period=limits.rate_period,
+            rate_burst=limits.rate_burst,
+        )
+        print(f"limits of {target}: {_describe_limits(limits)}")
+    return 0
+
+
+def _describe_limits(limits: Limits) -> str:
+    parts = []
+    if limits.concurrency_limit is not None:
+        parts.append(f"concurrency {limits.concurrency_limit}")
+    if limits.rate_limit is not None:
+        parts.append(f"rate {limits.rate_limit}/{limits.rate_period:g}s burst {limits.rate_burst}")
+    return ", ".join(parts) or "none"
+
+
 async def run_worker(
     pool: asyncpg.Pool[Any], schema: str, imports: Sequence[str], settings: dict[str, Any]
 ) -> None:
@@ -379,7 +470,8 @@ async def run_worker(
         loop.add_signal_handler(signum, stop.set)
     async with Scheduler(pool, schema=schema, **settings) as scheduler:
         print(
-            f"worker {scheduler.worker_id} running; SIGTERM or Ctrl-C stops it gracefully",
+            f"worker {scheduler.worker_id} running on queues {', '.join(scheduler.queues)};"
+            " SIGTERM or Ctrl-C stops it gracefully",
             flush=True,
         )
         await stop.wait()

@@ -10,7 +10,7 @@ from scheduler.limits import INT32_MAX
 from scheduler.postgres.sql import validate_schema_name
 from scheduler.retry import RetryBackoff
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
-from scheduler.validation import validate_seconds
+from scheduler.validation import validate_queue_name, validate_seconds
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class SchedulerConfig:
     listener_check_interval: float = 15.0
     listener_check_timeout: float = 5.0
     cancel_wait: float = 10.0
+    #: The queues this replica works; None: "default" and the queues its tasks declare.
+    queues: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
@@ -61,6 +63,14 @@ class SchedulerConfig:
             or not 0 <= self.orphan_retries <= INT32_MAX
         ):
             raise ConfigurationError(f"orphan_retries must be an integer from 0 to {INT32_MAX}")
+        if self.queues is not None:
+            if not self.queues:
+                raise ConfigurationError(
+                    "queues must name at least one queue (or be None: 'default' and the"
+                    " queues of the registered tasks)"
+                )
+            for queue in self.queues:
+                validate_queue_name(queue, ConfigurationError)
         if not isinstance(self.retry_backoff, RetryBackoff):
             raise ConfigurationError(
                 f"retry_backoff must be a RetryBackoff, got {self.retry_backoff!r}"

@@ -54,6 +54,11 @@ class JobIsRunningError(JobConflictError):
     """`ConflictResolution.REPLACE` met a job that is running right now."""
 
 
+class UniqueKeyConflictError(JobConflictError):
+    """`ConflictResolution.RAISE` met an unfinished job holding the same `unique_key`
+    (`job_id` names that job), or REPLACE could not take the key."""
+
+
 class ScheduleAlreadyExistsError(SchedulerError):
     """`add_schedule()` with `ConflictResolution.RAISE` met an existing schedule id."""
 
@@ -111,7 +116,8 @@ class JobWaitTimeoutError(SchedulerError, TimeoutError):
 
 class JobNotRetryableError(SchedulerError):
     """`retry_job()` met a job that is not failed or cancelled (pending, running, or
-    succeeded: schedule it again with `ConflictResolution.REPLACE` to rerun a success)."""
+    succeeded: schedule it again with `ConflictResolution.REPLACE` to rerun a success), or
+    one whose unique key another unfinished job holds now."""
 
     def __init__(self, message: str, job_id: str) -> None:
         super().__init__(message)

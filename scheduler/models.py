@@ -65,7 +65,8 @@ class JobPriority(enum.IntEnum):
 
 
 class ConflictResolution(str, enum.Enum):
-    """What `schedule()` does when a custom `job_id` already exists.
+    """What `schedule()` does when a custom `job_id` already exists, or when an unfinished
+    job already holds the request's `unique_key` (see the README's "Unique jobs").
 
     RAISE    raise `JobAlreadyExistsError`, whatever the existing job's state.
     IGNORE   return the existing id and change nothing, whatever its state (so a finished
@@ -113,6 +114,9 @@ class JobRequest:
     max_retries: int | None = None
     timeout: float | timedelta | None = field(default=None)
     depends_on: Sequence[str] = ()
+    queue: str | None = None
+    lock_key: str | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,10 @@ class Job:
     #: The recurring schedule that created this job, and the slot it fired for.
     schedule_id: str | None = None
     fire_time: datetime | None = None
+    #: Flow control: the queue, the lock key and the unique key (see the README).
+    queue: str = "default"
+    lock_key: str | None = None
+    unique_key: str | None = None
 
     #: What the job returned (decoded JSON), while it is succeeded; None otherwise (and
     #: when it returned None).
@@ -225,3 +233,5 @@ class Schedule:
     #: Why the schedule cannot fire (a trigger added by SQL that Python cannot build); it
     #: is then paused. None when all is well.
     error: str | None = None
+    #: The queue its jobs go to.
+    queue: str = "default"

@@ -20,10 +20,12 @@ from typing_extensions import Self, Unpack
 from scheduler import dependencies, retrying, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.errors import (
+    ConfigurationError,
     InvalidJobError,
     InvalidScheduleError,
     SchedulerNotRunningError,
 )
+from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.models import (
     Attempt,
     CoalescePolicy,
@@ -76,6 +78,7 @@ class ScheduleOptions(TypedDict, total=False):
     misfire_grace_time: float | timedelta | None
     max_running: int | None
     jitter: float | timedelta
+    queue: str
 
 
 class Scheduler:
@@ -109,6 +112,7 @@ class Scheduler:
         listener_check_timeout: float | timedelta = 5.0,
         cancel_wait: float | timedelta = 10.0,
         tasks: Sequence[Callable[..., Any]] = (),
+        queues: Sequence[str] | None = None,
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
@@ -132,6 +136,7 @@ class Scheduler:
             listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
             listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
             cancel_wait=seconds(cancel_wait, "cancel_wait"),
+            queues=_queue_names(queues),
         )
         self._pool = db_pool
         # Everything below talks to the database through the port only.
@@ -281,13 +286,20 @@ class Scheduler:
         max_retries: int = 0,
         timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
+        queue: str = "default",
     ) -> F:
         """Let this replica run `func` (under `name`, default ``module:qualname``);
-        `schedule(func)` then stores jobs under that name."""
+        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise."""
         self._tasks.register(
-            func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff
+            func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff, queue=queue
         )
         return func
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues this replica claims from: the `queues` it was given, else "default"
+        and the queues of the tasks it runs."""
+        return list(self.config.queues) if self.config.queues else self._tasks.queues()
 
     # -- producing --------------------------------------------------------------------
     async def schedule(
@@ -305,13 +317,19 @@ class Scheduler:
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
         connection: AnyConnection | None = None,
         depends_on: Sequence[str] = (),
+        queue: str | None = None,
+        lock_key: str | None = None,
+        unique_key: str | None = None,
     ) -> str:
         """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
 
         With no `execution_time` and no `delay` the job is due now. Pass `connection` to
         enqueue inside your own transaction: the job exists only if it commits. With
         `depends_on` (existing job ids) it starts only once all of them succeeded, and is
-        cancelled if one fails or is cancelled (see the README's Dependencies).
+        cancelled if one fails or is cancelled (see the README's Dependencies). `queue`
+        overrides the task's queue; jobs sharing a `lock_key` never run at the same time;
+        a `unique_key` admits one unfinished job per key (`conflict_resolution` decides
+        what a second one does, as for `job_id`).
         """
         request = JobRequest(
             func,
@@ -324,6 +342,9 @@ class Scheduler:
             max_retries,
             timeout,
             depends_on,
+            queue,
+            lock_key,
+            unique_key,
         )
         conflict = validation.validate_conflict_resolution(conflict_resolution)
         new_job = self._validate(request)
@@ -347,10 +368,17 @@ class Scheduler:
         conflict = validation.validate_conflict_resolution(conflict_resolution)
         new_jobs = [self._validate(request) for request in requests]
         seen: set[str] = set()
+        seen_keys: set[str] = set()
         for job in new_jobs:
             if job.job_id in seen:
                 raise InvalidJobError(f"job_id {job.job_id!r} appears twice in one batch")
             seen.add(job.job_id)
+            if job.unique_key is not None:
+                if job.unique_key in seen_keys:
+                    raise InvalidJobError(
+                        f"unique_key {job.unique_key!r} appears twice in one batch"
+                    )
+                seen_keys.add(job.unique_key)
         dependencies.check_batch(new_jobs, conflict)
         if not new_jobs:
             return []
@@ -436,6 +464,56 @@ class Scheduler:
             self._store, self._finished, job_id, limit, listening=listening
         )
 
+    # -- flow control -----------------------------------------------------------------
+    async def pause_queue(self, queue: str) -> None:
+        """Stop every replica claiming from `queue` until `resume_queue()`; running jobs
+        finish, and its pending jobs wait (they are never failed as unrunnable)."""
+        await self._store.pause_queue(validation.validate_queue_name(queue, ConfigurationError))
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Let replicas claim from `queue` again. True if it was paused."""
+        return await self._store.resume_queue(
+            validation.validate_queue_name(queue, ConfigurationError)
+        )
+
+    async def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        concurrency_limit: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: float | timedelta = 1.0,
+        rate_burst: int = 1,
+    ) -> None:
+        """Replace the fleet-wide limits of `queue` (None: no limit of that kind); see
+        `Limits`. They apply to every claim that starts after this returns."""
+        limits = validate_limits(concurrency_limit, rate_limit, rate_period, rate_burst)
+        name = validation.validate_queue_name(queue, ConfigurationError)
+        await self._store.set_queue_limits(name, limits)
+
+    async def set_task_limits(
+        self,
+        func: Callable[..., Any] | str,
+        *,
+        concurrency_limit: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: float | timedelta = 1.0,
+        rate_burst: int = 1,
+    ) -> None:
+        """Replace the fleet-wide limits of a task, across all queues (None: no limit of
+        that kind; both None removes them); see `Limits`."""
+        limits = validate_limits(concurrency_limit, rate_limit, rate_period, rate_burst)
+        await self._store.set_task_limits(self._tasks.resolve(func).name, limits)
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Every queue with jobs waiting or running, or with settings: its backlog,
+        running jobs, paused state and limits."""
+        return await self._store.queue_stats()
+
+    async def task_limits(self) -> list[TaskLimits]:
+        """Every task with limits, and how many of its jobs run now."""
+        return await self._store.task_limits()
+
     # -- recurring schedules ----------------------------------------------------------
     async def add_schedule(
         self,
@@ -453,7 +531,8 @@ class Scheduler:
         while no replica ran; `misfire_grace_time` (seconds, default no limit) drops slots
         that would start later than that; `max_running` (default 1, None for no limit)
         skips a slot while that many of the schedule's jobs are unfinished; `jitter`
-        (seconds) delays each job by a random amount, never past the next slot.
+        (seconds) delays each job by a random amount, never past the next slot; `queue`
+        (default: the task's) is the queue of its jobs.
 
         `conflict_resolution` for an existing id: RAISE (`ScheduleAlreadyExistsError`),
         IGNORE (keep it), REPLACE (overwrite its definition; it keeps its paused state,
@@ -544,6 +623,7 @@ class Scheduler:
                 priority=options.get("priority", JobPriority.NORMAL),
                 max_retries=options.get("max_retries"),
                 timeout=options.get("timeout"),
+                queue=options.get("queue"),
             )
         )
         schedule_id = options.get("schedule_id")
@@ -567,6 +647,7 @@ class Scheduler:
                 options.get("jitter"), "jitter", InvalidScheduleError, allow_zero=True
             )
             or 0.0,
+            queue=job.queue,
         )
 
     # -- wiring -----------------------------------------------------------------------
@@ -588,6 +669,7 @@ class Scheduler:
             self._start_job,
             batch_size=config.claim_batch_size,
             poll_interval=config.poll_interval,
+            queue_names=lambda: self.queues,
         )
         self._heartbeat = Heartbeat(
             self._store,
@@ -598,6 +680,7 @@ class Scheduler:
             interval=config.heartbeat_interval,
             orphan_retries=config.orphan_retries,
             on_registered=self._dispatcher.wakeup.set,
+            queue_names=lambda: self.queues,
         )
         self._runner = JobRunner(
             self._store,
@@ -748,6 +831,14 @@ def _single(exc: BaseException) -> BaseException:
         exc = inner[0]
         inner = getattr(exc, "exceptions", None)
     return exc
+
+
+def _queue_names(queues: Sequence[str] | None) -> tuple[str, ...] | None:
+    if queues is None:
+        return None
+    if isinstance(queues, str):  # a lone name would be read as its characters
+        return (queues,)
+    return tuple(dict.fromkeys(queues))
 
 
 def default_schema() -> str:

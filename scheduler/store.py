@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import Attempt, ConflictResolution, Job, JobStatus, Schedule
 from scheduler.recurring import FiringPass, FirstFire, StoredDueSchedule
 
@@ -58,6 +59,9 @@ class NewJob:
     timeout: float | None
     #: Jobs that must succeed first (existing ones, or earlier in the same batch).
     depends_on: tuple[str, ...] = ()
+    queue: str = "default"
+    lock_key: str | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class NewSchedule:
     misfire_grace_time: float | None
     max_running: int | None
     jitter: float
+    queue: str = "default"
 
 
 #: Given the database clock, the first fire time of a schedule (None: it never fires).
@@ -161,10 +166,27 @@ class JobStore(Protocol):
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(
-        self, owner: UUID, task_names: Sequence[str], limit: int, lead: float = 0.0
-    ) -> list[ClaimedJob]: ...
-    async def next_due_delay(self, task_names: Sequence[str]) -> tuple[float | None, float]:
-        """Seconds until the earliest pending job (None: none), and the database clock."""
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
+    ) -> list[ClaimedJob]:
+        """Claim due jobs of `task_names` in `queues`, flow control respected."""
+        ...
+
+    @property
+    def held_back_retry(self) -> float | None:
+        """After a claim: None when no flow control concerned it; else how soon (seconds)
+        a claim may find work that limits or locks held back."""
+        ...
+
+    async def next_due_delay(
+        self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
+    ) -> tuple[float | None, float]:
+        """Seconds until the earliest pending job in a queue that is not paused (None:
+        none), and the database clock."""
         ...
 
     # -- one attempt's outcome (fenced: False means the lease was no longer held) -------
@@ -184,10 +206,20 @@ class JobStore(Protocol):
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(
-        self, owner: UUID, hostname: str, pid: int, tasks: Sequence[str], lease_time: float
+        self,
+        owner: UUID,
+        hostname: str,
+        pid: int,
+        tasks: Sequence[str],
+        lease_time: float,
+        queues: Sequence[str] | None = None,
     ) -> None: ...
     async def heartbeat(
-        self, owner: UUID, tasks: Sequence[str], lease_time: float
+        self,
+        owner: UUID,
+        tasks: Sequence[str],
+        lease_time: float,
+        queues: Sequence[str] | None = None,
     ) -> HeartbeatResult: ...
     async def unregister_worker(self, owner: UUID) -> None: ...
     async def reclaim_attempts(
@@ -195,6 +227,14 @@ class JobStore(Protocol):
     ) -> int:
         """Hand back attempts `owner` holds but does not run (counted as lost leases)."""
         ...
+
+    # -- flow control -----------------------------------------------------------------
+    async def pause_queue(self, queue: str) -> None: ...
+    async def resume_queue(self, queue: str) -> bool: ...
+    async def set_queue_limits(self, queue: str, limits: Limits) -> None: ...
+    async def set_task_limits(self, task_name: str, limits: Limits) -> None: ...
+    async def queue_stats(self) -> list[QueueStats]: ...
+    async def task_limits(self) -> list[TaskLimits]: ...
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int: ...

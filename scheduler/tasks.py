@@ -46,6 +46,8 @@ class TaskDefinition:
     max_retries: int = 0
     timeout: float | None = None
     backoff: RetryBackoff | None = None
+    #: The queue its jobs go to unless schedule() says otherwise.
+    queue: str = "default"
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +150,7 @@ def define_task(
     max_retries: int = 0,
     timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
+    queue: str = "default",
     check_resolvable: bool = True,
 ) -> TaskDefinition:
     """A task's definition, or a typed error: `TaskNotNameableError` for the name,
@@ -162,7 +165,12 @@ def define_task(
         name = task_name_for(func, check_resolvable=check_resolvable)
     task_name = validate_task_name(name)
     definition = TaskDefinition(
-        name=task_name, func=func, max_retries=retries, timeout=seconds, backoff=backoff
+        name=task_name,
+        func=func,
+        max_retries=retries,
+        timeout=seconds,
+        backoff=backoff,
+        queue=validation.validate_queue_name(queue, ConfigurationError),
     )
     if seconds is not None and not definition.is_async:
         logger.warning(
@@ -184,6 +192,7 @@ def task(
     max_retries: int = 0,
     timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
+    queue: str = "default",
 ) -> Callable[[F], F]: ...
 def task(
     func: F | None = None,
@@ -193,6 +202,7 @@ def task(
     max_retries: int = 0,
     timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
+    queue: str = "default",
 ) -> F | Callable[[F], F]:
     """Register a function as a task in every scheduler of this process.
 
@@ -207,6 +217,7 @@ def task(
             max_retries=max_retries,
             timeout=timeout,
             backoff=backoff,
+            queue=queue,
             check_resolvable=False,
         )
         default_registry.add(definition)
@@ -254,10 +265,18 @@ class TaskCatalog:
         max_retries: int = 0,
         timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
+        queue: str = "default",
     ) -> TaskDefinition:
         """Let this scheduler run `func` (under `name`, default ``module:qualname``)."""
         definition = self.own.add(
-            define_task(func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff)
+            define_task(
+                func,
+                name=name,
+                max_retries=max_retries,
+                timeout=timeout,
+                backoff=backoff,
+                queue=queue,
+            )
         )
         self._resolved.clear()  # a remembered answer may predate this registration
         return definition
@@ -310,6 +329,12 @@ class TaskCatalog:
 
     def names(self) -> list[str]:
         return sorted(set(self.own.names()) | set(self.shared.names()))
+
+    def queues(self) -> list[str]:
+        """The queues a replica works when it is not given any: "default" and every queue
+        a task it runs declares."""
+        declared = {definition.queue for definition in (*self.own, *self.shared)}
+        return sorted(declared | {"default"})
 
 
 def _not_runnable_here(*_args: Any, **_kwargs: Any) -> None:

@@ -5,6 +5,7 @@ so bad input never leaves a partial write behind."""
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from scheduler.tasks import TaskDefinition
 
 JOB_ID_MAX_LENGTH = 255
+KEY_MAX_LENGTH = 255
+QUEUE_NAME_PATTERN = re.compile(r"[\w.:-]{1,255}", re.ASCII)
+DEFAULT_QUEUE = "default"
 SCHEDULE_ID_MAX_LENGTH = 200  # a slot's job id is "<schedule_id>@<fire time>"
 
 
@@ -45,6 +49,7 @@ def new_job(request: JobRequest, task: TaskDefinition, *, max_payload_bytes: int
     )
     max_retries = task.max_retries if request.max_retries is None else request.max_retries
     timeout = task.timeout if request.timeout is None else request.timeout
+    queue = request.queue if request.queue is not None else task.queue
     return NewJob(
         job_id=validate_job_id(request.job_id),
         task_name=task.name,
@@ -56,6 +61,9 @@ def new_job(request: JobRequest, task: TaskDefinition, *, max_payload_bytes: int
         max_retries=validate_retries(max_retries),
         timeout=validate_timeout(timeout),
         depends_on=validate_depends_on(request.depends_on),
+        queue=validate_queue_name(queue),
+        lock_key=validate_key(request.lock_key, "lock_key"),
+        unique_key=validate_key(request.unique_key, "unique_key"),
     )
 
 
@@ -75,6 +83,28 @@ def validate_depends_on(depends_on: object) -> tuple[str, ...]:
         _check_storable(job_id, "depends_on", InvalidJobError)
         checked[job_id] = None
     return tuple(checked)
+
+
+def validate_queue_name(queue: object, error: type[SchedulerError] = InvalidJobError) -> str:
+    """A queue name: 1-255 characters of letters, digits and _ . : -"""
+    if not isinstance(queue, str) or not QUEUE_NAME_PATTERN.fullmatch(queue):
+        raise error(
+            f"queue must be a str of 1 to {KEY_MAX_LENGTH} letters, digits and _ . : -,"
+            f" got {queue!r}"
+        )
+    return queue
+
+
+def validate_key(key: object, name: str) -> str | None:
+    """A lock or unique key: None, or a str of 1-255 characters PostgreSQL can store."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= KEY_MAX_LENGTH:
+        raise InvalidJobError(
+            f"{name} must be None or a str of 1 to {KEY_MAX_LENGTH} characters, got {key!r}"
+        )
+    _check_storable(key, name, InvalidJobError)
+    return key
 
 
 def validate_conflict_resolution(value: object) -> ConflictResolution:

@@ -6,60 +6,96 @@
 -- The one-row form of insert_jobs: VALUES instead of unnest arrays measured about 7 %
 -- faster for single schedule() calls, the most common enqueue, so both forms exist.
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9)
-ON CONFLICT (job_id) DO NOTHING
+        $8, $9, $10, $11, $12)
+ON CONFLICT DO NOTHING
 RETURNING j.job_id
 
 -- upsert_job --
 -- The one-row form of upsert_jobs (see insert_job).
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9)
+        $8, $9, $10, $11, $12)
 ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    queue = excluded.queue, lock_key = excluded.lock_key, unique_key = excluded.unique_key,
     status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
     cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
 WHERE j.status <> 'running'
 RETURNING j.job_id
 
+-- upsert_unique_job --
+-- REPLACE for a job with a unique key: overwrite the unfinished job holding the key in
+-- place (it keeps its id) while it is pending (or blocked: it stays blocked); insert when
+-- no job holds the key. No row: the holder is running. A job_id taken by another job
+-- raises unique_violation.
+INSERT INTO {schema}.jobs AS j
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
+        coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
+        $8, $9, $10, $11, $12)
+ON CONFLICT (unique_key) WHERE status IN ('pending', 'blocked', 'running')
+                          AND unique_key IS NOT NULL
+DO UPDATE SET
+    task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
+    priority = excluded.priority, execution_time = excluded.execution_time,
+    max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    queue = excluded.queue, lock_key = excluded.lock_key,
+    failures = 0, lost_leases = 0, last_error = NULL, cancel_requested_at = NULL,
+    updated_at = now()
+WHERE j.status IN ('pending', 'blocked')
+RETURNING j.job_id
+
+-- unique_key_holders --
+-- The unfinished jobs holding these unique keys (for IGNORE and the errors).
+SELECT unique_key, job_id FROM {schema}.jobs
+WHERE unique_key = ANY($1::text[]) AND status IN ('pending', 'blocked', 'running')
+
 -- insert_jobs --
 -- Enqueue jobs (one or a batch) in one statement; on an existing id do nothing (RAISE and
 -- IGNORE decide in Python). Returns the ids written.
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
        coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
-       b.max_retries, b.timeout_seconds
+       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key
 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
-            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[])
+            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[], $10::text[],
+            $11::text[], $12::text[])
      AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
-          timeout_seconds)
-ON CONFLICT (job_id) DO NOTHING
+          timeout_seconds, queue, lock_key, unique_key)
+ON CONFLICT DO NOTHING
 RETURNING j.job_id
 
 -- upsert_jobs --
 -- Enqueue a batch or overwrite jobs with these ids in place, unless running.
 INSERT INTO {schema}.jobs AS j
-    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds)
+    (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
+     queue, lock_key, unique_key)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
        coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
-       b.max_retries, b.timeout_seconds
+       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key
 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
-            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[])
+            $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[], $10::text[],
+            $11::text[], $12::text[])
      AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
-          timeout_seconds)
+          timeout_seconds, queue, lock_key, unique_key)
 ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
+    queue = excluded.queue, lock_key = excluded.lock_key, unique_key = excluded.unique_key,
     status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
     cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
@@ -82,7 +118,7 @@ ORDER BY attempt
 -- datetime.min, in UTC), so reading a row never fails.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,
        attempts, failures, lost_leases, max_retries, timeout_seconds, last_error,
-       lease_owner, schedule_id,
+       lease_owner, schedule_id, queue, lock_key, unique_key,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(cancel_requested_at) AS cancel_requested_at,
        {schema}.readable_time(created_at) AS created_at,
@@ -133,18 +169,24 @@ RETURNING p.status
 SELECT status FROM {schema}.jobs WHERE job_id = $1
 
 -- claim_jobs --
--- Take up to $4 pending jobs of the given tasks due within $5 seconds, highest priority
--- then earliest due first, skipping rows other replicas are claiming. One index range scan
--- per priority keeps the cost proportional to due rows, not to the future-dated ones.
+-- Take up to $4 pending jobs of the tasks $2 in the queues $10 due within $5 seconds, highest
+-- priority then earliest due first, skipping rows other replicas are claiming. One index
+-- range scan per queue and priority keeps the cost proportional to due rows of the queues
+-- this replica works, not to future-dated rows or other queues' backlogs.
+-- Only jobs no flow control applies to are taken here: no lock key, a task without limits,
+-- a queue neither paused nor limited (the small `queues` and `task_limits` tables are read
+-- once per claim, never per row). The others are claim_flow_jobs()'s (migration 0007); a
+-- `flow` row says that such work may wait for this replica.
 -- Only a worker whose lease is live now, by the database clock, claims anything: a replica
 -- that was frozen past its lease cannot take work under its expired identity, even in the
--- moment before it notices. Attempts count here: `attempts` is the fencing token. A job claimed a few milliseconds early (so the claim's commit is
--- paid before its due time) says how long to wait: it never starts before it is due.
+-- moment before it notices. Attempts count here: `attempts` is the fencing token. A job
+-- claimed a few milliseconds early (so the claim's commit is paid before its due time)
+-- says how long to wait: it never starts before it is due.
 -- The same statement records the successes of the attempts in $6..$8, fenced: only rows
 -- still held by that owner and attempt change. Under a backlog one commit thus finishes
--- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows with
--- `completed` true are the successes written. $9 holds each success's result (JSON text);
--- each success also gets its attempt-history row (done_history).
+-- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows have
+-- `kind` 'claimed', 'completed' (a success written) or 'flow'. $9 holds each success's
+-- result (JSON text); each success also gets its attempt-history row (done_history).
 WITH done AS (
     UPDATE {schema}.jobs j SET
         status = 'succeeded', lease_owner = NULL, last_error = NULL,
@@ -162,18 +204,23 @@ WITH done AS (
     FROM done d LEFT JOIN {schema}.workers w ON w.worker_id = d.owner
 ), live AS (
     SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
+), scope AS MATERIALIZED (
+    SELECT * FROM {schema}.claim_scope($2::text[], $10::text[], $5::float8)
 ), picked AS (
     SELECT c.job_id
-    FROM live, unnest($3::smallint[]) AS p(priority)
+    FROM live
+    CROSS JOIN scope s
+    CROSS JOIN unnest(s.open_queues) AS oq(queue)
+    CROSS JOIN unnest($3::smallint[]) AS p(priority)
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.execution_time
         FROM {schema}.jobs j
-        WHERE j.status = 'pending' AND j.priority = p.priority
+        WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
           AND j.execution_time <= now() + make_interval(secs => $5::float8)
-          AND j.task_name = ANY($2::text[])
+          AND j.task_name = ANY(s.open_tasks) AND j.lock_key IS NULL
         ORDER BY j.execution_time
         LIMIT $4
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF j SKIP LOCKED
     ) c
     ORDER BY c.priority DESC, c.execution_time
     LIMIT $4
@@ -189,22 +236,36 @@ WITH done AS (
               greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
               extract(epoch FROM j.execution_time)::float8 AS due_epoch
 )
-SELECT false AS completed, * FROM claimed
+SELECT 'claimed' AS kind, * FROM claimed
 UNION ALL
-SELECT true, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+SELECT 'completed', job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+UNION ALL
+SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM live CROSS JOIN scope s
+WHERE $4 > 0 AND s.flow
+
+-- claim_flow_jobs --
+-- The claim of work under flow control; see claim_flow_jobs() in migration 0007. $9 holds
+-- each success's result (JSON text), as in claim_jobs.
+SELECT * FROM {schema}.claim_flow_jobs($1, $2::text[], $3::text[], $4, $5::float8,
+                                       $6::text[], $7::uuid[], $8::integer[], $9::text[])
 
 -- next_due_delay --
--- Seconds from now until the earliest pending job of the given tasks (negative if overdue),
--- and the database clock, which maps the due times of jobs claimed early onto ours.
+-- Seconds from now until the earliest pending job of the given tasks in the given queues
+-- that are not paused (negative if overdue), and the database clock, which maps the due
+-- times of jobs claimed early onto ours.
 SELECT extract(epoch FROM min(n.execution_time) - now())::float8 AS delay,
        extract(epoch FROM now())::float8 AS clock
-FROM unnest($2::smallint[]) AS p(priority)
+FROM unnest($3::text[]) AS qn(queue)
+CROSS JOIN unnest($2::smallint[]) AS p(priority)
 CROSS JOIN LATERAL (
     SELECT j.execution_time FROM {schema}.jobs j
-    WHERE j.status = 'pending' AND j.priority = p.priority AND j.task_name = ANY($1::text[])
+    WHERE j.status = 'pending' AND j.queue = qn.queue AND j.priority = p.priority
+      AND j.task_name = ANY($1::text[])
     ORDER BY j.execution_time
     LIMIT 1
 ) n
+WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn.queue AND q.paused)
 
 -- fail_job --
 -- Record a failed attempt (an exception or a timeout): it spends one of max_retries. Back to
@@ -303,8 +364,8 @@ SELECT status FROM ended
 
 -- register_worker --
 -- A new worker identity with a fresh lease.
-INSERT INTO {schema}.workers (worker_id, hostname, pid, tasks, lease_expires_at)
-VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8))
+INSERT INTO {schema}.workers (worker_id, hostname, pid, tasks, lease_expires_at, queues)
+VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8), $6::text[])
 
 -- heartbeat --
 -- Extend this worker's lease (never revive an expired one) and list the attempts the
@@ -313,7 +374,7 @@ VALUES ($1, $2, $3, $4::text[], now() + make_interval(secs => $5::float8))
 WITH beat AS (
     UPDATE {schema}.workers SET
         lease_expires_at = now() + make_interval(secs => $2::float8),
-        heartbeat_at = now(), tasks = $3::text[]
+        heartbeat_at = now(), tasks = $3::text[], queues = $4::text[]
     WHERE worker_id = $1 AND lease_expires_at > now()
     RETURNING worker_id
 ), held AS (
@@ -408,14 +469,17 @@ WHERE w.lease_expires_at < now()
                   WHERE j.lease_owner = w.worker_id AND j.status = 'running')
 
 -- fail_unrunnable_jobs --
--- Fail due jobs that no live worker has registered the task of for $1 seconds: they would
--- otherwise wait forever (a typo, a removed task, a hostile row).
+-- Fail due jobs that no live worker has registered the task of (in the job's queue) for $1
+-- seconds: they would otherwise wait forever (a typo, a removed task, a hostile row, a
+-- queue no replica works). Jobs of a paused queue wait: pausing is deliberate.
 WITH unrunnable AS (
     SELECT j.job_id FROM {schema}.jobs j
     WHERE j.status = 'pending'
       AND j.execution_time < now() - make_interval(secs => $1::float8)
       AND NOT EXISTS (SELECT 1 FROM {schema}.workers w
-                      WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks))
+                      WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks)
+                        AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = j.queue AND q.paused)
     LIMIT $2
     FOR UPDATE OF j SKIP LOCKED
 )
@@ -443,8 +507,9 @@ WHERE job_id IN (
 -- Python). Returns the id when written.
 INSERT INTO {schema}.schedules AS s
     (schedule_id, task_name, args, kwargs, trigger, priority, max_retries, timeout_seconds,
-     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time)
-VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time,
+     queue)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (schedule_id) DO NOTHING
 RETURNING s.schedule_id
 
@@ -454,8 +519,9 @@ RETURNING s.schedule_id
 -- replica can declare the same schedules at start-up without churn.
 INSERT INTO {schema}.schedules AS s
     (schedule_id, task_name, args, kwargs, trigger, priority, max_retries, timeout_seconds,
-     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time)
-VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+     coalesce_policy, misfire_grace_seconds, max_running, jitter_seconds, next_fire_time,
+     queue)
+VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (schedule_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     trigger = excluded.trigger, priority = excluded.priority,
@@ -463,6 +529,7 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     coalesce_policy = excluded.coalesce_policy,
     misfire_grace_seconds = excluded.misfire_grace_seconds,
     max_running = excluded.max_running, jitter_seconds = excluded.jitter_seconds,
+    queue = excluded.queue,
     next_fire_time = CASE WHEN s.trigger = excluded.trigger THEN s.next_fire_time
                           ELSE excluded.next_fire_time END,
     needs_first_fire = s.needs_first_fire AND s.trigger = excluded.trigger,
@@ -470,12 +537,12 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     updated_at = now()
 WHERE (s.task_name, s.args, s.kwargs, s.trigger, s.priority, s.max_retries,
        s.timeout_seconds, s.coalesce_policy, s.misfire_grace_seconds, s.max_running,
-       s.jitter_seconds)
+       s.jitter_seconds, s.queue)
       IS DISTINCT FROM
       (excluded.task_name, excluded.args, excluded.kwargs, excluded.trigger,
        excluded.priority, excluded.max_retries, excluded.timeout_seconds,
        excluded.coalesce_policy, excluded.misfire_grace_seconds, excluded.max_running,
-       excluded.jitter_seconds)
+       excluded.jitter_seconds, excluded.queue)
 RETURNING s.schedule_id
 
 -- get_schedule --
@@ -483,7 +550,7 @@ RETURNING s.schedule_id
 -- as in get_job.
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
-       misfire_grace_seconds, max_running, jitter_seconds, paused, trigger_error,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, trigger_error, queue,
        {schema}.readable_time(next_fire_time) AS next_fire_time,
        {schema}.readable_time(last_fire_time) AS last_fire_time,
        {schema}.readable_time(created_at) AS created_at,
@@ -495,7 +562,7 @@ WHERE schedule_id = $1
 -- Every schedule, by id. Timestamps are clamped to Python's datetime range, as in get_job.
 SELECT schedule_id, task_name, args::text AS args, kwargs::text AS kwargs,
        trigger::text AS trigger, priority, max_retries, timeout_seconds, coalesce_policy,
-       misfire_grace_seconds, max_running, jitter_seconds, paused, trigger_error,
+       misfire_grace_seconds, max_running, jitter_seconds, paused, trigger_error, queue,
        {schema}.readable_time(next_fire_time) AS next_fire_time,
        {schema}.readable_time(last_fire_time) AS last_fire_time,
        {schema}.readable_time(created_at) AS created_at,
@@ -552,9 +619,9 @@ FOR UPDATE OF s SKIP LOCKED
 -- (schedule_id, fire_time) index makes a slot that already has a job a no-op.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     schedule_id, fire_time)
+     schedule_id, fire_time, queue)
 SELECT f.job_id, s.task_name, s.args, s.kwargs, s.priority, f.run_at, s.max_retries,
-       s.timeout_seconds, s.schedule_id, f.fire_time
+       s.timeout_seconds, s.schedule_id, f.fire_time, s.queue
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
      AS f(job_id, schedule_id, fire_time, run_at)
 JOIN {schema}.schedules s ON s.schedule_id = f.schedule_id
@@ -655,3 +722,30 @@ SELECT * FROM {schema}.task_stats ORDER BY task_name
 SELECT (SELECT count(*) FROM {schema}.live_workers)::integer AS live_workers,
        (SELECT count(*) FROM {schema}.stalled_jobs)::integer AS stalled_jobs,
        (SELECT count(*) FROM {schema}.recent_failures)::integer AS failures_last_day
+
+-- pause_queue --
+-- Pause a queue fleet-wide (see pause_queue() in migration 0007).
+SELECT {schema}.pause_queue($1)
+
+-- resume_queue --
+-- Resume a queue; true when it was paused.
+SELECT {schema}.resume_queue($1)
+
+-- set_queue_limits --
+-- Replace a queue's limits (NULL: none).
+SELECT {schema}.set_queue_limits($1, $2, $3, $4, $5)
+
+-- set_task_limits --
+-- Replace a task's limits (NULL: none).
+SELECT {schema}.set_task_limits($1, $2, $3, $4, $5)
+
+-- queue_stats --
+-- Every queue with work or settings, for `scheduler queues` and Scheduler.queues().
+SELECT * FROM {schema}.queue_stats ORDER BY queue
+
+-- task_limits --
+-- Every task with limits.
+SELECT task_name, concurrency_limit, rate_limit, rate_period, rate_burst,
+       (SELECT count(*) FROM {schema}.jobs j
+        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running
+FROM {schema}.task_limits t ORDER BY task_name

@@ -23,8 +23,10 @@ from scheduler.errors import (
     JobNotRetryableError,
     ScheduleAlreadyExistsError,
     SchemaNotReadyError,
+    UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     Attempt,
     AttemptOutcome,
@@ -66,6 +68,10 @@ FINISHED_PREFIX = "finished "
 #: The owner a claim of zero rows names (it never reaches a row).
 NO_OWNER = UUID(int=0)
 
+#: While limits or locks hold due work back, claim again at least this often: a peer's job
+#: ending frees room no notification announces.
+FLOW_RETRY_SECONDS = 0.1
+
 Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
 
@@ -75,6 +81,9 @@ class PostgresJobStore:
         self.schema = schema
         self.q = Queries(schema)
         self._completions = CompletionBatcher(self._complete_jobs)
+        # Whether flow control concerned the last claim, and how soon to look again.
+        self._flow_seen = False
+        self._held_back_retry: float | None = None
 
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
@@ -86,7 +95,8 @@ class PostgresJobStore:
         replace = conflict is ConflictResolution.REPLACE
         if any(job.depends_on for job in jobs):
             return await self._insert_dependent_jobs(jobs, conflict, connection)
-        if len(jobs) == 1:  # one row in one statement: atomic without a transaction
+        unique = any(job.unique_key is not None for job in jobs)
+        if len(jobs) == 1 and not unique:  # one row in one statement: atomic, no transaction
             [job] = jobs
             row = _job_row(job)
             executor: Executor = connection if connection is not None else self.pool
@@ -97,8 +107,6 @@ class PostgresJobStore:
             if written is None and conflict is not ConflictResolution.IGNORE:
                 raise _conflict_error([job.job_id], conflict)
             return [job.job_id]
-        query = self.q.upsert_jobs if replace else self.q.insert_jobs
-        columns = _columns([_job_row(job) for job in jobs])
 
         with _schema_guard(self.schema):
             async with contextlib.AsyncExitStack() as stack:
@@ -109,6 +117,10 @@ class PostgresJobStore:
                 )
                 # A savepoint inside the caller's transaction: raising rolls the batch back.
                 async with conn.transaction():
+                    if unique:
+                        return await self._insert_unique_jobs(conn, jobs, conflict)
+                    query = self.q.upsert_jobs if replace else self.q.insert_jobs
+                    columns = _columns([_job_row(job) for job in jobs])
                     written = {row["job_id"] for row in await conn.fetch(query, *columns)}
                     refused = [j.job_id for j in jobs if j.job_id not in written]
                     if refused and conflict is not ConflictResolution.IGNORE:
@@ -123,7 +135,7 @@ class PostgresJobStore:
     ) -> list[str]:
         """Insert, then record dependencies (dependencies first) in the same transaction:
         no claim ever sees such a job pending before it waits. A job IGNORE kept (it
-        existed) keeps what it had."""
+        existed, or another unfinished job holds its unique key) keeps what it had."""
         columns = _columns([_job_row(job) for job in jobs])
         with _schema_guard(self.schema), _dependency_errors():
             async with contextlib.AsyncExitStack() as stack:
@@ -135,15 +147,81 @@ class PostgresJobStore:
                 async with conn.transaction():
                     rows = await conn.fetch(self.q.insert_jobs, *columns)
                     written = {row["job_id"] for row in rows}
-                    refused = [j.job_id for j in jobs if j.job_id not in written]
-                    if refused and conflict is not ConflictResolution.IGNORE:
-                        raise _conflict_error(refused, conflict)
+                    ids = await self._refused_ids(conn, jobs, written, conflict)
                     for job in dependency_order(jobs):
                         if job.depends_on and job.job_id in written:
                             await conn.fetchval(
                                 self.q.add_dependencies, job.job_id, list(job.depends_on)
                             )
-        return [j.job_id for j in jobs]
+        return ids
+
+    async def _insert_unique_jobs(
+        self, conn: AnyConnection, jobs: Sequence[NewJob], conflict: ConflictResolution
+    ) -> list[str]:
+        """A batch where some jobs carry a unique key, inside the caller's transaction.
+        Returns, in order, each job's id, or for one IGNORE met on its unique key the id
+        of the unfinished job holding the key."""
+        if conflict is ConflictResolution.REPLACE:
+            ids: list[str] = []
+            for job in jobs:
+                query = self.q.upsert_job if job.unique_key is None else self.q.upsert_unique_job
+                try:
+                    written = await conn.fetchval(query, *_job_row(job))
+                except asyncpg.UniqueViolationError as exc:
+                    # REPLACE by unique key met another job under this job_id, or REPLACE
+                    # by id would give this row a key another unfinished job holds.
+                    raise _unique_violation_error(job, exc) from None
+                if written is None:
+                    raise _conflict_error([job.job_id], conflict)
+                ids.append(written)
+            return ids
+        columns = _columns([_job_row(job) for job in jobs])
+        written = {row["job_id"] for row in await conn.fetch(self.q.insert_jobs, *columns)}
+        return await self._refused_ids(conn, jobs, written, conflict)
+
+    async def _refused_ids(
+        self,
+        conn: AnyConnection,
+        jobs: Sequence[NewJob],
+        written: set[str],
+        conflict: ConflictResolution,
+    ) -> list[str]:
+        """After inserting (RAISE or IGNORE) `jobs`, of which `written` went in: the error
+        for a refused one, or under IGNORE each job's id, or for one refused on its unique
+        key the id of the unfinished job holding the key."""
+        refused = [job for job in jobs if job.job_id not in written]
+        if not refused:
+            return [job.job_id for job in jobs]
+        keys = [job.unique_key for job in refused if job.unique_key is not None]
+        if not keys:
+            if conflict is not ConflictResolution.IGNORE:
+                raise _conflict_error([job.job_id for job in refused], conflict)
+            return [job.job_id for job in jobs]
+        holders = {
+            row["unique_key"]: row["job_id"]
+            for row in await conn.fetch(self.q.unique_key_holders, keys)
+        }
+        ids = []
+        for job in jobs:
+            if job.job_id in written:
+                ids.append(job.job_id)
+                continue
+            holder = holders.get(job.unique_key) if job.unique_key is not None else None
+            if conflict is ConflictResolution.IGNORE:
+                # The id of the job that kept the key; with none (it finished meanwhile, or
+                # the id itself was taken), the id asked for, as IGNORE does for ids.
+                ids.append(holder if holder is not None else job.job_id)
+            elif holder is not None and holder != job.job_id:
+                raise UniqueKeyConflictError(
+                    f"job {holder!r} already holds unique_key {job.unique_key!r} (it is"
+                    " pending, blocked or running); pass"
+                    " conflict_resolution=ConflictResolution.IGNORE to keep it or REPLACE to"
+                    " overwrite it while it is pending",
+                    holder,
+                )
+            else:
+                raise _conflict_error([job.job_id], conflict)
+        return ids
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
@@ -168,6 +246,12 @@ class PostgresJobStore:
             raise JobNotFoundError(str(exc), job_id) from None
         except asyncpg.ObjectNotInPrerequisiteStateError as exc:
             raise JobNotRetryableError(str(exc), job_id) from None
+        except asyncpg.UniqueViolationError:
+            raise JobNotRetryableError(
+                f"job {job_id!r} cannot be retried: another unfinished job holds its"
+                " unique_key; let that job finish (or cancel it), then retry this one",
+                job_id,
+            ) from None
 
     async def retry_failed_jobs(
         self, task_name: str | None, since: datetime | None, at: datetime | None, batch: int
@@ -247,6 +331,7 @@ class PostgresJobStore:
                 schedule.max_running,
                 schedule.jitter,
                 first_fire_time(now),
+                schedule.queue,
             )
         if written is None and conflict is ConflictResolution.RAISE:
             raise ScheduleAlreadyExistsError(
@@ -327,26 +412,64 @@ class PostgresJobStore:
 
     # -- dispatcher -------------------------------------------------------------------
     async def claim_jobs(
-        self, owner: UUID, task_names: Sequence[str], limit: int, lead: float = 0.0
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
     ) -> list[ClaimedJob]:
         # Successes waiting for a commit ride along: one commit records them and claims.
         carried = self._completions.take()
         leases = [waiter.lease for waiter in carried]
+        done = _successes(leases)
+        names, queue_names = list(task_names), list(queues)
         try:
-            rows = await self.pool.fetch(
-                self.q.claim_jobs,
-                owner,
-                list(task_names),
-                PRIORITIES_DESCENDING,
-                limit,
-                lead,
-                *_successes(leases),
-            )
+            if self._flow_seen:
+                # Flow control concerned the last claim: claim everything through the
+                # serialised path, so priorities hold across limited and free work.
+                rows = await self.pool.fetch(
+                    self.q.claim_flow_jobs, owner, names, queue_names, limit, lead, *done
+                )
+            else:
+                rows = await self.pool.fetch(
+                    self.q.claim_jobs,
+                    owner,
+                    names,
+                    PRIORITIES_DESCENDING,
+                    limit,
+                    lead,
+                    *done,
+                    queue_names,
+                )
         except BaseException as exc:
             self._completions.settle(carried, error=exc)
             raise
-        self._completions.settle(carried, {row["job_id"] for row in rows if row["completed"]})
-        claimed = [row for row in rows if not row["completed"]]
+        self._completions.settle(
+            carried, {row["job_id"] for row in rows if row["kind"] == "completed"}
+        )
+        claimed = [row for row in rows if row["kind"] == "claimed"]
+        flow = [row for row in rows if row["kind"] == "flow"]
+        if not self._flow_seen and flow and len(claimed) < limit:
+            # Work under flow control may wait: the serialised path takes what it can.
+            more = await self.pool.fetch(
+                self.q.claim_flow_jobs,
+                owner,
+                names,
+                queue_names,
+                limit - len(claimed),
+                lead,
+                [],
+                [],
+                [],
+                [],
+            )
+            claimed += [row for row in more if row["kind"] == "claimed"]
+            flow = [row for row in more if row["kind"] == "flow"]
+        # The plain claim's flow row has no `controlled` column: it always means "yes".
+        self._flow_seen = any(row.get("controlled", True) for row in flow)
+        retry: list[float] = [row["retry_in"] for row in flow if row.get("retry_in") is not None]
+        self._held_back_retry = None if not self._flow_seen else min([FLOW_RETRY_SECONDS, *retry])
         # A full claim means a backlog: successes wait briefly for the next claim to carry
         # them instead of committing on their own.
         self._completions.hold = len(claimed) == limit
@@ -365,9 +488,15 @@ class PostgresJobStore:
             for row in claimed
         ]
 
-    async def next_due_delay(self, task_names: Sequence[str]) -> tuple[float | None, float]:
+    @property
+    def held_back_retry(self) -> float | None:
+        return self._held_back_retry
+
+    async def next_due_delay(
+        self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
+    ) -> tuple[float | None, float]:
         row = await self.pool.fetchrow(
-            self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING
+            self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING, list(queues)
         )
         assert row is not None  # an aggregate always returns one row
         return row["delay"], row["clock"]
@@ -379,9 +508,16 @@ class PostgresJobStore:
     async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
         """Successes with no claim to carry them: the claim statement, claiming nothing."""
         rows = await self.pool.fetch(
-            self.q.claim_jobs, NO_OWNER, [], PRIORITIES_DESCENDING, 0, 0.0, *_successes(leases)
+            self.q.claim_jobs,
+            NO_OWNER,
+            [],
+            PRIORITIES_DESCENDING,
+            0,
+            0.0,
+            *_successes(leases),
+            [],
         )
-        return {row["job_id"] for row in rows}
+        return {row["job_id"] for row in rows if row["kind"] == "completed"}
 
     async def fail_job(
         self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
@@ -418,17 +554,39 @@ class PostgresJobStore:
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(
-        self, owner: UUID, hostname: str, pid: int, tasks: Sequence[str], lease_time: float
+        self,
+        owner: UUID,
+        hostname: str,
+        pid: int,
+        tasks: Sequence[str],
+        lease_time: float,
+        queues: Sequence[str] | None = None,
     ) -> None:
         with _schema_guard(self.schema):
             await self.pool.execute(
-                self.q.register_worker, owner, hostname, pid, list(tasks), lease_time
+                self.q.register_worker,
+                owner,
+                hostname,
+                pid,
+                list(tasks),
+                lease_time,
+                ["default"] if queues is None else list(queues),
             )
 
     async def heartbeat(
-        self, owner: UUID, tasks: Sequence[str], lease_time: float
+        self,
+        owner: UUID,
+        tasks: Sequence[str],
+        lease_time: float,
+        queues: Sequence[str] | None = None,
     ) -> HeartbeatResult:
-        row = await self.pool.fetchrow(self.q.heartbeat, owner, lease_time, list(tasks))
+        row = await self.pool.fetchrow(
+            self.q.heartbeat,
+            owner,
+            lease_time,
+            list(tasks),
+            ["default"] if queues is None else list(queues),
+        )
         assert row is not None  # the statement always returns one row
         return HeartbeatResult(
             alive=row["alive"],
@@ -453,6 +611,49 @@ class PostgresJobStore:
                 row["status"],
             )
         return len(rows)
+
+    # -- flow control -----------------------------------------------------------------
+    async def pause_queue(self, queue: str) -> None:
+        with _schema_guard(self.schema):
+            await self.pool.execute(self.q.pause_queue, queue)
+
+    async def resume_queue(self, queue: str) -> bool:
+        with _schema_guard(self.schema):
+            was_paused: bool = await self.pool.fetchval(self.q.resume_queue, queue)
+        return was_paused
+
+    async def set_queue_limits(self, queue: str, limits: Limits) -> None:
+        with _schema_guard(self.schema):
+            await self.pool.execute(self.q.set_queue_limits, queue, *_limit_values(limits))
+
+    async def set_task_limits(self, task_name: str, limits: Limits) -> None:
+        with _schema_guard(self.schema):
+            await self.pool.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.queue_stats)
+        return [
+            QueueStats(
+                queue=row["queue"],
+                due_now=row["due_now"],
+                future=row["future"],
+                running=row["running"],
+                paused=row["paused"],
+                limits=_limits_from_row(row),
+            )
+            for row in rows
+        ]
+
+    async def task_limits(self) -> list[TaskLimits]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.task_limits)
+        return [
+            TaskLimits(
+                task_name=row["task_name"], running=row["running"], limits=_limits_from_row(row)
+            )
+            for row in rows
+        ]
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
@@ -494,13 +695,41 @@ def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> Job
 
 
 def _successes(leases: Sequence[Lease]) -> list[list[Any]]:
-    """The claim statement's success columns ($6..$9): job ids, owners, attempts, results."""
+    """The claims' success columns ($6..$9): job ids, owners, attempts, results."""
     return [
         [lease.job_id for lease in leases],
         [lease.owner for lease in leases],
         [lease.attempt for lease in leases],
         [lease.result_json if isinstance(lease, Success) else None for lease in leases],
     ]
+
+
+def _unique_violation_error(job: NewJob, exc: asyncpg.UniqueViolationError) -> JobConflictError:
+    if getattr(exc, "constraint_name", None) == "jobs_unique_key_idx":
+        return UniqueKeyConflictError(
+            f"another unfinished job holds unique_key {job.unique_key!r}, so job"
+            f" {job.job_id!r} was not replaced; cancel that job first or use another key",
+            job.job_id,
+        )
+    return JobAlreadyExistsError(
+        f"a job with id {job.job_id!r} already exists and does not hold unique_key"
+        f" {job.unique_key!r}; REPLACE with a unique key replaces the job holding the key, so"
+        " schedule it under another job_id (or none)",
+        job.job_id,
+    )
+
+
+def _limit_values(limits: Limits) -> tuple[int | None, int | None, float, int]:
+    return (limits.concurrency_limit, limits.rate_limit, limits.rate_period, limits.rate_burst)
+
+
+def _limits_from_row(row: asyncpg.Record) -> Limits:
+    return Limits(
+        concurrency_limit=row["concurrency_limit"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"] if row["rate_period"] is not None else 1.0,
+        rate_burst=row["rate_burst"] if row["rate_burst"] is not None else 1,
+    )
 
 
 def _row_count(status: str) -> int:
@@ -538,6 +767,9 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         fire_time=row["fire_time"],
         result=None if row["result"] is None else load_json(row["result"]),
         depends_on=tuple(row["depends_on"]),
+        queue=row["queue"],
+        lock_key=row["lock_key"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -553,6 +785,9 @@ def _job_row(job: NewJob) -> tuple[Any, ...]:
         job.delay_seconds,
         job.max_retries,
         job.timeout,
+        job.queue,
+        job.lock_key,
+        job.unique_key,
     )
 
 
@@ -590,6 +825,7 @@ def _schedule_from_row(row: asyncpg.Record) -> Schedule:
         max_running=row["max_running"],
         jitter=row["jitter_seconds"],
         paused=row["paused"],
+        queue=row["queue"],
         next_fire_time=row["next_fire_time"],
         last_fire_time=row["last_fire_time"],
         created_at=row["created_at"],

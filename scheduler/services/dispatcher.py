@@ -41,11 +41,13 @@ class Dispatcher:
         *,
         batch_size: int,
         poll_interval: float,
+        queue_names: Callable[[], list[str]] = lambda: ["default"],
     ) -> None:
         self._store = store
         self._running = running
         self._identity = identity
         self._task_names = task_names
+        self._queue_names = queue_names
         self._start_job = start_job
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -64,6 +66,7 @@ class Dispatcher:
         """Claim what is due now, up to the free slots; return how many jobs started."""
         free = self._running.free_slots
         names = self._task_names()
+        queues = self._queue_names()
         owner = self._identity.current
         if free <= 0 or not names or not self._identity.holds(owner):
             return 0  # past the fence time, claims wait for a heartbeat (or a new identity)
@@ -78,7 +81,7 @@ class Dispatcher:
         try:
             with anyio.CancelScope(shield=True) as claiming:
                 claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
-                claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD)
+                claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD, queues)
             if claiming.cancelled_caught:
                 raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
             if not self._identity.holds(owner):
@@ -99,14 +102,19 @@ class Dispatcher:
             if self._backlog:
                 self.wakeup.set()  # a full batch: more may be due right now
             else:
-                delay, clock = await self._store.next_due_delay(names)
+                delay, clock = await self._store.next_due_delay(names, queues)
                 read_at = anyio.current_time()
                 for entry in early:
                     # `clock` was read before `read_at`: still never early, now late by
                     # one quick read rather than by the claim's commit.
                     synced = read_at + (entry.claimed.due_epoch - clock)
                     entry.start_at = min(entry.start_at, synced)
-                if delay is not None:
+                held_back = self._store.held_back_retry
+                if delay is not None and delay <= CLAIM_LEAD and held_back is not None:
+                    # Due work waits for room under a limit or a lock: no notification
+                    # says when a peer's job ends, so look again shortly.
+                    self.wakeup.arm_in(held_back)
+                elif delay is not None:
                     self.notify_due(delay)
         finally:
             for entry in early:

@@ -42,11 +42,13 @@ class Heartbeat:
         interval: float,
         orphan_retries: int,
         on_registered: Callable[[], None] = lambda: None,
+        queue_names: Callable[[], list[str]] | None = None,
     ) -> None:
         self._store = store
         self._running = running
         self._identity = identity
         self._task_names = task_names
+        self._queue_names = queue_names or (lambda: ["default"])
         self._lease_time = lease_time
         self._interval = interval
         self._orphan_retries = orphan_retries
@@ -67,6 +69,7 @@ class Heartbeat:
             os.getpid(),
             self._task_names(),
             self._lease_time,
+            self._queue_names(),
         )
         self._identity.registered = True
         self._identity.fence_at = sent_at + self._fence_after
@@ -85,7 +88,9 @@ class Heartbeat:
         owner = self._identity.current
         timeout = max(self.fence_deadline() - sent_at, 0.01)
         with anyio.fail_after(timeout):
-            result = await self._store.heartbeat(owner, self._task_names(), self._lease_time)
+            result = await self._store.heartbeat(
+                owner, self._task_names(), self._lease_time, self._queue_names()
+            )
         if owner != self._identity.current:
             return  # fenced while the beat was in flight
         if not result.alive:

@@ -297,3 +297,25 @@ def test_a_bad_worker_setting_is_one_line(schema: str) -> None:
     assert invalid.returncode == 2
     assert invalid.stderr.strip().splitlines()[-1].startswith("error: heartbeat_interval")
     assert "Traceback" not in invalid.stderr
+
+
+async def test_queues_are_paused_resumed_limited_and_listed(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    assert cli("migrate", schema=schema).returncode == 0
+    q = quote_identifier(schema)
+    await pool.execute(f"INSERT INTO {q}.jobs (task_name, queue) VALUES ('t:f', 'mail')")
+    paused = cli("pause-queue", "mail", schema=schema)
+    assert paused.returncode == 0, paused.stderr
+    limited = cli("queue-limits", "mail", "--concurrency", "2", "--rate", "5", schema=schema)
+    assert "concurrency 2, rate 5/1s burst 1" in limited.stdout, limited.stderr
+    assert cli("task-limits", "t:f", "--concurrency", "1", schema=schema).returncode == 0
+    listed = cli("queues", schema=schema)
+    [mail] = [line for line in listed.stdout.splitlines() if line.startswith("mail")]
+    assert mail.split()[1:5] == ["1", "0", "0", "paused"] and "concurrency 2" in mail
+    assert "task t:f: 0 running, concurrency 1" in listed.stdout
+    as_json = json.loads(cli("queues", "--json", schema=schema).stdout)
+    assert as_json["queues"][0]["limits"]["rate_limit"] == 5
+    assert "resumed queue mail" in cli("resume-queue", "mail", schema=schema).stdout
+    refused = cli("queue-limits", "mail", "--concurrency", "0", schema=schema)
+    assert refused.returncode == 2 and "concurrency_limit must be" in refused.stderr

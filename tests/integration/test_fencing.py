@@ -30,9 +30,13 @@ async def test_jobs_claimed_while_the_replica_was_fenced_never_start(
     fenced: list[list[str]] = []
 
     async def claim_then_lose_the_lease(
-        owner: UUID, names: Sequence[str], limit: int, lead: float = 0.0
+        owner: UUID,
+        names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
     ) -> list[ClaimedJob]:
-        claimed = await real_claim(owner, names, limit, lead)
+        claimed = await real_claim(owner, names, limit, lead, queues)
         if claimed and not fenced:
             fenced.append([job.lease.job_id for job in claimed])
             scheduler._heartbeat.fence("test: the lease was lost during the claim")
@@ -60,9 +64,13 @@ async def test_a_claim_whose_reply_is_lost_is_handed_back_and_runs(
     lost: list[str] = []
 
     async def claim_and_lose_the_reply(
-        owner: UUID, names: Sequence[str], limit: int, lead: float = 0.0
+        owner: UUID,
+        names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
     ) -> list[ClaimedJob]:
-        claimed = await real_claim(owner, names, limit, lead)
+        claimed = await real_claim(owner, names, limit, lead, queues)
         if claimed and not lost:
             lost.extend(job.lease.job_id for job in claimed)
             raise ConnectionResetError("test: the reply of a committed claim was lost")

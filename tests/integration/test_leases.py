@@ -145,8 +145,9 @@ async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
             [owner],
             [1],
             [None],
+            [],
         )
-        assert [(r["job_id"], r["completed"]) for r in done] == [(job_id, True)]
+        assert [(r["job_id"], r["kind"]) for r in done] == [(job_id, "completed")]
         assert await store.reap_orphans(100, 0) == 0
         await completing.commit()
     assert await store.reap_orphans(100, 0) == 0  # re-checked: no longer running

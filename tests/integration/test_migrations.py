@@ -72,7 +72,9 @@ async def test_migrations_built_schema_has_the_expected_tables(
         "job_attempts",
         "job_dependencies",
         "jobs",
+        "queues",
         "schedules",
         "schema_migrations",
+        "task_limits",
         "workers",
     ]

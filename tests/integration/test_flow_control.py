@@ -1,0 +1,431 @@
+"""Issue 11: queues, fleet-wide concurrency limits, lock keys, unique keys and rate limits,
+enforced by the database in the claim (or the insert), with many claimers racing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+
+from scheduler import (
+    ConfigurationError,
+    ConflictResolution,
+    IntervalTrigger,
+    InvalidJobError,
+    JobIsRunningError,
+    JobRequest,
+    JobStatus,
+    UniqueKeyConflictError,
+)
+from scheduler.postgres.sql import quote_identifier
+from scheduler.postgres.store import PostgresJobStore
+from tests.conftest import SchedulerFactory
+from tests.support import jobs
+from tests.support.db import has_status, holds, wait_until
+
+TASK = "tests.support.jobs:record"
+OTHER = "tests.support.jobs:record_sync"
+
+
+async def workers(store: PostgresJobStore, count: int, queues: Sequence[str]) -> list[uuid.UUID]:
+    owners = [uuid.uuid4() for _ in range(count)]
+    for owner in owners:
+        await store.register_worker(owner, "host", 1, [TASK, OTHER], 30, queues)
+    return owners
+
+
+async def enqueue(
+    pool: asyncpg.Pool,
+    schema: str,
+    count: int,
+    *,
+    queue: str = "default",
+    task: str = TASK,
+    lock_key: str | None = None,
+) -> None:
+    await pool.execute(
+        f"INSERT INTO {quote_identifier(schema)}.jobs (task_name, queue, lock_key)"
+        " SELECT $1, $2, $3 FROM generate_series(1, $4)",
+        task,
+        queue,
+        lock_key,
+        count,
+    )
+
+
+async def claim_all_at_once(
+    pool: asyncpg.Pool, schema: str, owners: Sequence[uuid.UUID], queues: Sequence[str]
+) -> int:
+    """Every owner claims at the same moment, each through its own store (a replica);
+    returns how many jobs were claimed in total."""
+
+    async def one(owner: uuid.UUID) -> int:
+        store = PostgresJobStore(pool, schema)
+        return len(await store.claim_jobs(owner, [TASK, OTHER], 10, 0.0, queues))
+
+    return sum(await asyncio.gather(*(one(owner) for owner in owners)))
+
+
+async def running(pool: asyncpg.Pool, schema: str, where: str = "true") -> int:
+    return int(
+        await pool.fetchval(
+            f"SELECT count(*) FROM {quote_identifier(schema)}.jobs"
+            f" WHERE status = 'running' AND {where}"
+        )
+    )
+
+
+# -- queues -----------------------------------------------------------------------------
+
+
+async def test_a_replica_claims_only_from_its_queues(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    key = f"q-{uuid.uuid4()}"
+    emails = make_scheduler(queues=["emails"], tasks=[jobs.record])
+    await emails.start()
+    assert emails.queues == ["emails"]
+    in_default = await emails.schedule(jobs.record, args=(key, "default"))
+    in_emails = await emails.schedule(jobs.record, args=(key, "emails"), queue="emails")
+    await wait_until(lambda: has_status(emails, in_emails, JobStatus.SUCCEEDED))
+    job = await emails.get_job(in_default)
+    assert job is not None and job.status is JobStatus.PENDING and job.queue == "default"
+    worker_queues = await pool.fetchval(
+        f"SELECT queues FROM {quote_identifier(migrated)}.workers WHERE worker_id = $1",
+        emails.worker_id,
+    )
+    assert worker_queues == ["emails"]
+
+
+async def test_a_task_declares_its_queue_and_schedule_overrides_it(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.register(jobs.record_sync, queue="reports")
+    assert scheduler.queues == ["default", "reports"]  # the default: its tasks' queues
+    declared = await scheduler.schedule(jobs.record_sync, args=("k",))
+    overridden = await scheduler.schedule(jobs.record_sync, args=("k",), queue="urgent")
+    many = await scheduler.schedule_many([JobRequest(jobs.record_sync, args=("k",), queue="bulk")])
+    queues = [
+        (await scheduler.get_job(job_id)).queue  # type: ignore[union-attr]
+        for job_id in (declared, overridden, *many)
+    ]
+    assert queues == ["reports", "urgent", "bulk"]
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 256, "é", 7])
+async def test_bad_queue_names_are_refused_and_write_nothing(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, bad: object
+) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(InvalidJobError, match="queue must be"):
+        await scheduler.schedule(jobs.record, args=("k",), queue=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="queue must be"):
+        make_scheduler(queues=[bad])
+    with pytest.raises(ConfigurationError, match="queue must be"):
+        await scheduler.pause_queue(bad)  # type: ignore[arg-type]
+    assert await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(migrated)}.jobs") == 0
+
+
+async def test_a_paused_queue_is_claimed_by_no_one_and_its_running_jobs_finish(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    key = f"p-{uuid.uuid4()}"
+    scheduler = make_scheduler(tasks=[jobs.sleep_then_record, jobs.record])
+    await scheduler.start()
+    running_one = await scheduler.schedule(jobs.sleep_then_record, args=(key, 0.5))
+    await wait_until(lambda: holds(jobs.calls(key, event="started")))
+    await scheduler.pause_queue("default")
+    waiting = await scheduler.schedule(jobs.record, args=(key,))
+    # The running job finishes while paused; the new one is not claimed, by the Python
+    # claim or by a foreign worker's SQL claim.
+    await wait_until(lambda: has_status(scheduler, running_one, JobStatus.SUCCEEDED))
+    store = PostgresJobStore(pool, migrated)
+    [foreign] = await workers(store, 1, ["default"])
+    q = quote_identifier(migrated)
+    assert await pool.fetch(f"SELECT * FROM {q}.claim_jobs($1, max_jobs => 10)", foreign) == []
+    [stats] = await scheduler.queue_stats()
+    assert (stats.queue, stats.paused, stats.due_now) == ("default", True, 1)
+    assert await has_status(scheduler, waiting, JobStatus.PENDING)
+    # Pausing is deliberate: the reaper never fails a paused queue's jobs as unrunnable.
+    assert await store.fail_unrunnable_jobs(0.0, 100) == 0
+    assert await pool.fetchval(f"SELECT {q}.resume_queue('default')") is True
+    await wait_until(lambda: has_status(scheduler, waiting, JobStatus.SUCCEEDED))
+    assert await scheduler.resume_queue("default") is False  # no longer paused
+
+
+# -- concurrency limits -----------------------------------------------------------------
+
+
+async def test_a_queue_limit_holds_with_many_claimers_racing(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    await pool.execute(
+        f"SELECT {quote_identifier(migrated)}.set_queue_limits('limited', concurrency_limit => 3)"
+    )
+    await enqueue(pool, migrated, 50, queue="limited")
+    await enqueue(pool, migrated, 20, queue="free")
+    owners = await workers(store, 12, ["limited", "free"])
+    claimed = await claim_all_at_once(pool, migrated, owners, ["limited", "free"])
+    assert await running(pool, migrated, "queue = 'limited'") == 3  # reached, not exceeded
+    assert await running(pool, migrated, "queue = 'free'") == 20  # others run freely
+    assert claimed == 23
+    # Again, while those still run: nothing more from the limited queue.
+    await claim_all_at_once(pool, migrated, owners, ["limited", "free"])
+    assert await running(pool, migrated, "queue = 'limited'") == 3
+
+
+async def test_a_task_limit_holds_across_queues_and_an_orphan_counts_until_reaped(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    await pool.execute(f"SELECT {q}.set_task_limits($1, concurrency_limit => 2)", TASK)
+    await enqueue(pool, migrated, 10, queue="a")
+    await enqueue(pool, migrated, 10, queue="b")
+    await enqueue(pool, migrated, 5, queue="a", task=OTHER)
+    owners = await workers(store, 8, ["a", "b"])
+    await claim_all_at_once(pool, migrated, owners, ["a", "b"])
+    assert await running(pool, migrated, f"task_name = '{TASK}'") == 2
+    assert await running(pool, migrated, f"task_name = '{OTHER}'") == 5
+    # The holder of one attempt dies: its attempt still counts until the reaper returns it.
+    holder = await pool.fetchval(
+        f"SELECT lease_owner FROM {q}.jobs WHERE status = 'running' AND task_name = $1 LIMIT 1",
+        TASK,
+    )
+    await pool.execute(
+        f"UPDATE {q}.workers SET lease_expires_at = now() - interval '1 second'"
+        " WHERE worker_id = $1",
+        holder,
+    )
+    alive = [owner for owner in owners if owner != holder]
+    await claim_all_at_once(pool, migrated, alive, ["a", "b"])
+    assert await running(pool, migrated, f"task_name = '{TASK}'") == 2
+    assert await store.reap_orphans(100, 5) >= 1
+    await claim_all_at_once(pool, migrated, alive, ["a", "b"])
+    assert await running(pool, migrated, f"task_name = '{TASK}'") == 2
+    [limits] = await PostgresJobStore(pool, migrated).task_limits()
+    assert (limits.task_name, limits.running, limits.limits.concurrency_limit) == (TASK, 2, 2)
+
+
+async def test_a_limit_lowered_while_jobs_run_stops_new_claims_until_below_it(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    await enqueue(pool, migrated, 10)
+    [owner] = await workers(store, 1, ["default"])
+    assert len(await store.claim_jobs(owner, [TASK], 4)) == 4  # no limit yet
+    await pool.execute(f"SELECT {q}.set_queue_limits('default', concurrency_limit => 2)")
+    assert await store.claim_jobs(owner, [TASK], 4) == []  # 4 run, the limit is 2
+    finished = await pool.fetch(
+        f"UPDATE {q}.jobs SET status = 'succeeded', lease_owner = NULL, finished_at = now()"
+        f" WHERE job_id IN (SELECT job_id FROM {q}.jobs WHERE status = 'running' LIMIT 3)"
+        " RETURNING job_id"
+    )
+    assert len(finished) == 3
+    assert len(await store.claim_jobs(owner, [TASK], 4)) == 1  # back to the limit of 2
+
+
+# -- lock keys --------------------------------------------------------------------------
+
+
+async def test_jobs_sharing_a_lock_key_never_run_together_whatever_their_task(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    await enqueue(pool, migrated, 10, lock_key="customer-42")
+    await enqueue(pool, migrated, 10, task=OTHER, lock_key="customer-42")
+    await enqueue(pool, migrated, 3, lock_key="customer-7")
+    await enqueue(pool, migrated, 5)
+    owners = await workers(store, 10, ["default"])
+    assert await claim_all_at_once(pool, migrated, owners, ["default"]) == 2 + 5
+    assert await running(pool, migrated, "lock_key = 'customer-42'") == 1
+    assert await running(pool, migrated, "lock_key = 'customer-7'") == 1
+    # A retried job keeps its key: back to pending, it waits its turn like the others.
+    await pool.execute(
+        f"UPDATE {q}.jobs SET status = 'pending', lease_owner = NULL"
+        " WHERE lock_key = 'customer-42' AND status = 'running'"
+    )
+    await claim_all_at_once(pool, migrated, owners, ["default"])
+    assert await running(pool, migrated, "lock_key = 'customer-42'") == 1
+    # The database itself refuses a second running holder, whatever writes the row.
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(
+            f"UPDATE {q}.jobs SET status = 'running', lease_owner = $1"
+            " WHERE job_id = (SELECT job_id FROM {q}.jobs"
+            " WHERE lock_key = 'customer-42' AND status = 'pending' LIMIT 1)".replace("{q}", q),
+            owners[0],
+        )
+
+
+# -- unique keys ------------------------------------------------------------------------
+
+
+async def _fifty_inserts(
+    make_scheduler: SchedulerFactory, policy: ConflictResolution
+) -> list[str | BaseException]:
+    scheduler = make_scheduler()
+
+    async def one(n: int) -> str:
+        return await scheduler.schedule(
+            jobs.record, args=(str(n),), unique_key="report-7", conflict_resolution=policy
+        )
+
+    return await asyncio.gather(*(one(n) for n in range(50)), return_exceptions=True)
+
+
+async def test_fifty_concurrent_inserts_of_one_unique_key_under_each_policy(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    q = quote_identifier(migrated)
+    for policy in ConflictResolution:
+        await pool.execute(f"DELETE FROM {q}.jobs")
+        results = await _fifty_inserts(make_scheduler, policy)
+        rows = await pool.fetch(f"SELECT job_id FROM {q}.jobs WHERE unique_key = 'report-7'")
+        assert len(rows) == 1, policy  # never two unfinished jobs with one key
+        holder = rows[0]["job_id"]
+        ids = [r for r in results if isinstance(r, str)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if policy is ConflictResolution.RAISE:
+            assert ids == [holder] and len(errors) == 49
+            assert all(isinstance(e, UniqueKeyConflictError) for e in errors)
+            assert {e.job_id for e in errors if isinstance(e, UniqueKeyConflictError)} == {holder}
+        else:  # IGNORE returns the holder; REPLACE overwrites it in place
+            assert errors == [] and set(ids) == {holder}
+
+
+async def test_a_unique_key_is_free_again_once_its_job_finished_or_rolled_back(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    q = quote_identifier(migrated)
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        await scheduler.schedule(jobs.record, args=("k",), unique_key="u", connection=conn)
+        await transaction.rollback()
+    first = await scheduler.schedule(jobs.record, args=("k",), unique_key="u")
+    await pool.execute(f"UPDATE {q}.jobs SET status = 'succeeded', finished_at = now()")
+    second = await scheduler.schedule(jobs.record, args=("k",), unique_key="u")
+    assert first != second
+    with pytest.raises(UniqueKeyConflictError):
+        await scheduler.schedule(jobs.record, args=("k",), unique_key="u")
+    with pytest.raises(InvalidJobError, match="appears twice"):
+        await scheduler.schedule_many(
+            [JobRequest(jobs.record, args=("k",), unique_key="v") for _ in range(2)]
+        )
+
+
+async def test_replace_by_unique_key_refuses_a_running_holder(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    q = quote_identifier(migrated)
+    holder = await scheduler.schedule(jobs.record, args=("old",), unique_key="u")
+    replaced = await scheduler.schedule(
+        jobs.record,
+        args=("new",),
+        unique_key="u",
+        conflict_resolution=ConflictResolution.REPLACE,
+    )
+    job = await scheduler.get_job(holder)
+    assert replaced == holder and job is not None and job.args == ("new",)
+    await pool.execute(f"UPDATE {q}.jobs SET status = 'running', lease_owner = gen_random_uuid()")
+    with pytest.raises(JobIsRunningError, match="running"):
+        await scheduler.schedule(
+            jobs.record,
+            args=("newer",),
+            unique_key="u",
+            conflict_resolution=ConflictResolution.REPLACE,
+        )
+
+
+# -- rate limits ------------------------------------------------------------------------
+
+
+async def test_a_rate_limit_starts_a_burst_then_holds_back_and_says_when_to_look_again(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    await pool.execute(
+        f"SELECT {q}.set_queue_limits('default', rate_limit => 1, rate_period => 3600,"
+        " rate_burst => 3)"
+    )
+    await enqueue(pool, migrated, 20)
+    owners = await workers(store, 6, ["default"])
+    assert await claim_all_at_once(pool, migrated, owners, ["default"]) == 3  # the burst
+    assert await store.claim_jobs(owners[0], [TASK], 10) == []
+    retry = store.held_back_retry
+    assert retry is not None and retry > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency_limit": 0}, "concurrency_limit"),
+        ({"rate_limit": -1}, "rate_limit"),
+        ({"rate_limit": 5, "rate_period": 0}, "rate_period"),
+        ({"rate_limit": 5, "rate_burst": 0}, "rate_burst"),
+        ({"concurrency_limit": True}, "concurrency_limit"),
+    ],
+)
+async def test_bad_limits_are_refused_and_write_nothing(
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    options: dict[str, object],
+    message: str,
+) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(ConfigurationError, match=message):
+        await scheduler.set_queue_limits("default", **options)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=message):
+        await scheduler.set_task_limits(TASK, **options)  # type: ignore[arg-type]
+    q = quote_identifier(migrated)
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.queues") == 0
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.task_limits") == 0
+    with pytest.raises(asyncpg.InvalidParameterValueError):
+        await pool.execute(f"SELECT {q}.set_queue_limits('default', concurrency_limit => 0)")
+
+
+async def test_queue_stats_show_depth_running_pause_and_limits(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler()
+    await enqueue(pool, migrated, 4, queue="a")
+    await scheduler.set_queue_limits("b", concurrency_limit=2, rate_limit=10, rate_burst=5)
+    await scheduler.pause_queue("c")
+    stats = {s.queue: s for s in await scheduler.queue_stats()}
+    assert (stats["a"].due_now, stats["a"].paused, stats["a"].limits.concurrency_limit) == (
+        4,
+        False,
+        None,
+    )
+    assert (stats["b"].limits.concurrency_limit, stats["b"].limits.rate_burst) == (2, 5)
+    assert stats["c"].paused
+
+
+async def test_a_recurring_schedule_fires_its_jobs_into_its_queue(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(tasks=[jobs.record], queues=["ticks"])
+    schedule_id = await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(seconds=0.2), args=("tick",), queue="ticks"
+    )
+    schedule = await scheduler.get_schedule(schedule_id)
+    assert schedule is not None and schedule.queue == "ticks"
+    await scheduler.start()
+    q = quote_identifier(migrated)
+
+    async def fired_into_ticks() -> bool:
+        queues = await pool.fetch(f"SELECT DISTINCT queue FROM {q}.jobs WHERE status = 'succeeded'")
+        return [r["queue"] for r in queues] == ["ticks"]
+
+    await wait_until(fired_into_ticks)
