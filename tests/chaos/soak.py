@@ -71,7 +71,9 @@ ALWAYS_FAILING = frozenset({"fail", *side_jobs.UNRECORDABLE})
 #: What the checker reads of each job, in one place.
 JOB_FACTS_SQL = (
     "SELECT job_id, status, attempts, max_retries, failures, lost_leases,"
-    " cancel_requested_at IS NOT NULL AS cancel_requested"
+    " cancel_requested_at IS NOT NULL AS cancel_requested,"
+    " extract(epoch FROM created_at)::float8 AS created_epoch,"
+    " extract(epoch FROM finished_at)::float8 AS finished_epoch"
     " FROM {schema}.jobs AS j"
 )
 CONNECTION_ERRORS = TRANSIENT_ERRORS  # what a producer retries while the database is away
@@ -283,7 +285,7 @@ def check(
                 violations.append(f"{job_id}: succeeded but its final attempt never finished")
         violations.extend(check_attempt_numbers(job_id, runs))
         violations.extend(check_overlaps(job_id, runs, run.faults))
-        if kind == "snooze" and job["failures"] and not _outage_during(runs, run.faults):
+        if kind == "snooze" and job["failures"] and not _outage_during(job, runs, run.faults):
             # A snoozing job fails only if its side-table writes did (the database away).
             violations.append(f"{job_id}: a snooze counted as a failure ({job['failures']})")
         parent = run.acknowledged.get(job_id, {}).get("parent")
@@ -380,8 +382,17 @@ def attempt_end(row: Mapping[str, Any]) -> datetime | None:
     return min(ends) if ends else None
 
 
-def _outage_during(runs: Sequence[Mapping[str, Any]], faults: Sequence[Fault]) -> bool:
-    """Whether a database restart's outage overlapped any of these attempts."""
+def _outage_during(
+    job: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], faults: Sequence[Fault]
+) -> bool:
+    """Whether a database restart's outage overlapped the job's life or any of its attempts.
+    An attempt whose very first side-table write failed (the database away) left no row, so
+    the job's own span counts too."""
+    created, finished = job.get("created_epoch"), job.get("finished_epoch")
+    if created is not None:
+        stop = finished if finished is not None else created + 3600
+        if any(f.kind == "restart_db" and _outage_between(f, created, stop) for f in faults):
+            return True
     for run in runs:
         start = run["started_at"].timestamp()
         end = attempt_end(run)

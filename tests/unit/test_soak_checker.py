@@ -239,3 +239,15 @@ def test_a_snooze_may_fail_only_when_the_database_was_away() -> None:
     assert "snooze counted as a failure" in violation
     restart = Fault(at(0.5).timestamp(), "restart_db", None, at(1.5).timestamp())
     assert check(run_with(restart, kind="snooze"), failed_once, history) == []
+
+
+def test_a_snooze_failed_by_an_outage_that_left_no_attempt_row_is_excused() -> None:
+    # The attempt's first side-table write failed, so no row tells when it ran; the job's
+    # own life (created .. finished) spans the outage.
+    history = [attempt(2, 10, 2, 3)]
+    failed_once = job(attempts=2, failures=1, max_retries=1)
+    failed_once |= {"created_epoch": at(-1).timestamp(), "finished_epoch": at(3).timestamp()}
+    restart = Fault(at(0).timestamp(), "restart_db", None, at(1).timestamp())
+    assert check(run_with(restart, kind="snooze"), {"j": failed_once}, history) == []
+    [violation] = check(run_with(kind="snooze"), {"j": failed_once}, history)
+    assert "snooze counted as a failure" in violation
