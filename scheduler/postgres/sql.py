@@ -50,8 +50,9 @@ def render(template: str, schema: str) -> str:
 
 
 @cache
-def _query_templates() -> dict[str, str]:
-    text = resources.files("scheduler.postgres").joinpath("queries.sql").read_text()
+def named_blocks(package: str, filename: str) -> dict[str, str]:
+    """The `-- name --` blocks of a packaged .sql file, comment lines dropped."""
+    text = resources.files(package).joinpath(filename).read_text()
     parts = _BLOCK_HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     queries: dict[str, str] = {}
@@ -61,11 +62,16 @@ def _query_templates() -> dict[str, str]:
     return queries
 
 
+def _query_templates() -> dict[str, str]:
+    return named_blocks("scheduler.postgres", "queries.sql")
+
+
 class Queries:
     """The named statements rendered for one schema, as attributes (`queries.claim_jobs`)."""
 
-    def __init__(self, schema: str) -> None:
-        self._rendered = {name: render(sql, schema) for name, sql in _query_templates().items()}
+    def __init__(self, schema: str, templates: dict[str, str] | None = None) -> None:
+        templates = _query_templates() if templates is None else templates
+        self._rendered = {name: render(sql, schema) for name, sql in templates.items()}
 
     def __getattr__(self, name: str) -> str:
         try:
