@@ -2,7 +2,9 @@
 -- tests/integration/test_dashboard_plans.py fails when one starts scanning the jobs table.
 -- Every list is paged by a keyset cursor (the sort key of the last row shown), never by
 -- OFFSET, and each status has its own statement so PostgreSQL can match its partial index
--- even with a generic plan. $1 is a task name, $2 a queue (NULL: any).
+-- even with a generic plan. $1 is a task name, $2 a queue (NULL: any). ORDER BY names the
+-- table's columns (j.), not the readable_time() outputs of the same name, so an index can
+-- serve the order and a page reads only its own rows.
 
 -- overview_counts --
 -- Per queue and task: pending due now and later, running, blocked, ended in the last $1
@@ -66,13 +68,13 @@ SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(updated_at) AS updated_at,
        json_build_array(queue, priority, execution_time::text, job_id)::text AS cursor
-FROM {schema}.jobs
+FROM {schema}.jobs AS j
 WHERE status = 'pending'
   AND (queue, priority, execution_time, job_id)
       > ($3::text, $4::smallint, $5::text::timestamptz, $6::text)
   AND ($1::text IS NULL OR task_name = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
-ORDER BY queue, priority, execution_time, job_id
+ORDER BY j.queue, j.priority, j.execution_time, j.job_id
 LIMIT $7
 
 -- jobs_running --
@@ -85,12 +87,12 @@ SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(updated_at) AS updated_at,
        json_build_array(coalesce(started_at, '-infinity')::text, job_id)::text AS cursor
-FROM {schema}.jobs
+FROM {schema}.jobs AS j
 WHERE status = 'running'
   AND (coalesce(started_at, '-infinity'), job_id) > ($3::text::timestamptz, $4::text)
   AND ($1::text IS NULL OR task_name = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
-ORDER BY coalesce(started_at, '-infinity'), job_id
+ORDER BY coalesce(j.started_at, '-infinity'), j.job_id
 LIMIT $5
 
 -- jobs_succeeded --
@@ -102,12 +104,12 @@ SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(updated_at) AS updated_at,
        json_build_array(finished_at::text, job_id)::text AS cursor
-FROM {schema}.jobs
+FROM {schema}.jobs AS j
 WHERE status = 'succeeded'
   AND (finished_at, job_id) < ($3::text::timestamptz, $4::text)
   AND ($1::text IS NULL OR task_name = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
-ORDER BY finished_at DESC, job_id DESC
+ORDER BY j.finished_at DESC, j.job_id DESC
 LIMIT $5
 
 -- jobs_failed --
@@ -119,12 +121,12 @@ SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(updated_at) AS updated_at,
        json_build_array(updated_at::text, job_id)::text AS cursor
-FROM {schema}.jobs
+FROM {schema}.jobs AS j
 WHERE status = 'failed'
   AND (updated_at, job_id) < ($3::text::timestamptz, $4::text)
   AND ($1::text IS NULL OR task_name = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
-ORDER BY updated_at DESC, job_id DESC
+ORDER BY j.updated_at DESC, j.job_id DESC
 LIMIT $5
 
 -- jobs_cancelled --
@@ -136,12 +138,12 @@ SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(updated_at) AS updated_at,
        json_build_array(updated_at::text, job_id)::text AS cursor
-FROM {schema}.jobs
+FROM {schema}.jobs AS j
 WHERE status = 'cancelled'
   AND (updated_at, job_id) < ($3::text::timestamptz, $4::text)
   AND ($1::text IS NULL OR task_name = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
-ORDER BY updated_at DESC, job_id DESC
+ORDER BY j.updated_at DESC, j.job_id DESC
 LIMIT $5
 
 -- jobs_blocked --
@@ -154,12 +156,12 @@ SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
        {schema}.readable_time(finished_at) AS finished_at,
        {schema}.readable_time(updated_at) AS updated_at,
        json_build_array(updated_at::text, job_id)::text AS cursor
-FROM {schema}.jobs
+FROM {schema}.jobs AS j
 WHERE status = 'blocked'
   AND (updated_at, job_id) < ($3::text::timestamptz, $4::text)
   AND ($1::text IS NULL OR task_name = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
-ORDER BY updated_at DESC, job_id DESC
+ORDER BY j.updated_at DESC, j.job_id DESC
 LIMIT $5
 
 -- job_exists --
