@@ -118,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
         limits.add_argument("--rate", type=int, help="at most N starts per --per seconds")
         limits.add_argument("--per", type=float, default=1.0, help="rate period in seconds")
         limits.add_argument("--burst", type=int, default=1, help="starts allowed at once")
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the web dashboard (needs the 'dashboard' extra)"
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dashboard.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="let whoever reaches the port cancel, retry and pause (default: read-only)",
+    )
+    dashboard.add_argument(
+        "--secret",
+        default=os.environ.get("SCHEDULER_DASHBOARD_SECRET"),
+        help="key signing the CSRF tokens (default: $SCHEDULER_DASHBOARD_SECRET or random)",
+    )
     worker = commands.add_parser("worker", help="run a scheduler replica until SIGTERM")
     worker.add_argument(
         "--import",
@@ -249,6 +264,8 @@ async def run(options: argparse.Namespace) -> int:
             return await run_flow_command(Scheduler(pool, schema=schema), options)
         elif options.command == "worker":
             await run_worker(pool, schema, options.imports, worker_settings(options))
+        elif options.command == "dashboard":
+            await run_dashboard(pool, schema, options)
     finally:
         await pool.close()
     return 0
@@ -475,6 +492,25 @@ async def run_worker(
             flush=True,
         )
         await stop.wait()
+
+
+async def run_dashboard(pool: asyncpg.Pool[Any], schema: str, options: argparse.Namespace) -> None:
+    async with pool.acquire() as conn:
+        await migrations.check_schema(conn, schema)  # says to run `migrate`
+    try:
+        from scheduler.dashboard.serve import serve
+    except ImportError as exc:
+        raise OperationError(
+            f"the dashboard needs the 'dashboard' extra ({exc}): pip install 'scheduler[dashboard]'"
+        ) from None
+    await serve(
+        pool,
+        schema,
+        host=options.host,
+        port=options.port,
+        allow_actions=options.allow_actions,
+        secret=options.secret,
+    )
 
 
 def _json(value: Any, indent: int | None = None) -> str:

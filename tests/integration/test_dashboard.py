@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import html
 import re
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -23,7 +27,8 @@ from scheduler.dashboard import DashboardAction, create_app
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import has_status, wait_until
+from tests.support.db import TEST_DSN, has_status, holds, wait_until
+from tests.support.processes import ROOT
 
 EVIL_ID = '<script>alert("id")</script>'
 EVIL_ERROR = "Traceback...\nValueError: <script>alert('error')</script>"
@@ -356,3 +361,48 @@ async def test_mounted_in_an_application_links_stay_under_its_prefix(
     token = await csrf_token(dashboard, "/ops/scheduler/jobs/mounted-job")
     done = await post_action(dashboard, "retry_job", "mounted-job", token, "/ops/scheduler")
     assert done.headers["location"] == "/ops/scheduler/jobs/mounted-job"
+
+
+async def test_the_cli_serves_a_read_only_dashboard_until_interrupted(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    await insert_job(pool, migrated, "cli-failed", "failed", last_error="boom")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "scheduler", "--dsn", TEST_DSN, "--schema", migrated]
+    server = subprocess.Popen(
+        [*command, "dashboard", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert "read-only" in server.stdout.readline()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def page() -> httpx.Response | None:
+                try:
+                    return await http.get("/jobs/cli-failed")
+                except httpx.TransportError:
+                    return None
+
+            shown = await wait_until(page, message="the dashboard to answer")
+            assert shown is not None
+            assert shown.status_code == 200 and "boom" in shown.text
+            assert "data-action=" not in shown.text
+            token = http.cookies.get("scheduler_dashboard_csrf")
+            refused = await http.post(
+                "/actions/retry_job", data={"target": "cli-failed", "csrf_token": token or ""}
+            )
+            assert refused.status_code == 403
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    assert await holds(await status_of(pool, migrated, "cli-failed") == "failed")
