@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ async def fill(scheduler: Scheduler) -> str:
     for n in range(12):
         await scheduler.schedule("inventory.sync", args=(f"depot-{n}",), delay=600 + 60 * n)
     for job_id in failed:
-        await wait_until(lambda job_id=job_id: _is(scheduler, job_id, JobStatus.FAILED))
+        await wait_until(partial(_is, scheduler, job_id, JobStatus.FAILED), message="a failure")
     await wait_until(lambda: _running(scheduler, 2), message="the resizes to start")
     await scheduler.pause_queue("mail")
     for user in range(41, 48):
