@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -52,11 +53,33 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
 
+def _ensure_chromium(session: nox.Session) -> None:
+    """The dashboard's browser tests drive Debian's chromium (Playwright never downloads a
+    browser of its own): install it when this machine lacks it."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0:
+        session.error("the browser tests need chromium: run `sudo apt-get install -y chromium`")
+    apt = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-q", external=True, env=apt)
+    session.run("apt-get", "install", "-y", "-q", "chromium", external=True, env=apt)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against a real PostgreSQL, including the multi-process tests."""
+    """The whole suite against a real PostgreSQL, including the multi-process tests and the
+    dashboard in a headless browser."""
     session.install("-e", ".[test]")
+    _ensure_chromium(session)
     session.run("pytest", *session.posargs, env=_dsn_env())
+
+
+@nox.session
+def screenshots(session: nox.Session) -> None:
+    """The README's dashboard screenshots, written to docs/images (not in the default run)."""
+    session.install("-e", ".[test]")
+    _ensure_chromium(session)
+    session.run("python", "-m", "tests.browser.screenshots", *session.posargs, env=_dsn_env())
 
 
 @nox.session
