@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -345,12 +344,7 @@ async def test_mounted_in_an_application_links_stay_under_its_prefix(
     pool: asyncpg.Pool, migrated: str, client: ClientFactory
 ) -> None:
     await insert_job(pool, migrated, "mounted-job", "failed")
-    inner = create_app(
-        pool,
-        schema=migrated,
-        authorize=allow_all,
-        refresh_seconds=timedelta(seconds=1).total_seconds(),
-    )
+    inner = create_app(pool, schema=migrated, authorize=allow_all, refresh_seconds=1.0)
     dashboard = client(app=Starlette(routes=[Mount("/ops/scheduler", app=inner)]))
     page = await dashboard.get("/ops/scheduler/jobs")
     assert page.status_code == 200
