@@ -48,9 +48,8 @@ def new_schema() -> str:
 async def fresh_scheduler(
     pool: asyncpg.Pool[Any], schema: str | None = None, **settings: Any
 ) -> Scheduler:
-    scheduler = Scheduler(
-        pool, schema=schema or new_schema(), max_concurrent_jobs=CONCURRENCY, **settings
-    )
+    settings.setdefault("max_concurrent_jobs", CONCURRENCY)
+    scheduler = Scheduler(pool, schema=schema or new_schema(), **settings)
     await scheduler.migrate()
     scheduler.register(noop)
     scheduler.register(record_latency)

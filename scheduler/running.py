@@ -12,9 +12,8 @@ import asyncio
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from time import monotonic
 from uuid import UUID, uuid4
-
-import anyio
 
 from scheduler.context import StopSignal
 from scheduler.store import AttemptKey, ClaimedJob
@@ -30,14 +29,19 @@ class CancelReason(enum.Enum):
 class RunningJob:
     claimed: ClaimedJob
     sequence: int  # registration order, to compare against heartbeat snapshots
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     reason: CancelReason | None = None
-    start_at: float = 0.0  # anyio clock; later than now for a job claimed before due
+    start_at: float = 0.0  # monotonic clock; later than now for a job claimed before due
     #: True while the job's code runs (it holds a slot); False while its outcome is written.
     executing: bool = True
     #: What a synchronous job polls to stop cooperatively (`current_job().cancel_requested`).
     stop: StopSignal = field(default_factory=StopSignal)
     task: asyncio.Task[None] | None = None
+    #: True only while the runner task is inside the job's code (or waiting to start it):
+    #: a cancel then interrupts the task there, and nowhere else (never its outcome write).
+    interruptible: bool = False
+    #: How many times the task was cancelled while interruptible (the runner balances them).
+    interruptions: int = 0
+    timed_out: bool = False
 
     @property
     def job_id(self) -> str:
@@ -56,7 +60,21 @@ class RunningJob:
         if self.reason is None or reason is CancelReason.LEASE_LOST:
             self.reason = reason
         self.stop.request(self.reason.value if self.reason else reason.value)
-        self.scope.cancel()
+        self.interrupt()
+
+    def time_out(self) -> None:
+        """The attempt's timeout passed (a timer callback on the event loop)."""
+        if self.interruptible:
+            self.timed_out = True
+            self.stop.request("timed out")
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        # Before the runner reaches the job (or after it left) there is nothing to
+        # interrupt: the runner checks `reason` before starting it.
+        if self.interruptible and self.task is not None:
+            self.interruptions += 1
+            self.task.cancel()
 
 
 class RunningJobs:
@@ -65,7 +83,8 @@ class RunningJobs:
         self._attempts: dict[AttemptKey, RunningJob] = {}
         self._executing = 0
         self._issued = 0
-        self._changed = anyio.Event()
+        # Created only when someone waits: most changes happen with nobody waiting.
+        self._changed: asyncio.Future[None] | None = None
         self._claims: dict[int, float] = {}  # claim number -> when it was sent
         self._claims_issued = 0
 
@@ -93,8 +112,9 @@ class RunningJobs:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
     def for_job(self, job_id: str) -> list[RunningJob]:
         return [entry for entry in self._attempts.values() if entry.job_id == job_id]
@@ -127,7 +147,10 @@ class RunningJobs:
         return iter(list(self._attempts.values()))
 
     async def wait_for_change(self) -> None:
-        await self._changed.wait()
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        # Shielded: a cancelled waiter must not cancel the future other waiters share.
+        await asyncio.shield(self._changed)
 
     async def wait_until_empty(self) -> None:
         while self._attempts:
@@ -142,7 +165,7 @@ class RunningJobs:
     # rows are ours in the database but unknown here. The heartbeat must not hand them back.
     def claim_sent(self) -> int:
         self._claims_issued += 1
-        self._claims[self._claims_issued] = anyio.current_time()
+        self._claims[self._claims_issued] = monotonic()
         return self._claims_issued
 
     def claim_done(self, number: int) -> None:
@@ -160,7 +183,7 @@ class WorkerIdentity:
     def __init__(self) -> None:
         self.current: UUID = uuid4()
         self.registered = False
-        #: When this replica must consider its lease lost (anyio clock), ahead of the
+        #: When this replica must consider its lease lost (monotonic clock), ahead of the
         #: database's expiry; the heartbeat moves it on after every successful beat.
         self.fence_at = 0.0
 
@@ -172,4 +195,4 @@ class WorkerIdentity:
         """Whether work claimed as `owner` may still start or be written. False as soon as
         the fence time passed, even before the heartbeat gets to fence: a replica resuming
         from a freeze must not start what it claimed before it froze."""
-        return self.registered and owner == self.current and anyio.current_time() < self.fence_at
+        return self.registered and owner == self.current and monotonic() < self.fence_at

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from time import monotonic
 
 import anyio
 import anyio.lowlevel
@@ -80,7 +81,7 @@ class Dispatcher:
         claim = self._running.claim_sent()
         try:
             with anyio.CancelScope(shield=True) as claiming:
-                claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
+                claiming.deadline = monotonic() + CLAIM_SHIELD_SECONDS
                 claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD, queues)
             if claiming.cancelled_caught:
                 raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
@@ -103,7 +104,7 @@ class Dispatcher:
                 self.wakeup.set()  # a full batch: more may be due right now
             else:
                 delay, clock = await self._store.next_due_delay(names, queues)
-                read_at = anyio.current_time()
+                read_at = monotonic()
                 for entry in early:
                     # `clock` was read before `read_at`: still never early, now late by
                     # one quick read rather than by the claim's commit.
@@ -123,7 +124,7 @@ class Dispatcher:
 
     def _add(self, claimed: list[ClaimedJob]) -> list[RunningJob]:
         """Register claimed attempts; start those due now, return those claimed early."""
-        arrived = anyio.current_time()
+        arrived = monotonic()
         early: list[RunningJob] = []
         for job in claimed:
             entry = self._running.add(job)

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from time import monotonic
 from uuid import UUID
 
 import anyio
@@ -62,7 +63,7 @@ class Heartbeat:
 
     async def register(self) -> None:
         """Announce a (new) identity with a fresh lease."""
-        sent_at = anyio.current_time()
+        sent_at = monotonic()
         await self._store.register_worker(
             self._identity.current,
             socket.gethostname(),
@@ -83,7 +84,7 @@ class Heartbeat:
         if not self._identity.registered:
             await self.register()
             return
-        sent_at = anyio.current_time()
+        sent_at = monotonic()
         newest_before_send = self._running.last_sequence()
         owner = self._identity.current
         timeout = max(self.fence_deadline() - sent_at, 0.01)
@@ -116,7 +117,7 @@ class Heartbeat:
         is handled, so an attempt is handed back only when it was already unrun at the
         previous beat and no claim sent before that beat is still in flight: its claim's
         reply was then handled (and it finished) or will never be."""
-        now = anyio.current_time()
+        now = monotonic()
         unrun = set(held) - self._running.attempt_keys()
         oldest_claim = self._running.oldest_claim_in_flight()
         if oldest_claim is None or oldest_claim > self._unrun_seen_at:
@@ -148,7 +149,7 @@ class Heartbeat:
                     await self.run_once()
             except Exception as exc:
                 logger.warning("heartbeat failed: %r", exc)
-            now = anyio.current_time()
+            now = monotonic()
             if self._identity.registered and now >= self.fence_deadline():
                 self.fence("no successful heartbeat within the lease time")
             wake_at = now + self._interval
@@ -156,4 +157,4 @@ class Heartbeat:
                 wake_at = min(wake_at, self.fence_deadline())
             else:
                 wake_at = now + min(self._interval, 1.0)  # re-register soon
-            await anyio.sleep(max(wake_at - anyio.current_time(), 0.0))
+            await anyio.sleep(max(wake_at - monotonic(), 0.0))

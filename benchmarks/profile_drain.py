@@ -1,0 +1,65 @@
+"""Where the CPU of a W2 drain goes: drains `--jobs` due no-op jobs in this process and
+prints the process CPU per job, and with `--profile` the top functions of a cProfile run
+(cProfile roughly doubles the cost; read its shares, not its absolute times).
+
+    python -m benchmarks.profile_drain [--jobs 10000] [--concurrency 10] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import time
+from typing import Any
+
+import asyncpg
+
+from benchmarks.run import DSN, drop, fresh_scheduler, insert_due_jobs, poll_until_drained
+from scheduler.postgres.sql import quote_identifier
+
+
+async def measure(jobs: int, concurrency: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+    pool = await asyncpg.create_pool(DSN, min_size=4, max_size=concurrency + 6)
+    assert pool is not None
+    scheduler = await fresh_scheduler(pool, max_concurrent_jobs=concurrency)
+    schema = scheduler.config.schema
+    try:
+        await insert_due_jobs(pool, schema, jobs)
+        await pool.execute(f"ANALYZE {quote_identifier(schema)}.jobs")
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        async with scheduler:
+            await poll_until_drained(pool, schema)
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        return {"jobs/s": round(jobs / wall), "cpu_us_per_job": round(cpu / jobs * 1e6, 1)}
+    finally:
+        await drop(pool, schema)
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=30)
+    options = parser.parse_args()
+    profiler = cProfile.Profile() if options.profile else None
+    result = asyncio.run(measure(options.jobs, options.concurrency, profiler))
+    print(result)
+    if profiler:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(options.top)
+        print(out.getvalue().replace(os.getcwd() + "/", ""))
+
+
+if __name__ == "__main__":
+    main()
