@@ -222,6 +222,10 @@ class JobStore(Protocol):
         queues: Sequence[str] | None = None,
     ) -> HeartbeatResult: ...
     async def unregister_worker(self, owner: UUID) -> None: ...
+
+    async def release_connections(self) -> None:
+        """Hand back any connection kept between statements (the scheduler is stopping)."""
+
     async def reclaim_attempts(
         self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
     ) -> int:

@@ -38,7 +38,7 @@ from scheduler.models import (
     Schedule,
 )
 from scheduler.postgres.batching import CompletionBatcher
-from scheduler.postgres.connection import AnyConnection, pooled_transaction
+from scheduler.postgres.connection import AnyConnection, KeptConnections, pooled_transaction
 from scheduler.postgres.sql import Queries, channel_for
 from scheduler.recurring import StoredDueSchedule
 from scheduler.serialization import decode_arguments, load_json
@@ -81,6 +81,8 @@ class PostgresJobStore:
         self.schema = schema
         self.q = Queries(schema)
         self._completions = CompletionBatcher(self._complete_jobs)
+        # The per-job statements reuse a connection instead of paying the pool's reset.
+        self._kept = KeptConnections(pool)
         # Whether flow control concerned the last claim, and how soon to look again.
         self._flow_seen = False
         self._held_back_retry: float | None = None
@@ -99,7 +101,9 @@ class PostgresJobStore:
         if len(jobs) == 1 and not unique:  # one row in one statement: atomic, no transaction
             [job] = jobs
             row = _job_row(job)
-            executor: Executor = connection if connection is not None else self.pool
+            executor: Executor | KeptConnections = (
+                connection if connection is not None else self._kept
+            )
             with _schema_guard(self.schema):
                 written = await executor.fetchval(
                     self.q.upsert_job if replace else self.q.insert_job, *row
@@ -428,11 +432,11 @@ class PostgresJobStore:
             if self._flow_seen:
                 # Flow control concerned the last claim: claim everything through the
                 # serialised path, so priorities hold across limited and free work.
-                rows = await self.pool.fetch(
+                rows = await self._kept.fetch(
                     self.q.claim_flow_jobs, owner, names, queue_names, limit, lead, *done
                 )
             else:
-                rows = await self.pool.fetch(
+                rows = await self._kept.fetch(
                     self.q.claim_jobs,
                     owner,
                     names,
@@ -452,7 +456,7 @@ class PostgresJobStore:
         flow = [row for row in rows if row["kind"] == "flow"]
         if not self._flow_seen and flow and len(claimed) < limit:
             # Work under flow control may wait: the serialised path takes what it can.
-            more = await self.pool.fetch(
+            more = await self._kept.fetch(
                 self.q.claim_flow_jobs,
                 owner,
                 names,
@@ -495,7 +499,7 @@ class PostgresJobStore:
     async def next_due_delay(
         self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
     ) -> tuple[float | None, float]:
-        row = await self.pool.fetchrow(
+        row = await self._kept.fetchrow(
             self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING, list(queues)
         )
         assert row is not None  # an aggregate always returns one row
@@ -507,7 +511,7 @@ class PostgresJobStore:
 
     async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
         """Successes with no claim to carry them: the claim statement, claiming nothing."""
-        rows = await self.pool.fetch(
+        rows = await self._kept.fetch(
             self.q.claim_jobs,
             NO_OWNER,
             [],
@@ -523,7 +527,7 @@ class PostgresJobStore:
         self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
     ) -> JobStatus | None:
         outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
-        status = await self.pool.fetchval(
+        status = await self._kept.fetchval(
             self.q.fail_job,
             lease.job_id,
             lease.owner,
@@ -535,19 +539,19 @@ class PostgresJobStore:
         return None if status is None else JobStatus(status)
 
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool:
-        ended = await self.pool.fetchval(
+        ended = await self._kept.fetchval(
             self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
         )
         return bool(ended)
 
     async def release_job(self, lease: Lease, reason: str) -> bool:
-        ended = await self.pool.fetchval(
+        ended = await self._kept.fetchval(
             self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
         )
         return bool(ended)
 
     async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
-        status = await self.pool.fetchval(
+        status = await self._kept.fetchval(
             self.q.snooze_job, lease.job_id, lease.owner, lease.attempt, delay
         )
         return None if status is None else JobStatus(status)
@@ -596,6 +600,9 @@ class PostgresJobStore:
 
     async def unregister_worker(self, owner: UUID) -> None:
         await self.pool.execute(self.q.unregister_worker, owner)
+
+    async def release_connections(self) -> None:
+        await self._kept.release_all()
 
     async def reclaim_attempts(
         self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
