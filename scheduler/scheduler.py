@@ -113,9 +113,11 @@ class Scheduler:
         cancel_wait: float | timedelta = 10.0,
         tasks: Sequence[Callable[..., Any]] = (),
         queues: Sequence[str] | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
+            prefetch=max_concurrent_jobs if prefetch is None else prefetch,
             schema=schema if schema is not None else default_schema(),
             auto_migrate=auto_migrate,
             lease_time=seconds(lease_time, "lease_time"),
@@ -653,7 +655,9 @@ class Scheduler:
     # -- wiring -----------------------------------------------------------------------
     def _build_services(self) -> None:
         config = self.config
-        self._running = running = RunningJobs(config.max_concurrent_jobs)
+        self._running = running = RunningJobs(
+            config.max_concurrent_jobs, config.prefetch, start=self._start_job
+        )
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
         self._ready = anyio.Event()
@@ -666,7 +670,6 @@ class Scheduler:
             running,
             self._identity,
             self._tasks.names,
-            self._start_job,
             batch_size=config.claim_batch_size,
             poll_interval=config.poll_interval,
             queue_names=lambda: self.queues,
@@ -728,9 +731,12 @@ class Scheduler:
         )
 
     def _on_cancel_requested(self, job_id: str) -> None:
-        for entry in self._running.for_job(job_id) if self._running is not None else ():
-            if entry.executing:
-                entry.cancel(CancelReason.REQUESTED)
+        running = self._running
+        if running is None:
+            return
+        for entry in running.for_job(job_id):
+            if entry.executing or entry.waiting:
+                running.cancel(entry, CancelReason.REQUESTED)
 
     async def _run(self) -> None:
         """The life of a started scheduler: services, then claiming until asked to stop,
@@ -762,7 +768,6 @@ class Scheduler:
             if isinstance(error, Exception):
                 self._failure = error
                 if self._ready.is_set():
-                    self._state = SchedulerState.FAILED
                     logger.error("the scheduler stopped because of an error", exc_info=error)
             else:
                 raise  # cancelled: the drain and the unregistering below still ran
@@ -771,7 +776,12 @@ class Scheduler:
                 if not abandoned:  # else its lease must lapse before peers take its jobs
                     with anyio.move_on_after(UNREGISTER_BOUND):
                         await self._store.unregister_worker(self._identity.current)
+                with anyio.move_on_after(UNREGISTER_BOUND):
+                    await self._store.release_connections()
                 self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._failure is not None and self._ready.is_set():
+                # Only now, cleaned up: whoever sees FAILED sees its jobs and row gone too.
+                self._state = SchedulerState.FAILED
             self._ready.set()  # a start() waiting for it sees the failure, cleaned up
             self._stopped.set()
 
@@ -780,6 +790,8 @@ class Scheduler:
         rest. True if some did not stop within SHUTDOWN_BOUND and were abandoned."""
         running = self._running
         assert running is not None
+        # Attempts claimed ahead that have not started go straight back: nothing new starts.
+        running.cancel_waiting(CancelReason.SHUTDOWN)
         if running.executing:
             logger.info(
                 "draining %d running job(s) for up to %.1fs", running.executing, self._grace

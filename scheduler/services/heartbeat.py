@@ -24,7 +24,7 @@ from uuid import UUID
 
 import anyio
 
-from scheduler.running import CancelReason, RunningJobs, WorkerIdentity
+from scheduler.running import PREFETCH_MAX_WAIT, CancelReason, RunningJobs, WorkerIdentity
 from scheduler.services.passes import uninterrupted
 from scheduler.store import AttemptKey, JobStore
 
@@ -98,18 +98,20 @@ class Heartbeat:
             self.fence("the database says the lease expired")
             return
         self._identity.fence_at = sent_at + self._fence_after
-        for entry in self._running:
-            if not entry.executing:
+        running = self._running
+        for entry in running:
+            if not (entry.executing or entry.waiting):
                 continue  # its outcome is being written; the write is fenced
             if entry.owner != owner:
                 # Claimed or started under an identity that has since been fenced.
                 logger.warning("job %s attempt %d: lease lost; cancelling it", *entry.key)
-                entry.cancel(CancelReason.LEASE_LOST)
+                running.cancel(entry, CancelReason.LEASE_LOST)
             elif entry.job_id in result.cancel_requested:
-                entry.cancel(CancelReason.REQUESTED)
+                running.cancel(entry, CancelReason.REQUESTED)
             elif entry.key not in result.owned and entry.sequence <= newest_before_send:
                 logger.warning("job %s attempt %d is no longer ours; cancelling it", *entry.key)
-                entry.cancel(CancelReason.LEASE_LOST)
+                running.cancel(entry, CancelReason.LEASE_LOST)
+        running.expire_waiting(PREFETCH_MAX_WAIT)
         await self._hand_back_unrun(owner, result.owned)
 
     async def _hand_back_unrun(self, owner: UUID, held: frozenset[AttemptKey]) -> None:
@@ -139,8 +141,8 @@ class Heartbeat:
         )
         self._unrun = set()
         for entry in self._running:
-            if entry.executing and entry.owner != self._identity.current:
-                entry.cancel(CancelReason.LEASE_LOST)
+            if (entry.executing or entry.waiting) and entry.owner != self._identity.current:
+                self._running.cancel(entry, CancelReason.LEASE_LOST)
 
     async def run(self) -> None:
         while True:
