@@ -47,15 +47,16 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test,examples,dev]")
+    session.install("-e", ".[test,examples,dev,prometheus,otel]")
     session.run("mypy")
     session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against a real PostgreSQL, including the multi-process tests."""
-    session.install("-e", ".[test]")
+    """The whole suite against a real PostgreSQL, including the multi-process tests (and
+    the metrics and tracing ones: their extras are installed here)."""
+    session.install("-e", ".[test,prometheus,otel]")
     session.run("pytest", *session.posargs, env=_dsn_env())
 
 

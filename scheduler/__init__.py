@@ -28,7 +28,10 @@ from scheduler.errors import (
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.events import EventHandler, EventKind, JobEvent
+from scheduler.extensions import Extension, QueueDepth, ReplicaState
 from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.middleware import AttemptInfo, CallNext, Middleware
 from scheduler.models import (
     Attempt,
     AttemptOutcome,
@@ -57,6 +60,15 @@ from scheduler.triggers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ReplicaState",
+    "QueueDepth",
+    "Middleware",
+    "JobEvent",
+    "Extension",
+    "EventKind",
+    "EventHandler",
+    "CallNext",
+    "AttemptInfo",
     "AndTrigger",
     "ArgumentsNotSerializableError",
     "Attempt",

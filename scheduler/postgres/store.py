@@ -26,6 +26,7 @@ from scheduler.errors import (
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     Attempt,
@@ -71,6 +72,9 @@ NO_OWNER = UUID(int=0)
 #: While limits or locks hold due work back, claim again at least this often: a peer's job
 #: ending frees room no notification announces.
 FLOW_RETRY_SECONDS = 0.1
+
+#: The queue label of a claimed job whose queue could not be read with its claim.
+UNKNOWN_QUEUE = "unknown"
 
 Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
@@ -484,6 +488,11 @@ class PostgresJobStore:
                 failures=row["failures"],
                 starts_in=row["starts_in"],
                 due_epoch=row["due_epoch"],
+                # None only for a job the flow claim took that was committed while the
+                # claim ran (see claim_flow_jobs in queries.sql).
+                queue=row["queue"] or UNKNOWN_QUEUE,
+                start_lag=row["start_lag"] or 0.0,
+                trace_context=row["trace_context"],
             )
             for row in claimed
         ]
@@ -629,6 +638,11 @@ class PostgresJobStore:
     async def set_task_limits(self, task_name: str, limits: Limits) -> None:
         with _schema_guard(self.schema):
             await self.pool.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.queue_depths)
+        return [QueueDepth(row["queue"], row["due"], row["oldest_due_age"]) for row in rows]
 
     async def queue_stats(self) -> list[QueueStats]:
         with _schema_guard(self.schema):
@@ -788,6 +802,7 @@ def _job_row(job: NewJob) -> tuple[Any, ...]:
         job.queue,
         job.lock_key,
         job.unique_key,
+        job.trace_context,
     )
 
 

@@ -1,0 +1,181 @@
+"""Middleware and events on a real scheduler (issue 14, item 1): the chain's order per
+scheduler and per task, a session per job, skipping, hooks that raise, and the events of
+every kind of outcome."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from scheduler import AttemptInfo, CallNext, DateTrigger, EventKind, JobEvent, JobStatus
+from tests.conftest import SchedulerFactory
+from tests.support import observed_jobs
+from tests.support.db import wait_until
+from tests.support.observed_jobs import LOG
+
+
+def new_key() -> str:
+    return f"k-{uuid.uuid4().hex[:12]}"
+
+
+def recording(name: str) -> Callable[[AttemptInfo, CallNext], Any]:
+    async def layer(attempt: AttemptInfo, call_next: CallNext) -> Any:
+        key = str(attempt.args[0])
+        observed_jobs.note(key, f"{name} before")
+        try:
+            return await call_next()
+        finally:
+            observed_jobs.note(key, f"{name} after")
+
+    return layer
+
+
+async def test_scheduler_middleware_wraps_task_middleware_and_the_job_sees_its_session(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    async_key, sync_key = new_key(), new_key()
+    middleware = [recording("outer"), observed_jobs.open_session]
+    async with make_scheduler(middleware=middleware) as scheduler:
+        async_id = await scheduler.schedule(observed_jobs.uses_session, args=(async_key,))
+        sync_id = await scheduler.schedule(observed_jobs.uses_session_sync, args=(sync_key,))
+        async_job = await scheduler.wait_for_job(async_id, timeout=15)
+        sync_job = await scheduler.wait_for_job(sync_id, timeout=15)
+    # The session a middleware opened is the job's, also in a synchronous job's thread.
+    assert async_job.result == f"session-{async_id}-1"
+    assert sync_job.result == f"session-{sync_id}-1"
+    assert LOG[async_key] == [
+        "outer before",
+        "session open",
+        "task layer uses_session",
+        "job",
+        "session closed",
+        "outer after",
+    ]
+    assert LOG[sync_key][3] == "job sync" and LOG[sync_key][-1] == "outer after"
+
+
+async def test_middleware_can_skip_a_job_and_one_that_raises_loses_no_outcome(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    skip_key, before_key, after_key = new_key(), new_key(), new_key()
+
+    async def policy(attempt: AttemptInfo, call_next: CallNext) -> Any:
+        key = attempt.args[0]
+        if key == skip_key:
+            return "skipped by middleware"
+        if key == before_key:
+            raise LookupError("could not open a session")
+        value = await call_next()
+        if key == after_key:
+            raise RuntimeError("the error reporter itself is broken")
+        return value
+
+    # One slot: a hook that raised and kept its slot would stall the jobs after it.
+    async with make_scheduler(middleware=[policy], max_concurrent_jobs=1) as scheduler:
+        skipped = await scheduler.schedule(observed_jobs.succeed, args=(skip_key,))
+        refused = await scheduler.schedule(observed_jobs.succeed, args=(before_key,))
+        raised_after = await scheduler.schedule(observed_jobs.succeed, args=(after_key,))
+        skipped_job = await scheduler.wait_for_job(skipped, timeout=15)
+        refused_job = await scheduler.wait_for_job(refused, timeout=15)
+        after_job = await scheduler.wait_for_job(raised_after, timeout=15)
+    assert (skipped_job.status, skipped_job.result) == (
+        JobStatus.SUCCEEDED,
+        "skipped by middleware",
+    )
+    assert skip_key not in LOG  # the job never ran
+    assert refused_job.status is JobStatus.FAILED
+    assert "could not open a session" in (refused_job.last_error or "")
+    assert before_key not in LOG
+    assert (after_job.status, after_job.result) == (JobStatus.SUCCEEDED, "ok")
+    assert LOG[after_key] == ["job"]
+
+
+async def test_events_tell_every_outcome_and_a_raising_handler_changes_nothing(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    events: list[JobEvent] = []
+
+    def broken(event: JobEvent) -> None:
+        raise RuntimeError("a callback that always fails")
+
+    def kinds(job_id: str) -> list[EventKind]:
+        return [event.kind for event in events if event.job_id == job_id]
+
+    key = new_key()
+    async with make_scheduler(
+        event_handlers=[broken, events.append], max_concurrent_jobs=1
+    ) as scheduler:
+        succeeded = await scheduler.schedule(observed_jobs.succeed, args=(key,))
+        failed = await scheduler.schedule(observed_jobs.fail, args=(key,))
+        retried = await scheduler.schedule(observed_jobs.fail_first, args=(key,), max_retries=1)
+        snoozed = await scheduler.schedule(observed_jobs.snooze_once, args=(key,))
+        for job_id in (succeeded, failed, retried, snoozed):
+            await scheduler.wait_for_job(job_id, timeout=15)
+        running = await scheduler.schedule(observed_jobs.wait_for_cancel, args=(key,))
+
+        async def started() -> bool:
+            return EventKind.STARTED in kinds(running)
+
+        await wait_until(started, message="the cancellable job to start")
+        assert await scheduler.cancel_job(running)
+        pending = await scheduler.schedule(observed_jobs.succeed, args=(key,), delay=3600)
+        assert await scheduler.cancel_job(pending)
+        schedule_id = await scheduler.add_schedule(
+            observed_jobs.succeed,
+            DateTrigger(datetime.now(timezone.utc) + timedelta(milliseconds=200)),
+            args=(key,),
+        )
+
+        async def fired_and_ran() -> list[JobEvent]:
+            fired = [e for e in events if e.kind is EventKind.SCHEDULE_FIRED]
+            return fired if fired and EventKind.SUCCEEDED in kinds(fired[0].job_id) else []
+
+        [fire] = await wait_until(fired_and_ran, message="the schedule to fire and its job to run")
+
+        async def all_ended() -> bool:
+            return kinds(running)[-1:] == [EventKind.CANCELLED]
+
+        await wait_until(all_ended, message="the cancelled attempt's event")
+
+    assert kinds(succeeded) == [EventKind.SCHEDULED, EventKind.STARTED, EventKind.SUCCEEDED]
+    assert kinds(failed) == [EventKind.SCHEDULED, EventKind.STARTED, EventKind.FAILED]
+    assert kinds(retried) == [
+        EventKind.SCHEDULED,
+        EventKind.STARTED,
+        EventKind.RETRIED,
+        EventKind.STARTED,
+        EventKind.SUCCEEDED,
+    ]
+    assert kinds(snoozed) == [
+        EventKind.SCHEDULED,
+        EventKind.STARTED,
+        EventKind.SNOOZED,
+        EventKind.STARTED,
+        EventKind.SUCCEEDED,
+    ]
+    assert kinds(running) == [EventKind.SCHEDULED, EventKind.STARTED, EventKind.CANCELLED]
+    assert kinds(pending) == [EventKind.SCHEDULED, EventKind.CANCELLED]
+    assert fire.schedule_id == schedule_id and fire.fire_time is not None
+
+    [failure] = [e for e in events if e.job_id == failed and e.kind is EventKind.FAILED]
+    assert "failing on purpose" in (failure.error or "")
+    [success] = [e for e in events if e.job_id == succeeded and e.kind is EventKind.SUCCEEDED]
+    assert success.task_name == "tests.support.observed_jobs:succeed"
+    assert (success.queue, success.attempt) == ("default", 1)
+    assert success.run_time is not None and success.run_time >= 0
+    assert success.start_lag is not None and success.start_lag >= 0
+
+
+def test_bad_observability_settings_are_refused(make_scheduler: SchedulerFactory) -> None:
+    from scheduler import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="event_handlers"):
+        make_scheduler(event_handlers=print)
+    with pytest.raises(ConfigurationError, match="Extension objects"):
+        make_scheduler(extensions=[object()])
+    with pytest.raises(ConfigurationError, match="middleware"):
+        make_scheduler(middleware=[1])
