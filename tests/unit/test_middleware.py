@@ -100,9 +100,11 @@ async def test_a_middleware_raising_while_handling_the_jobs_error_keeps_that_err
     async def job() -> str:
         raise ValueError("the job's own error")
 
-    with caplog.at_level(logging.ERROR, "scheduler.middleware"):
-        with pytest.raises(ValueError, match="the job's own error"):
-            await run_chain([crash_on_error], ATTEMPT, job)
+    with (
+        caplog.at_level(logging.ERROR, "scheduler.middleware"),
+        pytest.raises(ValueError, match="the job's own error"),
+    ):
+        await run_chain([crash_on_error], ATTEMPT, job)
     assert "error reporter broke" in caplog.text
 
 
