@@ -3,19 +3,24 @@ the standalone exporter (issue 14, item 2)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import urllib.request
 import uuid
 from typing import Any
 
 import anyio
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from scheduler import EventKind, JobEvent
+from scheduler import EventKind, JobEvent, Scheduler
 from scheduler.metrics import PrometheusMetrics
 from tests.conftest import SchedulerFactory
 from tests.support import observed_jobs
-from tests.support.db import wait_until
-from tests.support.processes import free_port
+from tests.support.db import TEST_DSN, wait_until
+from tests.support.processes import ROOT, free_port
 
 SUCCEED = "tests.support.observed_jobs:succeed"
 FAIL = "tests.support.observed_jobs:fail"
@@ -195,3 +200,57 @@ async def test_the_standalone_exporter_serves_the_same_metrics(
             await wait_until(counted, message="the exporter to count the attempt")
     finally:
         stop()
+
+
+async def test_a_cli_worker_serves_metrics_on_its_metrics_port(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    port = free_port()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scheduler",
+            "--dsn",
+            TEST_DSN,
+            "--schema",
+            migrated,
+            "worker",
+            "--import",
+            "tests.support.observed_jobs",
+            "--metrics-port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert worker.stdout is not None
+        assert f"127.0.0.1:{port}/metrics" in worker.stdout.readline()
+        assert "running" in worker.stdout.readline()
+        producer = Scheduler(pool, schema=migrated)
+        job_id = await producer.schedule(SUCCEED, args=("cli",))
+        await producer.wait_for_job(job_id, timeout=20)
+
+        def get() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                body: bytes = r.read()
+            return body.decode()
+
+        async def counted() -> bool:
+            text = await anyio.to_thread.run_sync(get)
+            labels = {"task": SUCCEED, "queue": "default", "outcome": "succeeded"}
+            return value(text, "scheduler_attempts_total", **labels) == 1
+
+        await wait_until(counted, message="the worker's exporter to count the attempt")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        if worker.stdout is not None:
+            worker.stdout.close()

@@ -179,3 +179,49 @@ def test_bad_observability_settings_are_refused(make_scheduler: SchedulerFactory
         make_scheduler(extensions=[object()])
     with pytest.raises(ConfigurationError, match="middleware"):
         make_scheduler(middleware=[1])
+
+
+async def test_jobs_claimed_under_flow_control_carry_their_queue_and_lag(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    events: list[JobEvent] = []
+    key = new_key()
+    async with make_scheduler(event_handlers=[events.append], queues=["limited"]) as scheduler:
+        # A limited queue is claimed through claim_flow_jobs(), not the plain claim.
+        await scheduler.set_queue_limits("limited", concurrency_limit=5)
+        job_id = await scheduler.schedule(observed_jobs.succeed, args=(key,), queue="limited")
+        await scheduler.wait_for_job(job_id, timeout=15)
+
+        async def ended() -> list[JobEvent]:
+            return [e for e in events if e.job_id == job_id and e.kind is EventKind.SUCCEEDED]
+
+        [success] = await wait_until(ended, message="the success event")
+    assert success.queue == "limited"
+    assert success.start_lag is not None and success.start_lag >= 0
+
+
+def test_the_core_imports_and_the_extras_explain_themselves_without_their_packages() -> None:
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    script = """
+import sys
+for name in ("prometheus_client", "opentelemetry"):
+    sys.modules[name] = None  # as if not installed
+import scheduler, scheduler.metrics, scheduler.tracing
+from scheduler.metrics import PrometheusMetrics
+from scheduler.tracing import OpenTelemetryTracing
+for extension in (PrometheusMetrics, OpenTelemetryTracing):
+    try:
+        extension()
+    except scheduler.ConfigurationError as exc:
+        print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'scheduler[prometheus]'" in done.stdout
+    assert "pip install 'scheduler[otel]'" in done.stdout
