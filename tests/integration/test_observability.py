@@ -9,9 +9,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import pytest
 
 from scheduler import AttemptInfo, CallNext, DateTrigger, EventKind, JobEvent, JobStatus
+from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import observed_jobs
 from tests.support.db import wait_until
@@ -225,3 +227,50 @@ for extension in (PrometheusMetrics, OpenTelemetryTracing):
     assert done.returncode == 0, done.stderr
     assert "pip install 'scheduler[prometheus]'" in done.stdout
     assert "pip install 'scheduler[otel]'" in done.stdout
+
+
+async def test_a_lost_lease_and_a_release_at_shutdown_have_their_events(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    events: list[JobEvent] = []
+    key = new_key()
+    scheduler = make_scheduler(event_handlers=[events.append], heartbeat_interval=0.2)
+    await scheduler.start()
+    job_id = await scheduler.schedule(observed_jobs.wait_for_cancel, args=(key,))
+
+    def kinds() -> list[EventKind]:
+        return [event.kind for event in events if event.job_id == job_id]
+
+    async def started(times: int) -> bool:
+        return kinds().count(EventKind.STARTED) == times
+
+    await wait_until(lambda: started(1), message="the first attempt to start")
+    await pool.execute(
+        f"UPDATE {quote_identifier(migrated)}.workers"
+        " SET lease_expires_at = now() - interval '1 second' WHERE worker_id = $1",
+        scheduler.worker_id,
+    )
+    # The heartbeat learns the lease is gone; the sweep hands the job back; it runs again.
+    await wait_until(lambda: started(2), timeout=20, message="the job to run again")
+    await scheduler.shutdown(grace=0.1)
+    assert kinds() == [
+        EventKind.SCHEDULED,
+        EventKind.STARTED,
+        EventKind.LEASE_LOST,
+        EventKind.STARTED,
+        EventKind.RELEASED,
+    ]
+    attempts = [e.attempt for e in events if e.job_id == job_id and e.ends_attempt]
+    assert attempts == [1, 2]
+
+
+def test_nothing_configured_means_nothing_in_the_runners_way(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    from scheduler.observing import Observability
+
+    assert not Observability().active
+    scheduler = make_scheduler()
+    assert not scheduler._observability.active
+    assert make_scheduler(event_handlers=[print])._observability.active
+    assert make_scheduler(middleware=[observed_jobs.open_session])._observability.active
