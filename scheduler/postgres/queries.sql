@@ -251,13 +251,21 @@ WHERE $4 > 0 AND s.flow
 -- The claim of work under flow control; see claim_flow_jobs() in migration 0007. $9 holds
 -- each success's result (JSON text), as in claim_jobs. The queue and trace context of the
 -- jobs it claimed are read alongside (the claim does not change them); the start lag is
--- measured from the transaction's clock, as in claim_jobs.
+-- measured from the transaction's clock, as in claim_jobs. This statement's snapshot
+-- predates the function's own: a job committed while the function waited for its lock
+-- reads NULL here, and claimed_details fills it in.
 SELECT f.*, j.queue,
        greatest(extract(epoch FROM now()) - f.due_epoch, 0)::float8 AS start_lag,
        j.trace_context::text AS trace_context
 FROM {schema}.claim_flow_jobs($1, $2::text[], $3::text[], $4, $5::float8,
                               $6::text[], $7::uuid[], $8::integer[], $9::text[]) f
 LEFT JOIN {schema}.jobs j ON f.kind = 'claimed' AND j.job_id = f.job_id
+
+-- claimed_details --
+-- The queue and trace context of jobs just claimed, for the rare claim_flow_jobs row its
+-- own statement could not read (see claim_flow_jobs above).
+SELECT job_id, queue, trace_context::text AS trace_context
+FROM {schema}.jobs WHERE job_id = ANY($1::text[])
 
 -- next_due_delay --
 -- Seconds from now until the earliest pending job of the given tasks in the given queues

@@ -477,6 +477,8 @@ class PostgresJobStore:
         # A full claim means a backlog: successes wait briefly for the next claim to carry
         # them instead of committing on their own.
         self._completions.hold = len(claimed) == limit
+        late = {row["job_id"] for row in claimed if row["queue"] is None}
+        details = await self._claimed_details(late) if late else {}
         return [
             ClaimedJob(
                 lease=Lease(row["job_id"], owner, row["attempts"]),
@@ -488,14 +490,22 @@ class PostgresJobStore:
                 failures=row["failures"],
                 starts_in=row["starts_in"],
                 due_epoch=row["due_epoch"],
-                # None only for a job the flow claim took that was committed while the
-                # claim ran (see claim_flow_jobs in queries.sql).
-                queue=row["queue"] or UNKNOWN_QUEUE,
+                queue=details.get(row["job_id"], row)["queue"] or UNKNOWN_QUEUE,
                 start_lag=row["start_lag"] or 0.0,
-                trace_context=row["trace_context"],
+                trace_context=details.get(row["job_id"], row)["trace_context"],
             )
             for row in claimed
         ]
+
+    async def _claimed_details(self, job_ids: set[str]) -> dict[str, asyncpg.Record]:
+        """The queue and trace context of jobs the flow claim took that its statement
+        could not see (committed while the claim waited for its lock): rare, one read."""
+        try:
+            rows = await self.pool.fetch(self.q.claimed_details, list(job_ids))
+        except Exception as exc:  # the claim stands: only labels are missing
+            logger.warning("reading the queues of %d claimed job(s) failed: %r", len(job_ids), exc)
+            return {}
+        return {row["job_id"]: row for row in rows}
 
     @property
     def held_back_retry(self) -> float | None:

@@ -274,3 +274,45 @@ def test_nothing_configured_means_nothing_in_the_runners_way(
     assert not scheduler._observability.active
     assert make_scheduler(event_handlers=[print])._observability.active
     assert make_scheduler(middleware=[observed_jobs.open_session])._observability.active
+
+
+async def test_a_job_the_flow_claim_takes_after_its_statement_began_keeps_its_queue(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """claim_flow_jobs() waits for a lock, then reads with a newer snapshot than the
+    statement around it: a job committed in between is claimed, and its queue and trace
+    context are read afterwards."""
+    events: list[JobEvent] = []
+    key = new_key()
+    lock = f"scheduler.flow:{quote_identifier(migrated)}"
+    async with make_scheduler(event_handlers=[events.append], queues=["limited"]) as scheduler:
+        await scheduler.set_queue_limits("limited", concurrency_limit=5)
+        async with pool.acquire() as holder:
+            holder_pid = holder.get_server_pid()
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
+
+            async def claim_waits() -> bool:
+                waiting: int = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    holder_pid,
+                )
+                return waiting > 0
+
+            await wait_until(claim_waits, message="a flow claim to wait for the lock")
+            # Due in the past: the waiting claim takes it, though it began before it existed.
+            job_id = await scheduler.schedule(
+                observed_jobs.succeed,
+                datetime.now(timezone.utc) - timedelta(minutes=1),
+                args=(key,),
+                queue="limited",
+            )
+            await transaction.commit()
+        await scheduler.wait_for_job(job_id, timeout=15)
+
+        async def ended() -> list[JobEvent]:
+            return [e for e in events if e.job_id == job_id and e.kind is EventKind.SUCCEEDED]
+
+        [success] = await wait_until(ended, message="the success event")
+    assert success.queue == "limited"
