@@ -85,7 +85,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
-    session.install("-e", ".[examples]")
+    session.install("-e", ".[examples,prometheus,otel]")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:
@@ -94,6 +94,7 @@ def examples(session: nox.Session) -> None:
             "examples/tour.py",
             "examples/recurring.py",
             "examples/starlette_app.py",
+            "examples/observability.py",
         )
         for script in scripts:
             args = ["--check"] if script.endswith("starlette_app.py") else []
