@@ -125,7 +125,7 @@ class Observability:
 
     def scheduled(self, jobs: Sequence[NewJob], ids: Sequence[str]) -> None:
         if self.events:
-            for job, job_id in zip(jobs, ids, strict=False):
+            for job, job_id in zip(jobs, ids, strict=True):
                 self.events.emit(
                     JobEvent(EventKind.SCHEDULED, job_id, task_name=job.task_name, queue=job.queue)
                 )
