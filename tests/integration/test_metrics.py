@@ -254,3 +254,33 @@ async def test_a_cli_worker_serves_metrics_on_its_metrics_port(
             worker.wait()
         if worker.stdout is not None:
             worker.stdout.close()
+
+
+async def test_scrapes_and_jobs_read_nothing_from_the_database(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    metrics = PrometheusMetrics(queue_depth_interval=60.0)
+    scheduler = make_scheduler(extensions=[metrics])
+    reads: list[int] = []
+    read_depths = scheduler._store.queue_depths
+
+    async def counted() -> Any:
+        reads.append(1)
+        return await read_depths()
+
+    scheduler._store.queue_depths = counted  # type: ignore[method-assign]
+    async with scheduler:
+        await wait_until(lambda: _holds(bool(reads)), message="the first queue-depth read")
+        key = uuid.uuid4().hex
+        for _ in range(5):
+            await scheduler.wait_for_job(
+                await scheduler.schedule(observed_jobs.succeed, args=(key,)), timeout=15
+            )
+        for _ in range(20):
+            await scrape(metrics.asgi_app())
+    # One read when the replica started; the next is an interval away.
+    assert len(reads) == 1
+
+
+async def _holds(value: bool) -> bool:
+    return value

@@ -76,3 +76,28 @@ async def test_the_attempt_span_in_another_process_is_a_child_of_the_callers_spa
     assert untraced["trace_id"] != attempt["trace_id"]
     # The producer's own exporter saw only its request span: the attempt ran elsewhere.
     assert [s.name for s in exporter.get_finished_spans()] == ["handle request"]
+
+
+async def test_schedule_many_stores_the_callers_context_and_none_outside_a_span(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    from scheduler import JobRequest
+    from scheduler.postgres.sql import quote_identifier
+
+    provider = TracerProvider()
+    producer = Scheduler(pool, schema=migrated, extensions=[OpenTelemetryTracing(provider)])
+    with provider.get_tracer("tests").start_as_current_span("batch") as batch:
+        ids = await producer.schedule_many(
+            [JobRequest(observed_jobs.succeed, args=(str(n),)) for n in range(3)]
+        )
+    outside = await producer.schedule(observed_jobs.succeed, args=("outside",))
+    rows = await pool.fetch(
+        f"SELECT job_id, trace_context->>'traceparent' AS parent"
+        f" FROM {quote_identifier(migrated)}.jobs WHERE job_id = ANY($1::text[])",
+        [*ids, outside],
+    )
+    parents = {row["job_id"]: row["parent"] for row in rows}
+    context = batch.get_span_context()
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    assert [parents[job_id] for job_id in ids] == [expected] * 3
+    assert parents[outside] is None
