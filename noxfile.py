@@ -47,15 +47,16 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test,examples,dev]")
+    session.install("-e", ".[test,examples,dev,prometheus,otel]")
     session.run("mypy")
     session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against a real PostgreSQL, including the multi-process tests."""
-    session.install("-e", ".[test]")
+    """The whole suite against a real PostgreSQL, including the multi-process tests (and
+    the metrics and tracing ones: their extras are installed here)."""
+    session.install("-e", ".[test,prometheus,otel]")
     session.run("pytest", *session.posargs, env=_dsn_env())
 
 
@@ -84,7 +85,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
-    session.install("-e", ".[examples]")
+    session.install("-e", ".[examples,prometheus,otel]")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:
@@ -93,6 +94,7 @@ def examples(session: nox.Session) -> None:
             "examples/tour.py",
             "examples/recurring.py",
             "examples/starlette_app.py",
+            "examples/observability.py",
         )
         for script in scripts:
             args = ["--check"] if script.endswith("starlette_app.py") else []

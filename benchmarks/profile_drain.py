@@ -2,7 +2,7 @@
 prints the process CPU per job, and with `--profile` the top functions of a cProfile run
 (cProfile roughly doubles the cost; read its shares, not its absolute times).
 
-    python -m benchmarks.profile_drain [--jobs 10000] [--concurrency 10] [--profile]
+    python -m benchmarks.profile_drain [--jobs 10000] [--concurrency 10] [--profile] [--uvloop]
 """
 
 from __future__ import annotations
@@ -58,9 +58,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
     options = parser.parse_args()
     profiler = cProfile.Profile() if options.profile else None
-    result = asyncio.run(measure(options.jobs, options.concurrency, profiler))
+    work = measure(options.jobs, options.concurrency, profiler)
+    if options.uvloop:
+        import uvloop
+
+        result = uvloop.run(work)
+    else:
+        result = asyncio.run(work)
     print(result)
     if profiler:
         out = io.StringIO()

@@ -26,6 +26,7 @@ from scheduler.context import JobContext, Snooze, set_current_job
 from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
 from scheduler.interrupt import MoveOnAt, uncancel
+from scheduler.observing import Observability
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
@@ -90,6 +91,7 @@ class JobRunner:
         threads: Executor,
         fence_deadline: Callable[[], float],
         max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        observability: Observability | None = None,
     ) -> None:
         self._store = store
         self._running = running
@@ -100,6 +102,9 @@ class JobRunner:
         self._fence_deadline = fence_deadline
         self._max_result_bytes = max_result_bytes
         self._abandoned = False
+        # Middleware and events: None when nothing is configured, so a job pays one `if`.
+        self._observability = observability or Observability()
+        self._observe = self._observability if self._observability.active else None
 
     def abandon(self) -> None:
         """Shutdown gave up on the attempts still here (a thread or a coroutine that does not
@@ -121,7 +126,9 @@ class JobRunner:
             outcome, backoff = await self._execute(entry)
             self._running.finish_execution(entry)
             if not self._abandoned:
-                await self._record(entry, outcome, backoff)
+                written = await self._record(entry, outcome, backoff)
+                if self._observe is not None:
+                    self._observe.attempt_ended(entry, outcome, written)
         except Exception:
             logger.exception("job %s attempt %d: unexpected error", *entry.key)
         finally:
@@ -161,7 +168,12 @@ class JobRunner:
                 return Interrupted(CancelReason.LEASE_LOST), backoff
             if timeout:
                 timer = asyncio.get_running_loop().call_later(timeout, entry.time_out)
-            value = await self._call(entry, definition, args, kwargs)
+            if self._observe is None and not definition.middleware:
+                value = await self._call(entry, definition, args, kwargs)
+            else:
+                value = await self._observability.around(
+                    self._call, entry, definition, args, kwargs
+                )
             return self._succeeded(value), backoff
         except asyncio.CancelledError as exc:
             if self._abandoned:
@@ -234,11 +246,13 @@ class JobRunner:
 
     async def _record(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None
-    ) -> None:
+    ) -> bool:
+        """Write the outcome; False when it was not written (the lease was lost, or the
+        write gave up)."""
         lease = entry.claimed.lease
         if isinstance(outcome, Interrupted) and outcome.reason is CancelReason.LEASE_LOST:
             logger.warning("job %s attempt %d abandoned: lease lost", lease.job_id, lease.attempt)
-            return
+            return False
         deadline = self._fence_deadline()
         delay = 0.05
         while True:
@@ -250,7 +264,7 @@ class JobRunner:
                     lease.attempt,
                     type(outcome).__name__,
                 )
-                return
+                return False
             failure: BaseException | None = None
             # The fence deadline is on the monotonic clock; the timer on the loop's.
             loop_deadline = asyncio.get_running_loop().time() + (deadline - monotonic())
@@ -267,7 +281,7 @@ class JobRunner:
                     lease.attempt,
                     type(outcome).__name__,
                 )
-                return
+                return False
             if failure is None:
                 if not written:
                     logger.warning(
@@ -276,7 +290,7 @@ class JobRunner:
                         lease.attempt,
                         type(outcome).__name__,
                     )
-                return
+                return written
             if isinstance(failure, TRANSIENT_ERRORS):
                 logger.warning("recording job %s failed (%r); retrying", lease.job_id, failure)
                 await asyncio.sleep(min(delay, max(deadline - monotonic(), 0)))
@@ -297,7 +311,7 @@ class JobRunner:
                 lease.attempt,
                 failure,
             )
-            return
+            return False
 
     async def _write(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None

@@ -25,7 +25,10 @@ from scheduler.errors import (
     InvalidScheduleError,
     SchedulerNotRunningError,
 )
+from scheduler.events import EventHandler
+from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
+from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
     CoalescePolicy,
@@ -37,6 +40,7 @@ from scheduler.models import (
     Schedule,
     SchedulerState,
 )
+from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
@@ -49,6 +53,7 @@ from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdent
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
+from scheduler.services.queue_depth import QueueDepthReader
 from scheduler.services.reaper import Reaper
 from scheduler.services.ticker import Ticker
 from scheduler.store import JobStore, NewJob, NewSchedule
@@ -114,6 +119,9 @@ class Scheduler:
         tasks: Sequence[Callable[..., Any]] = (),
         queues: Sequence[str] | None = None,
         prefetch: int | None = None,
+        middleware: Sequence[Middleware] = (),
+        event_handlers: Sequence[EventHandler] = (),
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
@@ -144,6 +152,7 @@ class Scheduler:
         # Everything below talks to the database through the port only.
         self._store: JobStore = PostgresJobStore(db_pool, self.config.schema)
         self._tasks = TaskCatalog()
+        self._observability = observability(middleware, event_handlers, extensions)
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
@@ -289,11 +298,19 @@ class Scheduler:
         timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
         queue: str = "default",
+        middleware: Sequence[Middleware] = (),
     ) -> F:
         """Let this replica run `func` (under `name`, default ``module:qualname``);
-        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise."""
+        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise.
+        `middleware` wraps its attempts, inside the scheduler's own (see `Middleware`)."""
         self._tasks.register(
-            func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff, queue=queue
+            func,
+            name=name,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            queue=queue,
+            middleware=middleware,
         )
         return func
 
@@ -349,10 +366,11 @@ class Scheduler:
             unique_key,
         )
         conflict = validation.validate_conflict_resolution(conflict_resolution)
-        new_job = self._validate(request)
-        dependencies.check_batch([new_job], conflict)
-        [job_id] = await self._store.insert_jobs([new_job], conflict, connection)
-        return job_id
+        new_jobs = self._observability.with_trace_context([self._validate(request)])
+        dependencies.check_batch(new_jobs, conflict)
+        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        self._observability.scheduled(new_jobs, ids)
+        return ids[0]
 
     async def schedule_many(
         self,
@@ -384,7 +402,10 @@ class Scheduler:
         dependencies.check_batch(new_jobs, conflict)
         if not new_jobs:
             return []
-        return await self._store.insert_jobs(new_jobs, conflict, connection)
+        new_jobs = self._observability.with_trace_context(new_jobs)
+        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        self._observability.scheduled(new_jobs, ids)
+        return ids
 
     def _validate(self, request: JobRequest) -> NewJob:
         """Turn a request into a row to insert, or raise a typed error; writes nothing."""
@@ -404,6 +425,7 @@ class Scheduler:
         if previous is None:
             return False
         if previous in (JobStatus.PENDING, JobStatus.BLOCKED):
+            self._observability.pending_cancelled(job_id)
             return True
         self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
         deadline = anyio.current_time() + (
@@ -694,6 +716,7 @@ class Scheduler:
             self._threads,
             fence_deadline=self._heartbeat.fence_deadline,
             max_result_bytes=config.max_result_bytes,
+            observability=self._observability,
         )
         self._reaper = Reaper(
             self._store,
@@ -704,7 +727,21 @@ class Scheduler:
         self._pruner = Pruner(
             self._store, retention=config.retention, interval=config.prune_interval
         )
-        self._ticker = Ticker(self._store, poll_interval=config.poll_interval)
+        self._ticker = Ticker(
+            self._store,
+            poll_interval=config.poll_interval,
+            on_fired=self._observability.schedule_fired if self._observability.events else None,
+        )
+        self._queue_depths = (
+            None
+            if self._observability.queue_depth_interval is None
+            else QueueDepthReader(
+                self._store,
+                interval=self._observability.queue_depth_interval,
+                on_depths=self._observability.queue_depths,
+            )
+        )
+        self._observability.bind(running, self._identity)
         self._listener = Listener(
             self._pool,
             channel_for(config.schema),
@@ -749,6 +786,8 @@ class Scheduler:
                 await services.start(self._listener.run)
                 for service in (self._heartbeat, self._reaper, self._pruner, self._ticker):
                     services.start_soon(service.run)
+                if self._queue_depths is not None:
+                    services.start_soon(self._queue_depths.run)
                 try:
                     async with anyio.create_task_group() as dispatching:
                         # The dispatcher stops between claims: what a claim took is drained.

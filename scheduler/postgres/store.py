@@ -26,6 +26,7 @@ from scheduler.errors import (
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     Attempt,
@@ -71,6 +72,9 @@ NO_OWNER = UUID(int=0)
 #: While limits or locks hold due work back, claim again at least this often: a peer's job
 #: ending frees room no notification announces.
 FLOW_RETRY_SECONDS = 0.1
+
+#: The queue label of a claimed job whose queue could not be read with its claim.
+UNKNOWN_QUEUE = "unknown"
 
 Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
@@ -477,6 +481,8 @@ class PostgresJobStore:
         # A full claim means a backlog: successes wait briefly for the next claim to carry
         # them instead of committing on their own.
         self._completions.hold = len(claimed) == limit
+        late = {row["job_id"] for row in claimed if row["queue"] is None}
+        details = await self._claimed_details(late) if late else {}
         return [
             ClaimedJob(
                 lease=Lease(row["job_id"], owner, row["attempts"]),
@@ -488,9 +494,22 @@ class PostgresJobStore:
                 failures=row["failures"],
                 starts_in=row["starts_in"],
                 due_epoch=row["due_epoch"],
+                queue=details.get(row["job_id"], row)["queue"] or UNKNOWN_QUEUE,
+                start_lag=row["start_lag"] or 0.0,
+                trace_context=details.get(row["job_id"], row)["trace_context"],
             )
             for row in claimed
         ]
+
+    async def _claimed_details(self, job_ids: set[str]) -> dict[str, asyncpg.Record]:
+        """The queue and trace context of jobs the flow claim took that its statement
+        could not see (committed while the claim waited for its lock): rare, one read."""
+        try:
+            rows = await self.pool.fetch(self.q.claimed_details, list(job_ids))
+        except Exception as exc:  # the claim stands: only labels are missing
+            logger.warning("reading the queues of %d claimed job(s) failed: %r", len(job_ids), exc)
+            return {}
+        return {row["job_id"]: row for row in rows}
 
     @property
     def held_back_retry(self) -> float | None:
@@ -636,6 +655,11 @@ class PostgresJobStore:
     async def set_task_limits(self, task_name: str, limits: Limits) -> None:
         with _schema_guard(self.schema):
             await self.pool.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.queue_depths)
+        return [QueueDepth(row["queue"], row["due"], row["oldest_due_age"]) for row in rows]
 
     async def queue_stats(self) -> list[QueueStats]:
         with _schema_guard(self.schema):
@@ -795,6 +819,7 @@ def _job_row(job: NewJob) -> tuple[Any, ...]:
         job.queue,
         job.lock_key,
         job.unique_key,
+        job.trace_context,
     )
 
 
