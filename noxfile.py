@@ -48,7 +48,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test,examples,dev]")
+    session.install("-e", ".[test,examples,dev,prometheus,otel]")
     session.run("mypy")
     session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
@@ -67,9 +67,10 @@ def _ensure_chromium(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against a real PostgreSQL, including the multi-process tests and the
-    dashboard in a headless browser."""
-    session.install("-e", ".[test]")
+    """The whole suite against a real PostgreSQL, including the multi-process tests, the
+    metrics and tracing ones (their extras are installed here) and the dashboard in a
+    headless browser."""
+    session.install("-e", ".[test,prometheus,otel]")
     _ensure_chromium(session)
     session.run("pytest", *session.posargs, env=_dsn_env())
 
@@ -107,7 +108,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
-    session.install("-e", ".[examples]")
+    session.install("-e", ".[examples,prometheus,otel]")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:
@@ -116,6 +117,7 @@ def examples(session: nox.Session) -> None:
             "examples/tour.py",
             "examples/recurring.py",
             "examples/starlette_app.py",
+            "examples/observability.py",
         )
         for script in scripts:
             args = ["--check"] if script.endswith("starlette_app.py") else []

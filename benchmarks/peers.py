@@ -40,7 +40,14 @@ async def peer_timed(due_epoch: float) -> None:
 
 
 async def run_all(
-    pool: asyncpg.Pool[Any], report: Report, only: set[str], *, n: int, e: int, repeats: int
+    pool: asyncpg.Pool[Any],
+    report: Report,
+    only: set[str],
+    *,
+    n: int,
+    e: int,
+    repeats: int,
+    fan_out: list[int],
 ) -> None:
     peers = (
         ("pgqueuer", pgqueuer_workloads),
@@ -53,7 +60,10 @@ async def run_all(
         except ImportError:
             print(f'{{"peer": "{module}", "skipped": "not installed (pip install -e .[bench])"}}')
             continue
-        await workloads(pool, report, only, n=n, e=e, repeats=repeats)
+        if workloads is pgqueuer_workloads:
+            await pgqueuer_workloads(pool, report, only, n=n, e=e, repeats=repeats, fan_out=fan_out)
+        else:
+            await workloads(pool, report, only, n=n, e=e, repeats=repeats)
 
 
 def report_peer_latency(report: Report, system: str, runs: list[list[float]]) -> None:
@@ -92,36 +102,52 @@ async def throwaway_database(pool: asyncpg.Pool[Any], dsn: str) -> AsyncIterator
 
 
 async def pgqueuer_workloads(
-    pool: asyncpg.Pool[Any], report: Report, only: set[str], *, n: int, e: int, repeats: int
+    pool: asyncpg.Pool[Any],
+    report: Report,
+    only: set[str],
+    *,
+    n: int,
+    e: int,
+    repeats: int,
+    fan_out: list[int] = (),  # type: ignore[assignment]
 ) -> None:
-    from benchmarks.run import DSN, percentile
+    """PgQueuer at its documented defaults (`QueueManager.run()`: batch_size 10, no
+    max_concurrent_tasks), one asyncpg connection each, as its README shows."""
+    from benchmarks.run import DSN, PGQUEUER, W2_CPU, percentile
 
-    system = "PgQueuer 1.6 (batch_size=5, max_concurrent_tasks=10)"
     if "W1" in only:
         report.add(
             f"W1 enqueue {e} one at a time",
-            "PgQueuer 1.6",
+            PGQUEUER,
             "jobs/s",
             [await _pgq_enqueue(pool, DSN, e, batch=1) for _ in range(repeats)],
         )
         report.add(
             f"W1 bulk enqueue {n}, batches of 1000",
-            "PgQueuer 1.6",
+            PGQUEUER,
             "jobs/s",
             [await _pgq_enqueue(pool, DSN, n, batch=1000) for _ in range(repeats)],
         )
     if "W2" in only:
-        report.add(
-            f"W2 drain {n} no-op jobs",
-            system,
-            "jobs/s",
-            [await _pgq_drain(pool, DSN, n) for _ in range(repeats)],
-        )
+        runs = [await _pgq_drain(pool, DSN, n) for _ in range(repeats)]
+        report.add(f"W2 drain {n} no-op jobs", PGQUEUER, "jobs/s", [rate for rate, _ in runs])
+        report.add(f"{W2_CPU}, W2", PGQUEUER, "µs/job", [cpu for _, cpu in runs])
     if "W3" in only:
-        runs = [await _pgq_latency(pool, DSN) for _ in range(repeats)]
+        latencies = [await _pgq_latency(pool, DSN) for _ in range(repeats)]
         for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (1.0, "max")):
             report.add(
-                f"W3 start latency, {label}", system, "ms", [percentile(run, q) for run in runs]
+                f"W3 start latency, {label}",
+                PGQUEUER,
+                "ms",
+                [percentile(run, q) for run in latencies],
+            )
+    if "W4" in only:
+        for processes in fan_out:
+            report.add(
+                f"W4 fan-out, {processes} process(es), {n} jobs",
+                PGQUEUER,
+                "jobs/s",
+                [await _pgq_fan_out(pool, DSN, processes, n) for _ in range(repeats)],
             )
 
 
@@ -157,8 +183,10 @@ def _pgq_manager(conn: asyncpg.Connection) -> Any:
     return QueueManager(Queries.from_asyncpg_connection(conn))
 
 
-async def _pgq_drain(pool: asyncpg.Pool[Any], dsn: str, jobs: int) -> float:
+async def _pgq_drain(pool: asyncpg.Pool[Any], dsn: str, jobs: int) -> tuple[float, float]:
     from pgqueuer.types import QueueExecutionMode
+
+    from benchmarks.run import process_cpu
 
     async with throwaway_database(pool, dsn) as database:
         conn, queries = await _pgq_setup(database)
@@ -173,15 +201,49 @@ async def _pgq_drain(pool: asyncpg.Pool[Any], dsn: str, jobs: int) -> float:
             async def noop(job: Any) -> None:
                 return None
 
-            started = time.perf_counter()
-            await manager.run(
-                batch_size=CONCURRENCY // 2,
-                max_concurrent_tasks=CONCURRENCY,
-                mode=QueueExecutionMode.drain,
-            )
-            return jobs / (time.perf_counter() - started)
+            cpu, started = process_cpu(), time.perf_counter()
+            await manager.run(mode=QueueExecutionMode.drain)
+            elapsed, cpu = time.perf_counter() - started, process_cpu() - cpu
+            return jobs / elapsed, cpu / jobs * 1e6
         finally:
             await worker.close()
+            await conn.close()
+
+
+async def _pgq_fan_out(pool: asyncpg.Pool[Any], dsn: str, processes: int, jobs: int) -> float:
+    """W4 for PgQueuer: `processes` worker processes (benchmarks.pgqueuer_worker, at the
+    defaults) drain `jobs` jobs enqueued once they are all listening."""
+    import subprocess
+    import sys
+
+    async with throwaway_database(pool, dsn) as database:
+        conn, queries = await _pgq_setup(database)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.pgqueuer_worker", database],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        try:
+            for worker in workers:
+                assert worker.stdout is not None
+                if worker.stdout.readline().strip() != "READY":
+                    raise RuntimeError("a PgQueuer worker did not start")
+            started = time.perf_counter()
+            for offset in range(0, jobs, 1000):
+                size = min(1000, jobs - offset)
+                await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
+            while True:
+                if not await conn.fetchval("SELECT count(*) FROM pgqueuer"):
+                    break
+                await asyncio.sleep(0.05)
+            return jobs / (time.perf_counter() - started)
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(timeout=30)
             await conn.close()
 
 
@@ -199,9 +261,7 @@ async def _pgq_latency(pool: asyncpg.Pool[Any], dsn: str, count: int = 200) -> l
                 if len(latencies) == count:
                     manager.shutdown.set()
 
-            running = asyncio.create_task(
-                manager.run(batch_size=CONCURRENCY // 2, max_concurrent_tasks=CONCURRENCY)
-            )
+            running = asyncio.create_task(manager.run())
             now = datetime.now(timezone.utc)
             first = now + timedelta(seconds=1)
             dues = [first + timedelta(milliseconds=25 * k) for k in range(count)]

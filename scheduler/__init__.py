@@ -28,7 +28,10 @@ from scheduler.errors import (
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.events import EventHandler, EventKind, JobEvent
+from scheduler.extensions import Extension, QueueDepth, ReplicaState
 from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.middleware import AttemptInfo, CallNext, Middleware
 from scheduler.models import (
     Attempt,
     AttemptOutcome,
@@ -60,13 +63,18 @@ __all__ = [
     "AndTrigger",
     "ArgumentsNotSerializableError",
     "Attempt",
+    "AttemptInfo",
     "AttemptOutcome",
     "CalendarIntervalTrigger",
+    "CallNext",
     "CoalescePolicy",
     "ConfigurationError",
     "ConflictResolution",
     "CronTrigger",
     "DateTrigger",
+    "EventHandler",
+    "EventKind",
+    "Extension",
     "IntervalTrigger",
     "InvalidJobError",
     "InvalidScheduleError",
@@ -75,6 +83,7 @@ __all__ = [
     "JobContext",
     "JobAlreadyExistsError",
     "JobConflictError",
+    "JobEvent",
     "JobInterruptedError",
     "JobIsRunningError",
     "JobNotFoundError",
@@ -84,9 +93,12 @@ __all__ = [
     "JobRequest",
     "JobStatus",
     "Limits",
+    "Middleware",
     "OrTrigger",
     "PayloadTooLargeError",
+    "QueueDepth",
     "QueueStats",
+    "ReplicaState",
     "RetryBackoff",
     "Schedule",
     "ScheduleAlreadyExistsError",

@@ -151,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="QUEUE",
         help="queue to work (repeatable; default: 'default' and the queues of the tasks)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (needs the 'prometheus' extra)",
+    )
+    worker.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for remote scrapes)",
+    )
     return parser
 
 
@@ -263,7 +276,15 @@ async def run(options: argparse.Namespace) -> int:
         elif options.command in FLOW_COMMANDS:
             return await run_flow_command(Scheduler(pool, schema=schema), options)
         elif options.command == "worker":
-            await run_worker(pool, schema, options.imports, worker_settings(options))
+            await run_worker(
+                pool,
+                schema,
+                options.imports,
+                worker_settings(options),
+                metrics_at=None
+                if options.metrics_port is None
+                else (options.metrics_address, options.metrics_port),
+            )
         elif options.command == "dashboard":
             await run_dashboard(pool, schema, options)
     finally:
@@ -466,7 +487,11 @@ def _describe_limits(limits: Limits) -> str:
 
 
 async def run_worker(
-    pool: asyncpg.Pool[Any], schema: str, imports: Sequence[str], settings: dict[str, Any]
+    pool: asyncpg.Pool[Any],
+    schema: str,
+    imports: Sequence[str],
+    settings: dict[str, Any],
+    metrics_at: tuple[str, int] | None = None,
 ) -> None:
     sys.path.insert(0, os.getcwd())
     for module in imports:
@@ -485,13 +510,26 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with Scheduler(pool, schema=schema, **settings) as scheduler:
-        print(
-            f"worker {scheduler.worker_id} running on queues {', '.join(scheduler.queues)};"
-            " SIGTERM or Ctrl-C stops it gracefully",
-            flush=True,
-        )
-        await stop.wait()
+    extensions = []
+    stop_metrics = None
+    if metrics_at is not None:
+        from scheduler.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics()
+        extensions.append(metrics)
+        stop_metrics = metrics.serve(metrics_at[1], metrics_at[0])
+        print(f"metrics on http://{metrics_at[0]}:{metrics_at[1]}/metrics", flush=True)
+    try:
+        async with Scheduler(pool, schema=schema, extensions=extensions, **settings) as scheduler:
+            print(
+                f"worker {scheduler.worker_id} running on queues {', '.join(scheduler.queues)};"
+                " SIGTERM or Ctrl-C stops it gracefully",
+                flush=True,
+            )
+            await stop.wait()
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 async def run_dashboard(pool: asyncpg.Pool[Any], schema: str, options: argparse.Namespace) -> None:

@@ -18,6 +18,9 @@ class SchedulerConfig:
     """See the README's configuration table for what each setting trades off."""
 
     max_concurrent_jobs: int = 10
+    #: Attempts claimed ahead of free slots while jobs are quick (Scheduler's default: as
+    #: many as max_concurrent_jobs).
+    prefetch: int = 10
     schema: str = "scheduler"
     auto_migrate: bool = True
     lease_time: float = 30.0
@@ -42,6 +45,7 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
         _positive_int("max_concurrent_jobs", self.max_concurrent_jobs)
+        _positive_int("prefetch", self.prefetch, minimum=0, maximum=INT32_MAX)
         _positive_int("claim_batch_size", self.claim_batch_size, maximum=INT32_MAX)
         _positive_int("max_payload_bytes", self.max_payload_bytes)
         _positive_int("max_result_bytes", self.max_result_bytes)
@@ -91,7 +95,9 @@ def seconds(value: float | timedelta, name: str) -> float:
     return checked
 
 
-def _positive_int(name: str, value: object, *, maximum: float = float("inf")) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+def _positive_int(
+    name: str, value: object, *, minimum: int = 1, maximum: float = float("inf")
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         limit = "" if maximum == float("inf") else f" and at most {maximum}"
-        raise ConfigurationError(f"{name} must be an integer >= 1{limit}, got {value!r}")
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}{limit}, got {value!r}")

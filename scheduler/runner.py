@@ -1,8 +1,9 @@
 """Runs one claimed attempt and records its outcome.
 
-The attempt runs inside its own cancel scope, so a cancel request, a shutdown or a lost
-lease can interrupt it. It starts only while this replica still holds the lease it was
-claimed under. Its outcome is then written shielded from cancellation, fenced by the lease,
+The attempt runs in its own asyncio task, which a cancel request, a timeout, a shutdown or
+a lost lease interrupts while (and only while) the job's code runs. It starts only while
+this replica still holds the lease it was claimed under. Its outcome is then written,
+never interrupted by those, fenced by the lease,
 retried only on transient errors and never past the attempt's fence deadline: a write that
 cannot land in time is left to the heartbeat, which hands the attempt back.
 """
@@ -13,18 +14,19 @@ import asyncio
 import contextvars
 import functools
 import logging
-import math
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
-import anyio
 import asyncpg
 
 from scheduler.context import JobContext, Snooze, set_current_job
 from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
+from scheduler.interrupt import MoveOnAt, uncancel
+from scheduler.observing import Observability
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
@@ -75,6 +77,8 @@ class Snoozed:
 
 Outcome = Succeeded | Failed | Interrupted | Snoozed
 
+_NO_RESULT = Succeeded("null")  # most jobs return None: nothing to encode
+
 
 class JobRunner:
     def __init__(
@@ -87,6 +91,7 @@ class JobRunner:
         threads: Executor,
         fence_deadline: Callable[[], float],
         max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        observability: Observability | None = None,
     ) -> None:
         self._store = store
         self._running = running
@@ -97,15 +102,15 @@ class JobRunner:
         self._fence_deadline = fence_deadline
         self._max_result_bytes = max_result_bytes
         self._abandoned = False
-        self._thread_waits: set[anyio.Event] = set()
+        # Middleware and events: None when nothing is configured, so a job pays one `if`.
+        self._observability = observability or Observability()
+        self._observe = self._observability if self._observability.active else None
 
     def abandon(self) -> None:
         """Shutdown gave up on the attempts still here (a thread or a coroutine that does not
-        stop): stop waiting for them and write nothing more for them. Their leases lapse
+        stop): write nothing more for them; shutdown cancels their tasks. Their leases lapse
         with this replica's, and the orphan sweep hands them on."""
         self._abandoned = True
-        for waiting in self._thread_waits:
-            waiting.set()
 
     async def run(self, entry: RunningJob) -> None:
         """Execute, free the slot, record. Never raises (a bug is logged, the attempt is left
@@ -113,14 +118,17 @@ class JobRunner:
 
         The slot is free as soon as the job's code returns, so the next claim overlaps
         this write (and completions batch); the entry stays until the write is done, so
-        shutdown still waits for every outcome and the heartbeat knows it is ours.
+        shutdown still waits for every outcome and the heartbeat knows it is ours. Nothing
+        cancels this task outside the job's code (see RunningJob.interrupt) except
+        shutdown abandoning it, so the write needs no shield.
         """
         try:
             outcome, backoff = await self._execute(entry)
             self._running.finish_execution(entry)
             if not self._abandoned:
-                with anyio.CancelScope(shield=True):
-                    await self._record(entry, outcome, backoff)
+                written = await self._record(entry, outcome, backoff)
+                if self._observe is not None:
+                    self._observe.attempt_ended(entry, outcome, written)
         except Exception:
             logger.exception("job %s attempt %d: unexpected error", *entry.key)
         finally:
@@ -134,7 +142,8 @@ class JobRunner:
         except Exception as exc:  # unregistered meanwhile, or a row written by hand
             return Failed(storable_text(f"could not start: {exc!r}")), None
         backoff = definition.backoff or self._default_backoff
-        timeout = claimed.timeout
+        if entry.reason is not None:  # cancelled before this task first ran
+            return Interrupted(entry.reason), backoff
         # Each runner is its own task, so this context variable is private to the job.
         set_current_job(
             JobContext(
@@ -145,25 +154,37 @@ class JobRunner:
                 entry.stop,
             )
         )
-        timing = anyio.CancelScope()
+        timeout = claimed.timeout
+        timer: asyncio.TimerHandle | None = None
+        entry.interruptible = True
         try:
-            with entry.scope:
-                # Claimed a moment early: start at its due time, not before.
-                wait = entry.start_at - anyio.current_time()
-                if wait > 0:
-                    await anyio.sleep(wait)
-                if not self._identity.holds(entry.owner):
-                    # Fenced since the claim: a peer may already run it. Never start.
-                    entry.cancel(CancelReason.LEASE_LOST)
-                    return Interrupted(CancelReason.LEASE_LOST), backoff
-                timing.deadline = anyio.current_time() + timeout if timeout else math.inf
-                with timing:
-                    value = await self._call(entry, definition, args, kwargs)
-                    return self._succeeded(value), backoff
-                # Only reached when the deadline scope swallowed its own cancellation.
+            # Claimed a moment early: start at its due time, not before.
+            wait = entry.start_at - monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not self._identity.holds(entry.owner):
+                # Fenced since the claim: a peer may already run it. Never start.
+                entry.cancel(CancelReason.LEASE_LOST)
+                return Interrupted(CancelReason.LEASE_LOST), backoff
+            if timeout:
+                timer = asyncio.get_running_loop().call_later(timeout, entry.time_out)
+            if self._observe is None and not definition.middleware:
+                value = await self._call(entry, definition, args, kwargs)
+            else:
+                value = await self._observability.around(
+                    self._call, entry, definition, args, kwargs
+                )
+            return self._succeeded(value), backoff
+        except asyncio.CancelledError as exc:
+            if self._abandoned:
+                raise  # shutdown gave up on this attempt: nothing more is written
+            if entry.reason is not None:
+                return Interrupted(entry.reason), backoff
+            if entry.timed_out:
                 return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
-            # Only reached when the job's scope swallowed its cancellation.
-            return Interrupted(entry.reason or CancelReason.SHUTDOWN), backoff
+            # Nobody here cancelled it: the job raised CancelledError itself (an inner task
+            # it awaited was cancelled). That is the job failing, not the scheduler stopping.
+            return Failed(describe_exception(exc)), backoff
         except Snooze as snooze:
             return Snoozed(snooze.delay), backoff
         except JobInterruptedError:
@@ -175,15 +196,25 @@ class JobRunner:
             return Failed(describe_exception(exc)), backoff
         except BaseException as exc:
             if self._abandoned:
-                raise  # shutdown gave up on this attempt: nothing more is written
-            # Runner tasks are never cancelled from outside (only through their scopes):
-            # CancelledError, KeyboardInterrupt, SystemExit... escaping here came from the
-            # job itself. That is the job failing, not the scheduler stopping.
+                raise
+            # KeyboardInterrupt, SystemExit... raised by the job: the job failing.
             return Failed(describe_exception(exc)), backoff
+        finally:
+            entry.interruptible = False
+            if timer is not None:
+                timer.cancel()
+            # Every cancel sent while interruptible was delivered inside the job (the task
+            # was waiting there); forget them so the outcome write runs as if uncancelled.
+            task = entry.task
+            if entry.interruptions and task is not None:
+                uncancel(task, entry.interruptions)
+                entry.interruptions = 0
 
     def _succeeded(self, value: Any) -> Outcome:
         """A result that cannot be stored fails the attempt (a bug in the job: it spends a
         retry like any other failure), with the reason as its error."""
+        if value is None:
+            return _NO_RESULT
         try:
             return Succeeded(encode_result(value, max_bytes=self._max_result_bytes))
         except ValueError as exc:
@@ -203,29 +234,25 @@ class JobRunner:
         # for work that quietly completed.
         call = functools.partial(contextvars.copy_context().run, definition.func, *args, **kwargs)
         future = asyncio.get_running_loop().run_in_executor(self._threads, call)
-        finished = anyio.Event()
-        future.add_done_callback(lambda _: finished.set())
-        try:
-            await finished.wait()
-        except anyio.get_cancelled_exc_class():
-            entry.stop.request(entry.reason.value if entry.reason else "timed out")
-            self._thread_waits.add(finished)
+        while True:
             try:
-                with anyio.CancelScope(shield=True):
-                    await finished.wait()
-            finally:
-                self._thread_waits.discard(finished)
-            if not future.done() or isinstance(future.exception(), JobInterruptedError):
-                raise  # abandoned, or it stopped as asked: cancelled, not failed
-        return future.result()  # its return value, or its exception
+                return await asyncio.shield(future)  # its return value, or its exception
+            except asyncio.CancelledError:
+                if self._abandoned or future.cancelled():
+                    raise
+                if future.done():
+                    return future.result()  # it finished as the cancel came
+                entry.stop.request(entry.reason.value if entry.reason else "timed out")
 
     async def _record(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None
-    ) -> None:
+    ) -> bool:
+        """Write the outcome; False when it was not written (the lease was lost, or the
+        write gave up)."""
         lease = entry.claimed.lease
         if isinstance(outcome, Interrupted) and outcome.reason is CancelReason.LEASE_LOST:
             logger.warning("job %s attempt %d abandoned: lease lost", lease.job_id, lease.attempt)
-            return
+            return False
         deadline = self._fence_deadline()
         delay = 0.05
         while True:
@@ -237,15 +264,16 @@ class JobRunner:
                     lease.attempt,
                     type(outcome).__name__,
                 )
-                return
-            remaining = deadline - anyio.current_time()
+                return False
             failure: BaseException | None = None
-            with anyio.move_on_after(remaining) as writing:
+            # The fence deadline is on the monotonic clock; the timer on the loop's.
+            loop_deadline = asyncio.get_running_loop().time() + (deadline - monotonic())
+            with MoveOnAt(loop_deadline) as writing:
                 try:
                     written = await self._write(entry, outcome, backoff)
                 except Exception as exc:
                     failure = exc
-            if writing.cancelled_caught or remaining <= 0:
+            if writing.expired:
                 logger.warning(
                     "job %s attempt %d: outcome (%s) not written before the lease's fence"
                     " deadline; the heartbeat hands the attempt back",
@@ -253,7 +281,7 @@ class JobRunner:
                     lease.attempt,
                     type(outcome).__name__,
                 )
-                return
+                return False
             if failure is None:
                 if not written:
                     logger.warning(
@@ -262,10 +290,10 @@ class JobRunner:
                         lease.attempt,
                         type(outcome).__name__,
                     )
-                return
+                return written
             if isinstance(failure, TRANSIENT_ERRORS):
                 logger.warning("recording job %s failed (%r); retrying", lease.job_id, failure)
-                await anyio.sleep(min(delay, max(deadline - anyio.current_time(), 0)))
+                await asyncio.sleep(min(delay, max(deadline - monotonic(), 0)))
                 delay = min(delay * 2, 2.0)
                 continue
             if isinstance(outcome, Failed) and outcome.error != _UNWRITABLE:
@@ -283,7 +311,7 @@ class JobRunner:
                 lease.attempt,
                 failure,
             )
-            return
+            return False
 
     async def _write(
         self, entry: RunningJob, outcome: Outcome, backoff: RetryBackoff | None

@@ -25,7 +25,10 @@ from scheduler.errors import (
     InvalidScheduleError,
     SchedulerNotRunningError,
 )
+from scheduler.events import EventHandler
+from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
+from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
     CoalescePolicy,
@@ -37,6 +40,7 @@ from scheduler.models import (
     Schedule,
     SchedulerState,
 )
+from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
@@ -49,6 +53,7 @@ from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdent
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
+from scheduler.services.queue_depth import QueueDepthReader
 from scheduler.services.reaper import Reaper
 from scheduler.services.ticker import Ticker
 from scheduler.store import JobStore, NewJob, NewSchedule
@@ -113,9 +118,14 @@ class Scheduler:
         cancel_wait: float | timedelta = 10.0,
         tasks: Sequence[Callable[..., Any]] = (),
         queues: Sequence[str] | None = None,
+        prefetch: int | None = None,
+        middleware: Sequence[Middleware] = (),
+        event_handlers: Sequence[EventHandler] = (),
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
+            prefetch=max_concurrent_jobs if prefetch is None else prefetch,
             schema=schema if schema is not None else default_schema(),
             auto_migrate=auto_migrate,
             lease_time=seconds(lease_time, "lease_time"),
@@ -142,6 +152,7 @@ class Scheduler:
         # Everything below talks to the database through the port only.
         self._store: JobStore = PostgresJobStore(db_pool, self.config.schema)
         self._tasks = TaskCatalog()
+        self._observability = observability(middleware, event_handlers, extensions)
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
@@ -287,11 +298,19 @@ class Scheduler:
         timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
         queue: str = "default",
+        middleware: Sequence[Middleware] = (),
     ) -> F:
         """Let this replica run `func` (under `name`, default ``module:qualname``);
-        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise."""
+        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise.
+        `middleware` wraps its attempts, inside the scheduler's own (see `Middleware`)."""
         self._tasks.register(
-            func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff, queue=queue
+            func,
+            name=name,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            queue=queue,
+            middleware=middleware,
         )
         return func
 
@@ -347,10 +366,11 @@ class Scheduler:
             unique_key,
         )
         conflict = validation.validate_conflict_resolution(conflict_resolution)
-        new_job = self._validate(request)
-        dependencies.check_batch([new_job], conflict)
-        [job_id] = await self._store.insert_jobs([new_job], conflict, connection)
-        return job_id
+        new_jobs = self._observability.with_trace_context([self._validate(request)])
+        dependencies.check_batch(new_jobs, conflict)
+        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        self._observability.scheduled(new_jobs, ids)
+        return ids[0]
 
     async def schedule_many(
         self,
@@ -382,7 +402,10 @@ class Scheduler:
         dependencies.check_batch(new_jobs, conflict)
         if not new_jobs:
             return []
-        return await self._store.insert_jobs(new_jobs, conflict, connection)
+        new_jobs = self._observability.with_trace_context(new_jobs)
+        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        self._observability.scheduled(new_jobs, ids)
+        return ids
 
     def _validate(self, request: JobRequest) -> NewJob:
         """Turn a request into a row to insert, or raise a typed error; writes nothing."""
@@ -402,6 +425,7 @@ class Scheduler:
         if previous is None:
             return False
         if previous in (JobStatus.PENDING, JobStatus.BLOCKED):
+            self._observability.pending_cancelled(job_id)
             return True
         self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
         deadline = anyio.current_time() + (
@@ -653,7 +677,9 @@ class Scheduler:
     # -- wiring -----------------------------------------------------------------------
     def _build_services(self) -> None:
         config = self.config
-        self._running = running = RunningJobs(config.max_concurrent_jobs)
+        self._running = running = RunningJobs(
+            config.max_concurrent_jobs, config.prefetch, start=self._start_job
+        )
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
         self._ready = anyio.Event()
@@ -666,7 +692,6 @@ class Scheduler:
             running,
             self._identity,
             self._tasks.names,
-            self._start_job,
             batch_size=config.claim_batch_size,
             poll_interval=config.poll_interval,
             queue_names=lambda: self.queues,
@@ -691,6 +716,7 @@ class Scheduler:
             self._threads,
             fence_deadline=self._heartbeat.fence_deadline,
             max_result_bytes=config.max_result_bytes,
+            observability=self._observability,
         )
         self._reaper = Reaper(
             self._store,
@@ -701,7 +727,21 @@ class Scheduler:
         self._pruner = Pruner(
             self._store, retention=config.retention, interval=config.prune_interval
         )
-        self._ticker = Ticker(self._store, poll_interval=config.poll_interval)
+        self._ticker = Ticker(
+            self._store,
+            poll_interval=config.poll_interval,
+            on_fired=self._observability.schedule_fired if self._observability.events else None,
+        )
+        self._queue_depths = (
+            None
+            if self._observability.queue_depth_interval is None
+            else QueueDepthReader(
+                self._store,
+                interval=self._observability.queue_depth_interval,
+                on_depths=self._observability.queue_depths,
+            )
+        )
+        self._observability.bind(running, self._identity)
         self._listener = Listener(
             self._pool,
             channel_for(config.schema),
@@ -728,9 +768,12 @@ class Scheduler:
         )
 
     def _on_cancel_requested(self, job_id: str) -> None:
-        for entry in self._running.for_job(job_id) if self._running is not None else ():
-            if entry.executing:
-                entry.cancel(CancelReason.REQUESTED)
+        running = self._running
+        if running is None:
+            return
+        for entry in running.for_job(job_id):
+            if entry.executing or entry.waiting:
+                running.cancel(entry, CancelReason.REQUESTED)
 
     async def _run(self) -> None:
         """The life of a started scheduler: services, then claiming until asked to stop,
@@ -743,6 +786,8 @@ class Scheduler:
                 await services.start(self._listener.run)
                 for service in (self._heartbeat, self._reaper, self._pruner, self._ticker):
                     services.start_soon(service.run)
+                if self._queue_depths is not None:
+                    services.start_soon(self._queue_depths.run)
                 try:
                     async with anyio.create_task_group() as dispatching:
                         # The dispatcher stops between claims: what a claim took is drained.
@@ -762,7 +807,6 @@ class Scheduler:
             if isinstance(error, Exception):
                 self._failure = error
                 if self._ready.is_set():
-                    self._state = SchedulerState.FAILED
                     logger.error("the scheduler stopped because of an error", exc_info=error)
             else:
                 raise  # cancelled: the drain and the unregistering below still ran
@@ -771,7 +815,12 @@ class Scheduler:
                 if not abandoned:  # else its lease must lapse before peers take its jobs
                     with anyio.move_on_after(UNREGISTER_BOUND):
                         await self._store.unregister_worker(self._identity.current)
+                with anyio.move_on_after(UNREGISTER_BOUND):
+                    await self._store.release_connections()
                 self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._failure is not None and self._ready.is_set():
+                # Only now, cleaned up: whoever sees FAILED sees its jobs and row gone too.
+                self._state = SchedulerState.FAILED
             self._ready.set()  # a start() waiting for it sees the failure, cleaned up
             self._stopped.set()
 
@@ -780,6 +829,8 @@ class Scheduler:
         rest. True if some did not stop within SHUTDOWN_BOUND and were abandoned."""
         running = self._running
         assert running is not None
+        # Attempts claimed ahead that have not started go straight back: nothing new starts.
+        running.cancel_waiting(CancelReason.SHUTDOWN)
         if running.executing:
             logger.info(
                 "draining %d running job(s) for up to %.1fs", running.executing, self._grace

@@ -71,8 +71,9 @@ def encode_result(value: Any, *, max_bytes: int) -> str:
 
 
 def decode_arguments(args_json: str, kwargs_json: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args = load_json(args_json)
-    kwargs = load_json(kwargs_json)
+    # No arguments is the common case, and parsing costs more than this comparison.
+    args = [] if args_json == "[]" else load_json(args_json)
+    kwargs = {} if kwargs_json == "{}" else load_json(kwargs_json)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError("stored arguments must be a JSON array and a JSON object")
     return tuple(args), kwargs

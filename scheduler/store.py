@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import Attempt, ConflictResolution, Job, JobStatus, Schedule
 from scheduler.recurring import FiringPass, FirstFire, StoredDueSchedule
@@ -42,6 +43,11 @@ class ClaimedJob:
     failures: int = 0  # failed attempts before this one (for the retry backoff)
     starts_in: float = 0.0  # claimed ahead of its due time: at most this long to wait
     due_epoch: float = 0.0  # the due time, in seconds of the database clock
+    queue: str = "default"
+    #: Seconds from the due time to the claim (the start), by the database clock.
+    start_lag: float = 0.0
+    #: The caller's trace context stored at schedule() (JSON text), if any.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class NewJob:
     queue: str = "default"
     lock_key: str | None = None
     unique_key: str | None = None
+    #: The caller's trace context (JSON text of a string map), stored for the attempt.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,10 @@ class JobStore(Protocol):
         queues: Sequence[str] | None = None,
     ) -> HeartbeatResult: ...
     async def unregister_worker(self, owner: UUID) -> None: ...
+
+    async def release_connections(self) -> None:
+        """Hand back any connection kept between statements (the scheduler is stopping)."""
+
     async def reclaim_attempts(
         self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
     ) -> int:
@@ -235,6 +247,9 @@ class JobStore(Protocol):
     async def set_task_limits(self, task_name: str, limits: Limits) -> None: ...
     async def queue_stats(self) -> list[QueueStats]: ...
     async def task_limits(self) -> list[TaskLimits]: ...
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Per queue with due pending jobs: how many, and the oldest one's age."""
+        ...
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int: ...

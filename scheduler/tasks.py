@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar, overload
@@ -27,6 +27,7 @@ from scheduler.errors import (
     TaskNotNameableError,
     TaskNotRegisteredError,
 )
+from scheduler.middleware import Middleware, validate_middleware
 from scheduler.retry import RetryBackoff
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +49,8 @@ class TaskDefinition:
     backoff: RetryBackoff | None = None
     #: The queue its jobs go to unless schedule() says otherwise.
     queue: str = "default"
+    #: Wrapped around its attempts, inside the scheduler's middleware.
+    middleware: tuple[Middleware, ...] = ()
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +154,7 @@ def define_task(
     timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
     queue: str = "default",
+    middleware: Sequence[Middleware] = (),
     check_resolvable: bool = True,
 ) -> TaskDefinition:
     """A task's definition, or a typed error: `TaskNotNameableError` for the name,
@@ -171,6 +175,7 @@ def define_task(
         timeout=seconds,
         backoff=backoff,
         queue=validation.validate_queue_name(queue, ConfigurationError),
+        middleware=validate_middleware(middleware),
     )
     if seconds is not None and not definition.is_async:
         logger.warning(
@@ -193,6 +198,7 @@ def task(
     timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
     queue: str = "default",
+    middleware: Sequence[Middleware] = (),
 ) -> Callable[[F], F]: ...
 def task(
     func: F | None = None,
@@ -203,6 +209,7 @@ def task(
     timeout: float | timedelta | None = None,
     backoff: RetryBackoff | None = None,
     queue: str = "default",
+    middleware: Sequence[Middleware] = (),
 ) -> F | Callable[[F], F]:
     """Register a function as a task in every scheduler of this process.
 
@@ -218,6 +225,7 @@ def task(
             timeout=timeout,
             backoff=backoff,
             queue=queue,
+            middleware=middleware,
             check_resolvable=False,
         )
         default_registry.add(definition)
@@ -266,6 +274,7 @@ class TaskCatalog:
         timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
         queue: str = "default",
+        middleware: Sequence[Middleware] = (),
     ) -> TaskDefinition:
         """Let this scheduler run `func` (under `name`, default ``module:qualname``)."""
         definition = self.own.add(
@@ -276,6 +285,7 @@ class TaskCatalog:
                 timeout=timeout,
                 backoff=backoff,
                 queue=queue,
+                middleware=middleware,
             )
         )
         self._resolved.clear()  # a remembered answer may predate this registration

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from scheduler.errors import (
     InvalidTriggerError,
     SchedulerError,
 )
+from scheduler.ids import new_job_id
 from scheduler.limits import (
     EARLIEST_TIME,
     INT32_MAX,
@@ -159,7 +159,7 @@ def validate_max_running(value: object) -> int | None:
 
 def validate_job_id(job_id: str | None) -> str:
     if job_id is None:
-        return str(uuid.uuid4())
+        return new_job_id()
     if not isinstance(job_id, str) or not 1 <= len(job_id) <= JOB_ID_MAX_LENGTH:
         raise InvalidJobError(
             f"job_id must be a str of 1 to {JOB_ID_MAX_LENGTH} characters, got {job_id!r}"

@@ -14,11 +14,10 @@ There is no background task: a waiter that is not carried in time writes itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-
-import anyio
 
 from scheduler.store import Lease
 
@@ -33,20 +32,25 @@ class _Waiter(Generic[L]):
     written: bool = False
     in_flight: bool = False
     error: BaseException | None = None
-    released: anyio.Event = field(default_factory=anyio.Event)
 
 
 @dataclass
 class CompletionBatcher(Generic[L]):
-    """`complete(lease)` returns whether that attempt's success was written (fenced)."""
+    """`complete(lease)` returns whether that attempt's success was written (fenced).
+
+    Plain asyncio events (no cancel scopes): this runs once per finished job."""
 
     write: Callable[[Sequence[L]], Awaitable[set[str]]]
     max_batch: int = 500
     max_hold: float = 0.05
     _queue: list[_Waiter[L]] = field(default_factory=list)
     _writing: bool = False
-    _settled: anyio.Event = field(default_factory=anyio.Event)
+    _settled: asyncio.Event | None = None
     _hold: bool = False
+    #: Held completions wait on this together; set when a claim takes them, when the hold
+    #: ends, or `max_hold` after the first of them arrived (one timer per group).
+    _held: asyncio.Event | None = None
+    _held_timer: asyncio.TimerHandle | None = None
 
     @property
     def hold(self) -> bool:
@@ -56,17 +60,30 @@ class CompletionBatcher(Generic[L]):
     def hold(self, value: bool) -> None:
         self._hold = value
         if not value:  # nobody will carry them now: let the held waiters write
-            for waiter in self._queue:
-                waiter.released.set()
+            self._release_held()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
 
     async def complete(self, lease: L) -> bool:
         waiter = _Waiter(lease)
         self._queue.append(waiter)
         if self._hold:
-            with anyio.move_on_after(self.max_hold):
-                await waiter.released.wait()
+            held = self._held
+            if held is None:
+                held = self._held = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                self._held_timer = loop.call_later(self.max_hold, self._release_held)
+            await held.wait()
         while not waiter.done:
             if waiter.in_flight or self._writing:
+                if self._settled is None:
+                    self._settled = asyncio.Event()
                 await self._settled.wait()
             else:
                 await self._write_next_batch()
@@ -79,6 +96,8 @@ class CompletionBatcher(Generic[L]):
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         for waiter in batch:
             waiter.in_flight = True
+        if batch:
+            self._release_held()  # they now wait for this statement, not for the hold
         return batch
 
     def settle(
@@ -93,11 +112,11 @@ class CompletionBatcher(Generic[L]):
                 waiter.written, waiter.done = waiter.lease.job_id in written, True
             elif isinstance(error, Exception):
                 waiter.error, waiter.done = error, True  # each waiter retries on its own
-            waiter.released.set()
         if error is not None and not isinstance(error, Exception):
             self._queue[:0] = batch  # the carrier was cancelled: the waiters write
-        finished, self._settled = self._settled, anyio.Event()
-        finished.set()
+        settled, self._settled = self._settled, None
+        if settled is not None:
+            settled.set()
 
     async def _write_next_batch(self) -> None:
         batch = self.take()

@@ -3,6 +3,7 @@ transaction that ends cleanly however it is interrupted."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
@@ -46,3 +47,88 @@ async def _roll_back_or_close(conn: PoolConnectionProxy[Any]) -> None:
         await conn.execute("ROLLBACK")
     if conn.is_in_transaction():
         conn.terminate()  # the pool replaces a closed connection without a reset
+
+
+class KeptConnections:
+    """Connections borrowed from the application's pool and kept a moment between the
+    statements of the per-job path (claims, outcomes, single enqueues).
+
+    Each `pool.fetch()` costs two round trips: the statement, then on release the pool's
+    reset query (`RESET ALL; UNLISTEN *; ...`). These statements leave no session state
+    behind, so a connection one of them just used serves the next as it is. At most `keep`
+    connections are kept, each handed back (and reset by the pool as usual) once unused
+    for `idle` seconds, or at `release_all()`. A connection whose statement raised, or that
+    is left inside a transaction, goes straight back to the pool.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, keep: int = 2, idle: float = 0.5) -> None:
+        self._pool = pool
+        self._keep = keep
+        self._idle = idle
+        self._kept: list[tuple[PoolConnectionProxy[Any], float]] = []  # (conn, last used)
+        self._trim_timer: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self._take()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        self._put_back(conn)
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        rows = await self.fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return None if row is None else row[0]
+
+    async def _take(self) -> PoolConnectionProxy[Any]:
+        while self._kept:
+            kept, _ = self._kept.pop()
+            if not kept.is_closed():
+                return kept
+            await self._pool.release(kept)  # closed meanwhile: the pool replaces it
+        conn: PoolConnectionProxy[Any] = await self._pool.acquire()
+        return conn
+
+    def _put_back(self, conn: PoolConnectionProxy[Any]) -> None:
+        if len(self._kept) >= self._keep or conn.is_in_transaction() or conn.is_closed():
+            self._release_soon(conn)
+            return
+        loop = asyncio.get_running_loop()
+        self._kept.append((conn, loop.time()))
+        if self._trim_timer is None:
+            self._trim_timer = loop.call_later(self._idle, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_timer = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self._idle
+        stale = [conn for conn, used in self._kept if used <= cutoff]
+        self._kept = [(conn, used) for conn, used in self._kept if used > cutoff]
+        for conn in stale:
+            self._release_soon(conn)
+        if self._kept:
+            oldest = min(used for _, used in self._kept)
+            self._trim_timer = loop.call_at(oldest + self._idle, self._trim)
+
+    def _release_soon(self, conn: PoolConnectionProxy[Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._pool.release(conn))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def release_all(self) -> None:
+        """Hand every kept connection back to the pool now (a scheduler shutting down)."""
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
+        kept, self._kept = self._kept, []
+        for conn, _ in kept:
+            self._release_soon(conn)
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)

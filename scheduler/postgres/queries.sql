@@ -7,10 +7,10 @@
 -- faster for single schedule() calls, the most common enqueue, so both forms exist.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     queue, lock_key, unique_key)
+     queue, lock_key, unique_key, trace_context)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9, $10, $11, $12)
+        $8, $9, $10, $11, $12, $13::jsonb)
 ON CONFLICT DO NOTHING
 RETURNING j.job_id
 
@@ -18,16 +18,16 @@ RETURNING j.job_id
 -- The one-row form of upsert_jobs (see insert_job).
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     queue, lock_key, unique_key)
+     queue, lock_key, unique_key, trace_context)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9, $10, $11, $12)
+        $8, $9, $10, $11, $12, $13::jsonb)
 ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
     queue = excluded.queue, lock_key = excluded.lock_key, unique_key = excluded.unique_key,
-    status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
+    trace_context = excluded.trace_context, status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
     cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
 WHERE j.status <> 'running'
@@ -40,17 +40,17 @@ RETURNING j.job_id
 -- raises unique_violation.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     queue, lock_key, unique_key)
+     queue, lock_key, unique_key, trace_context)
 VALUES ($1, $2, $3::jsonb, $4::jsonb, $5,
         coalesce($6::timestamptz, now() + make_interval(secs => coalesce($7::float8, 0))),
-        $8, $9, $10, $11, $12)
+        $8, $9, $10, $11, $12, $13::jsonb)
 ON CONFLICT (unique_key) WHERE status IN ('pending', 'blocked', 'running')
                           AND unique_key IS NOT NULL
 DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
-    queue = excluded.queue, lock_key = excluded.lock_key,
+    queue = excluded.queue, lock_key = excluded.lock_key, trace_context = excluded.trace_context,
     failures = 0, lost_leases = 0, last_error = NULL, cancel_requested_at = NULL,
     updated_at = now()
 WHERE j.status IN ('pending', 'blocked')
@@ -66,15 +66,15 @@ WHERE unique_key = ANY($1::text[]) AND status IN ('pending', 'blocked', 'running
 -- IGNORE decide in Python). Returns the ids written.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     queue, lock_key, unique_key)
+     queue, lock_key, unique_key, trace_context)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
        coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
-       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key
+       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key, b.trace_context
 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
             $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[], $10::text[],
-            $11::text[], $12::text[])
+            $11::text[], $12::text[], $13::jsonb[])
      AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
-          timeout_seconds, queue, lock_key, unique_key)
+          timeout_seconds, queue, lock_key, unique_key, trace_context)
 ON CONFLICT DO NOTHING
 RETURNING j.job_id
 
@@ -82,21 +82,21 @@ RETURNING j.job_id
 -- Enqueue a batch or overwrite jobs with these ids in place, unless running.
 INSERT INTO {schema}.jobs AS j
     (job_id, task_name, args, kwargs, priority, execution_time, max_retries, timeout_seconds,
-     queue, lock_key, unique_key)
+     queue, lock_key, unique_key, trace_context)
 SELECT b.job_id, b.task_name, b.args, b.kwargs, b.priority,
        coalesce(b.execution_time, now() + make_interval(secs => coalesce(b.delay, 0))),
-       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key
+       b.max_retries, b.timeout_seconds, b.queue, b.lock_key, b.unique_key, b.trace_context
 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::smallint[],
             $6::timestamptz[], $7::float8[], $8::integer[], $9::float8[], $10::text[],
-            $11::text[], $12::text[])
+            $11::text[], $12::text[], $13::jsonb[])
      AS b(job_id, task_name, args, kwargs, priority, execution_time, delay, max_retries,
-          timeout_seconds, queue, lock_key, unique_key)
+          timeout_seconds, queue, lock_key, unique_key, trace_context)
 ON CONFLICT (job_id) DO UPDATE SET
     task_name = excluded.task_name, args = excluded.args, kwargs = excluded.kwargs,
     priority = excluded.priority, execution_time = excluded.execution_time,
     max_retries = excluded.max_retries, timeout_seconds = excluded.timeout_seconds,
     queue = excluded.queue, lock_key = excluded.lock_key, unique_key = excluded.unique_key,
-    status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
+    trace_context = excluded.trace_context, status = 'pending', failures = 0, lost_leases = 0, last_error = NULL,
     cancel_requested_at = NULL,
     started_at = NULL, finished_at = NULL, updated_at = now()
 WHERE j.status <> 'running'
@@ -234,21 +234,38 @@ WITH done AS (
     RETURNING j.job_id, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
               j.attempts, j.failures, j.max_retries, j.timeout_seconds,
               greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
-              extract(epoch FROM j.execution_time)::float8 AS due_epoch
+              extract(epoch FROM j.execution_time)::float8 AS due_epoch,
+              j.queue, greatest(extract(epoch FROM now() - j.execution_time), 0)::float8
+                  AS start_lag, j.trace_context::text AS trace_context
 )
 SELECT 'claimed' AS kind, * FROM claimed
 UNION ALL
-SELECT 'completed', job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+SELECT 'completed', job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL FROM done
 UNION ALL
-SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM live CROSS JOIN scope s
 WHERE $4 > 0 AND s.flow
 
 -- claim_flow_jobs --
 -- The claim of work under flow control; see claim_flow_jobs() in migration 0007. $9 holds
--- each success's result (JSON text), as in claim_jobs.
-SELECT * FROM {schema}.claim_flow_jobs($1, $2::text[], $3::text[], $4, $5::float8,
-                                       $6::text[], $7::uuid[], $8::integer[], $9::text[])
+-- each success's result (JSON text), as in claim_jobs. The queue and trace context of the
+-- jobs it claimed are read alongside (the claim does not change them); the start lag is
+-- measured from the transaction's clock, as in claim_jobs. This statement's snapshot
+-- predates the function's own: a job committed while the function waited for its lock
+-- reads NULL here, and claimed_details fills it in.
+SELECT f.*, j.queue,
+       greatest(extract(epoch FROM now()) - f.due_epoch, 0)::float8 AS start_lag,
+       j.trace_context::text AS trace_context
+FROM {schema}.claim_flow_jobs($1, $2::text[], $3::text[], $4, $5::float8,
+                              $6::text[], $7::uuid[], $8::integer[], $9::text[]) f
+LEFT JOIN {schema}.jobs j ON f.kind = 'claimed' AND j.job_id = f.job_id
+
+-- claimed_details --
+-- The queue and trace context of jobs just claimed, for the rare claim_flow_jobs row its
+-- own statement could not read (see claim_flow_jobs above).
+SELECT job_id, queue, trace_context::text AS trace_context
+FROM {schema}.jobs WHERE job_id = ANY($1::text[])
 
 -- next_due_delay --
 -- Seconds from now until the earliest pending job of the given tasks in the given queues
@@ -742,6 +759,15 @@ SELECT {schema}.set_task_limits($1, $2, $3, $4, $5)
 -- queue_stats --
 -- Every queue with work or settings, for `scheduler queues` and Scheduler.queues().
 SELECT * FROM {schema}.queue_stats ORDER BY queue
+
+-- queue_depths --
+-- Per queue, the pending jobs due now and how long the oldest of them has waited (seconds,
+-- database clock), for the metrics' gauges: read every few seconds per replica at most.
+SELECT j.queue, count(*) AS due,
+       extract(epoch FROM now() - min(j.execution_time))::float8 AS oldest_due_age
+FROM {schema}.jobs j
+WHERE j.status = 'pending' AND j.execution_time <= now()
+GROUP BY j.queue
 
 -- task_limits --
 -- Every task with limits.

@@ -26,6 +26,7 @@ from scheduler.errors import (
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     Attempt,
@@ -38,7 +39,7 @@ from scheduler.models import (
     Schedule,
 )
 from scheduler.postgres.batching import CompletionBatcher
-from scheduler.postgres.connection import AnyConnection, pooled_transaction
+from scheduler.postgres.connection import AnyConnection, KeptConnections, pooled_transaction
 from scheduler.postgres.sql import Queries, channel_for
 from scheduler.recurring import StoredDueSchedule
 from scheduler.serialization import decode_arguments, load_json
@@ -72,6 +73,9 @@ NO_OWNER = UUID(int=0)
 #: ending frees room no notification announces.
 FLOW_RETRY_SECONDS = 0.1
 
+#: The queue label of a claimed job whose queue could not be read with its claim.
+UNKNOWN_QUEUE = "unknown"
+
 Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
 
 
@@ -81,6 +85,8 @@ class PostgresJobStore:
         self.schema = schema
         self.q = Queries(schema)
         self._completions = CompletionBatcher(self._complete_jobs)
+        # The per-job statements reuse a connection instead of paying the pool's reset.
+        self._kept = KeptConnections(pool)
         # Whether flow control concerned the last claim, and how soon to look again.
         self._flow_seen = False
         self._held_back_retry: float | None = None
@@ -99,7 +105,9 @@ class PostgresJobStore:
         if len(jobs) == 1 and not unique:  # one row in one statement: atomic, no transaction
             [job] = jobs
             row = _job_row(job)
-            executor: Executor = connection if connection is not None else self.pool
+            executor: Executor | KeptConnections = (
+                connection if connection is not None else self._kept
+            )
             with _schema_guard(self.schema):
                 written = await executor.fetchval(
                     self.q.upsert_job if replace else self.q.insert_job, *row
@@ -428,11 +436,11 @@ class PostgresJobStore:
             if self._flow_seen:
                 # Flow control concerned the last claim: claim everything through the
                 # serialised path, so priorities hold across limited and free work.
-                rows = await self.pool.fetch(
+                rows = await self._kept.fetch(
                     self.q.claim_flow_jobs, owner, names, queue_names, limit, lead, *done
                 )
             else:
-                rows = await self.pool.fetch(
+                rows = await self._kept.fetch(
                     self.q.claim_jobs,
                     owner,
                     names,
@@ -452,7 +460,7 @@ class PostgresJobStore:
         flow = [row for row in rows if row["kind"] == "flow"]
         if not self._flow_seen and flow and len(claimed) < limit:
             # Work under flow control may wait: the serialised path takes what it can.
-            more = await self.pool.fetch(
+            more = await self._kept.fetch(
                 self.q.claim_flow_jobs,
                 owner,
                 names,
@@ -473,6 +481,8 @@ class PostgresJobStore:
         # A full claim means a backlog: successes wait briefly for the next claim to carry
         # them instead of committing on their own.
         self._completions.hold = len(claimed) == limit
+        late = {row["job_id"] for row in claimed if row["queue"] is None}
+        details = await self._claimed_details(late) if late else {}
         return [
             ClaimedJob(
                 lease=Lease(row["job_id"], owner, row["attempts"]),
@@ -484,9 +494,22 @@ class PostgresJobStore:
                 failures=row["failures"],
                 starts_in=row["starts_in"],
                 due_epoch=row["due_epoch"],
+                queue=details.get(row["job_id"], row)["queue"] or UNKNOWN_QUEUE,
+                start_lag=row["start_lag"] or 0.0,
+                trace_context=details.get(row["job_id"], row)["trace_context"],
             )
             for row in claimed
         ]
+
+    async def _claimed_details(self, job_ids: set[str]) -> dict[str, asyncpg.Record]:
+        """The queue and trace context of jobs the flow claim took that its statement
+        could not see (committed while the claim waited for its lock): rare, one read."""
+        try:
+            rows = await self.pool.fetch(self.q.claimed_details, list(job_ids))
+        except Exception as exc:  # the claim stands: only labels are missing
+            logger.warning("reading the queues of %d claimed job(s) failed: %r", len(job_ids), exc)
+            return {}
+        return {row["job_id"]: row for row in rows}
 
     @property
     def held_back_retry(self) -> float | None:
@@ -495,7 +518,7 @@ class PostgresJobStore:
     async def next_due_delay(
         self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
     ) -> tuple[float | None, float]:
-        row = await self.pool.fetchrow(
+        row = await self._kept.fetchrow(
             self.q.next_due_delay, list(task_names), PRIORITIES_DESCENDING, list(queues)
         )
         assert row is not None  # an aggregate always returns one row
@@ -507,7 +530,7 @@ class PostgresJobStore:
 
     async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
         """Successes with no claim to carry them: the claim statement, claiming nothing."""
-        rows = await self.pool.fetch(
+        rows = await self._kept.fetch(
             self.q.claim_jobs,
             NO_OWNER,
             [],
@@ -523,7 +546,7 @@ class PostgresJobStore:
         self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
     ) -> JobStatus | None:
         outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
-        status = await self.pool.fetchval(
+        status = await self._kept.fetchval(
             self.q.fail_job,
             lease.job_id,
             lease.owner,
@@ -535,19 +558,19 @@ class PostgresJobStore:
         return None if status is None else JobStatus(status)
 
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool:
-        ended = await self.pool.fetchval(
+        ended = await self._kept.fetchval(
             self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
         )
         return bool(ended)
 
     async def release_job(self, lease: Lease, reason: str) -> bool:
-        ended = await self.pool.fetchval(
+        ended = await self._kept.fetchval(
             self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
         )
         return bool(ended)
 
     async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
-        status = await self.pool.fetchval(
+        status = await self._kept.fetchval(
             self.q.snooze_job, lease.job_id, lease.owner, lease.attempt, delay
         )
         return None if status is None else JobStatus(status)
@@ -597,6 +620,9 @@ class PostgresJobStore:
     async def unregister_worker(self, owner: UUID) -> None:
         await self.pool.execute(self.q.unregister_worker, owner)
 
+    async def release_connections(self) -> None:
+        await self._kept.release_all()
+
     async def reclaim_attempts(
         self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
     ) -> int:
@@ -629,6 +655,11 @@ class PostgresJobStore:
     async def set_task_limits(self, task_name: str, limits: Limits) -> None:
         with _schema_guard(self.schema):
             await self.pool.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.queue_depths)
+        return [QueueDepth(row["queue"], row["due"], row["oldest_due_age"]) for row in rows]
 
     async def queue_stats(self) -> list[QueueStats]:
         with _schema_guard(self.schema):
@@ -788,6 +819,7 @@ def _job_row(job: NewJob) -> tuple[Any, ...]:
         job.queue,
         job.lock_key,
         job.unique_key,
+        job.trace_context,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from time import monotonic
 
 import anyio
 import anyio.lowlevel
@@ -37,7 +38,6 @@ class Dispatcher:
         running: RunningJobs,
         identity: WorkerIdentity,
         task_names: Callable[[], list[str]],
-        start_job: Callable[[RunningJob], None],
         *,
         batch_size: int,
         poll_interval: float,
@@ -48,14 +48,12 @@ class Dispatcher:
         self._identity = identity
         self._task_names = task_names
         self._queue_names = queue_names
-        self._start_job = start_job
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self.wakeup = Wakeup()
-        # While a backlog lasts, wait for half the slots to be free and claim them in one
+        # While a backlog lasts, wait for room for half a full claim and claim it in one
         # statement, instead of one claim (and one commit) per finished job.
         self._backlog = False
-        self._backlog_claim_size = max(1, running.capacity // 2)
 
     def notify_due(self, delay: float) -> None:
         """A job becomes due in `delay` seconds (as measured by the database): wake up to
@@ -64,7 +62,7 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim what is due now, up to the free slots; return how many jobs started."""
-        free = self._running.free_slots
+        free = self._running.room
         names = self._task_names()
         queues = self._queue_names()
         owner = self._identity.current
@@ -80,7 +78,7 @@ class Dispatcher:
         claim = self._running.claim_sent()
         try:
             with anyio.CancelScope(shield=True) as claiming:
-                claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
+                claiming.deadline = monotonic() + CLAIM_SHIELD_SECONDS
                 claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD, queues)
             if claiming.cancelled_caught:
                 raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
@@ -103,7 +101,7 @@ class Dispatcher:
                 self.wakeup.set()  # a full batch: more may be due right now
             else:
                 delay, clock = await self._store.next_due_delay(names, queues)
-                read_at = anyio.current_time()
+                read_at = monotonic()
                 for entry in early:
                     # `clock` was read before `read_at`: still never early, now late by
                     # one quick read rather than by the claim's commit.
@@ -118,12 +116,12 @@ class Dispatcher:
                     self.notify_due(delay)
         finally:
             for entry in early:
-                self._start_job(entry)
+                self._running.admit(entry)
         return len(claimed)
 
     def _add(self, claimed: list[ClaimedJob]) -> list[RunningJob]:
         """Register claimed attempts; start those due now, return those claimed early."""
-        arrived = anyio.current_time()
+        arrived = monotonic()
         early: list[RunningJob] = []
         for job in claimed:
             entry = self._running.add(job)
@@ -133,7 +131,7 @@ class Dispatcher:
                 entry.start_at = arrived + job.starts_in
                 early.append(entry)
             else:
-                self._start_job(entry)
+                self._running.admit(entry)
         return early
 
     async def run(self) -> None:
@@ -141,9 +139,7 @@ class Dispatcher:
         while True:
             # Under a backlog neither wait below may block: this is where a stop lands.
             await anyio.lowlevel.checkpoint()
-            await self._running.wait_for_free_slots(
-                self._backlog_claim_size if self._backlog else 1
-            )
+            await self._running.wait_for_room(backlog=self._backlog)
             await self.wakeup.wait(self._poll_interval)
             try:
                 with uninterrupted("a claim pass"):

@@ -19,11 +19,12 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from time import monotonic
 from uuid import UUID
 
 import anyio
 
-from scheduler.running import CancelReason, RunningJobs, WorkerIdentity
+from scheduler.running import PREFETCH_MAX_WAIT, CancelReason, RunningJobs, WorkerIdentity
 from scheduler.services.passes import uninterrupted
 from scheduler.store import AttemptKey, JobStore
 
@@ -62,7 +63,7 @@ class Heartbeat:
 
     async def register(self) -> None:
         """Announce a (new) identity with a fresh lease."""
-        sent_at = anyio.current_time()
+        sent_at = monotonic()
         await self._store.register_worker(
             self._identity.current,
             socket.gethostname(),
@@ -83,7 +84,7 @@ class Heartbeat:
         if not self._identity.registered:
             await self.register()
             return
-        sent_at = anyio.current_time()
+        sent_at = monotonic()
         newest_before_send = self._running.last_sequence()
         owner = self._identity.current
         timeout = max(self.fence_deadline() - sent_at, 0.01)
@@ -97,18 +98,20 @@ class Heartbeat:
             self.fence("the database says the lease expired")
             return
         self._identity.fence_at = sent_at + self._fence_after
-        for entry in self._running:
-            if not entry.executing:
+        running = self._running
+        for entry in running:
+            if not (entry.executing or entry.waiting):
                 continue  # its outcome is being written; the write is fenced
             if entry.owner != owner:
                 # Claimed or started under an identity that has since been fenced.
                 logger.warning("job %s attempt %d: lease lost; cancelling it", *entry.key)
-                entry.cancel(CancelReason.LEASE_LOST)
+                running.cancel(entry, CancelReason.LEASE_LOST)
             elif entry.job_id in result.cancel_requested:
-                entry.cancel(CancelReason.REQUESTED)
+                running.cancel(entry, CancelReason.REQUESTED)
             elif entry.key not in result.owned and entry.sequence <= newest_before_send:
                 logger.warning("job %s attempt %d is no longer ours; cancelling it", *entry.key)
-                entry.cancel(CancelReason.LEASE_LOST)
+                running.cancel(entry, CancelReason.LEASE_LOST)
+        running.expire_waiting(PREFETCH_MAX_WAIT)
         await self._hand_back_unrun(owner, result.owned)
 
     async def _hand_back_unrun(self, owner: UUID, held: frozenset[AttemptKey]) -> None:
@@ -116,7 +119,7 @@ class Heartbeat:
         is handled, so an attempt is handed back only when it was already unrun at the
         previous beat and no claim sent before that beat is still in flight: its claim's
         reply was then handled (and it finished) or will never be."""
-        now = anyio.current_time()
+        now = monotonic()
         unrun = set(held) - self._running.attempt_keys()
         oldest_claim = self._running.oldest_claim_in_flight()
         if oldest_claim is None or oldest_claim > self._unrun_seen_at:
@@ -138,8 +141,8 @@ class Heartbeat:
         )
         self._unrun = set()
         for entry in self._running:
-            if entry.executing and entry.owner != self._identity.current:
-                entry.cancel(CancelReason.LEASE_LOST)
+            if (entry.executing or entry.waiting) and entry.owner != self._identity.current:
+                self._running.cancel(entry, CancelReason.LEASE_LOST)
 
     async def run(self) -> None:
         while True:
@@ -148,7 +151,7 @@ class Heartbeat:
                     await self.run_once()
             except Exception as exc:
                 logger.warning("heartbeat failed: %r", exc)
-            now = anyio.current_time()
+            now = monotonic()
             if self._identity.registered and now >= self.fence_deadline():
                 self.fence("no successful heartbeat within the lease time")
             wake_at = now + self._interval
@@ -156,4 +159,4 @@ class Heartbeat:
                 wake_at = min(wake_at, self.fence_deadline())
             else:
                 wake_at = now + min(self._interval, 1.0)  # re-register soon
-            await anyio.sleep(max(wake_at - anyio.current_time(), 0.0))
+            await anyio.sleep(max(wake_at - monotonic(), 0.0))

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import anyio
 import anyio.lowlevel
 
-from scheduler.recurring import plan_firing, plan_first_fires
+from scheduler.recurring import (
+    FiringPass,
+    SlotJob,
+    StoredDueSchedule,
+    plan_firing,
+    plan_first_fires,
+)
 from scheduler.services.backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
-from scheduler.store import JobStore
+from scheduler.store import FirePlanner, JobStore
 
 logger = logging.getLogger("scheduler.ticker")
 
@@ -30,8 +38,16 @@ FIRE_SHIELD_SECONDS = 10.0
 
 
 class Ticker:
-    def __init__(self, store: JobStore, *, poll_interval: float, batch_size: int = 100) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        poll_interval: float,
+        batch_size: int = 100,
+        on_fired: Callable[[SlotJob], None] | None = None,
+    ) -> None:
         self._store = store
+        self._on_fired = on_fired
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._rng = random.Random()
@@ -55,13 +71,15 @@ class Ticker:
         while True:
             # Shielded: a shutdown lets the pass in flight commit instead of cancelling its
             # transaction half-way; it stops the ticker between passes.
+            plans: list[FiringPass] = []
             with anyio.CancelScope(shield=True) as firing:
                 firing.deadline = anyio.current_time() + FIRE_SHIELD_SECONDS
-                count = await self._store.fire_due_schedules(
-                    self._batch_size, lambda due, now: plan_firing(due, now, self._rng)
-                )
+                count = await self._store.fire_due_schedules(self._batch_size, self._planner(plans))
             if firing.cancelled_caught:
                 raise TimeoutError(f"firing schedules took over {FIRE_SHIELD_SECONDS} s")
+            if self._on_fired is not None:  # committed: tell whoever listens
+                for slot in (job for plan in plans for job in plan.jobs):
+                    self._on_fired(slot)
             fired += count
             if count < self._batch_size:
                 break
@@ -72,6 +90,14 @@ class Ticker:
             # NOTIFY re-arms us); look again soon rather than spin.
             self.wakeup.arm_in(max(delay, RECHECK_LOCKED_DELAY))
         return fired
+
+    def _planner(self, plans: list[FiringPass]) -> FirePlanner:
+        def plan(due: Sequence[StoredDueSchedule], now: datetime) -> FiringPass:
+            planned = plan_firing(due, now, self._rng)
+            plans.append(planned)
+            return planned
+
+        return plan
 
     async def run(self) -> None:
         backoff = LoopBackoff()

@@ -352,13 +352,13 @@ async def test_the_services_step_by_step_against_the_storage_port(
     second beat, not the first (a claim's reply may still be on its way at the first)."""
     store: JobStore = PostgresJobStore(pool, migrated)
     job_id = await enqueue(make_scheduler, max_retries=0)
-    running, identity = RunningJobs(capacity=4), WorkerIdentity()
     started: list[RunningJob] = []
+    running, identity = RunningJobs(capacity=4, start=started.append), WorkerIdentity()
     heartbeat = Heartbeat(
         store, running, identity, lambda: [TASK], lease_time=30, interval=10, orphan_retries=1
     )
     dispatcher = Dispatcher(
-        store, running, identity, lambda: [TASK], started.append, batch_size=10, poll_interval=1
+        store, running, identity, lambda: [TASK], batch_size=10, poll_interval=1
     )
     await heartbeat.register()
     assert await dispatcher.run_once() == 1

@@ -76,10 +76,12 @@ async def test_a_dependency_tree_runs_in_order_across_replicas_despite_a_sigkill
         await producer.schedule_many(requests)
 
         async def victim_runs_a_dependant() -> bool:
+            # Its code has started (it wrote its row), not only been claimed: a claim
+            # commits a moment before the job starts, longer on a busy machine.
             running = await pool.fetchval(
-                f"SELECT count(*) FROM {q}.jobs WHERE status = 'running'"
-                " AND lease_owner = $1 AND job_id <> 'root'",
-                victim.worker_id,
+                f"SELECT count(*) FROM {q}.executions"
+                " WHERE pid = $1 AND finished_at IS NULL AND job_id <> 'root'",
+                victim.pid,
             )
             return bool(running)
 

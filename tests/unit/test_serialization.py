@@ -73,3 +73,19 @@ def test_integers_longer_than_pythons_limit_are_decoded_exactly() -> None:
     args, kwargs = decode_arguments("[" + "9" * 5000 + "]", '{"n": -' + "1" * 4400 + "}")
     assert args == (10**5000 - 1,)
     assert kwargs == {"n": -(10**4400 - 1) // 9}
+
+
+def test_generated_job_ids_are_time_ordered_version_7_uuids() -> None:
+    import time
+    import uuid
+
+    from scheduler.ids import new_job_id
+
+    first = new_job_id()
+    time.sleep(0.002)  # a later millisecond: the order is by time, not by chance
+    second = new_job_id()
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert first < second
+    assert abs((parsed.int >> 80) - time.time() * 1000) < 60_000
+    assert len({new_job_id() for _ in range(1000)}) == 1000
