@@ -19,7 +19,7 @@ class SchedulerConfig:
 
     max_concurrent_jobs: int = 10
     #: Attempts claimed ahead of free slots while jobs are quick (Scheduler's default: as
-    #: many as max_concurrent_jobs).
+    #: many as max_concurrent_jobs, at most claim_batch_size).
     prefetch: int = 10
     schema: str = "scheduler"
     auto_migrate: bool = True
@@ -45,7 +45,7 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
         _positive_int("max_concurrent_jobs", self.max_concurrent_jobs)
-        _positive_int("prefetch", self.prefetch, minimum=0, maximum=INT32_MAX)
+        _positive_int("prefetch", self.prefetch, minimum=0)
         _positive_int("claim_batch_size", self.claim_batch_size, maximum=INT32_MAX)
         _positive_int("max_payload_bytes", self.max_payload_bytes)
         _positive_int("max_result_bytes", self.max_result_bytes)

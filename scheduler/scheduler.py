@@ -125,7 +125,7 @@ class Scheduler:
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
-            prefetch=max_concurrent_jobs if prefetch is None else prefetch,
+            prefetch=_default_prefetch(max_concurrent_jobs, claim_batch_size, prefetch),
             schema=schema if schema is not None else default_schema(),
             auto_migrate=auto_migrate,
             lease_time=seconds(lease_time, "lease_time"),
@@ -873,6 +873,16 @@ class Scheduler:
 SHUTDOWN_BOUND = 5.0
 #: How long a stopping scheduler tries to remove its worker row.
 UNREGISTER_BOUND = 5.0
+
+
+def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int:
+    """As many as the slots, at most a claim's batch (the config validates all three: a
+    bad `slots` or `batch` fails there, whatever this returns)."""
+    if prefetch is not None:
+        return prefetch
+    if not isinstance(slots, int) or not isinstance(batch, int):
+        return 0
+    return min(slots, batch)
 
 
 def _single(exc: BaseException) -> BaseException:
