@@ -25,6 +25,7 @@ import asyncpg
 from scheduler.context import JobContext, Snooze, set_current_job
 from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
+from scheduler.executors.process import ProcessPool
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
@@ -87,6 +88,7 @@ class JobRunner:
         threads: Executor,
         fence_deadline: Callable[[], float],
         max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        processes: ProcessPool | None = None,
     ) -> None:
         self._store = store
         self._running = running
@@ -96,6 +98,7 @@ class JobRunner:
         self._threads = threads
         self._fence_deadline = fence_deadline
         self._max_result_bytes = max_result_bytes
+        self._processes = processes
         self._abandoned = False
         self._thread_waits: set[anyio.Event] = set()
 
@@ -196,6 +199,9 @@ class JobRunner:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        if definition.executor == "process" and self._processes is not None:
+            # Cancelled (timeout, cancel, shutdown): the pool kills the child and re-raises.
+            return await self._processes.run(entry, definition, args, kwargs)
         if definition.is_async:
             return await definition.func(*args, **kwargs)
         # A thread cannot be interrupted: on cancellation it is asked to stop (through

@@ -25,6 +25,7 @@ from scheduler.errors import (
     InvalidScheduleError,
     SchedulerNotRunningError,
 )
+from scheduler.executors.process import ProcessPool
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.models import (
     Attempt,
@@ -113,6 +114,9 @@ class Scheduler:
         cancel_wait: float | timedelta = 10.0,
         tasks: Sequence[Callable[..., Any]] = (),
         queues: Sequence[str] | None = None,
+        process_pool_size: int | None = None,
+        process_max_jobs_per_child: int | None = None,
+        process_max_memory_per_child_mb: int | None = None,
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
@@ -137,6 +141,9 @@ class Scheduler:
             listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
             cancel_wait=seconds(cancel_wait, "cancel_wait"),
             queues=_queue_names(queues),
+            process_pool_size=process_pool_size,
+            process_max_jobs_per_child=process_max_jobs_per_child,
+            process_max_memory_per_child_mb=process_max_memory_per_child_mb,
         )
         self._pool = db_pool
         # Everything below talks to the database through the port only.
@@ -287,11 +294,19 @@ class Scheduler:
         timeout: float | timedelta | None = None,
         backoff: RetryBackoff | None = None,
         queue: str = "default",
+        executor: str | None = None,
     ) -> F:
         """Let this replica run `func` (under `name`, default ``module:qualname``);
-        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise."""
+        `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise.
+        `executor="process"` runs its jobs in the replica's process pool."""
         self._tasks.register(
-            func, name=name, max_retries=max_retries, timeout=timeout, backoff=backoff, queue=queue
+            func,
+            name=name,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            queue=queue,
+            executor=executor,
         )
         return func
 
@@ -661,6 +676,15 @@ class Scheduler:
         self._threads = ThreadPoolExecutor(
             max_workers=config.max_concurrent_jobs, thread_name_prefix="scheduler-job"
         )
+        # Children for executor="process" tasks, started on first use.
+        self._processes = ProcessPool(
+            config.effective_process_pool_size,
+            max_jobs_per_child=config.process_max_jobs_per_child,
+            max_memory_per_child=None
+            if config.process_max_memory_per_child_mb is None
+            else config.process_max_memory_per_child_mb * 1024 * 1024,
+            max_result_bytes=config.max_result_bytes,
+        )
         self._dispatcher = Dispatcher(
             self._store,
             running,
@@ -691,6 +715,7 @@ class Scheduler:
             self._threads,
             fence_deadline=self._heartbeat.fence_deadline,
             max_result_bytes=config.max_result_bytes,
+            processes=self._processes,
         )
         self._reaper = Reaper(
             self._store,
@@ -772,6 +797,7 @@ class Scheduler:
                     with anyio.move_on_after(UNREGISTER_BOUND):
                         await self._store.unregister_worker(self._identity.current)
                 self._threads.shutdown(wait=False, cancel_futures=True)
+                await self._processes.aclose()
             self._ready.set()  # a start() waiting for it sees the failure, cleaned up
             self._stopped.set()
 
