@@ -28,6 +28,7 @@ from scheduler.errors import (
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
+from scheduler.executors.http import HTTP_TASK, http_request
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import (
     Attempt,
@@ -65,6 +66,7 @@ __all__ = [
     "CoalescePolicy",
     "ConfigurationError",
     "ConflictResolution",
+    "HTTP_TASK",
     "CronTrigger",
     "DateTrigger",
     "IntervalTrigger",
@@ -106,5 +108,6 @@ __all__ = [
     "UnknownDependencyError",
     "UniqueKeyConflictError",
     "current_job",
+    "http_request",
     "task",
 ]

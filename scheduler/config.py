@@ -45,6 +45,8 @@ class SchedulerConfig:
     process_max_jobs_per_child: int | None = None
     #: A child whose resident memory exceeds this many MiB after a job is replaced.
     process_max_memory_per_child_mb: int | None = None
+    #: Hosts the built-in HTTP task may call; empty: HTTP jobs are off on this replica.
+    http_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def effective_process_pool_size(self) -> int:

@@ -25,6 +25,7 @@ from scheduler.errors import (
     InvalidScheduleError,
     SchedulerNotRunningError,
 )
+from scheduler.executors import http
 from scheduler.executors.process import ProcessPool
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.models import (
@@ -117,6 +118,7 @@ class Scheduler:
         process_pool_size: int | None = None,
         process_max_jobs_per_child: int | None = None,
         process_max_memory_per_child_mb: int | None = None,
+        http_allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
@@ -144,6 +146,7 @@ class Scheduler:
             process_pool_size=process_pool_size,
             process_max_jobs_per_child=process_max_jobs_per_child,
             process_max_memory_per_child_mb=process_max_memory_per_child_mb,
+            http_allowed_hosts=http.validate_allowed_hosts(http_allowed_hosts),
         )
         self._pool = db_pool
         # Everything below talks to the database through the port only.
@@ -153,6 +156,8 @@ class Scheduler:
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
             self.register(func)
+        if self.config.http_allowed_hosts:  # else HTTP jobs are left to replicas that allow
+            self._tasks.own.add(http.http_task(self.config.http_allowed_hosts))
         self._identity = WorkerIdentity()
         self._state = SchedulerState.NEW
         self._failure: BaseException | None = None
