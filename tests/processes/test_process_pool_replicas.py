@@ -4,7 +4,9 @@ child of the replica that claimed it."""
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
+from pathlib import Path
 
 import anyio
 import asyncpg
@@ -65,3 +67,24 @@ async def test_200_process_jobs_on_two_replicas_never_exceed_two_children_each(
     assert set(by_replica) == set(pids)
     for replica_pid, children in by_replica.items():
         assert len(children) <= 2 and children <= seen[replica_pid]
+
+
+async def test_a_replica_sigkilled_mid_job_takes_its_child_with_it(
+    migrated: str, make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """A CPU-bound child never reads its closed pipe: it must die with its parent."""
+    producer: Scheduler = make_scheduler()
+    pid_file = tmp_path / "pid"
+    with replicas(TEST_DSN, migrated, 1, "--process-pool", "1") as [replica]:
+        await producer.schedule(process_jobs.burn_cpu, args=(str(pid_file),))
+
+        async def child_started() -> int:
+            return int(pid_file.read_text()) if pid_file.exists() else 0
+
+        child = await wait_until(child_started, message="the child's pid")
+        replica.signal(signal.SIGKILL)
+
+        async def child_gone() -> bool:
+            return not process_jobs.alive(child)
+
+        await wait_until(child_gone, message="the orphaned child to die")
