@@ -72,6 +72,9 @@ class ChildProcess:
         return reply
 
     async def kill(self) -> None:
+        """SIGKILL its whole process group: whatever the job started dies with it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
@@ -178,6 +181,9 @@ class ProcessPool:
             stdout=asyncio.subprocess.PIPE,
             env=environment,
             limit=self._max_result_bytes + 1024 * 1024,
+            # Its own process group, so a kill reaches what the job started; a Ctrl-C meant
+            # for the replica does not reach it (the replica stops it in order).
+            start_new_session=True,
         )
         logger.debug("started child %d", process.pid)
         return ChildProcess(process)

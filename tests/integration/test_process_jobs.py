@@ -90,6 +90,21 @@ async def test_cancelling_a_running_process_job_returns_true_and_its_child_is_go
     assert attempt.outcome is AttemptOutcome.CANCELLED
 
 
+async def test_a_timeout_also_kills_what_the_job_started(
+    migrated: str, make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    async with make_scheduler() as scheduler:
+        job_id = await scheduler.schedule(
+            process_jobs.start_grandchild_then_burn, args=(str(pid_file),), timeout=1.0
+        )
+        grandchild = await _pid_written(pid_file)
+        job = await scheduler.wait_for_job(job_id, timeout=30)
+        # An orphan is reaped by init, not by us: wait until it is gone.
+        await wait_until(lambda: _gone(grandchild), message="the grandchild to die")
+    assert job.status is JobStatus.FAILED
+
+
 @pytest.mark.parametrize(
     ("crash", "args", "death"),
     [

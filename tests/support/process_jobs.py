@@ -110,3 +110,15 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+@task(executor="process")
+def start_grandchild_then_burn(pid_file: str) -> None:
+    """Starts a long-lived grandchild, writes its pid, then spins."""
+    import subprocess
+    import sys
+
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    Path(pid_file).write_text(str(grandchild.pid))
+    while True:
+        pass
