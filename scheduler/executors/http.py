@@ -17,6 +17,7 @@ import ipaddress
 import json as jsonlib
 import math
 import re
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,6 +225,7 @@ async def perform_http_request(allowlist: HostAllowlist, **kwargs: Any) -> dict[
         allowlist.check(str(request.url))
 
     client = httpx.AsyncClient(
+        verify=_tls_context(),
         timeout=job.timeout,
         follow_redirects=job.follow_redirects,
         event_hooks={"request": [check_each_request]},
@@ -247,6 +249,16 @@ async def perform_http_request(allowlist: HostAllowlist, **kwargs: Any) -> dict[
             f" (accepted: {sorted(job.accept) if job.accept else '200-299'}): {body[:500]!r}"
         )
     return {"status": response.status_code, "body": body, "body_truncated": truncated}
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once per process: loading the CA bundle costs more than a local request."""
+    try:
+        import certifi
+    except ImportError:  # httpx brings certifi; the system's CAs otherwise
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def http_task(allowed_hosts: Sequence[str]) -> TaskDefinition:
