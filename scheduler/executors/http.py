@@ -13,6 +13,7 @@ outside `accept` fails the attempt, so the job's retry policy applies (backoff i
 from __future__ import annotations
 
 import functools
+import importlib.util
 import ipaddress
 import json as jsonlib
 import math
@@ -263,6 +264,11 @@ def _tls_context() -> ssl.SSLContext:
 
 def http_task(allowed_hosts: Sequence[str]) -> TaskDefinition:
     """The built-in task's definition for a replica that allows these hosts."""
+    if importlib.util.find_spec("httpx") is None:
+        raise ConfigurationError(
+            "http_allowed_hosts turns HTTP jobs on, and they need httpx:"
+            " pip install 'scheduler[http]'"
+        )
     allowlist = HostAllowlist(allowed_hosts)
     return define_task(functools.partial(perform_http_request, allowlist), name=HTTP_TASK)
 

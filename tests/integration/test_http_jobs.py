@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,3 +256,12 @@ def test_allowlist_matching() -> None:
 
 def test_http_request_defaults_are_left_out_of_the_stored_arguments() -> None:
     assert http_request("http://127.0.0.1/x") == {"url": "http://127.0.0.1/x", "method": "GET"}
+
+
+def test_allowing_hosts_without_httpx_installed_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, make_scheduler: SchedulerFactory
+) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if the extra were not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'scheduler\[http\]'"):
+        make_scheduler(http_allowed_hosts=LOCAL)
+    make_scheduler()  # HTTP off: the core needs nothing more
