@@ -139,20 +139,20 @@ class ProcessPool:
             with anyio.CancelScope(shield=True):  # a child started is a child tracked
                 child = self._idle.pop() if self._idle else await self._start_child()
                 self._busy.add(child)
-            reusable = False
+            answered = False
             try:
                 reply = await child.call(request + b"\n")
-                reusable = not self._worn_out(child)
+                answered = True
             finally:
                 # Gone before its place is free: never more children than places.
                 with anyio.CancelScope(shield=True):
                     self._busy.discard(child)
-                    if reusable and not self._closed:
-                        self._idle.append(child)
-                    elif reusable:
-                        await child.stop()
-                    else:
+                    if not answered:  # cancelled, crashed or garbled: nothing to wait for
                         await child.kill()
+                    elif self._closed or self._worn_out(child):
+                        await child.stop()  # idle now: let it exit in order
+                    else:
+                        self._idle.append(child)
         return _outcome(reply, child.pid)
 
     def _worn_out(self, child: ChildProcess) -> bool:
