@@ -106,6 +106,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_backends(session: nox.Session) -> None:
+    """The cost of process and HTTP jobs beside in-loop async jobs (about a minute; not in
+    the default run): `nox -s bench_backends -- --jobs 500`."""
+    session.install("-e", ".[http,examples]")
+    session.run("python", "-m", "benchmarks.backends", *session.posargs, env=_dsn_env())
+
+
+@nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
     session.install("-e", ".[examples,prometheus,otel]")

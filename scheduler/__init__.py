@@ -29,6 +29,7 @@ from scheduler.errors import (
     UnknownDependencyError,
 )
 from scheduler.events import EventHandler, EventKind, JobEvent
+from scheduler.executors.http import HTTP_TASK, http_request
 from scheduler.extensions import Extension, QueueDepth, ReplicaState
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.middleware import AttemptInfo, CallNext, Middleware
@@ -70,6 +71,7 @@ __all__ = [
     "CoalescePolicy",
     "ConfigurationError",
     "ConflictResolution",
+    "HTTP_TASK",
     "CronTrigger",
     "DateTrigger",
     "EventHandler",
@@ -118,5 +120,6 @@ __all__ = [
     "UnknownDependencyError",
     "UniqueKeyConflictError",
     "current_job",
+    "http_request",
     "task",
 ]

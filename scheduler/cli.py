@@ -164,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for remote scrapes)",
     )
+    worker.add_argument(
+        "--http-allowed-host",
+        dest="http_allowed_hosts",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="host the built-in HTTP task may call (repeatable; also"
+        " $SCHEDULER_HTTP_ALLOWED_HOSTS, comma-separated; default: none, HTTP jobs are off)",
+    )
     return parser
 
 
@@ -185,6 +194,9 @@ _WORKER_SETTINGS: dict[str, type] = {
     "listener_check_interval": float,
     "listener_check_timeout": float,
     "cancel_wait": float,
+    "process_pool_size": int,
+    "process_max_jobs_per_child": int,
+    "process_max_memory_per_child_mb": int,
 }
 
 
@@ -235,6 +247,11 @@ def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
             settings[name] = None if value is _DISABLED else value
     if getattr(options, "queues", None):
         settings["queues"] = options.queues
+    hosts = getattr(options, "http_allowed_hosts", None)
+    if hosts is None and os.environ.get("SCHEDULER_HTTP_ALLOWED_HOSTS"):
+        hosts = os.environ["SCHEDULER_HTTP_ALLOWED_HOSTS"].split(",")
+    if hosts:
+        settings["http_allowed_hosts"] = [host.strip() for host in hosts if host.strip()]
     return settings
 
 

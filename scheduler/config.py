@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -41,6 +42,20 @@ class SchedulerConfig:
     cancel_wait: float = 10.0
     #: The queues this replica works; None: "default" and the queues its tasks declare.
     queues: tuple[str, ...] | None = None
+    #: Children for `executor="process"` tasks; None: min(max_concurrent_jobs, CPU count).
+    process_pool_size: int | None = None
+    #: A child is replaced after this many jobs (None: never for that reason).
+    process_max_jobs_per_child: int | None = None
+    #: A child whose resident memory exceeds this many MiB after a job is replaced.
+    process_max_memory_per_child_mb: int | None = None
+    #: Hosts the built-in HTTP task may call; empty: HTTP jobs are off on this replica.
+    http_allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def effective_process_pool_size(self) -> int:
+        if self.process_pool_size is not None:
+            return self.process_pool_size
+        return max(1, min(self.max_concurrent_jobs, os.cpu_count() or 1))
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
@@ -75,6 +90,19 @@ class SchedulerConfig:
                 )
             for queue in self.queues:
                 validate_queue_name(queue, ConfigurationError)
+        for name in (
+            "process_pool_size",
+            "process_max_jobs_per_child",
+            "process_max_memory_per_child_mb",
+        ):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name), maximum=INT32_MAX)
+        if (self.process_pool_size or 0) > self.max_concurrent_jobs:
+            raise ConfigurationError(
+                f"process_pool_size ({self.process_pool_size}) must be at most"
+                f" max_concurrent_jobs ({self.max_concurrent_jobs}): a process job holds one"
+                " of those slots while it runs or waits for a child"
+            )
         if not isinstance(self.retry_backoff, RetryBackoff):
             raise ConfigurationError(
                 f"retry_backoff must be a RetryBackoff, got {self.retry_backoff!r}"

@@ -25,6 +25,7 @@ import asyncpg
 from scheduler.context import JobContext, Snooze, set_current_job
 from scheduler.error_text import describe_exception, storable_text
 from scheduler.errors import JobInterruptedError
+from scheduler.executors.process import ProcessPool
 from scheduler.interrupt import MoveOnAt, uncancel
 from scheduler.observing import Observability
 from scheduler.retry import RetryBackoff
@@ -92,6 +93,7 @@ class JobRunner:
         fence_deadline: Callable[[], float],
         max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         observability: Observability | None = None,
+        processes: ProcessPool | None = None,
     ) -> None:
         self._store = store
         self._running = running
@@ -101,6 +103,7 @@ class JobRunner:
         self._threads = threads
         self._fence_deadline = fence_deadline
         self._max_result_bytes = max_result_bytes
+        self._processes = processes
         self._abandoned = False
         # Middleware and events: None when nothing is configured, so a job pays one `if`.
         self._observability = observability or Observability()
@@ -227,6 +230,9 @@ class JobRunner:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        if definition.executor == "process" and self._processes is not None:
+            # Cancelled (timeout, cancel, shutdown): the pool kills the child and re-raises.
+            return await self._processes.run(entry, definition, args, kwargs)
         if definition.is_async:
             return await definition.func(*args, **kwargs)
         # A thread cannot be interrupted: on cancellation it is asked to stop (through

@@ -26,6 +26,8 @@ from scheduler.errors import (
     SchedulerNotRunningError,
 )
 from scheduler.events import EventHandler
+from scheduler.executors import http
+from scheduler.executors.process import ProcessPool
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.middleware import Middleware
@@ -122,6 +124,10 @@ class Scheduler:
         middleware: Sequence[Middleware] = (),
         event_handlers: Sequence[EventHandler] = (),
         extensions: Sequence[Extension] = (),
+        process_pool_size: int | None = None,
+        process_max_jobs_per_child: int | None = None,
+        process_max_memory_per_child_mb: int | None = None,
+        http_allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
@@ -147,6 +153,10 @@ class Scheduler:
             listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
             cancel_wait=seconds(cancel_wait, "cancel_wait"),
             queues=_queue_names(queues),
+            process_pool_size=process_pool_size,
+            process_max_jobs_per_child=process_max_jobs_per_child,
+            process_max_memory_per_child_mb=process_max_memory_per_child_mb,
+            http_allowed_hosts=http.validate_allowed_hosts(http_allowed_hosts),
         )
         self._pool = db_pool
         # Everything below talks to the database through the port only.
@@ -157,6 +167,8 @@ class Scheduler:
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
             self.register(func)
+        if self.config.http_allowed_hosts:  # else HTTP jobs are left to replicas that allow
+            self._tasks.own.add(http.http_task(self.config.http_allowed_hosts))
         self._identity = WorkerIdentity()
         self._state = SchedulerState.NEW
         self._failure: BaseException | None = None
@@ -299,10 +311,12 @@ class Scheduler:
         backoff: RetryBackoff | None = None,
         queue: str = "default",
         middleware: Sequence[Middleware] = (),
+        executor: str | None = None,
     ) -> F:
         """Let this replica run `func` (under `name`, default ``module:qualname``);
         `schedule(func)` then stores jobs under that name, in `queue` unless told otherwise.
-        `middleware` wraps its attempts, inside the scheduler's own (see `Middleware`)."""
+        `middleware` wraps its attempts, inside the scheduler's own (see `Middleware`);
+        `executor="process"` runs its jobs in the replica's process pool."""
         self._tasks.register(
             func,
             name=name,
@@ -311,6 +325,7 @@ class Scheduler:
             backoff=backoff,
             queue=queue,
             middleware=middleware,
+            executor=executor,
         )
         return func
 
@@ -687,6 +702,15 @@ class Scheduler:
         self._threads = ThreadPoolExecutor(
             max_workers=config.max_concurrent_jobs, thread_name_prefix="scheduler-job"
         )
+        # Children for executor="process" tasks, started on first use.
+        self._processes = ProcessPool(
+            config.effective_process_pool_size,
+            max_jobs_per_child=config.process_max_jobs_per_child,
+            max_memory_per_child=None
+            if config.process_max_memory_per_child_mb is None
+            else config.process_max_memory_per_child_mb * 1024 * 1024,
+            max_result_bytes=config.max_result_bytes,
+        )
         self._dispatcher = Dispatcher(
             self._store,
             running,
@@ -717,6 +741,7 @@ class Scheduler:
             fence_deadline=self._heartbeat.fence_deadline,
             max_result_bytes=config.max_result_bytes,
             observability=self._observability,
+            processes=self._processes,
         )
         self._reaper = Reaper(
             self._store,
@@ -818,6 +843,7 @@ class Scheduler:
                 with anyio.move_on_after(UNREGISTER_BOUND):
                     await self._store.release_connections()
                 self._threads.shutdown(wait=False, cancel_futures=True)
+                await self._processes.aclose()
             if self._failure is not None and self._ready.is_set():
                 # Only now, cleaned up: whoever sees FAILED sees its jobs and row gone too.
                 self._state = SchedulerState.FAILED

@@ -51,6 +51,9 @@ class TaskDefinition:
     queue: str = "default"
     #: Wrapped around its attempts, inside the scheduler's middleware.
     middleware: tuple[Middleware, ...] = ()
+    #: Where its code runs: None (async on the event loop, sync in a thread) or "process"
+    #: (in a child process of the replica's pool, see scheduler/executors/process.py).
+    executor: str | None = None
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +95,48 @@ def task_name_for(func: Callable[..., Any], *, check_resolvable: bool = True) ->
             " name"
         )
     return f"{module}:{qualname}"
+
+
+#: The values `executor=` accepts besides None.
+EXECUTORS = ("process",)
+
+
+def validate_executor(func: Callable[..., Any], executor: str | None) -> str | None:
+    """`executor` if `func` can run there, else `ConfigurationError` saying what to do.
+
+    A process child imports the function by its module and qualified name, so it must be a
+    plain module-level function of an importable module (not `__main__`)."""
+    if executor is None:
+        return None
+    if executor not in EXECUTORS:
+        raise ConfigurationError(
+            f"executor must be None (the event loop, or a thread for a sync function) or one"
+            f" of {', '.join(map(repr, EXECUTORS))}; got {executor!r}"
+        )
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not inspect.isfunction(func) or module is None or qualname is None:
+        raise ConfigurationError(
+            f"{func!r} cannot run in a process: a child imports it by name, so it must be a"
+            " module-level function (not a partial, a bound method or a callable instance)"
+        )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise ConfigurationError(
+            f"{module}.{qualname} cannot run in a process: a child imports it by name; define"
+            " it at module level"
+        )
+    if module == "__main__":
+        raise ConfigurationError(
+            f"{qualname} is defined in the __main__ script, which a child process cannot"
+            " import by name; move it to a module and import it from there"
+        )
+    return executor
+
+
+def import_path_of(definition: TaskDefinition) -> str:
+    """Where a process child finds the task's function: ``module:qualname``, taken from the
+    registered function itself, never from a job row."""
+    return f"{definition.func.__module__}:{definition.func.__qualname__}"
 
 
 def validate_task_name(name: str) -> str:
@@ -156,6 +201,7 @@ def define_task(
     queue: str = "default",
     middleware: Sequence[Middleware] = (),
     check_resolvable: bool = True,
+    executor: str | None = None,
 ) -> TaskDefinition:
     """A task's definition, or a typed error: `TaskNotNameableError` for the name,
     `ConfigurationError` for the defaults."""
@@ -176,8 +222,9 @@ def define_task(
         backoff=backoff,
         queue=validation.validate_queue_name(queue, ConfigurationError),
         middleware=validate_middleware(middleware),
+        executor=validate_executor(func, executor),
     )
-    if seconds is not None and not definition.is_async:
+    if seconds is not None and not definition.is_async and executor is None:
         logger.warning(
             "task %s is synchronous: its timeout of %ss is cooperative. A thread cannot be"
             " interrupted; the job must check current_job().cancel_requested (or call"
@@ -199,6 +246,7 @@ def task(
     backoff: RetryBackoff | None = None,
     queue: str = "default",
     middleware: Sequence[Middleware] = (),
+    executor: str | None = None,
 ) -> Callable[[F], F]: ...
 def task(
     func: F | None = None,
@@ -210,11 +258,14 @@ def task(
     backoff: RetryBackoff | None = None,
     queue: str = "default",
     middleware: Sequence[Middleware] = (),
+    executor: str | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function as a task in every scheduler of this process.
 
     Use bare (``@task``) or with defaults (``@task(max_retries=3, timeout=60)``). The
-    function is returned unchanged, so it can still be called directly.
+    function is returned unchanged, so it can still be called directly. With
+    ``executor="process"`` its jobs run in a child process, where a timeout or a cancel
+    kills it (see the README's Execution backends).
     """
 
     def decorate(f: F) -> F:
@@ -227,6 +278,7 @@ def task(
             queue=queue,
             middleware=middleware,
             check_resolvable=False,
+            executor=executor,
         )
         default_registry.add(definition)
         f.__scheduler_task__ = definition  # type: ignore[attr-defined]
@@ -275,6 +327,7 @@ class TaskCatalog:
         backoff: RetryBackoff | None = None,
         queue: str = "default",
         middleware: Sequence[Middleware] = (),
+        executor: str | None = None,
     ) -> TaskDefinition:
         """Let this scheduler run `func` (under `name`, default ``module:qualname``)."""
         definition = self.own.add(
@@ -286,6 +339,7 @@ class TaskCatalog:
                 backoff=backoff,
                 queue=queue,
                 middleware=middleware,
+                executor=executor,
             )
         )
         self._resolved.clear()  # a remembered answer may predate this registration

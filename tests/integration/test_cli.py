@@ -264,6 +264,10 @@ def test_a_worker_takes_every_replica_setting_from_flags_or_the_environment(
             "none",
             "--orphan-retries",
             "0",
+            "--process-pool-size",
+            "2",
+            "--http-allowed-host",
+            "api.example.com",
         ]
     )
     assert worker_settings(options) == {
@@ -272,10 +276,14 @@ def test_a_worker_takes_every_replica_setting_from_flags_or_the_environment(
         "max_concurrent_jobs": 3,
         "unrunnable_job_timeout": None,
         "orphan_retries": 0,
+        "process_pool_size": 2,
+        "http_allowed_hosts": ["api.example.com"],
     }
+    monkeypatch.setenv("SCHEDULER_HTTP_ALLOWED_HOSTS", "a.example.com, *.b.example.com")
     assert worker_settings(build_parser().parse_args(["worker"])) == {
         "poll_interval": 2.5,
         "lease_time": 60.0,
+        "http_allowed_hosts": ["a.example.com", "*.b.example.com"],
     }
 
 

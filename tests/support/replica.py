@@ -22,7 +22,7 @@ from scheduler import CoalescePolicy, Scheduler
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.store import ClaimedJob
 from scheduler.triggers import trigger_from_json
-from tests.support import side_jobs
+from tests.support import process_jobs, side_jobs
 
 
 async def main() -> None:
@@ -39,6 +39,13 @@ async def main() -> None:
         " instead of the fast test ones (--lease-time and --heartbeat-interval are ignored)",
     )
     parser.add_argument(
+        "--process-pool",
+        type=int,
+        default=None,
+        help="process_pool_size; the process tasks of tests.support.process_jobs are"
+        " registered (by their @task) in every replica",
+    )
+    parser.add_argument(
         "--freeze-after-claim",
         action="store_true",
         help="fault injection: block the process right after the first claim commits",
@@ -51,6 +58,7 @@ async def main() -> None:
         " seconds, and any of coalesce, max_running, misfire_grace_time",
     )
     options = parser.parse_args()
+    assert process_jobs.whoami is not None  # imported for its @task registrations
     if options.freeze_after_claim:
         freeze_after_first_claim()
 
@@ -72,6 +80,7 @@ async def main() -> None:
         max_concurrent_jobs=options.concurrency,
         schema=options.schema,
         **intervals,
+        process_pool_size=options.process_pool,
         tasks=[
             side_jobs.work,
             side_jobs.fail_slowly_on_first_attempt,
