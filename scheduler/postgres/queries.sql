@@ -236,16 +236,20 @@ WITH done AS (
               greatest(extract(epoch FROM j.execution_time - now()), 0)::float8 AS starts_in,
               extract(epoch FROM j.execution_time)::float8 AS due_epoch,
               j.queue, greatest(extract(epoch FROM now() - j.execution_time), 0)::float8
-                  AS start_lag, j.trace_context::text AS trace_context
+                  AS start_lag, j.trace_context::text AS trace_context, j.priority
 )
 SELECT 'claimed' AS kind, * FROM claimed
 UNION ALL
 SELECT 'completed', job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL FROM done
+       NULL, NULL FROM done
 UNION ALL
-SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'flow', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL
 FROM live CROSS JOIN scope s
 WHERE $4 > 0 AND s.flow
+-- An UPDATE returns its rows in no particular order: the claim's order is restored here,
+-- so that jobs claimed together (a prefetch) start highest priority, then earliest, first.
+ORDER BY priority DESC NULLS LAST, due_epoch
 
 -- claim_flow_jobs --
 -- The claim of work under flow control; see claim_flow_jobs() in migration 0007. $9 holds
@@ -260,6 +264,8 @@ SELECT f.*, j.queue,
 FROM {schema}.claim_flow_jobs($1, $2::text[], $3::text[], $4, $5::float8,
                               $6::text[], $7::uuid[], $8::integer[], $9::text[]) f
 LEFT JOIN {schema}.jobs j ON f.kind = 'claimed' AND j.job_id = f.job_id
+-- In claim order (see claim_jobs); a row this snapshot cannot see sorts last.
+ORDER BY j.priority DESC NULLS LAST, f.due_epoch
 
 -- claimed_details --
 -- The queue and trace context of jobs just claimed, for the rare claim_flow_jobs row its
