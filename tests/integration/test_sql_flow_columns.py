@@ -379,3 +379,25 @@ async def test_roles_granted_before_the_upgrade_keep_scheduling(
         await pool.execute(f"DROP SCHEMA IF EXISTS {q} CASCADE")
         await pool.execute(f"DROP OWNED BY {quote_identifier(producer)}")
         await pool.execute(f"DROP ROLE {quote_identifier(producer)}")
+
+
+async def test_a_blocked_holder_is_replaced_in_place_and_stays_blocked(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    q = quote_identifier(migrated)
+    await pool.fetchval(f"SELECT {q}.schedule_job($1, job_id => 'dep', delay => '1h')", RECORD)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.fetchval(
+            f"SELECT {q}.schedule_job($1, '[1]', job_id => 'waiter', unique_key => 'w')", RECORD
+        )
+        assert await conn.fetchval(f"SELECT {q}.add_dependencies('waiter', ARRAY['dep'])") == (
+            "blocked"
+        )
+    with pytest.raises(asyncpg.UniqueViolationError, match="job 'waiter' already holds"):
+        await pool.fetchval(f"SELECT {q}.schedule_job($1, unique_key => 'w')", RECORD)
+    replaced = await pool.fetchval(
+        f"SELECT {q}.schedule_job($1, '[2]', unique_key => 'w', conflict => 'replace')", RECORD
+    )
+    assert replaced == "waiter"
+    row = await job_row(pool, migrated, "waiter")
+    assert (row["status"], row["args"]) == ("blocked", "[2]")
