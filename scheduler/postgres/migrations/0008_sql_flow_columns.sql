@@ -35,9 +35,9 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- check_job_request() keeps its name and contract (every check of schedule(), defaults
--- filled in); 0005's body, unchanged, now checks the fields it knew and this one adds the
--- flow-control fields. SECURITY DEFINER so a caller needs EXECUTE on this one only; it
--- reads no table.
+-- filled in). 0005's function, renamed check_job_basics and otherwise unchanged, checks the
+-- fields it knew; the new check_job_request() calls it, then checks the flow-control
+-- fields. SECURITY DEFINER so a caller needs EXECUTE on this one only; it reads no table.
 ALTER FUNCTION {schema}.check_job_request({schema}.job_request, text)
     RENAME TO check_job_basics;
 
