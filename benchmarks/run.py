@@ -3,6 +3,8 @@
     W1 enqueue (one at a time, and in bulk)      W4 fan-out over 1, 3, 4 processes
     W2 drain of 10,000 due no-op jobs            W5 W2 and W3 beside 2M rows (1M future, 1M done)
     W3 start latency (idle), W3b (under load)    W6 idle queries/s and memory of a replica
+    FLOW claim cost with each kind of flow-control limit on (benchmarks/flow.py; only
+         when named: --only FLOW)
 
     python -m benchmarks.run [--jobs 10000] [--repeats 3] [--only W2,W3] [--no-peers]
 
@@ -632,6 +634,10 @@ async def main() -> None:
         report.add(
             "W6 replica memory, idle on an empty schema", "scheduler", "MB", [idle["rss_mb"]]
         )
+    if "FLOW" in only:  # not in the default --only: `--only W2,FLOW` measures both
+        from benchmarks import flow
+
+        await flow.run_all(pool, report, n=n, repeats=r)
     if not options.no_peers:
         from benchmarks import peers
 
@@ -656,6 +662,11 @@ async def main() -> None:
     print(report.markdown())
     print()
     print(targets(report))  # fmt: skip
+    if "FLOW" in only:
+        from benchmarks import flow
+
+        print()
+        print(flow.summary(report))
 
 
 def report_latency(report: Report, workload: str, runs: list[list[float]]) -> None:
