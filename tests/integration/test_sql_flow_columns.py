@@ -1,4 +1,4 @@
-"""The SQL producer API takes the flow-control columns (migration 0008_sql_flow_columns):
+"""The SQL producer API takes the flow-control columns (migration 0010_sql_flow_columns):
 schedule_job(), job_request() and schedule_jobs() accept `queue`, `lock_key` and
 `unique_key`, check them as Python does, and meet a held unique key with the call's
 `conflict` exactly as Scheduler.schedule() does; calls written for 0005 keep working."""

@@ -56,8 +56,8 @@ async def _started() -> int:
     return row_id
 
 
-async def _ended(row_id: int, column: str = "finished_at") -> None:
-    ended_at = time.time()
+async def _ended(row_id: int, column: str = "finished_at", at: float | None = None) -> None:
+    ended_at = time.time() if at is None else at
     assert _pool is not None
     assert column in ("finished_at", "failed_at", "cancelled_at")
     await _pool.execute(
@@ -72,12 +72,21 @@ async def _ended(row_id: int, column: str = "finished_at") -> None:
 async def _recording_a_cancel(row_id: int) -> AsyncIterator[None]:
     """A cancelled attempt (fenced, shut down, cancelled) records when it stopped, so an
     attempt that stopped before a peer took the job over is not mistaken for an overlap.
-    Bounded: with the database away the end stays unknown, as after a SIGKILL."""
+    The time is taken when the code stops; the write is retried for up to 2 s, because
+    right after a database restart the pool hands out connections the restart broke
+    (each fails once). Bounded: with the database away the end stays unknown, as after a
+    SIGKILL."""
     try:
         yield
     except anyio.get_cancelled_exc_class():
-        with anyio.move_on_after(0.5, shield=True), contextlib.suppress(Exception):
-            await _ended(row_id, "cancelled_at")
+        stopped = time.time()
+        with anyio.move_on_after(2.0, shield=True):
+            while True:
+                try:
+                    await _ended(row_id, "cancelled_at", at=stopped)
+                    break
+                except Exception:
+                    await anyio.sleep(0.05)
         raise
 
 
