@@ -94,9 +94,9 @@ async def poll_until_drained(pool: asyncpg.Pool[Any], schema: str) -> None:
 class WorkerProcess:
     """`benchmarks.worker` in its own process: started, measured, stopped."""
 
-    def __init__(self, dsn: str, schema: str) -> None:
+    def __init__(self, dsn: str, schema: str, *options: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", dsn, schema],
+            [sys.executable, "-m", "benchmarks.worker", dsn, schema, *options],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -365,14 +365,15 @@ async def big_table(pool: asyncpg.Pool[Any], future: int, finished: int) -> str:
     return scheduler.config.schema
 
 
-async def idle_cost(pool: asyncpg.Pool[Any], seconds: float) -> dict[str, float]:
+async def idle_cost(pool: asyncpg.Pool[Any], seconds: float, *options: str) -> dict[str, float]:
     """W6: transactions per second an idle replica sends, counted by the server in a
-    database of its own (so nothing else is counted), over `seconds` after a warm-up."""
+    database of its own (so nothing else is counted), over `seconds` after a warm-up;
+    `options` go to the worker (`--metrics`: with Prometheus metrics and their reads)."""
     database = f"bench_idle_{uuid.uuid4().hex[:8]}"
     await pool.execute(f"CREATE DATABASE {quote_identifier(database)}")
     dsn = DSN.rsplit("/", 1)[0] + "/" + database
     try:
-        worker = WorkerProcess(dsn, "scheduler")
+        worker = WorkerProcess(dsn, "scheduler", *options)
         await asyncio.sleep(12)  # past the server's 10 s stats flush interval for idle backends
         before = await _transactions(pool, database)
         rss = worker.rss_mb()
@@ -633,6 +634,13 @@ async def main() -> None:
         )
         report.add(
             "W6 replica memory, idle on an empty schema", "scheduler", "MB", [idle["rss_mb"]]
+        )
+        idle = await idle_cost(pool, options.idle_seconds, "--metrics")
+        report.add(
+            f"W6 idle, over {options.idle_seconds:.0f} s",
+            "scheduler with Prometheus metrics (queue depth read every 5 s)",
+            "queries/s",
+            [idle["queries_per_s"]],
         )
     if "FLOW" in only:  # not in the default --only: `--only W2,FLOW` measures both
         from benchmarks import flow

@@ -15,6 +15,7 @@ import asyncpg
 
 from benchmarks.tasks import noop, record_latency
 from scheduler import Scheduler
+from scheduler.metrics import PrometheusMetrics
 
 
 async def main() -> None:
@@ -22,6 +23,9 @@ async def main() -> None:
     parser.add_argument("dsn")
     parser.add_argument("schema")
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument(
+        "--metrics", action="store_true", help="with Prometheus metrics (their reads count)"
+    )
     options = parser.parse_args()
     pool = await asyncpg.create_pool(options.dsn, min_size=2, max_size=options.concurrency + 4)
     assert pool is not None
@@ -32,6 +36,7 @@ async def main() -> None:
         max_concurrent_jobs=options.concurrency,
         schema=options.schema,
         tasks=[noop, record_latency],
+        extensions=[PrometheusMetrics()] if options.metrics else [],
     )
     async with scheduler:
         print("READY", flush=True)
