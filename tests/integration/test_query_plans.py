@@ -181,15 +181,3 @@ async def test_the_flow_claims_candidate_scan_uses_the_claim_index(
     assert len([row for row in rows if row["kind"] == "claimed"]) == 2  # the limit, not 10
     claim_plan = next(p for p in plans if "jobs_claim_idx" in p and "LockRows" in p)
     assert '"Node Type": "Seq Scan"' not in claim_plan
-
-
-async def test_the_flow_claim_is_planned_for_each_call(pool: asyncpg.Pool, migrated: str) -> None:
-    """claim_flow_jobs() plans its statement for each call's arguments: the generic plan
-    PL/pgSQL would otherwise cache after five calls made its claims several times slower
-    (benchmarks/flow.py). Plans are not comparable in a test; the setting is."""
-    settings = await pool.fetchval(
-        "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE n.nspname = $1 AND p.proname = 'claim_flow_jobs'",
-        migrated,
-    )
-    assert "plan_cache_mode=force_custom_plan" in settings
