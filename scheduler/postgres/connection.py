@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+logger = logging.getLogger("scheduler.postgres")
 
 AnyConnection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
@@ -120,7 +123,14 @@ class KeptConnections:
     def _release_soon(self, conn: PoolConnectionProxy[Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._pool.release(conn))
         self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        # A connection a database restart broke fails its reset; the pool has closed it
+        # and opens another when needed. Nothing to do but not leave the error unread.
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("a kept connection failed its reset: %r", task.exception())
 
     async def release_all(self) -> None:
         """Hand every kept connection back to the pool now (a scheduler shutting down)."""
