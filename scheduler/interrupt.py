@@ -14,7 +14,7 @@ from types import TracebackType
 
 
 class MoveOnAt:
-    __slots__ = ("_deadline", "_handle", "_task", "expired")
+    __slots__ = ("_cancelling", "_deadline", "_handle", "_task", "expired")
 
     def __init__(self, deadline: float) -> None:
         """`deadline` on the event loop's clock (`loop.time()`)."""
@@ -27,6 +27,7 @@ class MoveOnAt:
         task = asyncio.current_task()
         assert task is not None, "MoveOnAt is used inside a task"
         self._task = task
+        self._cancelling = _cancelling(task)
         self._handle = task.get_loop().call_at(self._deadline, self._expire)
         return self
 
@@ -46,9 +47,10 @@ class MoveOnAt:
         if not self.expired:
             return False
         # The timer fired while the task waited inside the block, so its CancelledError was
-        # delivered there: it is the one arriving here (or the block swallowed it).
+        # delivered there: it is the one arriving here (or the block swallowed it). Swallow
+        # it only if nobody else cancelled the task meanwhile (as asyncio.timeout does).
         uncancel(self._task)
-        return exc_type is asyncio.CancelledError
+        return exc_type is asyncio.CancelledError and _cancelling(self._task) <= self._cancelling
 
 
 def uncancel(task: asyncio.Task[object], times: int = 1) -> None:
@@ -58,3 +60,9 @@ def uncancel(task: asyncio.Task[object], times: int = 1) -> None:
     if undo is not None:
         for _ in range(times):
             undo()
+
+
+def _cancelling(task: asyncio.Task[object]) -> int:
+    """Cancellations requested and not yet handled (always 0 before Python 3.11)."""
+    count = getattr(task, "cancelling", None)
+    return count() if count is not None else 0

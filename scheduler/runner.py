@@ -166,7 +166,9 @@ class JobRunner:
             if wait > 0:
                 await asyncio.sleep(wait)
             if not self._identity.holds(entry.owner):
-                # Fenced since the claim: a peer may already run it. Never start.
+                # Fenced since the claim: a peer may already run it. Never start. (Not
+                # interruptible first: this task must not cancel itself.)
+                entry.interruptible = False
                 entry.cancel(CancelReason.LEASE_LOST)
                 return Interrupted(CancelReason.LEASE_LOST), backoff
             if timeout:

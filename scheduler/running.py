@@ -43,6 +43,9 @@ class RunningJob:
     executing: bool = False
     #: True while it waits for a slot, claimed ahead (prefetch).
     waiting: bool = False
+    #: True once its code is over and its outcome is being written: nothing can stop it
+    #: any more. Until then (registered, waiting, running) a cancel applies.
+    recording: bool = False
     queued_at: float = 0.0
     slot_at: float = 0.0
     #: What a synchronous job polls to stop cooperatively (`current_job().cancel_requested`).
@@ -170,6 +173,7 @@ class RunningJobs:
 
     def finish_execution(self, entry: RunningJob) -> None:
         """The job's code returned: its slot is free; the outcome is still being written."""
+        entry.recording = True
         if entry.executing and self._attempts.get(entry.key) is entry:
             entry.executing = False
             self._executing -= 1
@@ -211,9 +215,9 @@ class RunningJobs:
         return self._issued
 
     def cancel_all(self, reason: CancelReason) -> None:
-        """Cancel every attempt running or waiting (not those recording an outcome)."""
+        """Cancel every attempt not already recording its outcome."""
         for entry in list(self._attempts.values()):
-            if entry.executing or entry.waiting:
+            if not entry.recording:
                 self.cancel(entry, reason)
 
     def cancel_waiting(self, reason: CancelReason) -> None:

@@ -797,7 +797,7 @@ class Scheduler:
         if running is None:
             return
         for entry in running.for_job(job_id):
-            if entry.executing or entry.waiting:
+            if not entry.recording:
                 running.cancel(entry, CancelReason.REQUESTED)
 
     async def _run(self) -> None:

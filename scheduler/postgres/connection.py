@@ -20,6 +20,9 @@ AnyConnection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 #: How long rolling back an interrupted transaction may take; a connection that cannot
 #: roll back within it is closed instead of going back to the pool.
 ROLLBACK_SECONDS = 5.0
+#: How long handing a connection back (the pool's reset query) may take before the pool
+#: closes it instead.
+RELEASE_SECONDS = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -76,8 +79,15 @@ class KeptConnections:
         conn = await self._take()
         try:
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+        except asyncio.CancelledError:
+            # Interrupted mid-statement (a deadline): the connection is in an unknown state
+            # and its reset could wait on a dead socket. Close it and go on at once; the
+            # pool opens another when needed.
+            conn.terminate()
+            self._release_soon(conn)
+            raise
         except BaseException:
-            await self._pool.release(conn)
+            await self._pool.release(conn, timeout=RELEASE_SECONDS)
             raise
         self._put_back(conn)
         return rows
@@ -93,14 +103,26 @@ class KeptConnections:
     async def _take(self) -> PoolConnectionProxy[Any]:
         while self._kept:
             kept, _ = self._kept.pop()
-            if not kept.is_closed():
-                return kept
+            try:
+                if not kept.is_closed():
+                    return kept
+            except asyncpg.InterfaceError:
+                continue  # the server closed it and the pool has already taken it back
             await self._pool.release(kept)  # closed meanwhile: the pool replaces it
         conn: PoolConnectionProxy[Any] = await self._pool.acquire()
         return conn
 
     def _put_back(self, conn: PoolConnectionProxy[Any]) -> None:
-        if len(self._kept) >= self._keep or conn.is_in_transaction() or conn.is_closed():
+        pool = self._pool
+        # Never keep one while the pool is exhausted: whoever waits for a connection (the
+        # heartbeat, the application) must get it, not wait behind our next statement.
+        exhausted = pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size()
+        if (
+            exhausted
+            or len(self._kept) >= self._keep
+            or conn.is_in_transaction()
+            or conn.is_closed()
+        ):
             self._release_soon(conn)
             return
         loop = asyncio.get_running_loop()

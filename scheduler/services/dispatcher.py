@@ -78,7 +78,7 @@ class Dispatcher:
         claim = self._running.claim_sent()
         try:
             with anyio.CancelScope(shield=True) as claiming:
-                claiming.deadline = monotonic() + CLAIM_SHIELD_SECONDS
+                claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
                 claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD, queues)
             if claiming.cancelled_caught:
                 raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")

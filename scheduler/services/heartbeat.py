@@ -100,7 +100,7 @@ class Heartbeat:
         self._identity.fence_at = sent_at + self._fence_after
         running = self._running
         for entry in running:
-            if not (entry.executing or entry.waiting):
+            if entry.recording:
                 continue  # its outcome is being written; the write is fenced
             if entry.owner != owner:
                 # Claimed or started under an identity that has since been fenced.
@@ -141,7 +141,7 @@ class Heartbeat:
         )
         self._unrun = set()
         for entry in self._running:
-            if (entry.executing or entry.waiting) and entry.owner != self._identity.current:
+            if not entry.recording and entry.owner != self._identity.current:
                 self._running.cancel(entry, CancelReason.LEASE_LOST)
 
     async def run(self) -> None:

@@ -13,18 +13,34 @@ from tests.support.db import TEST_DSN, holds, wait_until
 
 
 async def test_statements_reuse_one_connection_and_hand_it_back_when_idle() -> None:
-    single = await asyncpg.create_pool(TEST_DSN, min_size=1, max_size=1)
-    assert single is not None
+    small = await asyncpg.create_pool(TEST_DSN, min_size=2, max_size=2)
+    assert small is not None
     try:
-        kept = KeptConnections(single, keep=2, idle=0.2)
+        kept = KeptConnections(small, keep=2, idle=0.2)
         # A setting survives from one statement to the next: no reset ran in between.
         await kept.fetch("SELECT set_config('application_name', 'kept', false)")
         assert await kept.fetchval("SELECT current_setting('application_name')") == "kept"
-        assert single.get_idle_size() == 0  # kept, not in the pool
-        await wait_until(lambda: holds(single.get_idle_size() == 1), timeout=5)
-        # Back in the pool (its only connection), which reset it on the way.
-        async with single.acquire() as conn:
-            assert await conn.fetchval("SELECT current_setting('application_name')") != "kept"
+        assert small.get_idle_size() == 1  # one kept, not in the pool
+        await wait_until(lambda: holds(small.get_idle_size() == 2), timeout=5)
+        # Back in the pool, which reset it on the way: neither connection keeps the setting.
+        async with small.acquire() as one, small.acquire() as other:
+            for conn in (one, other):
+                name = await conn.fetchval("SELECT current_setting('application_name')")
+                assert name != "kept"
+    finally:
+        await small.close()
+
+
+async def test_an_exhausted_pool_gets_its_connection_back_at_once() -> None:
+    """Whoever waits for a connection (the heartbeat, the application) must not wait
+    behind the next per-job statement: with the pool at its maximum, nothing is kept."""
+    single = await asyncpg.create_pool(TEST_DSN, min_size=1, max_size=1)
+    assert single is not None
+    try:
+        kept = KeptConnections(single, keep=2, idle=60)
+        assert await kept.fetchval("SELECT 1") == 1
+        async with single.acquire(timeout=5) as conn:  # times out if the connection were kept
+            assert await conn.fetchval("SELECT 2") == 2
     finally:
         await single.close()
 
