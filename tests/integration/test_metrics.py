@@ -284,3 +284,22 @@ async def test_scrapes_and_jobs_read_nothing_from_the_database(
 
 async def _holds(value: bool) -> bool:
     return value
+
+
+async def test_the_queue_depth_gauges_on_their_default_interval(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """The reader on its default settings (every 5 s): short test intervals hide start-up
+    bugs, so one test waits for a reading at the default pace."""
+    metrics = PrometheusMetrics()
+    key = uuid.uuid4().hex
+    async with make_scheduler(extensions=[metrics], queues=["default"]) as scheduler:
+        for _ in range(3):
+            await scheduler.schedule(observed_jobs.succeed, args=(key,), queue="parked")
+        app = metrics.asgi_app()
+
+        async def three_parked() -> bool:
+            text = await scrape(app)
+            return value(text, "scheduler_queue_due_jobs", queue="parked") == 3
+
+        await wait_until(three_parked, timeout=20, message="a reading at the default interval")
