@@ -24,10 +24,12 @@ from benchmarks.run import DSN, drop, fresh_scheduler, insert_due_jobs, poll_unt
 from scheduler.postgres.sql import quote_identifier
 
 
-async def measure(jobs: int, concurrency: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+async def measure(
+    jobs: int, concurrency: int, profiler: cProfile.Profile | None, prefetch: int | None = None
+) -> dict[str, Any]:
     pool = await asyncpg.create_pool(DSN, min_size=4, max_size=concurrency + 6)
     assert pool is not None
-    scheduler = await fresh_scheduler(pool, max_concurrent_jobs=concurrency)
+    scheduler = await fresh_scheduler(pool, max_concurrent_jobs=concurrency, prefetch=prefetch)
     schema = scheduler.config.schema
     try:
         await insert_due_jobs(pool, schema, jobs)
@@ -76,10 +78,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    parser.add_argument("--prefetch", type=int, default=None, help="default: the slots")
     options = parser.parse_args()
 
     def run(profiler: cProfile.Profile | None) -> dict[str, Any]:
-        work = measure(options.jobs, options.concurrency, profiler)
+        work = measure(options.jobs, options.concurrency, profiler, options.prefetch)
         if options.uvloop:
             import uvloop
 

@@ -19,9 +19,9 @@ class SchedulerConfig:
     """See the README's configuration table for what each setting trades off."""
 
     max_concurrent_jobs: int = 10
-    #: Attempts claimed ahead of free slots while jobs are quick (Scheduler's default: as
-    #: many as max_concurrent_jobs, at most claim_batch_size).
-    prefetch: int = 10
+    #: The most attempts claimed ahead of free slots while jobs are quick (Scheduler's
+    #: default: claim_batch_size); how many adapts to the jobs' mean run time.
+    prefetch: int = 100
     schema: str = "scheduler"
     auto_migrate: bool = True
     lease_time: float = 30.0

@@ -29,6 +29,8 @@ class CancelReason(enum.Enum):
 
 #: Claim ahead (prefetch) only while jobs hold a slot this long on average or less...
 PREFETCH_MAX_MEAN_RUN = 0.05
+#: ...as many as the slots get through in this long at that mean...
+PREFETCH_HORIZON = 0.1
 #: ...and hand back an attempt claimed ahead that still waits for a slot after this long.
 PREFETCH_MAX_WAIT = 1.0
 
@@ -230,10 +232,14 @@ class RunningJobs:
         return self._limit() - self._executing - len(self._waiting)
 
     def _limit(self) -> int:
-        """The free slots, plus the prefetch while jobs hold their slots briefly enough
-        that one claimed ahead waits only moments."""
-        ahead = self._mean_run is not None and self._mean_run <= PREFETCH_MAX_MEAN_RUN
-        return self.capacity + (self.prefetch if ahead else 0)
+        """The slots, plus as many claimed ahead as the slots get through in about
+        PREFETCH_HORIZON at the current mean (at most `prefetch`), while jobs hold their
+        slots briefly: one claimed ahead then waits for a fraction of a second at most."""
+        mean = self._mean_run
+        if mean is None or mean > PREFETCH_MAX_MEAN_RUN:
+            return self.capacity
+        through = self.capacity * PREFETCH_HORIZON / mean if mean > 0 else self.prefetch
+        return self.capacity + min(self.prefetch, round(through))
 
     @property
     def free_slots(self) -> int:

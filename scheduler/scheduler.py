@@ -902,13 +902,14 @@ UNREGISTER_BOUND = 5.0
 
 
 def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int:
-    """As many as the slots, at most a claim's batch (the config validates all three: a
-    bad `slots` or `batch` fails there, whatever this returns)."""
+    """A claim's batch: how many are actually claimed ahead adapts to how quick the jobs
+    are (RunningJobs.room). The config validates all three: a bad `slots` or `batch`
+    fails there, whatever this returns."""
     if prefetch is not None:
         return prefetch
     if not isinstance(slots, int) or not isinstance(batch, int):
         return 0
-    return min(slots, batch)
+    return batch
 
 
 def _single(exc: BaseException) -> BaseException:

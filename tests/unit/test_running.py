@@ -124,3 +124,20 @@ def test_shutdown_sends_back_what_waits_and_leaves_what_runs() -> None:
     running.cancel_waiting(CancelReason.SHUTDOWN)
     assert [e.reason for e in entries] == [None, CancelReason.SHUTDOWN, CancelReason.SHUTDOWN]
     assert running.executing == 1 and running.waiting == 0
+
+
+@pytest.mark.parametrize(("seconds", "ahead"), [(0.0001, 100), (0.02, 50), (0.04, 25), (0.2, 0)])
+def test_how_many_are_claimed_ahead_follows_how_quick_the_jobs_are(
+    seconds: float, ahead: int
+) -> None:
+    """As many as the slots get through in about 0.1 s, at most the prefetch; none once
+    jobs hold their slots over 50 ms."""
+    started = Started()
+    running = RunningJobs(capacity=10, prefetch=100, start=started.append)
+    for n in range(10):
+        entry = running.add(claimed(n))
+        running.admit(entry)
+        entry.slot_at -= seconds  # it held its slot this long
+        running.finish_execution(entry)
+        running.remove(entry)
+    assert running.room == 10 + ahead
