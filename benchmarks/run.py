@@ -664,7 +664,7 @@ async def main() -> None:
         f"\nPostgreSQL {settings['server_version']}, fsync={settings['fsync']},"
         f" synchronous_commit={settings['synchronous_commit']},"
         f" shared_buffers={settings['shared_buffers']} (8kB pages);"
-        f" max_concurrent_jobs={CONCURRENCY} (prefetch {CONCURRENCY}) unless stated,"
+        f" max_concurrent_jobs={CONCURRENCY} (prefetch: the default) unless stated,"
         f" claim_batch_size=100, median of {r} runs\n"
     )
     print(report.markdown())
