@@ -4,7 +4,7 @@
     from scheduler.dashboard import create_app
     app.mount("/scheduler", create_app(pool, schema="scheduler", authorize=allow_staff))
 
-Read-only unless `authorize` allows an action; see create_app() and the README.
+Read-only unless `authorize` allows an action; see create_app() and the dashboard guide.
 """
 
 from __future__ import annotations
