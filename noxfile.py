@@ -1,4 +1,5 @@
-"""The one entry point for checks: `nox -s lint typecheck tests examples docs` (the default).
+"""The one entry point for checks: `nox -s lint typecheck tests examples docs wheel` (the
+default).
 
 Set SCHEDULER_TEST_DSN / SCHEDULER_DSN to use another PostgreSQL than the local one.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "examples", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "examples", "docs", "wheel"]
 nox.options.reuse_existing_virtualenvs = True
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -190,6 +191,44 @@ def docs(session: nox.Session) -> None:
         session.run("mkdocs", "serve", "--strict", *session.posargs[1:], env=env)
     else:
         session.run("mkdocs", "build", "--strict", *session.posargs, env=env)
+
+
+@nox.session(reuse_venv=False)
+def wheel(session: nox.Session) -> None:
+    """Issue 23's test of the name and the first page: build the wheel, install it (not
+    editable, with its package data) in a fresh virtualenv, and run the getting-started
+    page as written, in a directory outside the repository, on a throwaway schema."""
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", page, re.S)
+    installs = [line for lang, body in blocks if lang == "bash" for line in body.splitlines()]
+    if "pip install pgcadence" not in installs:
+        session.error("docs/getting-started.md no longer installs pgcadence")
+    program = next(body for lang, body in blocks if lang == "python")
+    commands = [
+        line.split("#")[0].strip()
+        for lang, body in blocks
+        if lang == "bash"
+        for line in body.splitlines()
+        if line.startswith("scheduler ") and "JOB_ID" not in line
+    ]
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT))
+    (built,) = dist.glob("pgcadence-*.whl")
+    session.install(str(built))
+    (tmp / "hello.py").write_text(program)
+    env = {**_dsn_env(), "SCHEDULER_SCHEMA": f"wheel_{uuid.uuid4().hex[:8]}"}
+    session.chdir(tmp)
+    try:
+        output = session.run("python", "hello.py", env=env, silent=True) or ""
+        if "succeeded 5" not in output:
+            session.error(f"hello.py printed {output!r}, not 'succeeded 5'")
+        for command in commands:
+            session.run(*command.split(), env=env)
+    finally:
+        session.run("python", "-c", DROP_SCHEMA, env["SCHEDULER_SCHEMA"], env=env)
+    session.log(f"{built.name} ran the getting-started page: succeeded 5")
 
 
 @nox.session
