@@ -1,10 +1,12 @@
-"""The one entry point for checks: `nox -s lint typecheck tests examples` (the default).
+"""The one entry point for checks: `nox -s lint typecheck tests examples docs wheel` (the
+default).
 
 Set SCHEDULER_TEST_DSN / SCHEDULER_DSN to use another PostgreSQL than the local one.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.sessions = ["lint", "typecheck", "tests", "examples", "docs", "wheel"]
 nox.options.reuse_existing_virtualenvs = True
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -77,7 +79,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def screenshots(session: nox.Session) -> None:
-    """The README's dashboard screenshots, written to docs/images (not in the default run)."""
+    """The dashboard screenshots of the docs, written to docs/images (not in the default run)."""
     session.install("-e", ".[test]")
     _ensure_chromium(session)
     session.run("python", "-m", "tests.browser.screenshots", *session.posargs, env=_dsn_env())
@@ -100,7 +102,8 @@ def soak(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite with peers (minutes; not in the default run):
-    `nox -s bench -- --repeats 3`. Prints JSON lines, the README table and the targets."""
+    `nox -s bench -- --repeats 3`. Prints JSON lines, the table of
+    docs/benchmarks.md and the targets."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks.run", *session.posargs, env=_dsn_env())
 
@@ -115,38 +118,117 @@ def bench_backends(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example, and check the README shows them as they are."""
+    """Run every example, and check the README and the docs show them as they are."""
     session.install("-e", ".[examples,prometheus,otel]")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:
         scripts = (
+            "examples/hello.py",
             "examples/quickstart.py",
             "examples/tour.py",
             "examples/recurring.py",
             "examples/starlette_app.py",
+            "examples/fastapi_app.py",
             "examples/observability.py",
         )
         for script in scripts:
-            args = ["--check"] if script.endswith("starlette_app.py") else []
+            args = ["--check"] if script.endswith("_app.py") else []
             session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
     finally:
         session.run("python", "-c", DROP_SCHEMA, schema, env=env)
-    docs(session)
+    _check_example_blocks(session)
+
+
+def _check_example_blocks(session: nox.Session) -> None:
+    """Every code block of README.md and docs/ that starts with `# examples/<file>.py` must
+    be a verbatim part of that file, so what the pages show is what `examples` runs."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    shown = 0
+    for page in pages:
+        text = page.read_text()
+        name = page.relative_to(ROOT)
+        for block, path in re.findall(r"```python\n(# (examples/[\w/]+\.py)\n.*?)```", text, re.S):
+            body = block.split("\n", 1)[1]
+            example = ROOT / path
+            if not example.is_file():
+                session.error(f"{name} shows {path}, which does not exist")
+            if body.strip() not in example.read_text():
+                session.error(f"{name}'s copy of {path} differs from the file")
+            shown += 1
+    if shown == 0:
+        session.error("no page shows an example file")
+    session.log(f"README.md and docs/ show {shown} example block(s) as they are")
+
+
+def _check_api_reference(session: nox.Session) -> None:
+    """docs/reference/api.md shows every public name (scheduler.__all__), and only those."""
+    init = ast.parse((ROOT / "scheduler" / "__init__.py").read_text())
+    public: set[str] = set()
+    for node in init.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
+        ):
+            public = set(ast.literal_eval(node.value))
+    page = (ROOT / "docs" / "reference" / "api.md").read_text()
+    shown = set(re.findall(r"^::: scheduler\.(\w+)$", page, re.M))
+    if shown != public:
+        session.error(
+            f"docs/reference/api.md: add {sorted(public - shown)}, drop {sorted(shown - public)}"
+        )
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Every README code block that names an example file must match that file."""
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(# (examples/[\w/]+\.py)\n.*?)```", readme, re.S)
-    if not blocks:
-        session.error("README.md shows no example file")
-    for block, path in blocks:
-        body = block.split("\n", 1)[1]
-        if body.strip() not in (ROOT / path).read_text():
-            session.error(f"README.md's copy of {path} differs from the file")
-    session.log(f"README.md shows {len(blocks)} example file(s) as they are")
+    """The documentation site, built strictly (a broken link, anchor or API reference fails
+    it) into site/, after checking that every example block matches its file.
+    `nox -s docs -- serve` serves it on http://127.0.0.1:8000 instead."""
+    _check_example_blocks(session)
+    session.install("-e", ".[docs]")
+    _check_api_reference(session)
+    env = {"NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its successor
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs, env=env)
+
+
+@nox.session(reuse_venv=False)
+def wheel(session: nox.Session) -> None:
+    """Issue 23's test of the name and the first page: build the wheel, install it (not
+    editable, with its package data) in a fresh virtualenv, and run the getting-started
+    page as written, in a directory outside the repository, on a throwaway schema."""
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", page, re.S)
+    installs = [line for lang, body in blocks if lang == "bash" for line in body.splitlines()]
+    if "pip install pgcadence" not in installs:
+        session.error("docs/getting-started.md no longer installs pgcadence")
+    program = next(body for lang, body in blocks if lang == "python")
+    commands = [
+        line.split("#")[0].strip()
+        for lang, body in blocks
+        if lang == "bash"
+        for line in body.splitlines()
+        if line.startswith("scheduler ") and "JOB_ID" not in line
+    ]
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT))
+    (built,) = dist.glob("pgcadence-*.whl")
+    session.install(str(built))
+    (tmp / "hello.py").write_text(program)
+    env = {**_dsn_env(), "SCHEDULER_SCHEMA": f"wheel_{uuid.uuid4().hex[:8]}"}
+    session.chdir(tmp)
+    try:
+        output = session.run("python", "hello.py", env=env, silent=True) or ""
+        if "succeeded 5" not in output:
+            session.error(f"hello.py printed {output!r}, not 'succeeded 5'")
+        for command in commands:
+            session.run(*command.split(), env=env)
+    finally:
+        session.run("python", "-c", DROP_SCHEMA, env["SCHEDULER_SCHEMA"], env=env)
+    session.log(f"{built.name} ran the getting-started page: succeeded 5")
 
 
 @nox.session

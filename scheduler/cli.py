@@ -556,7 +556,7 @@ async def run_dashboard(pool: asyncpg.Pool[Any], schema: str, options: argparse.
         from scheduler.dashboard.serve import serve
     except ImportError as exc:
         raise OperationError(
-            f"the dashboard needs the 'dashboard' extra ({exc}): pip install 'scheduler[dashboard]'"
+            f"the dashboard needs the 'dashboard' extra ({exc}): pip install 'pgcadence[dashboard]'"
         ) from None
     await serve(
         pool,

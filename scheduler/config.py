@@ -16,7 +16,7 @@ from scheduler.validation import validate_queue_name, validate_seconds
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """See the README's configuration table for what each setting trades off."""
+    """See the documentation's Configuration page for what each setting trades off."""
 
     max_concurrent_jobs: int = 10
     #: The most attempts claimed ahead of free slots while jobs are quick (Scheduler's

@@ -40,7 +40,7 @@ def _prometheus() -> Any:
     except ImportError:  # pragma: no cover - exercised by the no-extras check
         raise ConfigurationError(
             "PrometheusMetrics needs the prometheus_client package: pip install"
-            " 'scheduler[prometheus]'"
+            " 'pgcadence[prometheus]'"
         ) from None
     return prometheus_client
 

@@ -66,7 +66,7 @@ class JobPriority(enum.IntEnum):
 
 class ConflictResolution(str, enum.Enum):
     """What `schedule()` does when a custom `job_id` already exists, or when an unfinished
-    job already holds the request's `unique_key` (see the README's "Unique jobs").
+    job already holds the request's `unique_key` (see Flow control, "Unique jobs", in the docs).
 
     RAISE    raise `JobAlreadyExistsError`, whatever the existing job's state.
     IGNORE   return the existing id and change nothing, whatever its state (so a finished
@@ -154,7 +154,7 @@ class Job:
     #: The recurring schedule that created this job, and the slot it fired for.
     schedule_id: str | None = None
     fire_time: datetime | None = None
-    #: Flow control: the queue, the lock key and the unique key (see the README).
+    #: Flow control: the queue, the lock key and the unique key (see Flow control in the docs).
     queue: str = "default"
     lock_key: str | None = None
     unique_key: str | None = None

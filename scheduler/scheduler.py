@@ -360,7 +360,7 @@ class Scheduler:
         With no `execution_time` and no `delay` the job is due now. Pass `connection` to
         enqueue inside your own transaction: the job exists only if it commits. With
         `depends_on` (existing job ids) it starts only once all of them succeeded, and is
-        cancelled if one fails or is cancelled (see the README's Dependencies). `queue`
+        cancelled if one fails or is cancelled (see Dependencies in the docs). `queue`
         overrides the task's queue; jobs sharing a `lock_key` never run at the same time;
         a `unique_key` admits one unfinished job per key (`conflict_resolution` decides
         what a second one does, as for `job_id`).

@@ -265,7 +265,7 @@ def task(
     Use bare (``@task``) or with defaults (``@task(max_retries=3, timeout=60)``). The
     function is returned unchanged, so it can still be called directly. With
     ``executor="process"`` its jobs run in a child process, where a timeout or a cancel
-    kills it (see the README's Execution backends).
+    kills it (see Execution backends in the docs).
     """
 
     def decorate(f: F) -> F:

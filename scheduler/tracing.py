@@ -37,7 +37,7 @@ def _otel() -> tuple[Any, Any, Any]:
         from opentelemetry.trace import Status
     except ImportError:  # pragma: no cover - exercised by the no-extras check
         raise ConfigurationError(
-            "OpenTelemetryTracing needs opentelemetry-api: pip install 'scheduler[otel]'"
+            "OpenTelemetryTracing needs opentelemetry-api: pip install 'pgcadence[otel]'"
         ) from None
     return propagate, trace, Status
 

@@ -1,10 +1,10 @@
 """A web dashboard for the scheduler (optional extra `dashboard`: pip install
-'scheduler[dashboard]').
+'pgcadence[dashboard]').
 
     from scheduler.dashboard import create_app
     app.mount("/scheduler", create_app(pool, schema="scheduler", authorize=allow_staff))
 
-Read-only unless `authorize` allows an action; see create_app() and the README.
+Read-only unless `authorize` allows an action; see create_app() and the dashboard guide.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ try:
 except ImportError as missing:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"scheduler.dashboard needs the 'dashboard' extra ({missing.name} is missing):"
-        " pip install 'scheduler[dashboard]'"
+        " pip install 'pgcadence[dashboard]'"
     ) from missing
 
 from scheduler.dashboard.app import create_app

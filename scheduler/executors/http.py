@@ -3,7 +3,7 @@
 A replica runs it only when it is given `http_allowed_hosts`; the host of every request,
 redirects included, must match that list before any connection is made, so a job row
 written by anyone who can write rows cannot make a replica call anything else. The client
-is httpx, an optional extra (``pip install 'scheduler[http]'``), imported on first use.
+is httpx, an optional extra (``pip install 'pgcadence[http]'``), imported on first use.
 
 The job's result is ``{"status": int, "body": str, "body_truncated": bool}`` with at most
 `max_body_bytes` of the body (decoded as UTF-8, undecodable bytes replaced). A status
@@ -218,7 +218,7 @@ async def perform_http_request(allowlist: HostAllowlist, **kwargs: Any) -> dict[
         import httpx
     except ImportError:
         raise HttpRequestRefusedError(
-            "HTTP jobs need httpx: pip install 'scheduler[http]'"
+            "HTTP jobs need httpx: pip install 'pgcadence[http]'"
         ) from None
 
     async def check_each_request(request: httpx.Request) -> None:
@@ -267,7 +267,7 @@ def http_task(allowed_hosts: Sequence[str]) -> TaskDefinition:
     if importlib.util.find_spec("httpx") is None:
         raise ConfigurationError(
             "http_allowed_hosts turns HTTP jobs on, and they need httpx:"
-            " pip install 'scheduler[http]'"
+            " pip install 'pgcadence[http]'"
         )
     allowlist = HostAllowlist(allowed_hosts)
     return define_task(functools.partial(perform_http_request, allowlist), name=HTTP_TASK)

@@ -225,8 +225,8 @@ for extension in (PrometheusMetrics, OpenTelemetryTracing):
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "pip install 'scheduler[prometheus]'" in done.stdout
-    assert "pip install 'scheduler[otel]'" in done.stdout
+    assert "pip install 'pgcadence[prometheus]'" in done.stdout
+    assert "pip install 'pgcadence[otel]'" in done.stdout
 
 
 async def test_a_lost_lease_and_a_release_at_shutdown_have_their_events(

@@ -26,4 +26,4 @@ def test_the_core_imports_without_the_dashboard_extra() -> None:
         [sys.executable, "-c", WITHOUT_EXTRA], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "pip install 'scheduler[dashboard]'" in done.stdout
+    assert "pip install 'pgcadence[dashboard]'" in done.stdout
