@@ -1,4 +1,7 @@
--- cancel_job (0005) also cancels a blocked job at once.
+-- Cancel a job: a pending one becomes cancelled at once and never starts ('cancelled'); a
+-- running one gets cancel_requested_at, its worker is notified (the trigger of 0001) and
+-- records the outcome ('cancel_requested'). NULL: no such job, or it already finished.
+-- A blocked job (0006) is cancelled at once too.
 CREATE OR REPLACE FUNCTION {schema}.cancel_job(job_id text) RETURNS text
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH previous AS (

@@ -1,3 +1,7 @@
+-- check_job_request() keeps its name and contract (every check of schedule(), defaults
+-- filled in): it calls check_job_basics(), which checks the fields 0005 knew, then checks
+-- the flow-control fields. SECURITY DEFINER so a caller needs EXECUTE on this one only; it
+-- reads no table.
 CREATE OR REPLACE FUNCTION {schema}.check_job_request(request {schema}.job_request, label text DEFAULT NULL)
 RETURNS {schema}.job_request
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -1,3 +1,9 @@
+-- Take up to max_jobs due pending jobs of `task_names` (default: the worker's registered
+-- tasks), highest priority then earliest due first, skipping rows others are claiming;
+-- each becomes running under this worker with attempt = attempts + 1. Raises 55000 when
+-- the worker's lease is not live (checked in this transaction, by the database clock).
+-- Queue- and limit-aware (0007): every claim of a foreign worker goes through
+-- claim_flow_jobs(). `queue_names` defaults to the 'default' queue.
 CREATE OR REPLACE FUNCTION {schema}.claim_jobs(
     worker_id uuid, task_names text[] DEFAULT NULL, max_jobs integer DEFAULT 1,
     queue_names text[] DEFAULT ARRAY['default']

@@ -1,3 +1,4 @@
+-- Record a success. Fenced: true only when this worker still holds this attempt.
 CREATE OR REPLACE FUNCTION {schema}.complete_job(worker_id uuid, job_id text, attempt integer)
 RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -1,3 +1,7 @@
+-- Record a failed attempt: it spends one of max_retries, exactly like the Python engine.
+-- Back to pending at retry_at (default now) while failures stay within max_retries and
+-- nobody asked to cancel, else failed. Returns the new status, or NULL when fenced (a
+-- stale token: nothing changed). The error is kept, cut to 8,000 characters.
 CREATE OR REPLACE FUNCTION {schema}.fail_job(
     worker_id uuid, job_id text, attempt integer, error text,
     retry_at timestamptz DEFAULT NULL

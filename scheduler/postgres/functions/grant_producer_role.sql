@@ -1,3 +1,5 @@
+-- Producers (web apps, other services): schedule and cancel through the functions and read
+-- the views; no right on any table, so they cannot rewrite a job or claim one.
 CREATE OR REPLACE FUNCTION {schema}.grant_producer_role(role_name name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

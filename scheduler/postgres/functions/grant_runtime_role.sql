@@ -1,3 +1,4 @@
+-- Replicas and foreign workers: DML on the tables (no DDL), every API function, the views.
 -- ---------------------------------------------------------------------------------------
 -- Least privilege. The owner (the role that runs migrations) calls these to grant existing
 -- roles their share; run them again after a migration adds functions or views.

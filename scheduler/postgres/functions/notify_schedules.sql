@@ -1,3 +1,5 @@
+-- Tickers sleep until the earliest next fire time; a changed schedule wakes them with the
+-- new delay (one notification per statement).
 -- A schedule waiting for its first fire time wakes the tickers at once.
 CREATE OR REPLACE FUNCTION {schema}.notify_schedules() RETURNS trigger
 LANGUAGE plpgsql AS $$

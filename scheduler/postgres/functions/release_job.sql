@@ -1,3 +1,5 @@
+-- Give an attempt back without spending a budget (a graceful stop): pending at once, or
+-- cancelled when a cancel was requested. Fenced; true when it changed the job.
 CREATE OR REPLACE FUNCTION {schema}.release_job(
     worker_id uuid, job_id text, attempt integer, reason text DEFAULT NULL
 ) RETURNS boolean

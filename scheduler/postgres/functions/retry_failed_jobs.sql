@@ -1,4 +1,9 @@
--- retry_failed_jobs (0006) skips a failed job whose unique key another unfinished job has
+-- Retry in bulk: up to max_jobs failed jobs of `task_name` (NULL: every task) that finished
+-- in [since, until) (default: ever, until now), oldest first, each exactly as retry_job()
+-- does (fresh budgets, attempts keep counting, pending at run_at or now); returns their ids.
+-- Rows another transaction holds are skipped. Call it again until it returns fewer than
+-- max_jobs: with a fixed `until`, jobs that fail again meanwhile are not picked up twice.
+-- It skips a failed job whose unique key another unfinished job has
 -- taken since, or that an older failed job of the same key retried in this call took:
 -- retrying it would give the key two holders (retry_job() refuses that: 23505).
 CREATE OR REPLACE FUNCTION {schema}.retry_failed_jobs(

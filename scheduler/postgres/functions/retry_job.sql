@@ -1,4 +1,9 @@
--- retry_job (0005), aware of dependencies: a retried job whose dependencies have not all
+-- Run a failed or cancelled job again: pending at run_at, after delay, or now. Its budgets
+-- start afresh (failures and lost_leases to 0, so it gets max_retries and orphan_retries
+-- again, like REPLACE); attempts keep counting (attempt numbers never repeat); last_error
+-- stays until the next attempt ends, so the reason of the retry remains visible.
+-- Returns 'pending'. P0002 for an unknown job, 55000 for any other status.
+-- Aware of dependencies (0006): a retried job whose dependencies have not all
 -- succeeded waits for them again ('blocked'); one whose dependency failed or was cancelled
 -- is refused (55000): retry that dependency first. The edges are locked before the job,
 -- in the order settle_dependants() takes them, so a dependency finishing meanwhile is

@@ -1,3 +1,5 @@
+-- Enqueue one job; returns its id. With neither run_at nor delay it is due now (the
+-- database's now). See schedule_jobs() for `conflict`.
 -- Enqueue one job; returns its id, or the id of the job holding its unique key (see
 -- schedule_jobs()). The parameters of 0005 keep their positions; the new ones follow.
 CREATE OR REPLACE FUNCTION {schema}.schedule_job(

@@ -1,7 +1,11 @@
 -- Enqueue a batch, all or nothing; returns, in input order, each job's id or, for a job
--- whose unique key an unfinished job holds, that job's id ('ignore', 'replace'). On an
--- existing id, `conflict` does what 0005 describes; on a held unique key, what the header
--- of this file says. Ids and unique keys must each be distinct within the batch.
+-- whose unique key an unfinished job holds, that job's id ('ignore', 'replace').
+-- `conflict` on an existing id: 'raise' (23505), 'ignore' (keep it, change nothing, return
+-- its id) or 'replace' (overwrite a pending or finished job in place: pending again,
+-- failures and lost_leases reset, attempts keep counting; a running job is never touched:
+-- 55006). On a held unique key, what the header of migrations/0010_sql_flow_columns.sql
+-- says. Exactly the policies of Scheduler.schedule_many(). Ids and unique keys must each be
+-- distinct within the batch.
 CREATE OR REPLACE FUNCTION {schema}.schedule_jobs(
     jobs {schema}.job_request[], conflict text DEFAULT 'raise'
 ) RETURNS text[]

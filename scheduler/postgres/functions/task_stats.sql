@@ -1,4 +1,6 @@
--- task_stats (0005) also counts blocked jobs (a new last column).
+-- Per task: what waits, what runs, what ended in the last hour, and the lag (how long the
+-- oldest due job has waited). Reads only unfinished rows and those finished in the hour.
+-- Blocked jobs (0006) are counted in the last column.
 CREATE OR REPLACE VIEW {schema}.task_stats AS
 SELECT j.task_name,
        count(*) FILTER (WHERE j.status = 'pending' AND j.execution_time <= now()) AS due_now,

@@ -1,3 +1,5 @@
+-- A worker leaving cleanly: its running attempts go back to pending at once (no budget
+-- spent; a requested cancel wins) and its row is deleted. Returns how many it released.
 CREATE OR REPLACE FUNCTION {schema}.unregister_worker(worker_id uuid) RETURNS integer
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH held AS (

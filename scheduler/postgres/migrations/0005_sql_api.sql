@@ -16,7 +16,7 @@
 --   P0002 no_data_found                 retry of an unknown job
 
 -- Schedules added from SQL wait for a replica to compute their first fire time (see
--- add_schedule below); one whose trigger Python cannot build is paused with the reason.
+-- functions/add_schedule.sql); one whose trigger Python cannot build is paused with the reason.
 ALTER TABLE {schema}.schedules
     ADD COLUMN needs_first_fire boolean NOT NULL DEFAULT false,
     ADD COLUMN trigger_error    text;

@@ -12,7 +12,7 @@ ALTER TABLE {schema}.jobs
 
 -- Attempt history: one row per ended attempt, written by the statement that records how it
 -- ended (the success batch of claim_jobs, fail_job, cancel_running_job, release_job,
--- reap_orphans, reclaim_attempts and the SQL worker functions below), so it can never
+-- reap_orphans, reclaim_attempts and the SQL worker functions in functions/), so it can never
 -- disagree with the job row. Deleted with its job (retention pruning, purge).
 -- `claimed_at` is when the claim committed; `started_at` when the attempt was due to start
 -- (the claim, or the due time of a job claimed a moment early).

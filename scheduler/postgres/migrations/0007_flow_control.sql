@@ -4,7 +4,7 @@
 --
 -- Two claim paths. The plain claim (queries.sql claim_jobs) takes only jobs no limit
 -- applies to: no lock key, a queue and a task without limits, a queue not paused; it is as
--- cheap as before. Everything else goes through claim_flow_jobs() below, which serialises
+-- cheap as before. Everything else goes through claim_flow_jobs() (functions/), which serialises
 -- its callers on one transaction-scoped advisory lock and then counts, with a snapshot
 -- taken after the lock, what runs: two claimers never both see the same free room.
 
