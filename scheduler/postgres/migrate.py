@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+import asyncpg
+
 from scheduler.errors import SchemaFunctionsMismatchError, SchemaNotReadyError, SchemaTooNewError
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import quote_identifier, render, validate_schema_name
@@ -218,8 +220,19 @@ async def _apply_functions(
     conn: AnyConnection, schema: str, shipped: FunctionSet, grants: list[tuple[str, int]]
 ) -> None:
     quoted = quote_identifier(schema)
-    for _name, template in shipped.files:
-        await conn.execute(render(template, schema))
+    # One round trip (a fresh schema installs in about half the time of a call per file);
+    # on an error, file by file again to say which file failed.
+    try:
+        async with conn.transaction():
+            await conn.execute("\n".join(render(sql, schema) for _, sql in shipped.files))
+    except asyncpg.PostgresError:
+        for name, template in shipped.files:
+            try:
+                await conn.execute(render(template, schema))
+            except asyncpg.PostgresError as error:
+                error.add_note(f"while applying scheduler/postgres/functions/{name}.sql")
+                raise
+        raise
     # CREATE OR REPLACE keeps a function's rights; a function a migration dropped and the
     # files created again gets back the rights its name had, role by role.
     missing = await conn.fetch(

@@ -365,3 +365,20 @@ def test_head_migrations_are_the_last_release_with_function_bodies() -> None:
     head = head_migrations()
     assert [version for version, _, _ in head] == list(range(1, 11))
     assert any("CREATE FUNCTION" in text for _, _, text in head)
+
+
+async def test_a_function_file_that_fails_is_named_and_nothing_is_written(
+    pool: asyncpg.Pool, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = migrations.function_set()
+    broken = migrations.FunctionSet(
+        shipped.revision,
+        (*shipped.files, ("broken", "CREATE OR REPLACE VIEW {schema}.broken AS SELECT nope;")),
+        "broken",
+    )
+    monkeypatch.setattr(migrations, "function_set", lambda: broken)
+    async with pool.acquire() as conn:
+        with pytest.raises(asyncpg.UndefinedColumnError) as caught:
+            await migrations.migrate(conn, schema)
+        assert "functions/broken.sql" in "".join(getattr(caught.value, "__notes__", []))
+        assert await migrations.current_version(conn, schema) == 0
