@@ -230,7 +230,7 @@ async def _apply_functions(
             try:
                 await conn.execute(render(template, schema))
             except asyncpg.PostgresError as error:
-                error.add_note(f"while applying scheduler/postgres/functions/{name}.sql")
+                logger.error("scheduler/postgres/functions/%s.sql failed: %s", name, error)
                 raise
         raise
     # CREATE OR REPLACE keeps a function's rights; a function a migration dropped and the
