@@ -79,6 +79,11 @@ class SchemaTooNewError(SchemaError):
     """The database was migrated by a newer release of `scheduler`."""
 
 
+class SchemaFunctionsMismatchError(SchemaNotReadyError):
+    """The schema's tables are current but its SQL functions and views are not the ones this
+    release ships (a release that changed only function bodies): run migrations."""
+
+
 class JobInterruptedError(SchedulerError):
     """Raised inside a job by `current_job().raise_if_cancelled()` once its attempt was asked
     to stop; the attempt is recorded for what stopped it."""

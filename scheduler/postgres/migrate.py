@@ -1,21 +1,32 @@
 """Forward-only schema migrations: numbered `.sql` files, recorded in a table, applied in
-one transaction under an advisory lock so replicas starting together migrate once."""
+one transaction under an advisory lock so replicas starting together migrate once.
+
+The migrations hold table changes (and the drops a function's signature change needs).
+Every function, view and trigger has one file in `functions/` holding its current body;
+`migrate` applies them all, in the order of `functions/manifest.txt`, after the migrations
+and in the same transaction, whenever a migration ran or the schema's recorded function
+set (revision and checksum, in `schema_functions`) is not the one this release ships.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from scheduler.errors import SchemaNotReadyError, SchemaTooNewError
+import asyncpg
+
+from scheduler.errors import SchemaFunctionsMismatchError, SchemaNotReadyError, SchemaTooNewError
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import quote_identifier, render, validate_schema_name
 
 logger = logging.getLogger("scheduler.migrate")
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,23 @@ class Migration:
     version: int
     name: str
     template: str
+
+
+@dataclass(frozen=True)
+class FunctionSet:
+    """The function files this release ships: `files` as (name, template), in apply order."""
+
+    revision: int
+    files: tuple[tuple[str, str], ...]
+    checksum: str
+
+
+@dataclass(frozen=True)
+class AppliedFunctions:
+    """What `schema_functions` records of a schema (revision 0: never applied)."""
+
+    revision: int
+    checksum: str | None
 
 
 @cache
@@ -44,6 +72,37 @@ def latest_version() -> int:
     return known_migrations()[-1].version
 
 
+@cache
+def function_set() -> FunctionSet:
+    """The function files, read and checked against the manifest once."""
+    folder = resources.files("scheduler.postgres").joinpath("functions")
+    revision: int | None = None
+    names: list[str] = []
+    for raw in folder.joinpath("manifest.txt").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("revision "):
+            revision = int(line.removeprefix("revision "))
+        elif _FUNCTION_NAME.match(line):
+            names.append(line)
+        else:
+            raise RuntimeError(f"functions/manifest.txt: cannot read the line {raw!r}")
+    present = {e.name.removesuffix(".sql") for e in folder.iterdir() if e.name.endswith(".sql")}
+    if revision is None or revision < 1:
+        raise RuntimeError("functions/manifest.txt must say `revision N` (N >= 1)")
+    if len(set(names)) != len(names) or set(names) != present:
+        raise RuntimeError(
+            "functions/manifest.txt must list every .sql file of functions/ once:"
+            f" unlisted {sorted(present - set(names))}, missing {sorted(set(names) - present)}"
+        )
+    files = tuple((name, folder.joinpath(f"{name}.sql").read_text()) for name in names)
+    digest = hashlib.sha256(f"revision {revision}".encode())
+    for name, template in files:
+        digest.update(b"\0" + name.encode() + b"\0" + template.encode())
+    return FunctionSet(revision, files, digest.hexdigest())
+
+
 def _lock_key(schema: str) -> str:
     return f"scheduler.migrate:{schema}"
 
@@ -62,10 +121,28 @@ async def current_version(conn: AnyConnection, schema: str) -> int:
     return version or 0
 
 
+async def applied_functions(conn: AnyConnection, schema: str) -> AppliedFunctions:
+    """The function set recorded in the database (revision 0 when never applied)."""
+    schema = validate_schema_name(schema)
+    exists = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f"{quote_identifier(schema)}.schema_functions"
+    )
+    if not exists:
+        return AppliedFunctions(0, None)
+    row = await conn.fetchrow(
+        f"SELECT revision, checksum FROM {quote_identifier(schema)}.schema_functions"
+    )
+    if row is None:
+        return AppliedFunctions(0, None)
+    return AppliedFunctions(row["revision"], row["checksum"])
+
+
 async def migrate(conn: AnyConnection, schema: str) -> list[int]:
-    """Apply every migration the database lacks; return the versions applied."""
+    """Apply every migration the database lacks, then the function files if a migration ran
+    or the schema's functions are not this release's; return the versions applied."""
     schema = validate_schema_name(schema)
     quoted = quote_identifier(schema)
+    shipped = function_set()
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(schema))
@@ -77,8 +154,14 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        await _create_functions_table(conn, quoted)
         version = await current_version(conn, schema)
         _refuse_newer(version, schema)
+        recorded = await applied_functions(conn, schema)
+        _refuse_newer_functions(recorded, schema)
+        # Read before a migration drops a function whose signature changes: its successor
+        # gets the same rights back once the function files are applied.
+        grants = await _function_grants(conn, schema)
         for migration in known_migrations():
             if migration.version <= version:
                 continue
@@ -92,11 +175,97 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
             logger.info(
                 "applied migration %04d_%s to schema %s", migration.version, migration.name, schema
             )
+        if applied or recorded != AppliedFunctions(shipped.revision, shipped.checksum):
+            await _apply_functions(conn, schema, shipped, grants)
     return applied
 
 
+async def _create_functions_table(conn: AnyConnection, quoted: str) -> None:
+    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{quoted}.schema_functions"):
+        return
+    await conn.execute(
+        f"CREATE TABLE {quoted}.schema_functions ("
+        " only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),"
+        " revision integer NOT NULL, checksum text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    # Whoever may read the migration versions (grant_runtime_role()) runs check_schema, which
+    # now reads this table too: roles granted before it existed keep starting.
+    readers = await conn.fetch(
+        "SELECT r.rolname FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a"
+        " JOIN pg_roles r ON r.oid = a.grantee"
+        " WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner",
+        f"{quoted}.schema_migrations",
+    )
+    for reader in readers:
+        await conn.execute(
+            f"GRANT SELECT ON {quoted}.schema_functions TO {quote_identifier(reader['rolname'])}"
+        )
+
+
+async def _function_grants(conn: AnyConnection, schema: str) -> list[tuple[str, int]]:
+    """(function name, role oid) for every EXECUTE right a role other than the owner and
+    PUBLIC holds on a function of the schema."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT p.proname, a.grantee FROM pg_proc p"
+        " CROSS JOIN LATERAL aclexplode(p.proacl) a"
+        " WHERE p.pronamespace = $1::regnamespace AND a.privilege_type = 'EXECUTE'"
+        "   AND a.grantee <> 0 AND a.grantee <> p.proowner",
+        quote_identifier(schema),
+    )
+    return [(row["proname"], row["grantee"]) for row in rows]
+
+
+async def _apply_functions(
+    conn: AnyConnection, schema: str, shipped: FunctionSet, grants: list[tuple[str, int]]
+) -> None:
+    quoted = quote_identifier(schema)
+    # One round trip (a fresh schema installs in about half the time of a call per file);
+    # on an error, file by file again to say which file failed.
+    try:
+        async with conn.transaction():
+            await conn.execute("\n".join(render(sql, schema) for _, sql in shipped.files))
+    except asyncpg.PostgresError:
+        for name, template in shipped.files:
+            try:
+                await conn.execute(render(template, schema))
+            except asyncpg.PostgresError as error:
+                logger.error("scheduler/postgres/functions/%s.sql failed: %s", name, error)
+                raise
+        raise
+    # CREATE OR REPLACE keeps a function's rights; a function a migration dropped and the
+    # files created again gets back the rights its name had, role by role.
+    missing = await conn.fetch(
+        "SELECT format('GRANT EXECUTE ON FUNCTION %s TO %I', p.oid::regprocedure, r.rolname)"
+        " AS statement"
+        " FROM unnest($2::name[], $3::oid[]) AS g(proname, grantee)"
+        " JOIN pg_roles r ON r.oid = g.grantee"
+        " JOIN pg_proc p ON p.proname = g.proname AND p.pronamespace = $1::regnamespace"
+        " WHERE NOT has_function_privilege(g.grantee, p.oid, 'EXECUTE')",
+        quoted,
+        [name for name, _ in grants],
+        [grantee for _, grantee in grants],
+    )
+    for row in missing:
+        await conn.execute(row["statement"])
+    await conn.execute(
+        f"INSERT INTO {quoted}.schema_functions (revision, checksum) VALUES ($1, $2)"
+        " ON CONFLICT (only_row) DO UPDATE SET revision = EXCLUDED.revision,"
+        " checksum = EXCLUDED.checksum, applied_at = now()",
+        shipped.revision,
+        shipped.checksum,
+    )
+    logger.info(
+        "applied %d function files (revision %d) to schema %s",
+        len(shipped.files),
+        shipped.revision,
+        schema,
+    )
+
+
 async def check_schema(conn: AnyConnection, schema: str) -> None:
-    """Raise unless the database schema is exactly the version this code knows."""
+    """Raise unless the database schema is exactly the version this code knows, with the
+    function set this release ships."""
     version = await current_version(conn, schema)
     _refuse_newer(version, schema)
     if version < latest_version():
@@ -104,6 +273,20 @@ async def check_schema(conn: AnyConnection, schema: str) -> None:
             f"schema {schema!r} is at version {version}, this release needs"
             f" {latest_version()}: run `scheduler migrate` (or `await scheduler.migrate()`),"
             " or start the scheduler with auto_migrate=True"
+        )
+    recorded = await applied_functions(conn, schema)
+    _refuse_newer_functions(recorded, schema)
+    shipped = function_set()
+    if recorded != AppliedFunctions(shipped.revision, shipped.checksum):
+        found = (
+            "no recorded SQL functions"
+            if recorded.checksum is None
+            else f"SQL functions of revision {recorded.revision} ({recorded.checksum[:12]})"
+        )
+        raise SchemaFunctionsMismatchError(
+            f"schema {schema!r} has {found}, this release ships revision"
+            f" {shipped.revision} ({shipped.checksum[:12]}): run `scheduler migrate` (or"
+            " `await scheduler.migrate()`), or start the scheduler with auto_migrate=True"
         )
 
 
@@ -113,4 +296,15 @@ def _refuse_newer(version: int, schema: str) -> None:
             f"schema {schema!r} is at version {version}, newer than this release of"
             f" scheduler knows ({latest_version()}); upgrade the scheduler package on this"
             " replica instead of running an older release against a newer database"
+        )
+
+
+def _refuse_newer_functions(recorded: AppliedFunctions, schema: str) -> None:
+    shipped = function_set()
+    if recorded.revision > shipped.revision:
+        raise SchemaTooNewError(
+            f"schema {schema!r} has SQL functions of revision {recorded.revision}, newer than"
+            f" this release of scheduler ships ({shipped.revision}); upgrade the scheduler"
+            " package on this replica instead of running an older release against a newer"
+            " database"
         )

@@ -13,9 +13,10 @@ import pytest
 
 from scheduler import Scheduler
 from scheduler.postgres import migrate as migrations
-from scheduler.postgres.sql import quote_identifier, render
+from scheduler.postgres.sql import quote_identifier
 from tests.integration.test_roles import connect_as
 from tests.support.db import TEST_DSN, count_jobs
+from tests.support.schema_catalog import install_head
 
 RECORD = "tests.support.jobs:record"
 
@@ -323,30 +324,17 @@ async def test_fifty_concurrent_schedules_of_one_lock_key_all_wait_their_turn(
 async def test_roles_granted_before_the_upgrade_keep_scheduling(
     pool: asyncpg.Pool, schema: str
 ) -> None:
-    """An existing producer role needs no new grant: the migration gives the recreated
-    functions to every role that could call schedule_jobs()."""
+    """An existing producer role needs no new grant: migrate gives the functions this
+    migration dropped and functions/ recreated to every role that could call them."""
     q = quote_identifier(schema)
     producer = f"sched_prod_{uuid.uuid4().hex[:12]}"
     this = next(m for m in migrations.known_migrations() if m.name == "sql_flow_columns")
     await pool.execute(f"CREATE ROLE {quote_identifier(producer)} NOLOGIN")
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"CREATE SCHEMA {q}")
-            await conn.execute(
-                f"CREATE TABLE {q}.schema_migrations (version integer PRIMARY KEY,"
-                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for migration in migrations.known_migrations():
-                if migration.version >= this.version:
-                    break
-                await conn.execute(render(migration.template, schema))
-                await conn.execute(
-                    f"INSERT INTO {q}.schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-            await conn.execute(f"SELECT {q}.grant_producer_role($1)", producer)
+        # The schema as the release before this migration built it (functions and all).
         async with pool.acquire() as conn:
+            await install_head(conn, schema, up_to=this.version - 1)
+            await conn.execute(f"SELECT {q}.grant_producer_role($1)", producer)
             assert this.version in await migrations.migrate(conn, schema)
         web = await connect_as(producer)
         try:

@@ -1,4 +1,5 @@
--- The job table, the worker (lease) table and the NOTIFY triggers.
+-- The job table and the worker (lease) table. The NOTIFY triggers and every other function
+-- and view live in ../functions/, applied by migrate after the migrations.
 -- Placeholders: {schema} is a validated, quoted identifier; {channel} a validated literal.
 
 CREATE TABLE {schema}.jobs (
@@ -43,50 +44,3 @@ CREATE TABLE {schema}.workers (
     heartbeat_at      timestamptz NOT NULL DEFAULT now(),
     lease_expires_at  timestamptz NOT NULL
 );
-
--- One notification per statement, not per row: the delay until the earliest pending row the
--- statement wrote. Listeners arm a timer with it. Measured with clock_timestamp() so a long
--- transaction does not make the delay look shorter than it is.
-CREATE FUNCTION {schema}.notify_due_jobs() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    next_due timestamptz;
-BEGIN
-    SELECT min(execution_time) INTO next_due FROM new_rows WHERE status = 'pending';
-    IF next_due IS NOT NULL THEN
-        PERFORM pg_notify(TG_ARGV[0],
-            'due ' || extract(epoch FROM next_due - clock_timestamp())::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
--- Cancellation requests of running jobs reach the replica running them at once, whether
--- they come from cancel_job() or from plain SQL.
-CREATE FUNCTION {schema}.notify_cancel_requests() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    requested_id text;
-BEGIN
-    FOR requested_id IN
-        SELECT n.job_id FROM new_rows n JOIN old_rows o USING (job_id)
-        WHERE n.status = 'running' AND n.cancel_requested_at IS NOT NULL
-          AND o.cancel_requested_at IS NULL
-    LOOP
-        PERFORM pg_notify(TG_ARGV[0], 'cancel ' || requested_id);
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER jobs_notify_insert AFTER INSERT ON {schema}.jobs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_due_jobs({channel});
-
-CREATE TRIGGER jobs_notify_update AFTER UPDATE ON {schema}.jobs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_due_jobs({channel});
-
-CREATE TRIGGER jobs_notify_cancel AFTER UPDATE ON {schema}.jobs
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_cancel_requests({channel});

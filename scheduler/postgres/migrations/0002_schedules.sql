@@ -39,27 +39,3 @@ CREATE UNIQUE INDEX jobs_schedule_slot_idx ON {schema}.jobs (schedule_id, fire_t
 -- max_running counts a schedule's unfinished jobs.
 CREATE INDEX jobs_schedule_unfinished_idx ON {schema}.jobs (schedule_id)
     WHERE schedule_id IS NOT NULL AND status IN ('pending', 'running');
-
--- Tickers sleep until the earliest next fire time; a changed schedule wakes them with the
--- new delay (one notification per statement).
-CREATE FUNCTION {schema}.notify_schedules() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    next_fire timestamptz;
-BEGIN
-    SELECT min(next_fire_time) INTO next_fire FROM new_rows WHERE NOT paused;
-    IF next_fire IS NOT NULL THEN
-        PERFORM pg_notify(TG_ARGV[0],
-            'schedule ' || extract(epoch FROM next_fire - clock_timestamp())::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER schedules_notify_insert AFTER INSERT ON {schema}.schedules
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_schedules({channel});
-
-CREATE TRIGGER schedules_notify_update AFTER UPDATE ON {schema}.schedules
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_schedules({channel});

@@ -1,0 +1,182 @@
+-- Claim up to max_jobs due jobs of `task_names` in `queue_names`, limits, locks and pauses
+-- respected, in priority then due-time order; record the successes of done_* first (fenced,
+-- like the plain claim, with each one's result (JSON text) and attempt-history row, as
+-- in 0006). Rows: kind 'completed' (a success written), 'claimed' (a job now running
+-- under worker_id, claimed_at stamped), and one 'flow' row whose `controlled` says whether limits or
+-- lock keys still concern this worker's queues and tasks, and whose `retry_in` is the
+-- seconds until a rate limit that held work back has a token again (NULL: none did).
+--
+-- Callers are serialised by a transaction-scoped advisory lock; the claim statement runs
+-- after it with its own snapshot (READ COMMITTED), so it sees every earlier claim that
+-- counted against a limit. Running rows count against limits whoever holds them, an
+-- orphaned attempt included, until they leave 'running'.
+CREATE OR REPLACE FUNCTION {schema}.claim_flow_jobs(
+    worker_id     uuid,
+    task_names    text[],
+    queue_names   text[],
+    max_jobs      integer,
+    lead          double precision DEFAULT 0,
+    done_ids      text[] DEFAULT '{}',
+    done_owners   uuid[] DEFAULT '{}',
+    done_attempts integer[] DEFAULT '{}',
+    done_results  text[] DEFAULT '{}'
+) RETURNS TABLE (
+    kind text, job_id text, task_name text, args text, kwargs text, attempts integer,
+    failures integer, max_retries integer, timeout_seconds double precision,
+    starts_in double precision, due_epoch double precision, controlled boolean,
+    retry_in double precision
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    clock timestamptz;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = '25000', MESSAGE = format(
+            'claim_flow_jobs needs READ COMMITTED (it counts running jobs after taking its'
+            ' lock), not %s', current_setting('transaction_isolation'));
+    END IF;
+    RETURN QUERY
+    WITH done AS (
+        UPDATE {schema}.jobs j SET
+            status = 'succeeded', lease_owner = NULL, last_error = NULL,
+            finished_at = now(), updated_at = now(), result = d.result::jsonb
+        FROM unnest(done_ids, done_owners, done_attempts, done_results)
+             AS d(job_id, owner, attempt, result)
+        WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
+          AND j.status = 'running'
+        RETURNING j.job_id, j.attempts, d.owner, j.claimed_at, j.started_at
+    ), done_history AS (
+        INSERT INTO {schema}.job_attempts
+            (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
+        SELECT d.job_id, d.attempts, d.owner, w.hostname, d.claimed_at, d.started_at,
+               'succeeded', NULL
+        FROM done d LEFT JOIN {schema}.workers w ON w.worker_id = d.owner
+    )
+    SELECT 'completed'::text, d.job_id, NULL::text, NULL::text, NULL::text, NULL::integer,
+           NULL::integer, NULL::integer, NULL::float8, NULL::float8, NULL::float8,
+           NULL::boolean, NULL::float8
+    FROM done d;
+    IF coalesce(max_jobs, 0) <= 0 OR NOT EXISTS (
+        SELECT 1 FROM {schema}.workers w
+        WHERE w.worker_id = claim_flow_jobs.worker_id AND w.lease_expires_at > now()
+    ) THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('scheduler.flow:{schema}'));
+    clock := clock_timestamp();
+    RETURN QUERY
+    WITH running AS MATERIALIZED (
+        SELECT r.queue, r.task_name FROM {schema}.jobs r WHERE r.status = 'running'
+    ), queue_room AS MATERIALIZED (
+        SELECT q.queue, q.paused, q.rate_limit, q.rate_period,
+               q.concurrency_limit - (SELECT count(*) FROM running r WHERE r.queue = q.queue)
+                   AS slots,
+               {schema}.bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_period,
+                                      q.rate_burst, clock) AS tokens
+        FROM {schema}.queues q WHERE q.queue = ANY (queue_names)
+    ), task_room AS MATERIALIZED (
+        SELECT t.task_name, t.rate_limit, t.rate_period,
+               t.concurrency_limit
+                   - (SELECT count(*) FROM running r WHERE r.task_name = t.task_name) AS slots,
+               {schema}.bucket_tokens(t.tokens, t.refilled_at, t.rate_limit, t.rate_period,
+                                      t.rate_burst, clock) AS tokens
+        FROM {schema}.task_limits t WHERE t.task_name = ANY (task_names)
+    ), open_queues AS (
+        SELECT qn.queue FROM unnest(queue_names) AS qn(queue)
+        WHERE NOT EXISTS (SELECT 1 FROM queue_room r WHERE r.queue = qn.queue
+                          AND (r.paused OR least(r.slots, floor(r.tokens)) <= 0))
+    ), open_tasks AS (
+        SELECT array(SELECT tn FROM unnest(task_names) AS tn
+                     WHERE NOT EXISTS (SELECT 1 FROM task_room r WHERE r.task_name = tn
+                                       AND least(r.slots, floor(r.tokens)) <= 0)) AS names
+    ), candidates AS MATERIALIZED (
+        SELECT c.*
+        FROM open_queues oq
+        CROSS JOIN open_tasks ot
+        CROSS JOIN unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS p(priority)
+        CROSS JOIN LATERAL (
+            SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority, j.execution_time
+            FROM {schema}.jobs j
+            WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
+              AND j.execution_time <= now() + make_interval(secs => lead)
+              AND j.task_name = ANY (ot.names)
+              AND (j.lock_key IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM {schema}.jobs h
+                       WHERE h.lock_key = j.lock_key AND h.status = 'running'))
+            ORDER BY j.execution_time
+            LIMIT max_jobs
+            FOR UPDATE OF j SKIP LOCKED
+        ) c
+    ), one_per_key AS (
+        SELECT c.*, row_number() OVER (PARTITION BY c.queue
+                                       ORDER BY c.priority DESC, c.execution_time) AS queue_rank
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.lock_key
+                                             ORDER BY c.priority DESC, c.execution_time) AS key_rank
+              FROM candidates c) c
+        WHERE c.lock_key IS NULL OR c.key_rank = 1
+    ), within_queue AS (
+        SELECT c.*, row_number() OVER (PARTITION BY c.task_name
+                                       ORDER BY c.priority DESC, c.execution_time) AS task_rank
+        FROM one_per_key c LEFT JOIN queue_room r ON r.queue = c.queue
+        WHERE least(r.slots, floor(r.tokens)) IS NULL
+           OR c.queue_rank <= least(r.slots, floor(r.tokens))
+    ), picked AS (
+        SELECT c.job_id FROM within_queue c LEFT JOIN task_room r ON r.task_name = c.task_name
+        WHERE least(r.slots, floor(r.tokens)) IS NULL
+           OR c.task_rank <= least(r.slots, floor(r.tokens))
+        ORDER BY c.priority DESC, c.execution_time
+        LIMIT max_jobs
+    ), claimed AS (
+        UPDATE {schema}.jobs j SET
+            status = 'running', lease_owner = claim_flow_jobs.worker_id,
+            attempts = j.attempts + 1,
+            started_at = greatest(clock, j.execution_time), updated_at = now(),
+            claimed_at = now()
+        FROM picked
+        WHERE j.job_id = picked.job_id
+        RETURNING j.job_id, j.queue, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
+                  j.attempts, j.failures, j.max_retries, j.timeout_seconds,
+                  greatest(extract(epoch FROM j.execution_time - clock), 0)::float8 AS starts_in,
+                  extract(epoch FROM j.execution_time)::float8 AS due_epoch
+    ), queue_left AS (
+        SELECT s.*, s.available - s.spent AS tokens
+        FROM (SELECT r.queue, r.rate_limit, r.rate_period, r.tokens AS available,
+                     (SELECT count(*) FROM claimed c WHERE c.queue = r.queue) AS spent
+              FROM queue_room r WHERE r.rate_limit IS NOT NULL AND NOT r.paused) s
+    ), task_left AS (
+        SELECT s.*, s.available - s.spent AS tokens
+        FROM (SELECT r.task_name, r.rate_limit, r.rate_period, r.tokens AS available,
+                     (SELECT count(*) FROM claimed c WHERE c.task_name = r.task_name) AS spent
+              FROM task_room r WHERE r.rate_limit IS NOT NULL) s
+    ), queue_spent AS (
+        -- Only buckets that paid for a start are written: an untouched one refills on
+        -- paper (bucket_tokens) and its row is not churned by every claim.
+        UPDATE {schema}.queues q SET tokens = l.tokens, refilled_at = clock
+        FROM queue_left l WHERE q.queue = l.queue AND l.spent > 0
+        RETURNING 1
+    ), task_spent AS (
+        UPDATE {schema}.task_limits t SET tokens = l.tokens, refilled_at = clock
+        FROM task_left l WHERE t.task_name = l.task_name AND l.spent > 0
+        RETURNING 1
+    )
+    SELECT 'claimed'::text, c.job_id, c.task_name, c.args, c.kwargs, c.attempts, c.failures,
+           c.max_retries, c.timeout_seconds, c.starts_in, c.due_epoch, NULL::boolean,
+           NULL::float8
+    FROM claimed c
+    UNION ALL
+    SELECT 'flow'::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           EXISTS (SELECT 1 FROM queue_room r
+                   WHERE NOT r.paused AND (r.slots IS NOT NULL OR r.rate_limit IS NOT NULL))
+           OR EXISTS (SELECT 1 FROM task_room)
+           OR EXISTS (SELECT 1 FROM candidates c WHERE c.lock_key IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM unnest(queue_names) AS qn(queue), {schema}.jobs j
+                      WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+                        AND j.queue = qn.queue AND j.execution_time <= now()),
+           (SELECT min((1 - w.tokens) * w.rate_period / w.rate_limit)
+            FROM (SELECT l.tokens, l.rate_period, l.rate_limit FROM queue_left l
+                  UNION ALL
+                  SELECT l.tokens, l.rate_period, l.rate_limit FROM task_left l) w
+            WHERE w.tokens < 1);
+END
+$$;

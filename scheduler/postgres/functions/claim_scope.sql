@@ -1,0 +1,46 @@
+-- What the plain claim (queries.sql claim_jobs) may take: of `queue_names`, the queues
+-- neither paused nor limited; of `task_names`, the tasks without limits; and whether work
+-- under flow control may wait for this worker (a limited queue or task of its, or a due
+-- job with a lock key in an open queue), which claim_flow_jobs() then takes. STABLE: it
+-- reads with the claim's snapshot. A plpgsql function keeps its plans across calls, so
+-- the claim pays no planning for this on the hot path.
+CREATE OR REPLACE FUNCTION {schema}.claim_scope(
+    task_names text[], queue_names text[], lead double precision,
+    OUT open_queues text[], OUT open_tasks text[], OUT flow boolean
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM {schema}.queues) AND NOT EXISTS (
+        SELECT 1 FROM {schema}.task_limits
+    ) THEN
+        open_queues := queue_names;  -- nothing is paused or limited anywhere
+        open_tasks := task_names;
+        flow := false;
+    ELSE
+        SELECT array_agg(qn ORDER BY qn) INTO open_queues FROM unnest(queue_names) AS qn
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn
+                          AND (q.paused OR q.concurrency_limit IS NOT NULL
+                               OR q.rate_limit IS NOT NULL));
+        SELECT array_agg(tn) INTO open_tasks FROM unnest(task_names) AS tn
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.task_limits t WHERE t.task_name = tn
+                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL));
+        flow := EXISTS (SELECT 1 FROM {schema}.queues q
+                        WHERE q.queue = ANY (queue_names) AND NOT q.paused
+                          AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
+             OR EXISTS (SELECT 1 FROM {schema}.task_limits t
+                        WHERE t.task_name = ANY (task_names)
+                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL));
+    END IF;
+    IF NOT flow THEN
+        flow := EXISTS (SELECT 1 FROM unnest(open_queues) AS oq(queue)
+                        CROSS JOIN LATERAL (
+                            SELECT 1 FROM {schema}.jobs j
+                            WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+                              AND j.queue = oq.queue
+                              AND j.execution_time <= now() + make_interval(secs => lead)
+                            LIMIT 1) l);
+    END IF;
+    open_queues := coalesce(open_queues, '{}');
+    open_tasks := coalesce(open_tasks, '{}');
+END
+$$;
