@@ -48,7 +48,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test,examples,dev,prometheus,otel]")
+    session.install("-e", ".[test,examples,dev,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
     session.run("mypy")
     session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
@@ -70,7 +70,7 @@ def tests(session: nox.Session) -> None:
     """The whole suite against a real PostgreSQL, including the multi-process tests, the
     metrics and tracing ones (their extras are installed here) and the dashboard in a
     headless browser."""
-    session.install("-e", ".[test,prometheus,otel]")
+    session.install("-e", ".[test,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
     _ensure_chromium(session)
     session.run("pytest", *session.posargs, env=_dsn_env())
 
@@ -116,7 +116,7 @@ def bench_backends(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
-    session.install("-e", ".[examples,prometheus,otel]")
+    session.install("-e", ".[examples,prometheus,otel,fastapi,django]")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
     try:

@@ -17,8 +17,9 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import dependencies, retrying, validation, waiting
+from scheduler import connections, dependencies, retrying, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
+from scheduler.connections import TransactionConnection
 from scheduler.errors import (
     ConfigurationError,
     InvalidJobError,
@@ -44,7 +45,6 @@ from scheduler.models import (
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
-from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
@@ -349,7 +349,7 @@ class Scheduler:
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
-        connection: AnyConnection | None = None,
+        connection: TransactionConnection | None = None,
         depends_on: Sequence[str] = (),
         queue: str | None = None,
         lock_key: str | None = None,
@@ -383,7 +383,9 @@ class Scheduler:
         conflict = validation.validate_conflict_resolution(conflict_resolution)
         new_jobs = self._observability.with_trace_context([self._validate(request)])
         dependencies.check_batch(new_jobs, conflict)
-        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        ids = await connections.insert_jobs(
+            self._store, self.config.schema, new_jobs, conflict, connection
+        )
         self._observability.scheduled(new_jobs, ids)
         return ids[0]
 
@@ -392,7 +394,7 @@ class Scheduler:
         requests: Iterable[JobRequest],
         *,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
-        connection: AnyConnection | None = None,
+        connection: TransactionConnection | None = None,
     ) -> list[str]:
         """Enqueue many jobs in one statement, all or nothing; returns their ids in order.
 
@@ -418,7 +420,9 @@ class Scheduler:
         if not new_jobs:
             return []
         new_jobs = self._observability.with_trace_context(new_jobs)
-        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        ids = await connections.insert_jobs(
+            self._store, self.config.schema, new_jobs, conflict, connection
+        )
         self._observability.scheduled(new_jobs, ids)
         return ids
 
