@@ -3,6 +3,7 @@ clock for schedules and later jobs, against a real scheduler and PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import asyncpg
@@ -91,7 +92,7 @@ async def test_advance_fires_each_schedule_slot_at_its_own_time(
         )
     ]
     assert len(fire_times) == 6
-    gaps = {b - a for a, b in zip(fire_times, fire_times[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(fire_times)}
     assert gaps == {timedelta(minutes=10)}
     assert start < fire_times[0] <= start + timedelta(minutes=10)
     assert await testing.now(scheduler) - start >= timedelta(hours=1)
