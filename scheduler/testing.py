@@ -12,7 +12,8 @@
   running them.
 - `run_due()` runs every job that is due, to completion, on the given started scheduler
   (in this process, through its real claim, run and record path), including jobs those
-  jobs enqueue and retries, as long as they are due; it returns the jobs that finished.
+  jobs enqueue and retries, as long as they are due; it returns the jobs that finished
+  since the previous call (a started scheduler also runs due jobs in the background).
 - `advance()` moves a virtual clock forward and runs, in time order, what falls due on
   the way: the slots of recurring schedules (fired as the ticker fires them, so coalescing,
   `max_running` and misfire rules hold), jobs scheduled for later, retries.
@@ -48,6 +49,8 @@ __all__ = ["advance", "assert_enqueued", "enqueued", "now", "run_due"]
 MAX_STEPS = 10_000
 
 _offsets: weakref.WeakKeyDictionary[Scheduler, timedelta] = weakref.WeakKeyDictionary()
+#: Where the next `run_due()` starts collecting finished jobs: the end of the previous one.
+_finished_since: weakref.WeakKeyDictionary[Scheduler, datetime] = weakref.WeakKeyDictionary()
 
 _DUE_SCHEDULES = """
 SELECT s.schedule_id, s.trigger::text AS trigger, s.next_fire_time, s.coalesce_policy,
@@ -75,6 +78,8 @@ WHERE task_name = ANY ($2::text[]) AND queue = ANY ($3::text[])
   AND (status = 'running' OR (status = 'pending' AND execution_time <= greatest($1, now())))
 ORDER BY execution_time LIMIT 10
 """
+
+_STARTED = "SELECT started_at FROM {schema}.workers WHERE worker_id = $1"
 
 _FINISHED_SINCE = """
 SELECT job_id FROM {schema}.jobs
@@ -150,14 +155,21 @@ async def run_due(
     scheduler: Scheduler, *, at: datetime | None = None, timeout: float = 30.0
 ) -> list[Job]:
     """Run every job due by `at` (default: the virtual now) to completion on `scheduler`,
-    which must be started, and return the jobs that finished meanwhile, in the order they
-    finished. Schedules due by then fire first; jobs the jobs enqueue, and retries, run
-    too if due by then. `AssertionError` after `timeout` seconds, naming what is left
-    (a job of a paused queue, or held back by limits, never runs here either)."""
+    which must be started. Schedules due by then fire first; jobs the jobs enqueue, and
+    retries, run too if due by then. `AssertionError` after `timeout` seconds, naming what
+    is left (a job of a paused queue, or held back by limits, never runs here either).
+
+    Returns the jobs that finished since the previous `run_due()` or `advance()` on it
+    (the first time: since it started), in the order they finished: a started scheduler
+    also runs due jobs in the background, before this is called."""
     _require_running(scheduler)
     store = _store(scheduler)
     when = at if at is not None else await now(scheduler)
-    started: datetime = await store.pool.fetchval("SELECT now()")
+    since = _finished_since.get(scheduler)
+    if since is None:  # the first call: since the scheduler started
+        since = await store.pool.fetchval(
+            _sql(store, _STARTED), scheduler.worker_id
+        ) or await store.pool.fetchval("SELECT now()")
     tasks, queues = _runnable(scheduler)
     outstanding: list[Any] = []
     with anyio.move_on_after(timeout):
@@ -174,7 +186,8 @@ async def run_due(
             f"jobs due by {when.isoformat()} did not finish within {timeout}s: {left}"
             f" (is the queue paused or limited? does {scheduler!r} run the task?)"
         )
-    rows = await store.pool.fetch(_sql(store, _FINISHED_SINCE), started)
+    rows = await store.pool.fetch(_sql(store, _FINISHED_SINCE), since)
+    _finished_since[scheduler] = await store.pool.fetchval("SELECT now()")
     return await _jobs(scheduler, [row["job_id"] for row in rows])
 
 

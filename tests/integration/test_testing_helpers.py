@@ -12,6 +12,7 @@ import pytest
 from scheduler import IntervalTrigger, JobStatus, SchedulerNotRunningError, testing
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
+from tests.support.db import has_status, wait_until
 
 
 async def test_enqueued_lists_waiting_jobs_without_running_them(
@@ -115,3 +116,16 @@ async def test_run_due_needs_a_started_scheduler_and_names_what_is_stuck(
     stuck = await scheduler.schedule(jobs.record, args=("stuck",))
     with pytest.raises(AssertionError, match=f"{stuck} \\(pending\\)"):
         await testing.run_due(scheduler, timeout=0.5)
+
+
+async def test_run_due_returns_jobs_the_background_ran_before_it_was_called(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(tasks=[jobs.record])
+    await scheduler.start()
+    early = await scheduler.schedule(jobs.record, args=("early",))
+    await wait_until(lambda: has_status(scheduler, early, JobStatus.SUCCEEDED))
+    assert [job.job_id for job in await testing.run_due(scheduler)] == [early]
+    # The next call reports only what finished after the previous one.
+    late = await scheduler.schedule(jobs.record, args=("late",))
+    assert [job.job_id for job in await testing.run_due(scheduler)] == [late]
