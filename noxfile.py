@@ -117,8 +117,10 @@ def bench_backends(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README shows them as they are."""
     session.install("-e", ".[examples,prometheus,otel,fastapi,django]")
+    session.install("pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
+    checked = ("examples/starlette_app.py", "examples/fastapi_app.py")
     try:
         scripts = (
             "examples/quickstart.py",
@@ -126,10 +128,15 @@ def examples(session: nox.Session) -> None:
             "examples/recurring.py",
             "examples/starlette_app.py",
             "examples/observability.py",
+            "examples/fastapi_app.py",
+            "examples/django_app/check.py",
         )
         for script in scripts:
-            args = ["--check"] if script.endswith("starlette_app.py") else []
+            args = ["--check"] if script in checked else []
             session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
+        session.run(
+            "pytest", "-q", "-p", "no:cacheprovider", "examples/test_with_scheduler.py", env=env
+        )
     finally:
         session.run("python", "-c", DROP_SCHEMA, schema, env=env)
     docs(session)

@@ -115,6 +115,8 @@ async def check() -> None:
                 text("SELECT count(*) FROM example_orders WHERE id = :id"), {"id": lost_id}
             )
             assert found.scalar_one() == 0
+    async with engine.begin() as conn:  # leave the database as we found it
+        await conn.execute(text("DROP TABLE example_orders"))
     print("fastapi example OK")
 
 
