@@ -357,8 +357,10 @@ class Scheduler:
     ) -> str:
         """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
 
-        With no `execution_time` and no `delay` the job is due now. Pass `connection` to
-        enqueue inside your own transaction: the job exists only if it commits. With
+        With no `execution_time` and no `delay` the job is due now. Pass `connection` (an
+        asyncpg connection, a SQLAlchemy AsyncSession or AsyncConnection, or a psycopg 3
+        AsyncConnection) to enqueue inside your own transaction: the job exists only if it
+        commits (see `scheduler.connections`). With
         `depends_on` (existing job ids) it starts only once all of them succeeded, and is
         cancelled if one fails or is cancelled (see the README's Dependencies). `queue`
         overrides the task's queue; jobs sharing a `lock_key` never run at the same time;
