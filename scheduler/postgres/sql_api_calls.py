@@ -31,6 +31,8 @@ from scheduler.store import NewJob
 
 #: A savepoint name of ours, so the caller's own savepoints are never touched.
 SAVEPOINT = "scheduler_enqueue"
+#: The SQL API's payload cap setting (see 0005_sql_api.sql).
+CAP = "'scheduler.max_payload_bytes'"
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,22 @@ def schedule_jobs_statement(
 ) -> Statement:
     """One call of `schedule_jobs()` for the whole batch: the columns as typed arrays."""
     s = quote_identifier(validate_schema_name(schema))
+    # Python has checked the payload against the scheduler's own cap, measured as it
+    # measures; the SQL function's cap (scheduler.max_payload_bytes, measured on jsonb's
+    # text form) is lifted for this call only and put back as it was, in one statement
+    # (OFFSET 0 keeps each step in its own subquery, evaluated before the one around it).
     sql = (
+        f"SELECT done.ids, set_config({CAP}, coalesce(done.previous, ''), true) FROM ("
         f"SELECT {s}.schedule_jobs(ARRAY("
         f"SELECT {s}.job_request(t, a::jsonb, k::jsonb, r, d * interval '1 second', i, p, m,"
         " o * interval '1 second', q, l, u)"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::float8[],"
         " %s::text[], %s::int4[], %s::int4[], %s::float8[], %s::text[], %s::text[],"
         " %s::text[]) WITH ORDINALITY AS x(t, a, k, r, d, i, p, m, o, q, l, u, n)"
-        f" ORDER BY n)::{s}.job_request[], %s::text)"
+        f" ORDER BY n)::{s}.job_request[], %s::text) AS ids, cap.previous"
+        f" FROM (SELECT current_setting({CAP}, true) AS previous,"
+        f" set_config({CAP}, '2147483647', true) AS lifted OFFSET 0) AS cap"
+        " OFFSET 0) AS done"
     )
     columns: tuple[list[Any], ...] = tuple([] for _ in range(12))
     for job in jobs:

@@ -23,6 +23,7 @@ from scheduler import (
     JobAlreadyExistsError,
     JobIsRunningError,
     JobRequest,
+    PayloadTooLargeError,
     JobStatus,
     SchemaNotReadyError,
     SyncProducer,
@@ -289,3 +290,29 @@ async def test_an_unmigrated_schema_says_to_migrate(schema: str) -> None:
 
     with pytest.raises(SchemaNotReadyError, match="migrate"):
         await in_thread(enqueue)
+
+
+async def test_the_producers_payload_cap_rules_and_the_sql_setting_is_left_as_it_was(
+    migrated: str, make_scheduler: SchedulerFactory, stack: Stack
+) -> None:
+    big = ["x" * 100_000]  # over the SQL API's default cap of 64 KiB, under ours
+    producer = SyncProducer(schema=migrated, max_payload_bytes=200_000)
+
+    def enqueue() -> tuple[str, Any]:
+        with stack() as tx:
+            cursor = _cursor(tx.conn)
+            cursor.execute("SELECT set_config('scheduler.max_payload_bytes', '1000', true)")
+            job_id = producer.schedule(tx.conn, jobs.record, args=big)
+            with pytest.raises(PayloadTooLargeError):
+                producer.schedule(tx.conn, jobs.record, args=["x" * 300_000])
+            cursor.execute("SELECT current_setting('scheduler.max_payload_bytes')")
+            return job_id, cursor.fetchone()[0]
+
+    job_id, setting = await in_thread(enqueue)
+    assert setting == "1000"
+    job = await make_scheduler().get_job(job_id)
+    assert job is not None and job.args == tuple(big)
+
+
+def _cursor(conn: Any) -> Any:
+    return conn.cursor()
