@@ -1,5 +1,6 @@
 """Enqueueing from synchronous code, inside the caller's transaction: a psycopg 3
-`Connection` or Django's database connection.
+`Connection`, a SQLAlchemy `Session` or `Connection` on psycopg 3 (``postgresql+psycopg``),
+or Django's database connection.
 
     producer = SyncProducer(schema="scheduler")
     with transaction.atomic():
@@ -169,6 +170,7 @@ Runner = Callable[[list[sql_api_calls.Statement]], list[str]]
 
 def _runner_for(connection: Any) -> Runner:
     """Runs the statements on `connection` atomically; returns the first one's ids."""
+    connection = _sqlalchemy_driver_connection(connection)
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(connection, psycopg.Connection):
         return lambda statements: _run_psycopg(connection, statements)
@@ -183,10 +185,26 @@ def _runner_for(connection: Any) -> Runner:
             return lambda statements: _run_django(django_db.connections[alias], statements)
     raise ConfigurationError(
         f"SyncProducer got a {type(connection).__module__}.{type(connection).__qualname__};"
-        " pass a psycopg 3 Connection or Django's connection (django.db.connection or"
-        " django.db.connections[alias]); for asyncpg, SQLAlchemy async or psycopg async"
+        " pass a psycopg 3 Connection, a SQLAlchemy Session or Connection on psycopg 3, or"
+        " Django's connection (django.db.connection or django.db.connections[alias]); for"
+        " asyncpg, SQLAlchemy async or psycopg async"
         " use Scheduler.schedule(..., connection=...)"
     )
+
+
+def _sqlalchemy_driver_connection(connection: Any) -> Any:
+    """The driver connection under a SQLAlchemy `Session` or `Connection`, inside its
+    current transaction (begun if none is, as SQLAlchemy's autobegin would); anything
+    else as it is."""
+    orm = sys.modules.get("sqlalchemy.orm")
+    if orm is not None and isinstance(connection, orm.Session):
+        connection = connection.connection()  # autobegins the session's transaction
+    engine = sys.modules.get("sqlalchemy.engine")
+    if engine is None or not isinstance(connection, engine.Connection):
+        return connection
+    if not connection.in_transaction():
+        connection.begin()  # the caller commits or rolls it back
+    return connection.connection.driver_connection
 
 
 def _run_psycopg(connection: Any, statements: list[sql_api_calls.Statement]) -> list[str]:

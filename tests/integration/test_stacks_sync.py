@@ -14,6 +14,9 @@ import anyio
 import asyncpg
 import psycopg
 import pytest
+import sqlalchemy
+import sqlalchemy.orm
+import sqlalchemy.pool
 
 from scheduler import (
     ArgumentsNotSerializableError,
@@ -52,7 +55,7 @@ class Tx:
 Stack = Callable[[], contextlib.AbstractContextManager[Tx]]
 
 
-@pytest.fixture(params=["psycopg", "psycopg-implicit", "django"])
+@pytest.fixture(params=["psycopg", "psycopg-implicit", "sqlalchemy-session", "django"])
 async def stack(request: pytest.FixtureRequest, migrated: str) -> Stack:
     table = f"{quote_identifier(migrated)}.app_rows"
     admin = await asyncpg.connect(TEST_DSN)
@@ -73,6 +76,21 @@ async def stack(request: pytest.FixtureRequest, migrated: str) -> Stack:
             yield Tx(conn, lambda name: _execute(conn, insert, name), conn.transaction)
 
     @contextlib.contextmanager
+    def sqlalchemy_session() -> Iterator[Tx]:
+        url = TEST_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        statement = sqlalchemy.text(insert.replace("%s", ":name"))
+        try:
+            with sqlalchemy.orm.Session(engine) as session, session.begin():
+
+                def write(name: str) -> None:
+                    session.execute(statement, {"name": name})
+
+                yield Tx(session, write, session.begin_nested)
+        finally:
+            engine.dispose()
+
+    @contextlib.contextmanager
     def django_atomic() -> Iterator[Tx]:
         configure_django()
         from django.db import connection, connections, transaction
@@ -91,6 +109,7 @@ async def stack(request: pytest.FixtureRequest, migrated: str) -> Stack:
     return {
         "psycopg": psycopg_explicit,
         "psycopg-implicit": psycopg_implicit,
+        "sqlalchemy-session": sqlalchemy_session,
         "django": django_atomic,
     }[request.param]
 
@@ -279,7 +298,9 @@ async def test_replace_of_a_running_job_is_refused_typed(
 def test_what_a_sync_producer_refuses_up_front() -> None:
     with pytest.raises(ConfigurationError, match="schema name"):
         SyncProducer(schema="Bad-Name")
-    with pytest.raises(ConfigurationError, match="psycopg 3 Connection or Django"):
+    with pytest.raises(
+        ConfigurationError, match="pass a psycopg 3 Connection, a SQLAlchemy Session"
+    ):
         SyncProducer(schema="s").schedule(object(), "some:task")
 
 
@@ -315,4 +336,6 @@ async def test_the_producers_payload_cap_rules_and_the_sql_setting_is_left_as_it
 
 
 def _cursor(conn: Any) -> Any:
+    if isinstance(conn, sqlalchemy.orm.Session):
+        return conn.connection().connection.cursor()
     return conn.cursor()

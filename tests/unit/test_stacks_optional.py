@@ -29,5 +29,7 @@ def test_the_core_imports_without_the_stack_extras() -> None:
 
 
 def test_a_sync_producer_refuses_an_unknown_connection_before_writing() -> None:
-    with pytest.raises(ConfigurationError, match="psycopg 3 Connection or Django"):
+    with pytest.raises(
+        ConfigurationError, match="pass a psycopg 3 Connection, a SQLAlchemy Session"
+    ):
         SyncProducer(schema="anything").schedule(object(), "tasks:send")
