@@ -50,7 +50,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test,examples,dev,prometheus,otel]")
+    session.install("-e", ".[test,examples,dev,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
     session.run("mypy")
     session.run("mypy", "--python-version", "3.11", "examples/quickstart.py")
 
@@ -72,7 +72,7 @@ def tests(session: nox.Session) -> None:
     """The whole suite against a real PostgreSQL, including the multi-process tests, the
     metrics and tracing ones (their extras are installed here) and the dashboard in a
     headless browser."""
-    session.install("-e", ".[test,prometheus,otel]")
+    session.install("-e", ".[test,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
     _ensure_chromium(session)
     session.run("pytest", *session.posargs, env=_dsn_env())
 
@@ -119,9 +119,11 @@ def bench_backends(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example, and check the README and the docs show them as they are."""
-    session.install("-e", ".[examples,prometheus,otel]")
+    session.install("-e", ".[examples,prometheus,otel,fastapi,django]")
+    session.install("pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3")
     env = _dsn_env()
     schema = f"examples_{uuid.uuid4().hex[:8]}"
+    checked = ("examples/starlette_app.py", "examples/fastapi_app.py")
     try:
         scripts = (
             "examples/hello.py",
@@ -131,10 +133,14 @@ def examples(session: nox.Session) -> None:
             "examples/starlette_app.py",
             "examples/fastapi_app.py",
             "examples/observability.py",
+            "examples/django_app/check.py",
         )
         for script in scripts:
-            args = ["--check"] if script.endswith("_app.py") else []
+            args = ["--check"] if script in checked else []
             session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
+        session.run(
+            "pytest", "-q", "-p", "no:cacheprovider", "examples/test_with_scheduler.py", env=env
+        )
     finally:
         session.run("python", "-c", DROP_SCHEMA, schema, env=env)
     _check_example_blocks(session)

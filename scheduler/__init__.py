@@ -48,6 +48,7 @@ from scheduler.models import (
 )
 from scheduler.retry import RetryBackoff
 from scheduler.scheduler import ScheduleOptions, Scheduler
+from scheduler.sync import SyncProducer
 from scheduler.tasks import task
 from scheduler.triggers import (
     AndTrigger,
@@ -109,6 +110,7 @@ __all__ = [
     "Scheduler",
     "SchedulerState",
     "Snooze",
+    "SyncProducer",
     "SchedulerError",
     "SchedulerNotRunningError",
     "SchemaError",

@@ -17,8 +17,9 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import dependencies, retrying, validation, waiting
+from scheduler import connections, dependencies, retrying, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
+from scheduler.connections import TransactionConnection
 from scheduler.errors import (
     ConfigurationError,
     InvalidJobError,
@@ -44,7 +45,6 @@ from scheduler.models import (
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
-from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
@@ -349,7 +349,7 @@ class Scheduler:
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
-        connection: AnyConnection | None = None,
+        connection: TransactionConnection | None = None,
         depends_on: Sequence[str] = (),
         queue: str | None = None,
         lock_key: str | None = None,
@@ -357,8 +357,10 @@ class Scheduler:
     ) -> str:
         """Enqueue one run of `func`; returns the job id. Nothing is written on bad input.
 
-        With no `execution_time` and no `delay` the job is due now. Pass `connection` to
-        enqueue inside your own transaction: the job exists only if it commits. With
+        With no `execution_time` and no `delay` the job is due now. Pass `connection` (an
+        asyncpg connection, a SQLAlchemy AsyncSession or AsyncConnection, or a psycopg 3
+        AsyncConnection) to enqueue inside your own transaction: the job exists only if it
+        commits (see `scheduler.connections`). With
         `depends_on` (existing job ids) it starts only once all of them succeeded, and is
         cancelled if one fails or is cancelled (see Dependencies in the docs). `queue`
         overrides the task's queue; jobs sharing a `lock_key` never run at the same time;
@@ -383,7 +385,9 @@ class Scheduler:
         conflict = validation.validate_conflict_resolution(conflict_resolution)
         new_jobs = self._observability.with_trace_context([self._validate(request)])
         dependencies.check_batch(new_jobs, conflict)
-        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        ids = await connections.insert_jobs(
+            self._store, self.config.schema, new_jobs, conflict, connection
+        )
         self._observability.scheduled(new_jobs, ids)
         return ids[0]
 
@@ -392,7 +396,7 @@ class Scheduler:
         requests: Iterable[JobRequest],
         *,
         conflict_resolution: ConflictResolution = ConflictResolution.RAISE,
-        connection: AnyConnection | None = None,
+        connection: TransactionConnection | None = None,
     ) -> list[str]:
         """Enqueue many jobs in one statement, all or nothing; returns their ids in order.
 
@@ -418,7 +422,9 @@ class Scheduler:
         if not new_jobs:
             return []
         new_jobs = self._observability.with_trace_context(new_jobs)
-        ids = await self._store.insert_jobs(new_jobs, conflict, connection)
+        ids = await connections.insert_jobs(
+            self._store, self.config.schema, new_jobs, conflict, connection
+        )
         self._observability.scheduled(new_jobs, ids)
         return ids
 
