@@ -1,5 +1,5 @@
 """Watching jobs: a middleware, an event handler, Prometheus metrics and OpenTelemetry
-tracing on one scheduler (needs `pip install 'scheduler[prometheus,otel]'`).
+tracing on one scheduler (needs `pip install 'pgcadence[prometheus,otel]'`).
 
     python examples/observability.py
 
