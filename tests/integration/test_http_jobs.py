@@ -262,6 +262,6 @@ def test_allowing_hosts_without_httpx_installed_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, make_scheduler: SchedulerFactory
 ) -> None:
     monkeypatch.setitem(sys.modules, "httpx", None)  # as if the extra were not installed
-    with pytest.raises(ConfigurationError, match=r"pip install 'scheduler\[http\]'"):
+    with pytest.raises(ConfigurationError, match=r"pip install 'pgcadence\[http\]'"):
         make_scheduler(http_allowed_hosts=LOCAL)
     make_scheduler()  # HTTP off: the core needs nothing more
