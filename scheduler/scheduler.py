@@ -44,7 +44,7 @@ from scheduler.models import (
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
-from scheduler.postgres.connection import AnyConnection
+from scheduler.postgres.connection import AnyConnection, borrowed
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
@@ -187,7 +187,7 @@ class Scheduler:
     # -- lifecycle --------------------------------------------------------------------
     async def migrate(self) -> list[int]:
         """Apply pending schema migrations (idempotent, safe to run from many replicas)."""
-        async with self._pool.acquire() as conn:
+        async with borrowed(self._pool) as conn:
             return await migrations.migrate(conn, self.config.schema)
 
     async def start(self) -> None:
@@ -216,7 +216,7 @@ class Scheduler:
         if self.config.auto_migrate:
             await self.migrate()
         else:
-            async with self._pool.acquire() as conn:
+            async with borrowed(self._pool) as conn:
                 await migrations.check_schema(conn, self.config.schema)
         for declared in self._declared.values():
             await self._store.insert_schedule(
@@ -257,6 +257,9 @@ class Scheduler:
         if self._state in (SchedulerState.NEW, SchedulerState.STOPPED, SchedulerState.FAILED):
             if self._state is SchedulerState.NEW:
                 self._state = SchedulerState.STOPPED
+                # A producer's waits may have a listening connection open: hand it back.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(UNREGISTER_BOUND):
+                    await self._store.release_connections()
             return
         if grace is not None:
             self._grace = seconds(grace, "grace")
@@ -443,18 +446,16 @@ class Scheduler:
             self._observability.pending_cancelled(job_id)
             return True
         self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
-        deadline = anyio.current_time() + (
-            self.config.cancel_wait if wait is None else seconds(wait, "wait")
-        )
-        delay = 0.01
-        while True:
-            status = await self._store.job_status(job_id)
-            if status is None or status.is_terminal:
-                return status is JobStatus.CANCELLED
-            if anyio.current_time() >= deadline:
-                return False
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        limit = self.config.cancel_wait if wait is None else seconds(wait, "wait")
+        status = await self._store.job_status(job_id)
+        # The deadline covers the reads too (a busy pool makes them wait for a connection).
+        with anyio.move_on_after(limit):
+            delay = 0.01
+            while not (status is None or status.is_terminal):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                status = await self._store.job_status(job_id)
+        return status is JobStatus.CANCELLED
 
     async def get_job(self, job_id: str) -> Job | None:
         """A read-only snapshot of a job, or None if there is no such job (or it was
