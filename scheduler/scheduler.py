@@ -174,6 +174,7 @@ class Scheduler:
         self._failure: BaseException | None = None
         self._main_task: asyncio.Task[None] | None = None
         self._grace = self.config.shutdown_grace
+        self._grace_scope: anyio.CancelScope | None = None  # while the drain waits
         # Attempts shutdown gave up waiting for (they ignored cancellation): referenced so
         # their tasks are not garbage-collected while they still run.
         self._abandoned: set[asyncio.Task[None]] = set()
@@ -253,7 +254,8 @@ class Scheduler:
 
         Returns within the grace period plus a few seconds, whatever the jobs do: an
         attempt that does not stop when cancelled is abandoned (its lease lapses and a peer
-        reruns it after `lease_time`)."""
+        reruns it after `lease_time`). Called again while draining with a shorter `grace`
+        (0: at once), it cuts the drain short."""
         if self._state in (SchedulerState.NEW, SchedulerState.STOPPED, SchedulerState.FAILED):
             if self._state is SchedulerState.NEW:
                 self._state = SchedulerState.STOPPED
@@ -263,6 +265,11 @@ class Scheduler:
             return
         if grace is not None:
             self._grace = seconds(grace, "grace")
+            if self._grace_scope is not None:
+                # Already draining (a second Ctrl-C): a shorter grace ends it sooner.
+                self._grace_scope.deadline = min(
+                    self._grace_scope.deadline, anyio.current_time() + self._grace
+                )
         self._state = SchedulerState.STOPPING
         self._stop_requested.set()
         await self._stopped.wait()
@@ -862,8 +869,10 @@ class Scheduler:
             logger.info(
                 "draining %d running job(s) for up to %.1fs", running.executing, self._grace
             )
-        with anyio.move_on_after(self._grace):
+        with anyio.move_on_after(self._grace) as grace:
+            self._grace_scope = grace
             await running.wait_until_empty()
+        self._grace_scope = None
         if not len(running):
             return False
         if running.executing:
