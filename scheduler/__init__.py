@@ -33,6 +33,7 @@ from scheduler.events import EventHandler, EventKind, JobEvent
 from scheduler.executors.http import HTTP_TASK, http_request
 from scheduler.extensions import Extension, QueueDepth, ReplicaState
 from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.health import Health
 from scheduler.middleware import AttemptInfo, CallNext, Middleware
 from scheduler.models import (
     Attempt,
@@ -73,6 +74,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictResolution",
     "HTTP_TASK",
+    "Health",
     "CronTrigger",
     "DateTrigger",
     "EventHandler",

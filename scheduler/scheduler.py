@@ -30,6 +30,7 @@ from scheduler.executors import http
 from scheduler.executors.process import ProcessPool
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
+from scheduler.health import Health
 from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
@@ -281,6 +282,20 @@ class Scheduler:
         """Where the scheduler is in its life; `FAILED` after a fatal background error
         (see `failure`): it then runs no jobs, so a health check should report it."""
         return self._state
+
+    @property
+    def health(self) -> Health:
+        """What a health check should report: `health.healthy` is False unless the
+        scheduler runs and claims work (False once every claim has failed for longer than
+        `lease_time`; True again when one works). `health.describe()` says why."""
+        dispatcher = self._dispatcher if self._running is not None else None
+        error = None if dispatcher is None else dispatcher.last_error
+        return Health(
+            state=self._state,
+            claims_failing_for=0.0 if dispatcher is None else dispatcher.failing_for(),
+            claim_error=None if error is None else repr(error),
+            claim_failure_limit=self.config.lease_time,
+        )
 
     @property
     def failure(self) -> BaseException | None:
@@ -774,7 +789,7 @@ class Scheduler:
                 on_depths=self._observability.queue_depths,
             )
         )
-        self._observability.bind(running, self._identity)
+        self._observability.bind(running, self._identity, lambda: self.health)
         self._listener = Listener(
             self._pool,
             channel_for(config.schema),
