@@ -244,3 +244,52 @@ async def test_every_call_gives_up_on_a_held_pool_with_a_typed_error(
         finally:
             for conn in held:
                 await producer_pool.release(conn)
+
+
+async def test_a_started_scheduler_s_waits_use_its_own_listener_and_open_no_other(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    name = unique_schema("replica")
+    async with small_pool(3, name) as replica_pool:
+        # No health check meanwhile: the listener's last statement stays its LISTEN.
+        replica = make_scheduler(
+            db_pool=replica_pool, tasks=[jobs.give_back], listener_check_interval=3600
+        )
+        await replica.start()
+        ids = await replica.schedule_many(
+            JobRequest(jobs.give_back, args=(n,), delay=1.0) for n in range(200)
+        )
+        listens: list[int] = []
+
+        async def watch_listens() -> None:
+            while True:
+                listens.append(await listening_sessions(pool, name))
+                await anyio.sleep(0.05)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_listens)
+            with anyio.fail_after(120):
+                finished = await asyncio.gather(*(replica.wait_for_job(j, timeout=90) for j in ids))
+            tg.cancel_scope.cancel()
+        await replica.shutdown()
+    assert [job.result for job in finished] == list(range(200))
+    assert set(listens) == {1}  # the wake-up listener, shared by the 200 waits
+
+
+async def test_a_producer_s_shutdown_closes_the_listen_of_waits_still_in_progress(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    name = unique_schema("producer")
+    async with small_pool(3, name) as producer_pool:
+        producer = make_scheduler(db_pool=producer_pool)
+        job_id = await producer.schedule(jobs.record, args=("later",), delay=3600)
+
+        async def listening(count: int) -> bool:
+            return await listening_sessions(pool, name) == count
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: producer.wait_for_job(job_id, timeout=60))
+            await wait_until(lambda: listening(1), message="the waits' LISTEN opened")
+            await producer.shutdown()
+            await wait_until(lambda: listening(0), message="the LISTEN closed at shutdown")
+            tg.cancel_scope.cancel()
