@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 
-from scheduler import SchemaNotReadyError, SchemaTooNewError
+from scheduler import SchedulerState, SchemaError, SchemaNotReadyError, SchemaTooNewError
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
@@ -78,3 +80,21 @@ async def test_migrations_built_schema_has_the_expected_tables(
         "task_limits",
         "workers",
     ]
+
+
+async def test_a_migration_lock_held_elsewhere_fails_migrate_in_time_with_a_clear_error(
+    pool: asyncpg.Pool, schema: str, make_scheduler: SchedulerFactory, monkeypatch: Any
+) -> None:
+    """Issue 19 (every wait has a deadline): a peer stuck mid-migration used to make every
+    start() wait for its lock for ever."""
+    monkeypatch.setattr(migrations, "MIGRATION_LOCK_SECONDS", 0.5)
+    scheduler = make_scheduler()
+    async with pool.acquire() as stuck, stuck.transaction():
+        await stuck.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", migrations._lock_key(schema)
+        )
+        with anyio.fail_after(10), pytest.raises(SchemaError, match="still holds its lock"):
+            await scheduler.start()
+    assert scheduler.state is SchedulerState.STOPPED
+    # Once the lock is free, migrating works, with the usual (unbounded) statement locks.
+    assert await make_scheduler().migrate() == [m.version for m in migrations.known_migrations()]
