@@ -75,6 +75,13 @@ async def wait_for_job(
     """The deadline covers everything, waiting for a pool connection included: a wait
     holds no connection while it waits, and raises `JobWaitTimeoutError` on time whatever
     holds the pool."""
+    if timeout == 0:  # a look, not a wait: the job if it has finished
+        job = await store.get_job(job_id)
+        if job is None:
+            raise _not_found(job_id)
+        if job.is_finished:
+            return job
+        raise _timed_out(job_id, timeout, job.status.value)
     seen: list[JobStatus] = []  # the last status read, if any was
     with anyio.move_on_after(math.inf if timeout is None else timeout):
         with finished.watch(job_id) as watch:
@@ -88,10 +95,7 @@ async def wait_for_job(
                 status = await _patiently(store.await_job, job_id)
                 while True:
                     if status is None:
-                        raise JobNotFoundError(
-                            f"no job {job_id!r} (unknown, or pruned after the retention period)",
-                            job_id,
-                        )
+                        raise _not_found(job_id)
                     seen[:] = [status]
                     if status.is_terminal:
                         job = await _patiently(store.get_job, job_id)
@@ -104,7 +108,17 @@ async def wait_for_job(
                     watch.event.clear()  # before reading: a notification from now on counts
                     status = await _patiently(store.job_status, job_id)
     state = seen[0].value if seen else "unread (no pool connection became free to read it)"
-    raise JobWaitTimeoutError(
+    raise _timed_out(job_id, timeout, state)
+
+
+def _not_found(job_id: str) -> JobNotFoundError:
+    return JobNotFoundError(
+        f"no job {job_id!r} (unknown, or pruned after the retention period)", job_id
+    )
+
+
+def _timed_out(job_id: str, timeout: float | None, state: str) -> JobWaitTimeoutError:
+    return JobWaitTimeoutError(
         f"job {job_id!r} is still {state} after {timeout} seconds; wait longer, or cancel it"
         " (cancel_job)",
         job_id,

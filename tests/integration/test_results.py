@@ -293,3 +293,17 @@ async def test_a_producer_s_shutdown_closes_the_listen_of_waits_still_in_progres
             await producer.shutdown()
             await wait_until(lambda: listening(0), message="the LISTEN closed at shutdown")
             tg.cancel_scope.cancel()
+
+
+async def test_a_wait_of_zero_seconds_looks_once(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    producer = make_scheduler()
+    job_id = await producer.schedule(jobs.record, args=("later",), delay=3600)
+    with pytest.raises(JobWaitTimeoutError, match="still pending"):
+        await producer.wait_for_job(job_id, timeout=0)
+    await producer.cancel_job(job_id)
+    job = await producer.wait_for_job(job_id, timeout=0)
+    assert job.status is JobStatus.CANCELLED
+    with pytest.raises(JobNotFoundError):
+        await producer.wait_for_job("nope", timeout=0)
