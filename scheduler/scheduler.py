@@ -202,6 +202,14 @@ class Scheduler:
                 f"start() was already called (the scheduler is {self._state.value}); create"
                 " a new Scheduler to start again"
             )
+        if self._pool.get_max_size() < MIN_POOL_SIZE:
+            # Its listener holds one connection for good: with one, nothing else could run.
+            raise ConfigurationError(
+                f"a started scheduler needs a pool of at least {MIN_POOL_SIZE} connections"
+                f" (one listens for wake-ups), this one has max_size={self._pool.get_max_size()};"
+                " create the pool with a larger max_size (a producer that never starts can"
+                " use a pool of one)"
+            )
         self._state = SchedulerState.STARTING
         try:
             await self._start()
@@ -919,6 +927,8 @@ class Scheduler:
         return True
 
 
+#: The smallest pool a started scheduler accepts: one connection listens for good.
+MIN_POOL_SIZE = 2
 #: After the grace period, how long cancelled jobs get to stop and record their outcome
 #: before shutdown abandons them.
 SHUTDOWN_BOUND = 5.0

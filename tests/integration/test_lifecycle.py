@@ -12,7 +12,7 @@ import anyio.lowlevel
 import asyncpg
 import pytest
 
-from scheduler import JobStatus, Scheduler, SchedulerState
+from scheduler import ConfigurationError, JobStatus, Scheduler, SchedulerState
 from scheduler.metrics import PrometheusMetrics
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import quote_identifier
@@ -149,3 +149,24 @@ async def test_a_replica_whose_every_claim_fails_reports_it_until_claims_work_ag
     assert metrics.registry.get_sample_value("scheduler_healthy") == 1
     await scheduler.shutdown()
     assert not scheduler.health.healthy  # stopped: not ready
+
+
+async def test_starting_on_a_pool_of_one_is_refused_at_once(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """Its listener would hold the only connection for good and everything else wait for
+    it (issue 19: every wait has a deadline, whatever the pool size)."""
+    single = await asyncpg.create_pool(TEST_DSN, min_size=0, max_size=1)
+    assert single is not None
+    try:
+        scheduler = make_scheduler(db_pool=single, tasks=[jobs.record])
+        with anyio.fail_after(10), pytest.raises(ConfigurationError, match="at least 2"):
+            await scheduler.start()
+        assert scheduler.state is SchedulerState.NEW
+        # A producer on that pool works: its waits poll instead of listening.
+        job_id = await scheduler.schedule(jobs.record, args=("x",), delay=3600)
+        await scheduler.cancel_job(job_id)
+        job = await scheduler.wait_for_job(job_id, timeout=10)
+        assert job.status is JobStatus.CANCELLED
+    finally:
+        await single.close()

@@ -140,7 +140,7 @@ async def listening_sessions(pool: asyncpg.Pool, name: str) -> int:
     return count
 
 
-@pytest.mark.parametrize("waits", [3, 10])
+@pytest.mark.parametrize("waits", [1, 3, 10])
 async def test_as_many_waits_as_the_pool_has_connections_all_return(
     pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, waits: int
 ) -> None:
