@@ -44,7 +44,6 @@ class SharedWaitListener:
         self._subscribers: dict[Callbacks, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()  # handing their connection back
-        self.listening = False  # a LISTEN is in place right now
 
     @property
     def usable(self) -> bool:
@@ -95,35 +94,30 @@ class SharedWaitListener:
             on_finished(job_id)
 
     def _listening(self) -> None:
-        self.listening = True
         for _, on_listening in list(self._subscribers):
             on_listening()
 
     async def _run(self) -> None:
         backoff = LoopBackoff(maximum=10.0)
-        try:
-            while self._subscribers:
-                listener = Listener(
-                    self._pool,
-                    self._channel,
-                    on_due=_ignore,
-                    on_schedule=_ignore,
-                    on_cancel=_ignore,
-                    on_reconnect=self._listening,
-                    check_interval=self._check_interval,
-                    check_timeout=self._check_timeout,
-                    on_finished=self._finished,
-                )
-                try:
-                    async with anyio.create_task_group() as listening:
-                        await listening.start(listener.run)
-                        self._listening()
-                        backoff.reset()
-                except Exception as exc:
-                    # E.g. the pool is exhausted or the database is away: waits poll, and
-                    # listening is tried again.
-                    self.listening = False
-                    logger.warning("cannot listen for finished jobs (%r); waits poll", exc)
-                await anyio.sleep(backoff.next_delay())
-        finally:
-            self.listening = False
+        while self._subscribers:
+            listener = Listener(
+                self._pool,
+                self._channel,
+                on_due=_ignore,
+                on_schedule=_ignore,
+                on_cancel=_ignore,
+                on_reconnect=self._listening,
+                check_interval=self._check_interval,
+                check_timeout=self._check_timeout,
+                on_finished=self._finished,
+            )
+            try:
+                async with anyio.create_task_group() as listening:
+                    await listening.start(listener.run)
+                    self._listening()
+                    backoff.reset()
+            except Exception as exc:
+                # E.g. the pool is exhausted or the database is away: waits poll, and
+                # listening is tried again.
+                logger.warning("cannot listen for finished jobs (%r); waits poll", exc)
+            await anyio.sleep(backoff.next_delay())
