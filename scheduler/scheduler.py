@@ -296,7 +296,7 @@ class Scheduler:
         """What a health check should report: `health.healthy` is False unless the
         scheduler runs and claims work (False once every claim has failed for longer than
         `lease_time`; True again when one works). `health.describe()` says why."""
-        dispatcher = self._dispatcher if self._running is not None else None
+        dispatcher: Dispatcher | None = getattr(self, "_dispatcher", None)  # built by start()
         error = None if dispatcher is None else dispatcher.last_error
         return Health(
             state=self._state,
