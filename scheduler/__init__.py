@@ -17,6 +17,7 @@ from scheduler.errors import (
     JobNotRetryableError,
     JobWaitTimeoutError,
     PayloadTooLargeError,
+    PoolExhaustedError,
     ScheduleAlreadyExistsError,
     SchedulerError,
     SchedulerNotRunningError,
@@ -33,6 +34,7 @@ from scheduler.events import EventHandler, EventKind, JobEvent
 from scheduler.executors.http import HTTP_TASK, http_request
 from scheduler.extensions import Extension, QueueDepth, ReplicaState
 from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.health import Health
 from scheduler.middleware import AttemptInfo, CallNext, Middleware
 from scheduler.models import (
     Attempt,
@@ -74,6 +76,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictResolution",
     "HTTP_TASK",
+    "Health",
     "CronTrigger",
     "DateTrigger",
     "EventHandler",
@@ -100,6 +103,7 @@ __all__ = [
     "Middleware",
     "OrTrigger",
     "PayloadTooLargeError",
+    "PoolExhaustedError",
     "QueueDepth",
     "QueueStats",
     "ReplicaState",

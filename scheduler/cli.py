@@ -525,8 +525,24 @@ async def run_worker(
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    started: list[Scheduler] = []
+    stopping_now: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        """The first signal drains (up to shutdown_grace); a second one stops at once:
+        running jobs are cancelled and handed back to pending, as after the grace."""
+        if not stop.is_set():
+            stop.set()
+        elif started and not stopping_now:
+            logging.getLogger("scheduler.cli").warning(
+                "second signal: not waiting for %d running job(s); cancelling them and"
+                " handing them back now",
+                len(started[0].running_job_ids),
+            )
+            stopping_now.append(loop.create_task(started[0].shutdown(grace=0)))
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     extensions = []
     stop_metrics = None
     if metrics_at is not None:
@@ -538,9 +554,10 @@ async def run_worker(
         print(f"metrics on http://{metrics_at[0]}:{metrics_at[1]}/metrics", flush=True)
     try:
         async with Scheduler(pool, schema=schema, extensions=extensions, **settings) as scheduler:
+            started.append(scheduler)
             print(
                 f"worker {scheduler.worker_id} running on queues {', '.join(scheduler.queues)};"
-                " SIGTERM or Ctrl-C stops it gracefully",
+                " SIGTERM or Ctrl-C stops it gracefully, a second one at once",
                 flush=True,
             )
             await stop.wait()

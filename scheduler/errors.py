@@ -119,6 +119,11 @@ class JobWaitTimeoutError(SchedulerError, TimeoutError):
         self.job_id = job_id
 
 
+class PoolExhaustedError(SchedulerError, TimeoutError):
+    """No connection of the application's pool became free in time: every one is held
+    elsewhere. Enlarge the pool, or hold its connections for shorter."""
+
+
 class JobNotRetryableError(SchedulerError):
     """`retry_job()` met a job that is not failed or cancelled (pending, running, or
     succeeded: schedule it again with `ConflictResolution.REPLACE` to rerun a success), or

@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from scheduler.events import EventHandler
+from scheduler.health import Health
 from scheduler.middleware import Middleware
 
 
@@ -37,6 +38,8 @@ class ReplicaState(Protocol):
     def running_jobs(self) -> int: ...
     @property
     def free_slots(self) -> int: ...
+    @property
+    def health(self) -> Health: ...
 
 
 #: Writes the caller's context into a carrier stored with the job (`schedule()`).

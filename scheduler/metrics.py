@@ -56,6 +56,8 @@ class PrometheusMetrics(Extension):
     - `scheduler_job_run_seconds{task, queue}`: how long the job's code ran.
     - `scheduler_job_start_lag_seconds{task, queue}`: from due to start, database clock.
     - `scheduler_running_jobs`, `scheduler_free_slots`: this replica, read at scrape time.
+    - `scheduler_healthy` (1 or 0) and `scheduler_claims_failing_seconds`: `Scheduler.health`
+      at scrape time; 0 once every claim has failed for longer than a lease.
     - `scheduler_queue_due_jobs{queue}`, `scheduler_queue_oldest_due_age_seconds{queue}`:
       the database's backlog, read every `queue_depth_interval` seconds (None: never).
     """
@@ -109,6 +111,17 @@ class PrometheusMetrics(Extension):
         self.free_slots = prometheus.Gauge(
             "free_slots", "Free job slots on this replica", namespace=ns, registry=on
         )
+        self.healthy = prometheus.Gauge(
+            "healthy",
+            "1 while this replica runs and claims work; 0 once every claim has failed for"
+            " longer than a lease (or it stopped)",
+            namespace=ns, registry=on,
+        )  # fmt: skip
+        self.claims_failing = prometheus.Gauge(
+            "claims_failing_seconds",
+            "How long every claim of this replica has failed (0: the last one worked)",
+            namespace=ns, registry=on,
+        )  # fmt: skip
         self.queue_due = prometheus.Gauge(
             "queue_due_jobs", "Pending jobs due now, per queue (database)", ["queue"],
             namespace=ns, registry=on,
@@ -130,6 +143,8 @@ class PrometheusMetrics(Extension):
     def bind(self, replica: ReplicaState) -> None:
         self.running.set_function(lambda: replica.running_jobs)
         self.free_slots.set_function(lambda: replica.free_slots)
+        self.healthy.set_function(lambda: float(replica.health.healthy))
+        self.claims_failing.set_function(lambda: replica.health.claims_failing_for)
 
     def on_queue_depth(self, depths: Sequence[QueueDepth]) -> None:
         now_seen = {depth.queue for depth in depths}

@@ -20,6 +20,7 @@ from uuid import UUID
 from scheduler.errors import ConfigurationError
 from scheduler.events import EventBus, EventHandler, EventKind, JobEvent
 from scheduler.extensions import ContextInjector, Extension, QueueDepth
+from scheduler.health import Health
 from scheduler.middleware import AttemptInfo, Middleware, run_chain, validate_middleware
 from scheduler.recurring import SlotJob
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
@@ -226,8 +227,10 @@ class Observability:
         )
 
     # -- the replica --------------------------------------------------------------------
-    def bind(self, running: RunningJobs, identity: WorkerIdentity) -> None:
-        replica = _Replica(running, identity)
+    def bind(
+        self, running: RunningJobs, identity: WorkerIdentity, health: Callable[[], Health]
+    ) -> None:
+        replica = _Replica(running, identity, health)
         for extension in self.extensions:
             try:
                 extension.bind(replica)
@@ -266,9 +269,16 @@ def _decode_context(stored: str | None, job_id: str) -> dict[str, str]:
 
 
 class _Replica:
-    def __init__(self, running: RunningJobs, identity: WorkerIdentity) -> None:
+    def __init__(
+        self, running: RunningJobs, identity: WorkerIdentity, health: Callable[[], Health]
+    ) -> None:
         self._running = running
         self._identity = identity
+        self._health = health
+
+    @property
+    def health(self) -> Health:
+        return self._health()
 
     @property
     def worker_id(self) -> UUID:

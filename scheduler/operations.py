@@ -1,7 +1,7 @@
 """Operator commands behind `scheduler jobs / retry / retry-failed / purge / stats`: list
 and filter jobs, retry one or every failed one, purge finished ones in batches, read the
 monitoring views. Each takes a pool and a schema; times given as durations are measured on
-the database clock."""
+the database clock. No command waits for ever for a connection of the pool."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import asyncpg
 
 from scheduler.errors import SchedulerError
 from scheduler.models import JobStatus
+from scheduler.postgres.connection import BoundedPool
 from scheduler.postgres.sql import Queries
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.retrying import RETRY_BATCH_SIZE
@@ -78,7 +79,7 @@ async def list_jobs(
         raise OperationError(f"--limit must be >= 1, got {limit}")
     allowed = [s.value for s in JobStatus]
     since, until = since or PointInTime(), until or PointInTime()
-    rows = await pool.fetch(
+    rows = await BoundedPool(pool).fetch(
         Queries(schema).list_jobs,
         validate_statuses(statuses, allowed) or None,
         list(tasks) or None,
@@ -108,7 +109,7 @@ async def retry_failed_jobs(
     """Retry every job (of a task) that failed since a time, in batches; returns how many."""
     if delay < 0:
         raise OperationError(f"--delay must be >= 0 seconds, got {delay}")
-    now: datetime = await pool.fetchval(Queries(schema).database_now)
+    now: datetime = await BoundedPool(pool).fetchval(Queries(schema).database_now)
     since_at = None
     if since is not None:
         since_at = since.at or now - timedelta(seconds=since.seconds_ago or 0)
@@ -133,7 +134,9 @@ async def purge_jobs(
     query = Queries(schema).purge_jobs_finished_before
     total = 0
     while True:
-        deleted: int = await pool.fetchval(query, before.at, wanted, batch_size, before.seconds_ago)
+        deleted: int = await BoundedPool(pool).fetchval(
+            query, before.at, wanted, batch_size, before.seconds_ago
+        )
         total += deleted
         if deleted < batch_size:
             return total
@@ -142,7 +145,7 @@ async def purge_jobs(
 async def stats(pool: asyncpg.Pool[Any], schema: str) -> dict[str, Any]:
     """The per-task view and fleet counters, as plain data."""
     q = Queries(schema)
-    tasks = [dict(row) for row in await pool.fetch(q.task_stats)]
-    fleet = await pool.fetchrow(q.fleet_stats)
+    tasks = [dict(row) for row in await BoundedPool(pool).fetch(q.task_stats)]
+    fleet = await BoundedPool(pool).fetchrow(q.fleet_stats)
     assert fleet is not None
     return {"tasks": tasks, **dict(fleet)}

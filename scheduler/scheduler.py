@@ -31,6 +31,7 @@ from scheduler.executors import http
 from scheduler.executors.process import ProcessPool
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
+from scheduler.health import Health
 from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
@@ -45,6 +46,7 @@ from scheduler.models import (
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
+from scheduler.postgres.connection import borrowed
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
@@ -174,6 +176,7 @@ class Scheduler:
         self._failure: BaseException | None = None
         self._main_task: asyncio.Task[None] | None = None
         self._grace = self.config.shutdown_grace
+        self._grace_scope: anyio.CancelScope | None = None  # while the drain waits
         # Attempts shutdown gave up waiting for (they ignored cancellation): referenced so
         # their tasks are not garbage-collected while they still run.
         self._abandoned: set[asyncio.Task[None]] = set()
@@ -187,7 +190,7 @@ class Scheduler:
     # -- lifecycle --------------------------------------------------------------------
     async def migrate(self) -> list[int]:
         """Apply pending schema migrations (idempotent, safe to run from many replicas)."""
-        async with self._pool.acquire() as conn:
+        async with borrowed(self._pool) as conn:
             return await migrations.migrate(conn, self.config.schema)
 
     async def start(self) -> None:
@@ -199,6 +202,14 @@ class Scheduler:
             raise SchedulerNotRunningError(
                 f"start() was already called (the scheduler is {self._state.value}); create"
                 " a new Scheduler to start again"
+            )
+        if self._pool.get_max_size() < MIN_POOL_SIZE:
+            # Its listener holds one connection for good: with one, nothing else could run.
+            raise ConfigurationError(
+                f"a started scheduler needs a pool of at least {MIN_POOL_SIZE} connections"
+                f" (one listens for wake-ups), this one has max_size={self._pool.get_max_size()};"
+                " create the pool with a larger max_size (a producer that never starts can"
+                " use a pool of one)"
             )
         self._state = SchedulerState.STARTING
         try:
@@ -216,7 +227,7 @@ class Scheduler:
         if self.config.auto_migrate:
             await self.migrate()
         else:
-            async with self._pool.acquire() as conn:
+            async with borrowed(self._pool) as conn:
                 await migrations.check_schema(conn, self.config.schema)
         for declared in self._declared.values():
             await self._store.insert_schedule(
@@ -253,13 +264,22 @@ class Scheduler:
 
         Returns within the grace period plus a few seconds, whatever the jobs do: an
         attempt that does not stop when cancelled is abandoned (its lease lapses and a peer
-        reruns it after `lease_time`)."""
+        reruns it after `lease_time`). Called again while draining with a shorter `grace`
+        (0: at once), it cuts the drain short."""
         if self._state in (SchedulerState.NEW, SchedulerState.STOPPED, SchedulerState.FAILED):
             if self._state is SchedulerState.NEW:
                 self._state = SchedulerState.STOPPED
+                # A producer's waits may have a listening connection open: hand it back.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(UNREGISTER_BOUND):
+                    await self._store.release_connections()
             return
         if grace is not None:
             self._grace = seconds(grace, "grace")
+            if self._grace_scope is not None:
+                # Already draining (a second Ctrl-C): a shorter grace ends it sooner.
+                self._grace_scope.deadline = min(
+                    self._grace_scope.deadline, anyio.current_time() + self._grace
+                )
         self._state = SchedulerState.STOPPING
         self._stop_requested.set()
         await self._stopped.wait()
@@ -271,6 +291,20 @@ class Scheduler:
         """Where the scheduler is in its life; `FAILED` after a fatal background error
         (see `failure`): it then runs no jobs, so a health check should report it."""
         return self._state
+
+    @property
+    def health(self) -> Health:
+        """What a health check should report: `health.healthy` is False unless the
+        scheduler runs and claims work (False once every claim has failed for longer than
+        `lease_time`; True again when one works). `health.describe()` says why."""
+        dispatcher: Dispatcher | None = getattr(self, "_dispatcher", None)  # built by start()
+        error = None if dispatcher is None else dispatcher.last_error
+        return Health(
+            state=self._state,
+            claims_failing_for=0.0 if dispatcher is None else dispatcher.failing_for(),
+            claim_error=None if error is None else repr(error),
+            claim_failure_limit=self.config.lease_time,
+        )
 
     @property
     def failure(self) -> BaseException | None:
@@ -449,18 +483,16 @@ class Scheduler:
             self._observability.pending_cancelled(job_id)
             return True
         self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
-        deadline = anyio.current_time() + (
-            self.config.cancel_wait if wait is None else seconds(wait, "wait")
-        )
-        delay = 0.01
-        while True:
-            status = await self._store.job_status(job_id)
-            if status is None or status.is_terminal:
-                return status is JobStatus.CANCELLED
-            if anyio.current_time() >= deadline:
-                return False
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        limit = self.config.cancel_wait if wait is None else seconds(wait, "wait")
+        status = await self._store.job_status(job_id)
+        # The deadline covers the reads too (a busy pool makes them wait for a connection).
+        with anyio.move_on_after(limit):
+            delay = 0.01
+            while not (status is None or status.is_terminal):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                status = await self._store.job_status(job_id)
+        return status is JobStatus.CANCELLED
 
     async def get_job(self, job_id: str) -> Job | None:
         """A read-only snapshot of a job, or None if there is no such job (or it was
@@ -772,7 +804,7 @@ class Scheduler:
                 on_depths=self._observability.queue_depths,
             )
         )
-        self._observability.bind(running, self._identity)
+        self._observability.bind(running, self._identity, lambda: self.health)
         self._listener = Listener(
             self._pool,
             channel_for(config.schema),
@@ -867,8 +899,10 @@ class Scheduler:
             logger.info(
                 "draining %d running job(s) for up to %.1fs", running.executing, self._grace
             )
-        with anyio.move_on_after(self._grace):
+        with anyio.move_on_after(self._grace) as grace:
+            self._grace_scope = grace
             await running.wait_until_empty()
+        self._grace_scope = None
         if not len(running):
             return False
         if running.executing:
@@ -900,6 +934,8 @@ class Scheduler:
         return True
 
 
+#: The smallest pool a started scheduler accepts: one connection listens for good.
+MIN_POOL_SIZE = 2
 #: After the grace period, how long cancelled jobs get to stop and record their outcome
 #: before shutdown abandons them.
 SHUTDOWN_BOUND = 5.0

@@ -153,10 +153,13 @@ class JobStore(Protocol):
         ...
 
     def finished_notifications(
-        self, on_finished: Callable[[str], None]
+        self, on_finished: Callable[[str], None], on_listening: Callable[[], None]
     ) -> AbstractAsyncContextManager[None]:
         """While entered, `on_finished(job_id)` is called for awaited jobs that finish (for
-        a process whose scheduler does not run and so has no listener of its own)."""
+        a process whose scheduler does not run and so has no listener of its own), and
+        `on_listening()` whenever notifications start to be heard (those sent before were
+        missed). Entering never waits for a connection; all the waits of a store share
+        one, open while any is entered."""
         ...
 
     # -- recurring schedules ----------------------------------------------------------

@@ -16,6 +16,7 @@ import asyncpg
 
 from scheduler import operations
 from scheduler.models import Attempt, Job, JobStatus
+from scheduler.postgres.connection import BoundedPool
 from scheduler.postgres.sql import Queries, named_blocks
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.recurring import decode_trigger, resume_fire_time
@@ -143,6 +144,7 @@ class DashboardData:
 
     def __init__(self, pool: asyncpg.Pool[Any], schema: str, *, cache_seconds: float) -> None:
         self.pool = pool
+        self._db = BoundedPool(pool)  # a page never waits for ever for a connection
         self.schema = schema
         self.q = Queries(schema, named_blocks("scheduler.dashboard", "queries.sql"))
         self.store = PostgresJobStore(pool, schema)
@@ -158,7 +160,7 @@ class DashboardData:
             cached = self._overview
             if cached is not None and time.time() - cached.generated_at < self._cache_seconds:
                 return cached
-            async with self.pool.acquire() as conn:
+            async with self._db.acquire() as conn:
                 rows = await conn.fetch(self.q.overview_counts, THROUGHPUT_WINDOW)
                 settings = await conn.fetch(self.q.queue_settings)
                 live = await conn.fetchval(self.q.live_worker_count)
@@ -193,7 +195,7 @@ class DashboardData:
             )
         after = decode_cursor(status, cursor)
         try:
-            rows = await self.pool.fetch(
+            rows = await self._db.fetch(
                 getattr(self.q, f"jobs_{status}"), task or None, queue or None, *after, limit + 1
             )
         except (asyncpg.DataError, asyncpg.InvalidTextRepresentationError):
@@ -207,7 +209,7 @@ class DashboardData:
         return JobPage(found, next_cursor)
 
     async def job_exists(self, job_id: str) -> bool:
-        return bool(await self.pool.fetchval(self.q.job_exists, job_id))
+        return bool(await self._db.fetchval(self.q.job_exists, job_id))
 
     async def job(self, job_id: str) -> tuple[Job, list[Attempt]] | None:
         job = await self.store.get_job(job_id)
@@ -216,7 +218,7 @@ class DashboardData:
         return job, await self.store.get_attempts(job_id)
 
     async def schedules(self, after: str, limit: int) -> tuple[list[ScheduleRow], str | None]:
-        rows = await self.pool.fetch(self.q.schedules_page, after, limit + 1)
+        rows = await self._db.fetch(self.q.schedules_page, after, limit + 1)
         now = datetime.now().astimezone()
         found = []
         for row in rows[:limit]:
@@ -249,7 +251,7 @@ class DashboardData:
         return found, next_cursor
 
     async def workers(self, limit: int) -> list[dict[str, Any]]:
-        return [dict(row) for row in await self.pool.fetch(self.q.workers_page, limit)]
+        return [dict(row) for row in await self._db.fetch(self.q.workers_page, limit)]
 
     # -- actions (the same operations as Scheduler and the CLI) --------------------------
     async def cancel_job(self, job_id: str) -> str:

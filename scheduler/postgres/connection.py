@@ -1,5 +1,5 @@
-"""Connection types (a plain asyncpg connection or one borrowed from a pool), and a pooled
-transaction that ends cleanly however it is interrupted."""
+"""Connection types (a plain asyncpg connection or one borrowed from a pool), borrowing with
+a deadline, and a pooled transaction that ends cleanly however it is interrupted."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from scheduler.errors import PoolExhaustedError
+
 logger = logging.getLogger("scheduler.postgres")
 
 AnyConnection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
@@ -23,6 +25,69 @@ ROLLBACK_SECONDS = 5.0
 #: How long handing a connection back (the pool's reset query) may take before the pool
 #: closes it instead.
 RELEASE_SECONDS = 5.0
+#: How long anything the package does may wait for a connection from the application's
+#: pool. asyncpg's own `pool.fetch()` and `pool.acquire()` wait for ever: a pool whose every
+#: connection is held (by the application, or by a LISTEN) would hang the caller.
+ACQUIRE_SECONDS = 30.0
+
+
+async def acquire(pool: asyncpg.Pool, timeout: float | None = None) -> PoolConnectionProxy[Any]:
+    """A connection from `pool` within `timeout` seconds (default ACQUIRE_SECONDS), else
+    `PoolExhaustedError`."""
+    if timeout is None:
+        timeout = ACQUIRE_SECONDS
+    try:
+        conn: PoolConnectionProxy[Any] = await pool.acquire(timeout=timeout)
+    except asyncio.TimeoutError:
+        raise PoolExhaustedError(
+            f"no connection of the pool became free within {timeout:g} s (all"
+            f" {pool.get_max_size()} in use); enlarge the pool (max_size) or hold its"
+            " connections for shorter"
+        ) from None
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def borrowed(
+    pool: asyncpg.Pool, timeout: float | None = None
+) -> AsyncIterator[PoolConnectionProxy[Any]]:
+    """`async with pool.acquire()`, with a deadline on the acquire."""
+    conn = await acquire(pool, timeout)
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
+
+
+class BoundedPool:
+    """The statements of `asyncpg.Pool` (`fetch`, `fetchrow`, `fetchval`, `execute`), each
+    waiting at most `timeout` seconds for its connection."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float | None = None) -> None:
+        self.pool = pool
+        self.timeout = timeout
+
+    def acquire(self) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy[Any]]:
+        return borrowed(self.pool, self.timeout)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with borrowed(self.pool, self.timeout) as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with borrowed(self.pool, self.timeout) as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(query, *args)
+            return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with borrowed(self.pool, self.timeout) as conn:
+            return await conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with borrowed(self.pool, self.timeout) as conn:
+            status: str = await conn.execute(query, *args)
+            return status
 
 
 @contextlib.asynccontextmanager
@@ -33,7 +98,7 @@ async def pooled_transaction(pool: asyncpg.Pool) -> AsyncIterator[PoolConnection
     in turn, so the pool gets the connection back mid-transaction and logs `Resetting
     connection with an active transaction` at ERROR. Here such a rollback is retried
     shielded from the cancellation, for at most ROLLBACK_SECONDS."""
-    async with pool.acquire() as conn:
+    async with borrowed(pool) as conn:
         try:
             async with conn.transaction():
                 yield conn
@@ -109,8 +174,7 @@ class KeptConnections:
             except asyncpg.InterfaceError:
                 continue  # the server closed it and the pool has already taken it back
             await self._pool.release(kept)  # closed meanwhile: the pool replaces it
-        conn: PoolConnectionProxy[Any] = await self._pool.acquire()
-        return conn
+        return await acquire(self._pool)
 
     def _put_back(self, conn: PoolConnectionProxy[Any]) -> None:
         pool = self._pool

@@ -17,6 +17,7 @@ import anyio
 import asyncpg
 from anyio.abc import TaskStatus
 
+from scheduler.postgres.connection import acquire
 from scheduler.services.backoff import LoopBackoff
 
 logger = logging.getLogger("scheduler.listener")
@@ -95,7 +96,7 @@ class Listener:
             await anyio.sleep(backoff.next_delay())
 
     async def _listen_until_lost(self, task_status: TaskStatus[None] | None) -> None:
-        conn = await self._pool.acquire()
+        conn = await acquire(self._pool)  # bounded: a full pool fails start(), not hangs it
         lost = anyio.Event()
         try:
             conn.add_termination_listener(lambda _c: lost.set())

@@ -19,11 +19,19 @@ from importlib import resources
 
 import asyncpg
 
-from scheduler.errors import SchemaFunctionsMismatchError, SchemaNotReadyError, SchemaTooNewError
+from scheduler.errors import (
+    SchemaError,
+    SchemaFunctionsMismatchError,
+    SchemaNotReadyError,
+    SchemaTooNewError,
+)
 from scheduler.postgres.connection import AnyConnection
 from scheduler.postgres.sql import quote_identifier, render, validate_schema_name
 
 logger = logging.getLogger("scheduler.migrate")
+
+#: How long migrate() waits for another process's migration (the advisory lock) to end.
+MIGRATION_LOCK_SECONDS = 60.0
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -145,7 +153,7 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
     shipped = function_set()
     applied: list[int] = []
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(schema))
+        await _lock_migrations(conn, schema)
         # A schema a DBA created for the owner role needs no CREATE right on the database.
         if await conn.fetchval("SELECT to_regnamespace($1) IS NULL", quoted):
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
@@ -261,6 +269,24 @@ async def _apply_functions(
         shipped.revision,
         schema,
     )
+
+
+async def _lock_migrations(conn: AnyConnection, schema: str) -> None:
+    """Take the schema's migration lock, waiting at most MIGRATION_LOCK_SECONDS: a peer
+    stuck mid-migration (a frozen process in its transaction) must not hang start()."""
+    before = await conn.fetchval("SELECT current_setting('lock_timeout')")
+    limit = f"{max(int(MIGRATION_LOCK_SECONDS * 1000), 1)}ms"
+    await conn.execute("SELECT set_config('lock_timeout', $1, true)", limit)
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(schema))
+    except asyncpg.LockNotAvailableError:
+        raise SchemaError(
+            f"another process has been migrating schema {schema!r} for over"
+            f" {MIGRATION_LOCK_SECONDS:g} s and still holds its lock; look for a stuck"
+            " `scheduler migrate` or replica (pg_locks, advisory) and end it, then retry"
+        ) from None
+    # Only the wait for the lock is bounded: the migration's own statements are not.
+    await conn.execute("SELECT set_config('lock_timeout', $1, true)", before)
 
 
 async def check_schema(conn: AnyConnection, schema: str) -> None:

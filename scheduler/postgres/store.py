@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
-import anyio
 import asyncpg
 
 from scheduler.dependencies import dependency_order
@@ -39,8 +38,14 @@ from scheduler.models import (
     Schedule,
 )
 from scheduler.postgres.batching import CompletionBatcher
-from scheduler.postgres.connection import AnyConnection, KeptConnections, pooled_transaction
+from scheduler.postgres.connection import (
+    AnyConnection,
+    BoundedPool,
+    KeptConnections,
+    pooled_transaction,
+)
 from scheduler.postgres.sql import Queries, channel_for
+from scheduler.postgres.wait_listener import SharedWaitListener
 from scheduler.recurring import StoredDueSchedule
 from scheduler.serialization import decode_arguments, load_json
 from scheduler.store import (
@@ -63,9 +68,6 @@ logger = logging.getLogger("scheduler.store")
 #: Claim order: highest priority first. The claim query scans one priority at a time.
 PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
 
-#: The notification an awaited job sends when it finishes: this, then its id.
-FINISHED_PREFIX = "finished "
-
 #: The owner a claim of zero rows names (it never reaches a row).
 NO_OWNER = UUID(int=0)
 
@@ -76,17 +78,30 @@ FLOW_RETRY_SECONDS = 0.1
 #: The queue label of a claimed job whose queue could not be read with its claim.
 UNKNOWN_QUEUE = "unknown"
 
-Executor: TypeAlias = "asyncpg.Pool[Any] | AnyConnection"
+#: How often the waits' shared LISTEN connection is checked, and how long it may take to answer.
+WAIT_LISTENER_CHECK_INTERVAL = 15.0
+WAIT_LISTENER_CHECK_TIMEOUT = 5.0
+
+Executor: TypeAlias = "asyncpg.Pool[Any] | BoundedPool | AnyConnection"
 
 
 class PostgresJobStore:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
+        # Every statement waits for its connection with a deadline, never for ever.
+        self._db = BoundedPool(pool)
         self.schema = schema
         self.q = Queries(schema)
         self._completions = CompletionBatcher(self._complete_jobs)
         # The per-job statements reuse a connection instead of paying the pool's reset.
         self._kept = KeptConnections(pool)
+        # The one LISTEN the waits of a producer share, open while some wait is in progress.
+        self._waits = SharedWaitListener(
+            pool,
+            channel_for(schema),
+            check_interval=WAIT_LISTENER_CHECK_INTERVAL,
+            check_timeout=WAIT_LISTENER_CHECK_TIMEOUT,
+        )
         # Whether flow control concerned the last claim, and how soon to look again.
         self._flow_seen = False
         self._held_back_retry: float | None = None
@@ -121,7 +136,7 @@ class PostgresJobStore:
                 conn: AnyConnection = (
                     connection
                     if connection is not None
-                    else await stack.enter_async_context(self.pool.acquire())
+                    else await stack.enter_async_context(self._db.acquire())
                 )
                 # A savepoint inside the caller's transaction: raising rolls the batch back.
                 async with conn.transaction():
@@ -150,7 +165,7 @@ class PostgresJobStore:
                 conn: AnyConnection = (
                     connection
                     if connection is not None
-                    else await stack.enter_async_context(self.pool.acquire())
+                    else await stack.enter_async_context(self._db.acquire())
                 )
                 async with conn.transaction():
                     rows = await conn.fetch(self.q.insert_jobs, *columns)
@@ -233,23 +248,23 @@ class PostgresJobStore:
 
     async def cancel_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
-            previous = await self.pool.fetchval(self.q.cancel_job, job_id)
+            previous = await self._db.fetchval(self.q.cancel_job, job_id)
         return None if previous is None else JobStatus(previous)
 
     async def get_job(self, job_id: str) -> Job | None:
         with _schema_guard(self.schema):
-            row = await self.pool.fetchrow(self.q.get_job, job_id)
+            row = await self._db.fetchrow(self.q.get_job, job_id)
         return None if row is None else _job_from_row(row)
 
     async def job_status(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
-            status = await self.pool.fetchval(self.q.job_status, job_id)
+            status = await self._db.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
 
     async def retry_job(self, job_id: str, at: datetime | None, delay: float | None) -> None:
         try:
             with _schema_guard(self.schema):
-                await self.pool.fetchval(self.q.retry_job, job_id, at, delay)
+                await self._db.fetchval(self.q.retry_job, job_id, at, delay)
         except asyncpg.NoDataFoundError as exc:
             raise JobNotFoundError(str(exc), job_id) from None
         except asyncpg.ObjectNotInPrerequisiteStateError as exc:
@@ -266,10 +281,10 @@ class PostgresJobStore:
     ) -> int:
         with _schema_guard(self.schema):
             # Only jobs that failed before this call: one failing again is not retried twice.
-            until = await self.pool.fetchval(self.q.database_now)
+            until = await self._db.fetchval(self.q.database_now)
             total = 0
             while True:
-                rows = await self.pool.fetch(
+                rows = await self._db.fetch(
                     self.q.retry_failed_jobs, task_name, since, until, at, batch
                 )
                 total += len(rows)
@@ -278,7 +293,7 @@ class PostgresJobStore:
 
     async def get_attempts(self, job_id: str) -> list[Attempt]:
         with _schema_guard(self.schema):
-            rows = await self.pool.fetch(self.q.get_attempts, job_id)
+            rows = await self._db.fetch(self.q.get_attempts, job_id)
         return [
             Attempt(
                 attempt=row["attempt"],
@@ -295,25 +310,13 @@ class PostgresJobStore:
 
     async def await_job(self, job_id: str) -> JobStatus | None:
         with _schema_guard(self.schema):
-            status = await self.pool.fetchval(self.q.await_job, job_id)
+            status = await self._db.fetchval(self.q.await_job, job_id)
         return None if status is None else JobStatus(status)
 
-    @contextlib.asynccontextmanager
-    async def finished_notifications(
-        self, on_finished: Callable[[str], None]
-    ) -> AsyncIterator[None]:
-        def receive(_conn: object, _pid: int, _channel: str, payload: object) -> None:
-            if isinstance(payload, str) and payload.startswith(FINISHED_PREFIX):
-                on_finished(payload[len(FINISHED_PREFIX) :])
-
-        channel = channel_for(self.schema)
-        async with self.pool.acquire() as conn:
-            await conn.add_listener(channel, receive)
-            try:
-                yield
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
-                    await conn.remove_listener(channel, receive)
+    def finished_notifications(
+        self, on_finished: Callable[[str], None], on_listening: Callable[[], None]
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._waits.subscribed(on_finished, on_listening)
 
     # -- recurring schedules ----------------------------------------------------------
     async def insert_schedule(
@@ -322,9 +325,9 @@ class PostgresJobStore:
         """Store a schedule; True when a row was written (False: IGNORE kept the existing
         one, or REPLACE found an identical definition)."""
         with _schema_guard(self.schema):
-            now = await self.pool.fetchval(self.q.database_now)
+            now = await self._db.fetchval(self.q.database_now)
             replace = conflict is ConflictResolution.REPLACE
-            written = await self.pool.fetchval(
+            written = await self._db.fetchval(
                 self.q.upsert_schedule if replace else self.q.insert_schedule,
                 schedule.schedule_id,
                 schedule.task_name,
@@ -352,17 +355,17 @@ class PostgresJobStore:
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
         with _schema_guard(self.schema):
-            row = await self.pool.fetchrow(self.q.get_schedule, schedule_id)
+            row = await self._db.fetchrow(self.q.get_schedule, schedule_id)
         return None if row is None else _schedule_from_row(row)
 
     async def list_schedules(self) -> list[Schedule]:
         with _schema_guard(self.schema):
-            rows = await self.pool.fetch(self.q.list_schedules)
+            rows = await self._db.fetch(self.q.list_schedules)
         return [_schedule_from_row(row) for row in rows]
 
     async def pause_schedule(self, schedule_id: str) -> bool:
         with _schema_guard(self.schema):
-            return await self.pool.fetchval(self.q.pause_schedule, schedule_id) is not None
+            return await self._db.fetchval(self.q.pause_schedule, schedule_id) is not None
 
     async def resume_schedule(self, schedule_id: str, fire_time: ResumeFireTime) -> bool:
         with _schema_guard(self.schema):
@@ -376,7 +379,7 @@ class PostgresJobStore:
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         with _schema_guard(self.schema):
-            return await self.pool.fetchval(self.q.remove_schedule, schedule_id) is not None
+            return await self._db.fetchval(self.q.remove_schedule, schedule_id) is not None
 
     async def fire_due_schedules(self, limit: int, planner: FirePlanner) -> int:
         """Turn the due slots of up to `limit` schedules into jobs and advance the
@@ -415,7 +418,7 @@ class PostgresJobStore:
         return len(rows)
 
     async def next_schedule_delay(self) -> float | None:
-        delay: float | None = await self.pool.fetchval(self.q.next_schedule_delay)
+        delay: float | None = await self._db.fetchval(self.q.next_schedule_delay)
         return delay
 
     # -- dispatcher -------------------------------------------------------------------
@@ -505,7 +508,7 @@ class PostgresJobStore:
         """The queue and trace context of jobs the flow claim took that its statement
         could not see (committed while the claim waited for its lock): rare, one read."""
         try:
-            rows = await self.pool.fetch(self.q.claimed_details, list(job_ids))
+            rows = await self._db.fetch(self.q.claimed_details, list(job_ids))
         except Exception as exc:  # the claim stands: only labels are missing
             logger.warning("reading the queues of %d claimed job(s) failed: %r", len(job_ids), exc)
             return {}
@@ -586,7 +589,7 @@ class PostgresJobStore:
         queues: Sequence[str] | None = None,
     ) -> None:
         with _schema_guard(self.schema):
-            await self.pool.execute(
+            await self._db.execute(
                 self.q.register_worker,
                 owner,
                 hostname,
@@ -603,7 +606,7 @@ class PostgresJobStore:
         lease_time: float,
         queues: Sequence[str] | None = None,
     ) -> HeartbeatResult:
-        row = await self.pool.fetchrow(
+        row = await self._db.fetchrow(
             self.q.heartbeat,
             owner,
             lease_time,
@@ -618,16 +621,17 @@ class PostgresJobStore:
         )
 
     async def unregister_worker(self, owner: UUID) -> None:
-        await self.pool.execute(self.q.unregister_worker, owner)
+        await self._db.execute(self.q.unregister_worker, owner)
 
     async def release_connections(self) -> None:
         await self._kept.release_all()
+        await self._waits.close()
 
     async def reclaim_attempts(
         self, owner: UUID, attempts: Sequence[AttemptKey], orphan_retries: int
     ) -> int:
         job_ids, numbers = [a[0] for a in attempts], [a[1] for a in attempts]
-        rows = await self.pool.fetch(
+        rows = await self._db.fetch(
             self.q.reclaim_attempts, owner, job_ids, numbers, orphan_retries
         )
         for row in rows:
@@ -641,29 +645,29 @@ class PostgresJobStore:
     # -- flow control -----------------------------------------------------------------
     async def pause_queue(self, queue: str) -> None:
         with _schema_guard(self.schema):
-            await self.pool.execute(self.q.pause_queue, queue)
+            await self._db.execute(self.q.pause_queue, queue)
 
     async def resume_queue(self, queue: str) -> bool:
         with _schema_guard(self.schema):
-            was_paused: bool = await self.pool.fetchval(self.q.resume_queue, queue)
+            was_paused: bool = await self._db.fetchval(self.q.resume_queue, queue)
         return was_paused
 
     async def set_queue_limits(self, queue: str, limits: Limits) -> None:
         with _schema_guard(self.schema):
-            await self.pool.execute(self.q.set_queue_limits, queue, *_limit_values(limits))
+            await self._db.execute(self.q.set_queue_limits, queue, *_limit_values(limits))
 
     async def set_task_limits(self, task_name: str, limits: Limits) -> None:
         with _schema_guard(self.schema):
-            await self.pool.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
+            await self._db.execute(self.q.set_task_limits, task_name, *_limit_values(limits))
 
     async def queue_depths(self) -> list[QueueDepth]:
         with _schema_guard(self.schema):
-            rows = await self.pool.fetch(self.q.queue_depths)
+            rows = await self._db.fetch(self.q.queue_depths)
         return [QueueDepth(row["queue"], row["due"], row["oldest_due_age"]) for row in rows]
 
     async def queue_stats(self) -> list[QueueStats]:
         with _schema_guard(self.schema):
-            rows = await self.pool.fetch(self.q.queue_stats)
+            rows = await self._db.fetch(self.q.queue_stats)
         return [
             QueueStats(
                 queue=row["queue"],
@@ -678,7 +682,7 @@ class PostgresJobStore:
 
     async def task_limits(self) -> list[TaskLimits]:
         with _schema_guard(self.schema):
-            rows = await self.pool.fetch(self.q.task_limits)
+            rows = await self._db.fetch(self.q.task_limits)
         return [
             TaskLimits(
                 task_name=row["task_name"], running=row["running"], limits=_limits_from_row(row)
@@ -688,23 +692,23 @@ class PostgresJobStore:
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
-        rows = await self.pool.fetch(self.q.reap_orphans, limit, orphan_retries)
+        rows = await self._db.fetch(self.q.reap_orphans, limit, orphan_retries)
         for row in rows:
             logger.warning("job %s lost its lease; now %s", row["job_id"], row["status"])
         return len(rows)
 
     async def delete_dead_workers(self) -> int:
-        return _row_count(await self.pool.execute(self.q.delete_dead_workers))
+        return _row_count(await self._db.execute(self.q.delete_dead_workers))
 
     async def fail_unrunnable_jobs(self, after_seconds: float, limit: int) -> int:
-        rows = await self.pool.fetch(self.q.fail_unrunnable_jobs, after_seconds, limit)
+        rows = await self._db.fetch(self.q.fail_unrunnable_jobs, after_seconds, limit)
         for row in rows:
             logger.error("job %s failed: no live worker registered its task", row["job_id"])
         return len(rows)
 
     async def prune_finished_jobs(self, older_than_seconds: float, limit: int) -> int:
         return _row_count(
-            await self.pool.execute(self.q.prune_finished_jobs, older_than_seconds, limit)
+            await self._db.execute(self.q.prune_finished_jobs, older_than_seconds, limit)
         )
 
 

@@ -54,6 +54,15 @@ class Dispatcher:
         # While a backlog lasts, wait for room for half a full claim and claim it in one
         # statement, instead of one claim (and one commit) per finished job.
         self._backlog = False
+        # Since when (anyio clock) every claim pass has failed, and the last error.
+        self.failing_since: float | None = None
+        self.last_error: BaseException | None = None
+
+    def failing_for(self) -> float:
+        """Seconds every claim pass has failed for; 0 if the last one worked."""
+        if self.failing_since is None:
+            return 0.0
+        return max(anyio.current_time() - self.failing_since, 0.0)
 
     def notify_due(self, delay: float) -> None:
         """A job becomes due in `delay` seconds (as measured by the database): wake up to
@@ -145,8 +154,14 @@ class Dispatcher:
                 with uninterrupted("a claim pass"):
                     await self.run_once()
             except Exception as exc:
+                if self.failing_since is None:
+                    self.failing_since = anyio.current_time()
+                self.last_error = exc
                 delay = backoff.next_delay()
                 logger.warning("claiming jobs failed (%r); retrying in %.2fs", exc, delay)
                 self.wakeup.arm_in(delay)
             else:
+                if self.failing_since is not None:
+                    logger.info("claiming works again after %.1fs", self.failing_for())
+                self.failing_since = self.last_error = None
                 backoff.reset()

@@ -5,12 +5,16 @@ import functools
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 
 from scheduler import (
     JobStatus,
+    SchedulerState,
+    SchemaError,
     SchemaFunctionsMismatchError,
     SchemaNotReadyError,
     SchemaTooNewError,
@@ -385,3 +389,21 @@ async def test_a_function_file_that_fails_is_named_and_nothing_is_written(
             await migrations.migrate(conn, schema)
         assert "functions/broken.sql failed" in caplog.text
         assert await migrations.current_version(conn, schema) == 0
+
+
+async def test_a_migration_lock_held_elsewhere_fails_migrate_in_time_with_a_clear_error(
+    pool: asyncpg.Pool, schema: str, make_scheduler: SchedulerFactory, monkeypatch: Any
+) -> None:
+    """Issue 19 (every wait has a deadline): a peer stuck mid-migration used to make every
+    start() wait for its lock for ever."""
+    monkeypatch.setattr(migrations, "MIGRATION_LOCK_SECONDS", 0.5)
+    scheduler = make_scheduler()
+    async with pool.acquire() as stuck, stuck.transaction():
+        await stuck.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", migrations._lock_key(schema)
+        )
+        with anyio.fail_after(10), pytest.raises(SchemaError, match="still holds its lock"):
+            await scheduler.start()
+    assert scheduler.state is SchedulerState.STOPPED
+    # Once the lock is free, migrating works, with the usual (unbounded) statement locks.
+    assert await make_scheduler().migrate() == [m.version for m in migrations.known_migrations()]

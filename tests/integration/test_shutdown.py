@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
 import asyncpg
 import pytest
 
@@ -9,7 +17,8 @@ from scheduler import JobRequest, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import has_status, holds, unique_schema, wait_until
+from tests.support.db import TEST_DSN, has_status, holds, unique_schema, wait_until
+from tests.support.processes import ROOT
 
 
 async def test_jobs_finishing_within_the_grace_period_complete(
@@ -100,3 +109,45 @@ async def test_shutdown_is_idempotent_and_start_cannot_be_repeated(
     await fresh.shutdown()
     with pytest.raises(SchedulerNotRunningError, match="create a new Scheduler"):
         await fresh.start()
+
+
+async def test_a_second_signal_stops_a_draining_worker_at_once_and_hands_its_job_back(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """Issue 19 item 10: the first Ctrl-C drains for up to the grace (here two minutes);
+    the second stops now, as the grace expiring would."""
+    marker = tmp_path / "started.txt"
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "scheduler", "--dsn", TEST_DSN, "--schema", migrated),
+                *("worker", "--import", "tests.support.drain_tasks", "--shutdown-grace", "120"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    try:
+        producer = make_scheduler()
+        job_id = await producer.schedule("drain-test:run-long", args=(str(marker),))
+        await wait_until(lambda: holds(marker.exists()), timeout=30, message="the job started")
+        worker.send_signal(signal.SIGINT)
+        await wait_until(
+            lambda: holds("draining 1 running job" in log_path.read_text()),
+            message="the worker draining",
+        )
+        assert worker.poll() is None  # draining: it would wait up to the grace
+        worker.send_signal(signal.SIGINT)
+        assert await anyio.to_thread.run_sync(lambda: worker.wait(timeout=30)) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "second signal" in log_path.read_text()
+    job = await producer.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PENDING  # handed back, not running
+    assert job.last_error is not None and "shut down" in job.last_error
+    workers = await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(migrated)}.workers")
+    assert workers == 0
