@@ -291,7 +291,7 @@ def test_a_bad_worker_setting_is_one_line(schema: str) -> None:
     refused = cli(
         "worker", "--import", "tests.support.cli_tasks", "--lease-time", "soon", schema=schema
     )
-    assert refused.returncode == 2 and "lease_time must be a number of seconds" in refused.stderr
+    assert refused.returncode == 2 and "lease_time must be a duration" in refused.stderr
     invalid = cli(
         "worker",
         "--import",
