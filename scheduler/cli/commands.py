@@ -43,11 +43,12 @@ async def open_pool(dsn: str | None, max_size: int) -> asyncpg.Pool[Any]:
 
 async def run(options: argparse.Namespace) -> int:
     schema = validate_schema_name(options.schema or default_schema())
-    dsn = normalize_dsn(options.dsn)
+    # What can be refused without a database is refused first.
     if options.command == "dashboard":
-        check_dashboard_extra()  # before connecting: no need for a database to say this
+        check_dashboard_extra()
     if options.command == "worker":
-        import_task_modules(options.imports)  # before connecting, as above
+        import_task_modules(options.imports)
+    dsn = normalize_dsn(options.dsn)
     if options.command == "doctor":
         from scheduler.cli.doctor import run_doctor
 
