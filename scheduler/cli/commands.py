@@ -15,7 +15,12 @@ import asyncpg
 
 from scheduler import operations
 from scheduler.cli.parser import worker_settings
-from scheduler.cli.worker import describe_limits, import_task_modules, run_worker
+from scheduler.cli.worker import (
+    check_can_listen,
+    describe_limits,
+    import_task_modules,
+    run_worker,
+)
 from scheduler.errors import InvalidDsnError
 from scheduler.flow import Limits
 from scheduler.operations import FINISHED, OperationError
@@ -46,8 +51,13 @@ async def run(options: argparse.Namespace) -> int:
     # What can be refused without a database is refused first.
     if options.command == "dashboard":
         check_dashboard_extra()
+        check_can_listen(options.host, options.port, "--port or --host")
     if options.command == "worker":
         import_task_modules(options.imports)
+        if options.metrics_port is not None:
+            check_can_listen(
+                options.metrics_address, options.metrics_port, "--metrics-port or --metrics-address"
+            )
     dsn = normalize_dsn(options.dsn)
     if options.command == "doctor":
         from scheduler.cli.doctor import run_doctor

@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,24 @@ from scheduler.scheduler import Scheduler
 from scheduler.tasks import default_registry
 
 logger = logging.getLogger("scheduler.cli")
+
+
+def check_can_listen(host: str, port: int, flag: str) -> None:
+    """Refuse an address this process cannot listen on before anything starts (a server
+    failing later would say so in a log line and an exit code of its own)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OperationError(f"cannot resolve {host!r} ({exc.strerror}): check {flag}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise OperationError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another {flag}"
+            ) from None
 
 
 def import_task_modules(imports: Sequence[str]) -> None:
@@ -67,7 +86,13 @@ async def run_worker(
 
         metrics = PrometheusMetrics()
         extensions.append(metrics)
-        stop_metrics = metrics.serve(metrics_at[1], metrics_at[0])
+        try:
+            stop_metrics = metrics.serve(metrics_at[1], metrics_at[0])
+        except OSError as exc:
+            raise OperationError(
+                f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]} ({exc.strerror or exc}):"
+                " choose another --metrics-port or --metrics-address"
+            ) from None
         print(f"metrics on http://{metrics_at[0]}:{metrics_at[1]}/metrics", flush=True)
     try:
         async with Scheduler(pool, schema=schema, extensions=extensions, **settings) as scheduler:

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -687,3 +688,17 @@ def test_doctor_fails_an_oversized_fleet_and_an_unreachable_server(migrated: str
     unreachable = run("--dsn", "postgresql://postgres@127.0.0.1:1/test", "doctor")
     assert unreachable.returncode == 1
     assert unreachable.stdout.startswith("fail  connection") and "refused" in unreachable.stdout
+
+
+def test_a_port_in_use_is_one_line_for_the_dashboard_and_the_metrics(migrated: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        dashboard = run("--dsn", TEST_DSN, "--schema", migrated, "dashboard", "--port", port)
+        assert_one_line(dashboard, USAGE, "choose another --port")
+        metrics = run(
+            "--dsn", TEST_DSN, "--schema", migrated, "worker",
+            "--import", "tests.support.cli_tasks", "--metrics-port", port,
+        )  # fmt: skip
+        assert_one_line(metrics, USAGE, "choose another --metrics-port")
