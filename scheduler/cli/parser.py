@@ -30,7 +30,7 @@ connection: --dsn, else $SCHEDULER_DSN, else libpq's PG* variables (PGHOST, PGUS
   A DSN is a URL (postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME) or libpq keywords
   ('host=HOST port=5432 dbname=DBNAME user=USER').
 schema: --schema, else $SCHEDULER_SCHEMA, else "scheduler".
-durations: {DURATION_FORMS}.
+durations: 30s, 15m, 2h, 7d, 1w, or plain seconds (90, 0.5), in every option.
 exit codes: 0 success; 1 a runtime failure (database unreachable, login refused, database
   missing, a server error, a job or schedule not found, a failed doctor check); 2 a usage
   error (bad option or DSN, a module that does not import, a value the library refuses,
@@ -311,7 +311,13 @@ def _add_dashboard(commands: Any) -> None:
 
 
 def _add_worker(commands: Any) -> None:
-    worker = commands.add_parser("worker", help="run a scheduler replica until SIGTERM")
+    worker = commands.add_parser(
+        "worker",
+        help="run a scheduler replica until SIGTERM",
+        description="Run a scheduler replica with the @task functions of the --import"
+        " modules until SIGTERM or SIGINT, then shut down gracefully. Durations: 30s, 15m,"
+        " 2h, 7d, 1w or plain seconds.",
+    )
     worker.add_argument(
         "--import",
         dest="imports",
@@ -390,7 +396,7 @@ def add_replica_settings(worker: argparse.ArgumentParser) -> None:
             type=_setting(name, kind),
             default=os.environ.get(variable),  # argparse parses a string default too
             metavar="DURATION" if kind is float else "N",
-            help=f"also ${variable}"
+            help=f"Scheduler({name}=...); also ${variable}; default: the library's"
             + (" ('none' to disable)" if name == "unrunnable_job_timeout" else ""),
         )
 
