@@ -25,7 +25,7 @@ Operate a `scheduler` deployment: migrate the schema, enqueue and inspect jobs, 
 retry and purge them, manage recurring schedules, pause queues and set limits, check a
 deployment (doctor), serve the dashboard, and run a worker."""
 
-EPILOG = f"""\
+EPILOG = """\
 connection: --dsn, else $SCHEDULER_DSN, else libpq's PG* variables (PGHOST, PGUSER, ...).
   A DSN is a URL (postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME) or libpq keywords
   ('host=HOST port=5432 dbname=DBNAME user=USER').
