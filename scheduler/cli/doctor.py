@@ -114,6 +114,7 @@ class _Doctor:
     def __init__(self, pool: asyncpg.Pool[Any], dsn: str | None, schema: str) -> None:
         self.pool, self.dsn, self.schema = pool, dsn, schema
         self.q = quote_identifier(schema)
+        self.listen_works: bool | None = None  # set by listen_notify()
 
     async def migrations(self) -> Finding:
         async with self.pool.acquire() as conn:
@@ -210,6 +211,7 @@ class _Doctor:
                 try:
                     await asyncio.wait_for(arrived.wait(), NOTIFY_DEADLINE_SECONDS)
                 except asyncio.TimeoutError:
+                    self.listen_works = False
                     return Finding(
                         "listen/notify",
                         "fail",
@@ -219,13 +221,16 @@ class _Doctor:
                     )
             finally:
                 await listening.remove_listener(channel, on_notify)
+        self.listen_works = True
         return Finding("listen/notify", "ok", "a NOTIFY reached another connection")
 
     async def pooler(self) -> Finding:
-        """The signal: on one client connection, a pooler in transaction mode hands
-        successive transactions to different server sessions, so the backend pid or a
-        session setting does not survive; and a pooler listens on a port of its own, so the
-        server's port differs from the DSN's."""
+        """The signals: a pooler listens on a port of its own, so the port the server
+        reports (inet_server_port()) differs from the DSN's; in transaction mode successive
+        transactions of one client connection may reach different server sessions, so the
+        backend pid or a session setting does not survive; and the listen/notify check
+        tells whether LISTEN works through it. (A pooler on the server's own port, on
+        another host, is seen only by the second and third.)"""
         async with self.pool.acquire() as conn:
             await conn.execute("SELECT set_config('scheduler.doctor_probe', 'kept', false)")
             pids, kept, server_port = set(), True, None
@@ -248,12 +253,18 @@ class _Doctor:
             )
         dsn_port = _dsn_port(self.dsn)
         if server_port is not None and dsn_port is not None and dsn_port != server_port:
-            return Finding(
-                "pgbouncer",
-                "warn",
+            between = (
                 f"connected to port {dsn_port} but the server listens on {server_port}: a"
-                " pooler or proxy sits between (session mode: fine)",
+                " pooler (PgBouncer?) or proxy sits between"
             )
+            if self.listen_works is False:
+                return Finding(
+                    "pgbouncer",
+                    "warn",
+                    between + " and LISTEN does not work through it (transaction pooling?):"
+                    " give replicas a direct connection for LISTEN, or they poll",
+                )
+            return Finding("pgbouncer", "warn", between + "; LISTEN works through it")
         return Finding("pgbouncer", "ok", "direct connection, session state survives")
 
     async def clock_skew(self) -> Finding:

@@ -3,12 +3,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -594,6 +597,7 @@ async def test_enqueue_schedules_by_name_with_schedules_checks(
 
 
 async def test_a_worker_logs_what_it_serves_when_it_starts(migrated: str) -> None:
+    assert cli("queue-limits", "mail", "--concurrency", "2", schema=migrated).returncode == 0
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -633,7 +637,8 @@ async def test_a_worker_logs_what_it_serves_when_it_starts(migrated: str) -> Non
     assert "tasks        cli-test:touch" in block
     assert "queues       default, mail" in block
     assert "concurrency  3 jobs at once" in block
-    assert "limits       none" in block and "at most 7 connections" in block  # 4 + concurrency
+    assert "limits       mail: concurrency 2" in block
+    assert "at most 7 connections" in block  # 4 + concurrency
 
 
 def doctor(*args: str, schema: str) -> subprocess.CompletedProcess[str]:
@@ -702,3 +707,56 @@ def test_a_port_in_use_is_one_line_for_the_dashboard_and_the_metrics(migrated: s
             "--import", "tests.support.cli_tasks", "--metrics-port", port,
         )  # fmt: skip
         assert_one_line(metrics, USAGE, "choose another --metrics-port")
+
+
+@pytest.fixture
+def pgbouncer(tmp_path: Path) -> Iterator[str]:
+    """A private PgBouncer in transaction mode in front of the test server; its DSN."""
+    binary = shutil.which("pgbouncer")
+    if binary is None:
+        pytest.skip("pgbouncer is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parts = urllib.parse.urlsplit(TEST_DSN)
+    dbname = parts.path.lstrip("/")
+    config, users = tmp_path / "pgbouncer.ini", tmp_path / "users.txt"
+    users.write_text(f'"{parts.username}" ""\n')  # trust still needs the user listed
+    os.chmod(users, 0o644)
+    config.write_text(
+        f"[databases]\n{dbname} = host={parts.hostname} port={parts.port or 5432}"
+        f" dbname={dbname} user={parts.username}"
+        + (f" password={parts.password}" if parts.password else "")
+        + f"\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
+        f"auth_file = {users}\npool_mode = transaction\ndefault_pool_size = 2\nunix_socket_dir =\n"
+    )
+    os.chmod(tmp_path, 0o755)  # PgBouncer refuses root: as root it runs as nobody
+    os.chmod(config, 0o644)
+    as_nobody = ["-u", "nobody"] if os.geteuid() == 0 else []
+    server = subprocess.Popen(
+        [binary, *as_nobody, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, "pgbouncer did not start"
+            time.sleep(0.05)
+        yield f"postgresql://{parts.username}@127.0.0.1:{port}/{dbname}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_doctor_detects_pgbouncer_in_transaction_mode(pgbouncer: str, migrated: str) -> None:
+    result = run("--dsn", pgbouncer, "--schema", migrated, "doctor")
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = verdicts(result)
+    assert (found["connection"], found["listen/notify"], found["pgbouncer"]) == (
+        "ok",
+        "fail",
+        "warn",
+    ), result.stdout
+    assert "pooler (PgBouncer?)" in result.stdout and "LISTEN does not work" in result.stdout
