@@ -105,7 +105,10 @@ class DsnPool:
         return self._closed
 
     async def close(self) -> None:
+        """Close the pool (idempotent: shutdown() may be called again)."""
         async with self._opening:
+            if self._closed:
+                return
             self._closed = True
             if self._pool is not None:
                 await self._pool.close()

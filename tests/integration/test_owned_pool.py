@@ -44,6 +44,7 @@ async def test_a_scheduler_built_from_a_dsn_runs_jobs_and_closes_its_pool(
         await wait_until(partial(has_status, scheduler, job_id, JobStatus.SUCCEEDED))
         assert 0 < await connections(pool, name) <= OWNED_POOL_MAX_SIZE
     await wait_until(partial(closed, pool, name))  # closed by shutdown(), not left to the GC
+    await scheduler.shutdown()  # again: nothing left to close, no error
 
 
 async def test_a_producer_only_scheduler_from_a_dsn_closes_its_pool_too(
