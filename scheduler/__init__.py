@@ -6,6 +6,7 @@ from scheduler.context import JobContext, Snooze, current_job
 from scheduler.errors import (
     ArgumentsNotSerializableError,
     ConfigurationError,
+    InvalidDsnError,
     InvalidJobError,
     InvalidScheduleError,
     InvalidTriggerError,
@@ -83,6 +84,7 @@ __all__ = [
     "EventKind",
     "Extension",
     "IntervalTrigger",
+    "InvalidDsnError",
     "InvalidJobError",
     "InvalidScheduleError",
     "InvalidTriggerError",

@@ -14,6 +14,12 @@ class ConfigurationError(SchedulerError, ValueError):
     or a `RetryBackoff`."""
 
 
+class InvalidDsnError(ConfigurationError):
+    """A connection string is not one PostgreSQL (through asyncpg) can use: a scheme other
+    than postgresql://, a port that is not a number, an unknown libpq keyword. The message
+    shows the forms that work."""
+
+
 class InvalidJobError(SchedulerError, ValueError):
     """`schedule()` was given something it cannot store; nothing was written."""
 

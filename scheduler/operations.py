@@ -21,8 +21,11 @@ from scheduler.postgres.store import PostgresJobStore
 from scheduler.retrying import RETRY_BATCH_SIZE
 
 FINISHED = ("succeeded", "failed", "cancelled")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION_SECONDS = 100 * 366 * 86400.0
+#: How a duration is written, for error messages.
+DURATION_FORMS = "a duration such as 30s, 15m, 2h, 7d, 1w or plain seconds (90, 0.5)"
 
 
 class OperationError(SchedulerError):
@@ -38,17 +41,29 @@ class PointInTime:
     seconds_ago: float | None = None
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in '30s', '15m', '2h', '7d', '1w' or plain '90' / '0.5': the one duration
+    syntax of every command-line option that takes one. Never negative."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise OperationError(f"{text!r} is not a duration: give {DURATION_FORMS}")
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds > MAX_DURATION_SECONDS:
+        raise OperationError(f"{text!r} is longer than 100 years: give a shorter duration")
+    return seconds
+
+
 def parse_point_in_time(text: str) -> PointInTime:
-    """'2026-11-29T12:00:00+00:00' (a time zone is required), or '30m', '2h', '7d' ago."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return PointInTime(seconds_ago=float(match[1]) * _UNIT_SECONDS[match[2]])
+    """'2026-11-29T12:00:00+00:00' (a time zone is required), or a duration ago ('30m',
+    '2h', '7d', plain seconds)."""
+    if _DURATION.match(text.strip().lower()):
+        return PointInTime(seconds_ago=parse_duration(text))
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
         raise OperationError(
             f"{text!r} is not a time: give an ISO 8601 time with a zone"
-            " (2026-11-29T12:00:00+00:00) or a duration ago such as 30m, 2h, 7d"
+            f" (2026-11-29T12:00:00+00:00) or {DURATION_FORMS}, meaning that long ago"
         ) from None
     if at.tzinfo is None or at.utcoffset() is None:
         raise OperationError(

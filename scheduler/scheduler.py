@@ -48,6 +48,7 @@ from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.connection import borrowed
 from scheduler.postgres.listener import Listener
+from scheduler.postgres.owned_pool import pool_for
 from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.recurring import first_fire_time, resume_fire_time
@@ -95,11 +96,15 @@ class Scheduler:
 
     ``schedule()``, ``cancel_job()`` and ``get_job()`` work without ``start()`` (a
     producer-only process); running jobs needs ``start()`` or ``async with``.
+
+    ``db_pool`` is an asyncpg pool the application owns, or a DSN string (a URL or libpq
+    keywords): the scheduler then opens a pool of its own (at most 10 connections, see
+    `scheduler.postgres.owned_pool`) and closes it in ``shutdown()``.
     """
 
     def __init__(
         self,
-        db_pool: asyncpg.Pool,
+        db_pool: asyncpg.Pool | str,
         max_concurrent_jobs: int = 10,
         *,
         schema: str | None = None,
@@ -160,9 +165,10 @@ class Scheduler:
             process_max_memory_per_child_mb=process_max_memory_per_child_mb,
             http_allowed_hosts=http.validate_allowed_hosts(http_allowed_hosts),
         )
-        self._pool = db_pool
+        # A DSN string gets a pool of the scheduler's own, closed by shutdown().
+        self._pool, self._owns_pool = pool_for(db_pool)
         # Everything below talks to the database through the port only.
-        self._store: JobStore = PostgresJobStore(db_pool, self.config.schema)
+        self._store: JobStore = PostgresJobStore(self._pool, self.config.schema)
         self._tasks = TaskCatalog()
         self._observability = observability(middleware, event_handlers, extensions)
         # Schedules declared in code, written (idempotently) by start().
@@ -272,6 +278,8 @@ class Scheduler:
                 # A producer's waits may have a listening connection open: hand it back.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(UNREGISTER_BOUND):
                     await self._store.release_connections()
+            if self._owns_pool:
+                await self._pool.close()
             return
         if grace is not None:
             self._grace = seconds(grace, "grace")
@@ -285,6 +293,8 @@ class Scheduler:
         await self._stopped.wait()
         if self._state is SchedulerState.STOPPING:
             self._state = SchedulerState.STOPPED
+        if self._owns_pool:
+            await self._pool.close()
 
     @property
     def state(self) -> SchedulerState:

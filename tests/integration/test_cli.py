@@ -1,17 +1,31 @@
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from scheduler import CronTrigger, JobStatus, Scheduler, TaskNotNameableError, __version__
+from scheduler import (
+    CronTrigger,
+    JobPriority,
+    JobStatus,
+    Scheduler,
+    TaskNotNameableError,
+    __version__,
+)
 from scheduler.cli import build_parser, worker_settings
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier
@@ -291,7 +305,7 @@ def test_a_bad_worker_setting_is_one_line(schema: str) -> None:
     refused = cli(
         "worker", "--import", "tests.support.cli_tasks", "--lease-time", "soon", schema=schema
     )
-    assert refused.returncode == 2 and "lease_time must be a number of seconds" in refused.stderr
+    assert refused.returncode == 2 and "lease_time must be a duration" in refused.stderr
     invalid = cli(
         "worker",
         "--import",
@@ -327,3 +341,422 @@ async def test_queues_are_paused_resumed_limited_and_listed(
     assert "resumed queue mail" in cli("resume-queue", "mail", schema=schema).stdout
     refused = cli("queue-limits", "mail", "--concurrency", "0", schema=schema)
     assert refused.returncode == 2 and "concurrency_limit must be" in refused.stderr
+
+
+# -- every user error is one line, with a documented exit code (issue 19.3) ----------------
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == code, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
+
+
+USAGE, RUNTIME = 2, 1
+_PARTS = urllib.parse.urlsplit(TEST_DSN)
+SERVER = f"{_PARTS.hostname}:{_PARTS.port or 5432}"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "code", "fragment"),
+    [
+        ("garbage", USAGE, "is not a PostgreSQL DSN"),
+        ("mysql://u@h/db", USAGE, "scheme 'mysql' is not PostgreSQL"),
+        ("postgresql://u@h:notaport/db", USAGE, "is not a port number"),
+        ("host='127.0.0.1 dbname=test", USAGE, "no closing quote"),
+        ("host=127.0.0.1 connect_timeout=3", USAGE, "not supported by asyncpg"),
+        ("postgresql://postgres@127.0.0.1:1/test", RUNTIME, "refused the connection"),
+        ("postgresql://postgres@no-such-host.invalid/test", RUNTIME, "cannot resolve the host"),
+        (f"postgresql://no_such_role_x@{SERVER}/test", RUNTIME, "refused the login"),
+        (f"postgresql://postgres@{SERVER}/no_such_database_x", RUNTIME, "check the database name"),
+    ],
+)
+@pytest.mark.parametrize("command", [["status"], ["jobs"], ["enqueue", "m:f"]])
+def test_a_bad_or_unreachable_dsn_is_one_line(
+    dsn: str, code: int, fragment: str, command: list[str]
+) -> None:
+    assert_one_line(run("--dsn", dsn, *command), code, fragment)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["jobs", "--limit", "0"], "outside 1.."),
+        (["jobs", "--since", "soon"], "is not a time"),
+        (["jobs", "--status", "lost"], "unknown status"),
+        (["retry", "x", "--delay", "later"], "is not a duration"),
+        (["retry-failed", "--delay", "-1"], "is not a duration"),
+        (["purge", "--before", "2030-01-01T00:00"], "time zone"),
+        (["purge"], "--before"),
+        (["queue-limits", "q", "--per", "often"], "is not a duration"),
+        (["queue-limits", "q", "--concurrency", "lots"], "invalid int"),
+        (["enqueue", "m:f", "--args", "{"], "--args is not JSON"),
+        (["enqueue", "m:f", "--args", "{}"], "must be a JSON list"),
+        (["enqueue", "m:f", "--kwargs", "[1]"], "must be a JSON dict"),
+        (["enqueue", "m:f", "--at", "2030-01-01T00:00"], "no time zone"),
+        (["enqueue", "m:f", "--at", "2030-01-01T00:00Z", "--delay", "5"], "not allowed with"),
+        (["enqueue", "m:f", "--priority", "urgent"], "unknown priority"),
+        (["enqueue", "m:f", "--conflict", "maybe"], "unknown conflict policy"),
+        (["enqueue", "m:f", "--max-retries", "-1"], "outside 0.."),
+        (["enqueue", "rm -rf /"], "rm -rf /"),
+        (["enqueue", "m:f", "--queue", ""], "queue"),
+        (["dashboard", "--port", "99999"], "outside 1..65535"),
+        (["worker", "--import", "tests.support.cli_tasks", "--retention", "forever"], "duration"),
+        (["worker", "--import", "tests.support.cli_tasks", "--concurrency", "0"], "concurrent"),
+        (["no-such-command"], "invalid choice"),
+        (["--log-level", "LOUD", "status"], "invalid choice"),
+        (["show"], "job_id"),
+    ],
+)
+def test_bad_option_values_of_every_command_are_one_line(
+    migrated: str, args: list[str], fragment: str
+) -> None:
+    assert_one_line(run("--dsn", TEST_DSN, "--schema", migrated, *args), USAGE, fragment)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["jobs"],
+        ["stats"],
+        ["show", "x"],
+        ["attempts", "x"],
+        ["cancel", "x"],
+        ["retry", "x"],
+        ["schedules"],
+        ["pause", "x"],
+        ["queues"],
+        ["pause-queue", "q"],
+        ["enqueue", "m:f"],
+    ],
+)
+def test_a_missing_schema_says_to_migrate_in_one_line(command: list[str]) -> None:
+    result = run("--dsn", TEST_DSN, "--schema", unique_schema(), *command)
+    assert_one_line(result, USAGE, "run `scheduler migrate`")
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("raise RuntimeError('no config\\nat all')", "it raised RuntimeError: no config at all"),
+        ("def broken(:\n", "SyntaxError"),
+        ("import no_such_dependency_x", "No module named 'no_such_dependency_x'"),
+    ],
+)
+def test_a_task_module_that_fails_to_import_is_one_line(
+    tmp_path: Path, source: str, fragment: str
+) -> None:
+    (tmp_path / "bad_tasks_x.py").write_text(source)
+    result = run(
+        "--dsn", "garbage", "worker", "--import", "bad_tasks_x", env={"PYTHONPATH": str(tmp_path)}
+    )
+    assert_one_line(result, USAGE, fragment)
+
+
+async def test_a_libpq_keyword_dsn_works_quoting_and_all(pool: asyncpg.Pool, schema: str) -> None:
+    parts = urllib.parse.urlsplit(TEST_DSN)
+    keywords = (
+        f"host={parts.hostname} port = {parts.port or 5432} dbname='{parts.path.lstrip('/')}'"
+        f" user={parts.username} application_name='cli keyword test'"
+    )
+    if parts.password:
+        keywords += f" password='{parts.password}'"
+    assert run("--dsn", keywords, "--schema", schema, "migrate").returncode == 0
+    enqueued = run("--dsn", keywords, "--schema", schema, "enqueue", "m:f", "--delay", "1h")
+    assert enqueued.returncode == 0, enqueued.stderr
+    job = await Scheduler(pool, schema=schema).get_job(enqueued.stdout.strip())
+    assert job is not None and job.task_name == "m:f"
+
+
+# -- help texts, one duration syntax, filters that match nothing (issue 19.11) -------------
+
+
+def test_help_is_complete_for_every_command() -> None:
+    top = run("--help")
+    assert top.returncode == 0
+    assert top.stdout.rstrip().endswith("describes each command.")
+    assert "exit codes: 0 success; 1" in top.stdout
+    [commands] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    for name in commands.choices:
+        shown = run(name, "--help")
+        assert shown.returncode == 0 and shown.stdout.startswith("usage: scheduler"), name
+
+
+def test_the_dashboard_without_its_extra_says_so_once() -> None:
+    blocked = (
+        "import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None;"
+        " from scheduler.cli import main; sys.exit(main())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, "--dsn", TEST_DSN, "dashboard"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert_one_line(result, USAGE, "pip install 'pgcadence[dashboard]'")
+    assert result.stderr.count("extra") == 1
+
+
+async def test_a_filter_that_matches_nothing_says_so_and_suggests_names(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    producer = Scheduler(pool, schema=migrated)
+    await producer.schedule(jobs.record, args=("x",), delay=600)
+    partial = cli("jobs", "--task", "recor", schema=migrated)
+    assert partial.returncode == 0 and partial.stdout == ""
+    assert "did you mean 'tests.support.jobs:record'?" in partial.stderr
+    retried = cli("retry-failed", "--task", "record", schema=migrated)
+    assert "did you mean 'tests.support.jobs:record'?" in retried.stderr
+    nothing = cli("jobs", "--status", "failed", schema=migrated)
+    assert nothing.stdout == "" and nothing.stderr.strip() == "no jobs match"
+    exact = cli("jobs", "--task", "tests.support.jobs:record", schema=migrated)
+    assert exact.stdout.count("tests.support.jobs:record") == 1 and exact.stderr == ""
+
+
+def test_every_duration_option_takes_the_same_syntax() -> None:
+    parse = build_parser().parse_args
+    assert parse(["retry", "x", "--delay", "15m"]).delay == 900
+    assert parse(["retry-failed", "--delay", "90"]).delay == 90
+    assert parse(["queue-limits", "q", "--per", "1h"]).per == 3600
+    assert parse(["enqueue", "m:f", "--delay", "30s"]).delay == 30
+    settings = worker_settings(parse(["worker", "--retention", "7d", "--lease-time", "2m"]))
+    assert (settings["retention"], settings["lease_time"]) == (604800, 120)
+
+
+# -- enqueue, the worker's start-up report, doctor (issue 23.5) --------------------------
+
+
+async def test_enqueue_schedules_by_name_with_schedules_checks(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    producer = Scheduler(pool, schema=migrated)
+    result = cli(
+        "enqueue",
+        "tests.support.jobs:record",
+        "--args",
+        '["a", 1]',
+        "--kwargs",
+        '{"value": {"n": 2}}',
+        "--delay",
+        "1h",
+        "--job-id",
+        "nightly",
+        "--priority",
+        "high",
+        "--queue",
+        "mail",
+        "--max-retries",
+        "3",
+        schema=migrated,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "nightly", result.stderr
+    job = await producer.get_job("nightly")
+    assert job is not None
+    assert (list(job.args), job.kwargs, job.priority, job.queue, job.max_retries) == (
+        ["a", 1],
+        {"value": {"n": 2}},
+        JobPriority.HIGH,
+        "mail",
+        3,
+    )
+    assert job.status is JobStatus.PENDING
+    again = cli("enqueue", "tests.support.jobs:record", "--job-id", "nightly", schema=migrated)
+    assert_one_line(again, USAGE, "nightly")
+    ignored = cli(
+        "enqueue",
+        "tests.support.jobs:record",
+        "--job-id",
+        "nightly",
+        "--conflict",
+        "ignore",
+        schema=migrated,
+    )
+    assert ignored.returncode == 0 and ignored.stdout.strip() == "nightly"
+    at = cli("enqueue", "m:f", "--at", "2099-01-01T00:00:00+00:00", schema=migrated)
+    job = await producer.get_job(at.stdout.strip())
+    assert job is not None and job.execution_time.year == 2099
+    too_big = cli("enqueue", "m:f", "--args", json.dumps(["x" * 70_000]), schema=migrated)
+    assert_one_line(too_big, USAGE, "bytes")
+
+
+async def test_a_worker_logs_what_it_serves_when_it_starts(migrated: str) -> None:
+    assert cli("queue-limits", "mail", "--concurrency", "2", schema=migrated).returncode == 0
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scheduler",
+            "--dsn",
+            TEST_DSN,
+            "--schema",
+            migrated,
+            "worker",
+            "--import",
+            "tests.support.cli_tasks",
+            "--concurrency",
+            "3",
+            "--queue",
+            "default",
+            "--queue",
+            "mail",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert worker.stdout is not None
+        assert "running" in worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    block = stderr[stderr.index("INFO scheduler.cli: worker ") :]
+    assert f"schema       {migrated}" in block
+    assert "tasks        cli-test:touch" in block
+    assert "queues       default, mail" in block
+    assert "concurrency  3 jobs at once" in block
+    assert "limits       mail: concurrency 2" in block
+    assert "at most 7 connections" in block  # 4 + concurrency
+
+
+def doctor(*args: str, schema: str) -> subprocess.CompletedProcess[str]:
+    return cli("doctor", *args, schema=schema)
+
+
+def verdicts(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return {line[6:19].strip(): line[:4].strip() for line in result.stdout.splitlines()}
+
+
+async def test_doctor_passes_a_healthy_deployment(migrated: str) -> None:
+    result = doctor(schema=migrated)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdicts(result) == {
+        "connection": "ok",
+        "migrations": "ok",
+        "roles": "ok",
+        "listen/notify": "ok",
+        "pgbouncer": "ok",
+        "clock skew": "ok",
+        "connections": "ok",
+    }, result.stdout
+
+
+async def test_doctor_fails_an_unmigrated_schema_and_a_role_without_grants(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    unmigrated = doctor(schema=schema)
+    assert unmigrated.returncode == 1
+    assert verdicts(unmigrated)["migrations"] == "fail"
+    assert "run `scheduler migrate`" in unmigrated.stdout
+
+    assert cli("migrate", schema=schema).returncode == 0
+    role = f"doctor_{uuid.uuid4().hex[:10]}"
+    await pool.execute(f"CREATE ROLE {role} NOLOGIN")
+    try:
+        bare = doctor("--runtime-role", role, schema=schema)
+        assert bare.returncode == 1 and verdicts(bare)["roles"] == "fail"
+        assert f"SELECT {schema}.grant_runtime_role('{role}')" in bare.stdout
+        await pool.execute(f"SELECT {quote_identifier(schema)}.grant_runtime_role($1)", role)
+        granted = doctor("--runtime-role", role, "--producer-role", role, schema=schema)
+        assert granted.returncode == 0, granted.stdout
+        missing = doctor("--producer-role", "no_such_role_x", schema=schema)
+        assert missing.returncode == 1 and "'no_such_role_x' does not exist" in missing.stdout
+    finally:
+        await pool.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_doctor_fails_an_oversized_fleet_and_an_unreachable_server(migrated: str) -> None:
+    crowded = doctor("--replicas", "50", "--pool-size", "20", schema=migrated)
+    assert crowded.returncode == 1 and verdicts(crowded)["connections"] == "fail"
+    unreachable = run("--dsn", "postgresql://postgres@127.0.0.1:1/test", "doctor")
+    assert unreachable.returncode == 1
+    assert unreachable.stdout.startswith("fail  connection") and "refused" in unreachable.stdout
+
+
+def test_a_port_in_use_is_one_line_for_the_dashboard_and_the_metrics(migrated: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        dashboard = run("--dsn", TEST_DSN, "--schema", migrated, "dashboard", "--port", port)
+        assert_one_line(dashboard, USAGE, "choose another --port")
+        metrics = run(
+            "--dsn", TEST_DSN, "--schema", migrated, "worker",
+            "--import", "tests.support.cli_tasks", "--metrics-port", port,
+        )  # fmt: skip
+        assert_one_line(metrics, USAGE, "choose another --metrics-port")
+
+
+@pytest.fixture
+def pgbouncer(tmp_path: Path) -> Iterator[str]:
+    """A private PgBouncer in transaction mode in front of the test server; its DSN."""
+    binary = shutil.which("pgbouncer")
+    if binary is None:
+        pytest.skip("pgbouncer is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parts = urllib.parse.urlsplit(TEST_DSN)
+    dbname = parts.path.lstrip("/")
+    config, users = tmp_path / "pgbouncer.ini", tmp_path / "users.txt"
+    users.write_text(f'"{parts.username}" ""\n')  # trust still needs the user listed
+    os.chmod(users, 0o644)
+    config.write_text(
+        f"[databases]\n{dbname} = host={parts.hostname} port={parts.port or 5432}"
+        f" dbname={dbname} user={parts.username}"
+        + (f" password={parts.password}" if parts.password else "")
+        + f"\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
+        f"auth_file = {users}\npool_mode = transaction\ndefault_pool_size = 2\nunix_socket_dir =\n"
+    )
+    os.chmod(tmp_path, 0o755)  # PgBouncer refuses root: as root it runs as nobody
+    os.chmod(config, 0o644)
+    as_nobody = ["-u", "nobody"] if os.geteuid() == 0 else []
+    server = subprocess.Popen(
+        [binary, *as_nobody, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, "pgbouncer did not start"
+            time.sleep(0.05)
+        yield f"postgresql://{parts.username}@127.0.0.1:{port}/{dbname}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_doctor_detects_pgbouncer_in_transaction_mode(pgbouncer: str, migrated: str) -> None:
+    result = run("--dsn", pgbouncer, "--schema", migrated, "doctor")
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = verdicts(result)
+    assert (found["connection"], found["listen/notify"], found["pgbouncer"]) == (
+        "ok",
+        "fail",
+        "warn",
+    ), result.stdout
+    assert "pooler (PgBouncer?)" in result.stdout and "LISTEN does not work" in result.stdout

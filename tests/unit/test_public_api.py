@@ -9,6 +9,9 @@ import scheduler
 from scheduler import ConfigurationError, JobPriority, Scheduler
 from scheduler.postgres.sql import Queries, render, validate_schema_name
 
+#: A DSN the scheduler would open a pool for on first use: these tests never use it.
+UNUSED_DSN = "postgresql://unused@127.0.0.1:5432/unused"
+
 
 def test_all_lists_exactly_the_public_names() -> None:
     # Submodules become attributes of the package once anything imports them: not API.
@@ -63,18 +66,19 @@ def test_schema_name_is_quoted_in_every_query() -> None:
 
 def test_scheduler_settings_are_validated_before_anything_runs() -> None:
     with pytest.raises(ConfigurationError, match="max_concurrent_jobs"):
-        Scheduler(None, max_concurrent_jobs=0)  # type: ignore[arg-type]
+        Scheduler(UNUSED_DSN, max_concurrent_jobs=0)
     with pytest.raises(ConfigurationError, match="at most half"):
-        Scheduler(None, lease_time=10, heartbeat_interval=6)  # type: ignore[arg-type]
+        Scheduler(UNUSED_DSN, lease_time=10, heartbeat_interval=6)
     with pytest.raises(ConfigurationError, match="schema name"):
-        Scheduler(None, schema="robert'); drop table students;--")  # type: ignore[arg-type]
+        Scheduler(UNUSED_DSN, schema="robert'); drop table students;--")
     with pytest.raises(ConfigurationError, match="seconds"):
-        Scheduler(None, lease_time="30")  # type: ignore[arg-type]
+        Scheduler(UNUSED_DSN, lease_time="30")  # type: ignore[arg-type]
 
 
 def test_a_scheduler_can_be_created_outside_an_event_loop() -> None:
     # Frameworks often build their objects at import time; start() runs later in the loop.
-    scheduler = Scheduler(None, max_concurrent_jobs=3)  # type: ignore[arg-type]
+    # A DSN's pool is opened on first use, in the loop.
+    scheduler = Scheduler(UNUSED_DSN, max_concurrent_jobs=3)
     assert scheduler.running_job_ids == []
     assert scheduler.config.max_concurrent_jobs == 3
 
@@ -99,9 +103,9 @@ def test_a_scheduler_can_be_created_outside_an_event_loop() -> None:
 )
 def test_out_of_range_settings_raise_configuration_error(settings: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
-        Scheduler(None, **settings)  # type: ignore[arg-type]
+        Scheduler(UNUSED_DSN, **settings)
 
 
 def test_a_huge_concurrency_limit_is_accepted() -> None:
-    scheduler = Scheduler(None, max_concurrent_jobs=10**12)  # type: ignore[arg-type]
+    scheduler = Scheduler(UNUSED_DSN, max_concurrent_jobs=10**12)
     assert scheduler.config.max_concurrent_jobs == 10**12
