@@ -122,27 +122,30 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".[examples,prometheus,otel,fastapi,django]")
     session.install("pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3")
     env = _dsn_env()
-    schema = f"examples_{uuid.uuid4().hex[:8]}"
     checked = ("examples/starlette_app.py", "examples/fastapi_app.py")
+    scripts = (
+        "examples/hello.py",
+        "examples/quickstart.py",
+        "examples/tour.py",
+        "examples/recurring.py",
+        "examples/starlette_app.py",
+        "examples/fastapi_app.py",
+        "examples/observability.py",
+        "examples/django_app/check.py",
+    )
+    # A schema each: the examples are independent (two of them name jobs `receipt-<id>`).
+    run = uuid.uuid4().hex[:8]
+    schemas = [f"examples_{run}_{number}" for number in range(len(scripts))]
     try:
-        scripts = (
-            "examples/hello.py",
-            "examples/quickstart.py",
-            "examples/tour.py",
-            "examples/recurring.py",
-            "examples/starlette_app.py",
-            "examples/fastapi_app.py",
-            "examples/observability.py",
-            "examples/django_app/check.py",
-        )
-        for script in scripts:
+        for script, schema in zip(scripts, schemas, strict=True):
             args = ["--check"] if script in checked else []
             session.run("python", script, *args, env={**env, "SCHEDULER_SCHEMA": schema})
         session.run(
             "pytest", "-q", "-p", "no:cacheprovider", "examples/test_with_scheduler.py", env=env
         )
     finally:
-        session.run("python", "-c", DROP_SCHEMA, schema, env=env)
+        for schema in schemas:
+            session.run("python", "-c", DROP_SCHEMA, schema, env=env, silent=True)
     _check_example_blocks(session)
 
 
