@@ -151,6 +151,11 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
     schema = validate_schema_name(schema)
     quoted = quote_identifier(schema)
     shipped = function_set()
+    # The common case, a schema already current, writes nothing and takes no lock: a role
+    # with no CREATE right (a runtime role) may start replicas with auto_migrate on, and a
+    # fleet starting at once does not queue on the migration lock.
+    if await _is_current(conn, schema, shipped):
+        return []
     applied: list[int] = []
     async with conn.transaction():
         await _lock_migrations(conn, schema)
@@ -186,6 +191,13 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
         if applied or recorded != AppliedFunctions(shipped.revision, shipped.checksum):
             await _apply_functions(conn, schema, shipped, grants)
     return applied
+
+
+async def _is_current(conn: AnyConnection, schema: str, shipped: FunctionSet) -> bool:
+    """Whether the schema holds every migration and exactly this release's functions."""
+    return await current_version(conn, schema) == latest_version() and await applied_functions(
+        conn, schema
+    ) == AppliedFunctions(shipped.revision, shipped.checksum)
 
 
 async def _create_functions_table(conn: AnyConnection, quoted: str) -> None:

@@ -90,6 +90,25 @@ async def test_a_runtime_role_runs_replicas_and_worker_functions_but_has_no_ddl(
         await runtime_pool.close()
 
 
+async def test_a_runtime_role_starts_with_auto_migrate_on_a_current_schema(
+    schema: str, roles: Roles
+) -> None:
+    """`scheduler worker` always migrates: on a schema already current that must write
+    nothing, or a role without CREATE rights could not start a replica at all."""
+    runtime_pool = await asyncpg.create_pool(
+        TEST_DSN, min_size=1, max_size=4, server_settings={"role": roles.runtime}
+    )
+    assert runtime_pool is not None
+    try:
+        replica = Scheduler(runtime_pool, schema=schema, **{**FAST, "tasks": [jobs.record]})
+        assert await replica.migrate() == []
+        async with replica:
+            job_id = await replica.schedule(jobs.record, args=("roles-auto-migrate",))
+            await wait_until(partial(has_status, replica, job_id, JobStatus.SUCCEEDED))
+    finally:
+        await runtime_pool.close()
+
+
 async def test_a_producer_role_schedules_and_cancels_through_functions_only(
     pool: asyncpg.Pool, schema: str, roles: Roles
 ) -> None:
