@@ -30,6 +30,7 @@ from scheduler.executors import http
 from scheduler.executors.process import ProcessPool
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
+from scheduler.limits import MAX_SLOTS
 from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
@@ -909,7 +910,7 @@ def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int
         return prefetch
     if not isinstance(slots, int) or not isinstance(batch, int):
         return 0
-    return batch
+    return min(batch, MAX_SLOTS)
 
 
 def _single(exc: BaseException) -> BaseException:

@@ -49,8 +49,11 @@ GROUP BY queue, task_name
 ORDER BY queue, task_name
 
 -- queue_settings --
--- Queues that were paused or limited (a small table: one row per such queue).
-SELECT queue, paused, concurrency_limit, rate_limit, rate_period, rate_burst
+-- Queues that were paused or limited (a small table: one row per such queue), and why
+-- their limits cannot be enforced (NULL: they can; see migration 0011).
+SELECT queue, paused, concurrency_limit, rate_limit, rate_period, rate_burst,
+       {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
+           AS problem
 FROM {schema}.queues
 ORDER BY queue
 

@@ -776,8 +776,10 @@ WHERE j.status = 'pending' AND j.execution_time <= now()
 GROUP BY j.queue
 
 -- task_limits --
--- Every task with limits.
+-- Every task with limits, and why they cannot be enforced (NULL: they can; migration 0011).
 SELECT task_name, concurrency_limit, rate_limit, rate_period, rate_burst,
        (SELECT count(*) FROM {schema}.jobs j
-        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running
+        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running,
+       {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
+           AS problem
 FROM {schema}.task_limits t ORDER BY task_name

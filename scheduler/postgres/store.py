@@ -90,6 +90,8 @@ class PostgresJobStore:
         # Whether flow control concerned the last claim, and how soon to look again.
         self._flow_seen = False
         self._held_back_retry: float | None = None
+        # Limit rows out of bounds that the last flow claim skipped, each logged once.
+        self._limit_problems: frozenset[str] = frozenset()
 
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
@@ -458,6 +460,13 @@ class PostgresJobStore:
         )
         claimed = [row for row in rows if row["kind"] == "claimed"]
         flow = [row for row in rows if row["kind"] == "flow"]
+        # Rows of kind 'problem' come from the flow claim only. The plain claim without a
+        # flow row says no limit row concerns this replica; with one, the flow claim below
+        # reports.
+        if self._flow_seen or not flow:
+            self._report_limit_problems(
+                {row["problem"] for row in rows if row["kind"] == "problem"}
+            )
         if not self._flow_seen and flow and len(claimed) < limit:
             # Work under flow control may wait: the serialised path takes what it can.
             more = await self._kept.fetch(
@@ -474,6 +483,9 @@ class PostgresJobStore:
             )
             claimed += [row for row in more if row["kind"] == "claimed"]
             flow = [row for row in more if row["kind"] == "flow"]
+            self._report_limit_problems(
+                {row["problem"] for row in more if row["kind"] == "problem"}
+            )
         # The plain claim's flow row has no `controlled` column: it always means "yes".
         self._flow_seen = any(row.get("controlled", True) for row in flow)
         retry: list[float] = [row["retry_in"] for row in flow if row.get("retry_in") is not None]
@@ -500,6 +512,17 @@ class PostgresJobStore:
             )
             for row in claimed
         ]
+
+    def _report_limit_problems(self, problems: set[str]) -> None:
+        """Log each limit row the claim skips once, when it first appears (again after it
+        was fixed and broke anew), not at every claim."""
+        for problem in sorted(problems - self._limit_problems):
+            logger.warning(
+                "the claim skips the jobs governed by an out-of-range limit row until it is"
+                " fixed (set_queue_limits / set_task_limits): %s",
+                problem,
+            )
+        self._limit_problems = frozenset(problems)
 
     async def _claimed_details(self, job_ids: set[str]) -> dict[str, asyncpg.Record]:
         """The queue and trace context of jobs the flow claim took that its statement
@@ -672,6 +695,7 @@ class PostgresJobStore:
                 running=row["running"],
                 paused=row["paused"],
                 limits=_limits_from_row(row),
+                problem=row["problem"],
             )
             for row in rows
         ]
@@ -681,7 +705,10 @@ class PostgresJobStore:
             rows = await self.pool.fetch(self.q.task_limits)
         return [
             TaskLimits(
-                task_name=row["task_name"], running=row["running"], limits=_limits_from_row(row)
+                task_name=row["task_name"],
+                running=row["running"],
+                limits=_limits_from_row(row),
+                problem=row["problem"],
             )
             for row in rows
         ]

@@ -75,6 +75,7 @@ async def test_migrations_built_schema_has_the_expected_tables(
         "queues",
         "schedules",
         "schema_migrations",
+        "settings",
         "task_limits",
         "workers",
     ]
