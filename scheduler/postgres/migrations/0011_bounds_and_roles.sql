@@ -701,8 +701,9 @@ SELECT coalesce(q.queue, c.queue) AS queue,
        coalesce(c.due_now, 0) AS due_now, coalesce(c.future, 0) AS future,
        coalesce(c.running, 0) AS running, coalesce(q.paused, false) AS paused,
        q.concurrency_limit, q.rate_limit, q.rate_period, q.rate_burst,
-       {schema}.limits_problem(q.concurrency_limit, q.rate_limit, q.rate_period,
-                               q.rate_burst) AS problem
+       CASE WHEN q.queue IS NOT NULL  -- a queue without a row has no limits to check
+            THEN {schema}.limits_problem(q.concurrency_limit, q.rate_limit, q.rate_period,
+                                         q.rate_burst) END AS problem
 FROM {schema}.queues q FULL JOIN counts c ON c.queue = q.queue;
 
 -- ---------------------------------------------------------------------------------------
