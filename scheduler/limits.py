@@ -30,8 +30,10 @@ MIN_RATE_PERIOD = 0.001
 #: Job arguments and results, encoded: 64 MiB, well under jsonb's 255 MB.
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 
-#: Job slots and prefetch of one replica: their sum is a claim's LIMIT (a SQL integer).
-MAX_SLOTS = 1_000_000
+#: Job slots and prefetch of one replica: integers a float holds exactly, so the prefetch
+#: arithmetic (slots * horizon / mean run time) cannot overflow. A claim takes at most
+#: claim_batch_size (a SQL integer) whatever the slots.
+MAX_SLOTS = 2**53
 
 #: Execution times must lie in this range: Python's datetime stops at years 1 and 9999,
 #: and a day of margin lets every time zone display the instant.

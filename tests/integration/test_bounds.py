@@ -79,7 +79,8 @@ async def test_a_bad_limit_row_pauses_only_its_queue_and_task_with_the_reason_sh
     assert stats["x"].due_now == 1
     assert stats["default"].problem is None
     tasks = {t.task_name: t for t in await scheduler.task_limits()}
-    assert tasks[OTHER].problem is not None and "rate_period" in tasks[OTHER].problem
+    task_problem = tasks[OTHER].problem
+    assert task_problem is not None and "rate_period" in task_problem
     # Once per row, not once per claim.
     warnings = [r.getMessage() for r in caplog.records if PROBLEM_LOG in r.getMessage()]
     assert len(warnings) == 2, warnings
