@@ -663,9 +663,12 @@ FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
 WHERE s.schedule_id = a.schedule_id
 
 -- park_schedule --
--- Pause a schedule this code cannot read (a corrupt or newer trigger), so the ticker does
--- not spin on it; the error says why.
-UPDATE {schema}.schedules SET paused = true, updated_at = now() WHERE schedule_id = $1
+-- Pause a schedule this code cannot read (a corrupt or newer trigger) or fire (an
+-- out-of-range jitter or grace), so the ticker does not spin on it; $2 says why (shown as
+-- trigger_error, kept when NULL).
+UPDATE {schema}.schedules
+SET paused = true, trigger_error = coalesce($2::text, trigger_error), updated_at = now()
+WHERE schedule_id = $1
 
 -- next_schedule_delay --
 -- Seconds from now until the earliest active schedule fires (negative if overdue); -1 when

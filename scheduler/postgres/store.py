@@ -389,7 +389,9 @@ class PostgresJobStore:
                 return 0
             firing = planner([_stored_due_schedule(row) for row in rows], rows[0]["now"])
             for schedule_id in firing.unreadable:
-                await conn.execute(self.q.park_schedule, schedule_id)
+                await conn.execute(
+                    self.q.park_schedule, schedule_id, firing.reasons.get(schedule_id)
+                )
             if firing.jobs:
                 jobs = [(j.job_id, j.schedule_id, j.fire_time, j.run_at) for j in firing.jobs]
                 await conn.fetch(self.q.insert_schedule_jobs, *_columns(jobs))

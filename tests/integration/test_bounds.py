@@ -16,7 +16,7 @@ from functools import partial
 import asyncpg
 import pytest
 
-from scheduler import ConfigurationError, JobStatus
+from scheduler import ConfigurationError, IntervalTrigger, JobStatus
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier, render
 from tests.conftest import SchedulerFactory
@@ -274,3 +274,38 @@ async def test_a_database_holding_a_bad_row_upgrades_and_keeps_claiming(
     assert job is not None and job.status is JobStatus.PENDING
     stats = {s.queue: s for s in await scheduler.queue_stats()}
     assert stats["x"].problem is not None
+
+
+async def test_a_schedule_row_with_an_absurd_jitter_pauses_only_that_schedule(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """add_schedule() from SQL accepted any jitter before 0011; a jitter no timedelta holds
+    made every firing pass fail, so no schedule fired. Now that one is paused, with why."""
+    q = quote_identifier(migrated)
+    scheduler = make_scheduler(tasks=[jobs.record])
+    good = await scheduler.add_schedule(jobs.record, IntervalTrigger(seconds=0.2), args=("ok",))
+    bad = await scheduler.add_schedule(
+        jobs.record, IntervalTrigger(seconds=0.2), args=("bad",), schedule_id="absurd"
+    )
+    await pool.execute(f"ALTER TABLE {q}.schedules DROP CONSTRAINT schedules_seconds_bounds")
+    await pool.execute(
+        f"UPDATE {q}.schedules SET jitter_seconds = 1e300 WHERE schedule_id = $1", bad
+    )
+    await scheduler.start()
+
+    async def good_fired_and_bad_parked() -> bool:
+        fired = await pool.fetchval(
+            f"SELECT count(*) FROM {q}.jobs WHERE schedule_id = $1 AND status = 'succeeded'",
+            good,
+        )
+        parked = await pool.fetchval(
+            f"SELECT paused FROM {q}.schedules WHERE schedule_id = $1", bad
+        )
+        return bool(fired >= 2 and parked)
+
+    await wait_until(good_fired_and_bad_parked)
+    error = await pool.fetchval(
+        f"SELECT trigger_error FROM {q}.schedule_status WHERE schedule_id = $1", bad
+    )
+    assert "cannot fire" in error
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE schedule_id = $1", bad) == 0
