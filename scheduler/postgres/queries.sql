@@ -217,6 +217,9 @@ WITH done AS (
         FROM {schema}.jobs j
         WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
           AND j.execution_time <= now() + make_interval(secs => $5::float8)
+          -- A row due at -infinity (only by hand: 0011's CHECK) would fail the arithmetic
+          -- below for every claim; it waits instead, counted in queue_stats.
+          AND j.execution_time > '-infinity'
           AND j.task_name = ANY(s.open_tasks) AND j.lock_key IS NULL
         ORDER BY j.execution_time
         LIMIT $4
@@ -285,6 +288,8 @@ CROSS JOIN LATERAL (
     SELECT j.execution_time FROM {schema}.jobs j
     WHERE j.status = 'pending' AND j.queue = qn.queue AND j.priority = p.priority
       AND j.task_name = ANY($1::text[])
+      -- Infinite times (only by hand) cannot be subtracted from now().
+      AND j.execution_time > '-infinity' AND j.execution_time < 'infinity'
     ORDER BY j.execution_time
     LIMIT 1
 ) n
@@ -775,7 +780,7 @@ SELECT * FROM {schema}.queue_stats ORDER BY queue
 SELECT j.queue, count(*) AS due,
        extract(epoch FROM now() - min(j.execution_time))::float8 AS oldest_due_age
 FROM {schema}.jobs j
-WHERE j.status = 'pending' AND j.execution_time <= now()
+WHERE j.status = 'pending' AND j.execution_time <= now() AND j.execution_time > '-infinity'
 GROUP BY j.queue
 
 -- task_limits --

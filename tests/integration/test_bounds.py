@@ -309,3 +309,33 @@ async def test_a_schedule_row_with_an_absurd_jitter_pauses_only_that_schedule(
     )
     assert "cannot fire" in error
     assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE schedule_id = $1", bad) == 0
+
+
+async def test_jobs_due_at_an_infinite_time_do_not_stop_the_claim(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """A pending row due at ±infinity (only by hand: the CHECK refuses it now) made the
+    claim's and the wake-up's arithmetic fail for every replica; now it just waits."""
+    q = quote_identifier(migrated)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(
+            f"INSERT INTO {q}.jobs (task_name, execution_time) VALUES ($1, '-infinity')", TASK
+        )
+    # As a restore or a hand with triggers off could (the due-notification trigger's own
+    # arithmetic refuses such rows too).
+    await pool.execute(f"ALTER TABLE {q}.jobs DROP CONSTRAINT jobs_execution_time_finite")
+    await pool.execute(f"ALTER TABLE {q}.jobs DISABLE TRIGGER USER")
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (job_id, task_name, execution_time, priority) VALUES"
+        " ('past', $1, '-infinity', 20), ('future', $1, 'infinity', 20)",
+        TASK,
+    )
+    await pool.execute(f"ALTER TABLE {q}.jobs ENABLE TRIGGER USER")
+    scheduler = make_scheduler(tasks=[jobs.record])
+    await scheduler.start()
+    free = await scheduler.schedule(jobs.record, args=("finite",))
+    await wait_until(partial(has_status, scheduler, free, JobStatus.SUCCEEDED))
+    statuses = await pool.fetch(
+        f"SELECT job_id, status FROM {q}.jobs WHERE job_id IN ('past', 'future') ORDER BY 1"
+    )
+    assert [tuple(r) for r in statuses] == [("future", "pending"), ("past", "pending")]

@@ -258,6 +258,7 @@ BEGIN
             FROM {schema}.jobs j
             WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
               AND j.execution_time <= now() + make_interval(secs => lead)
+              AND j.execution_time > '-infinity'  -- see queries.sql claim_jobs
               AND j.task_name = ANY (ot.names)
               AND (j.lock_key IS NULL OR NOT EXISTS (
                        SELECT 1 FROM {schema}.jobs h
@@ -359,6 +360,9 @@ $$;
 -- from 0005/0006 with only those checks added.
 ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_timeout_seconds_bounds
     CHECK (timeout_seconds <= 31557600000) NOT VALID;
+-- A due time the claim can compute with (the claims skip an infinite one an old row holds).
+ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_execution_time_finite
+    CHECK (isfinite(execution_time)) NOT VALID;
 ALTER TABLE {schema}.schedules ADD CONSTRAINT schedules_seconds_bounds
     CHECK (timeout_seconds <= 31557600000 AND misfire_grace_seconds <= 31557600000
            AND jitter_seconds <= 31557600000) NOT VALID;
