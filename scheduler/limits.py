@@ -121,8 +121,8 @@ BOUNDS: tuple[Bound, ...] = (
     ),
     Bound("delay", "schedule(), schedule_job(), retry_job(), snooze", *_DURATION),
     Bound(
-        "execution_time / run_at",
-        "schedule(), schedule_job(), retry_job()",
+        "execution_time / run_at / retry_at",
+        "schedule(), schedule_job(), retry_job(), fail_job()",
         EARLIEST_TIME.timestamp(),
         LATEST_TIME.timestamp(),
         "epoch seconds (years 1-9999)",

@@ -201,6 +201,11 @@ async def test_the_bounds_themselves_are_accepted(
 SQL_OUT_OF_RANGE = [
     ("retry_job('j', delay => '1001 years')", "delay must be from 0 to 1000 years"),
     ("retry_job('j', run_at => '10000-01-01 00:00+00')", "9999-12-30"),
+    (
+        "fail_job('00000000-0000-0000-0000-000000000000', 'j', 1, 'e',"
+        " retry_at => '10000-01-01 00:00+00')",
+        "9999-12-30",
+    ),
     ("register_worker(ARRAY['t:f'], lease => '1001 years')", "at most 1000 years"),
     ("register_worker(ARRAY['t:f'], lease => '0 seconds')", "lease must be > 0"),
     (
