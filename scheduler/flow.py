@@ -20,6 +20,9 @@ class Limits:
     rate_limit         at most this many start per `rate_period` seconds on average, and
                        `rate_burst` of them at once (a token bucket of `rate_burst` tokens
                        refilled at rate_limit / rate_period per second).
+
+    Bounds (scheduler.limits.BOUNDS): counts from 1 to 2**31 - 1, rate_period from 1 ms
+    to 1000 years.
     """
 
     concurrency_limit: int | None = None
