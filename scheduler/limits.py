@@ -2,8 +2,8 @@
 is written, so every value that passes validation can be stored and read back by any replica,
 and no arithmetic on it (token-bucket refill, backoff, lease + interval sums, now() + delay)
 can overflow or divide by zero. `BOUNDS` at the end is the table of every numeric setting and
-stored number; the SQL API (migration 0011) checks the same bounds (22023) and the tables
-hold them as CHECK constraints."""
+stored number; the SQL API (migration 0011) checks the same bounds (22023), and the tables
+the claim can defend against hold them as CHECK constraints."""
 
 from __future__ import annotations
 
@@ -76,8 +76,11 @@ _COUNT = (1, INT32_MAX, "")
 
 #: Every number a user can set or a row can hold. Python raises a `SchedulerError` subclass
 #: (ConfigurationError, InvalidJobError, InvalidScheduleError) naming the range; the SQL
-#: functions raise 22023; the columns have CHECKs (migration 0011 adds the new ones NOT
-#: VALID, and the claim treats an out-of-range limit row as "paused, with a reason").
+#: functions raise 22023. Columns: queues and task_limits have CHECKs (the new ones NOT
+#: VALID: the claim treats an older out-of-range row as "paused, with a reason"), the
+#: settings table and schedules have validated CHECKs (0011 fixes old schedule rows first);
+#: jobs has no new CHECK (an old row would fail the bulk updates of the claim): its readers
+#: cope with any stored value and its writers check the bounds.
 #: Durations of 0 are allowed only where the text says ">= 0".
 BOUNDS: tuple[Bound, ...] = (
     Bound("max_concurrent_jobs", "Scheduler", 1, MAX_SLOTS, ""),

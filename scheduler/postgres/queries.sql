@@ -217,8 +217,8 @@ WITH done AS (
         FROM {schema}.jobs j
         WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
           AND j.execution_time <= now() + make_interval(secs => $5::float8)
-          -- A row due at -infinity (only by hand: 0011's CHECK) would fail the arithmetic
-          -- below for every claim; it waits instead, counted in queue_stats.
+          -- A row due at -infinity (a restore, or a hand with triggers off) would fail the
+          -- arithmetic below for every claim; it waits instead, counted in queue_stats.
           AND j.execution_time > '-infinity'
           AND j.task_name = ANY(s.open_tasks) AND j.lock_key IS NULL
         ORDER BY j.execution_time

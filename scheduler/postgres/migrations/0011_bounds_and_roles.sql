@@ -354,18 +354,35 @@ $$;
 
 -- ---------------------------------------------------------------------------------------
 -- Durations and times stored by the SQL API get Python's bounds (at most 1000 years; times
--- between 0001-01-02 and 9999-12-30 UTC), checked before anything is written (22023), and
--- the columns get the same bounds as CHECKs (NOT VALID: old rows stay; the readers already
--- cope with any stored time, see readable_time()). The functions below are restated whole
--- from 0005/0006 with only those checks added.
-ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_timeout_seconds_bounds
-    CHECK (timeout_seconds <= 31557600000) NOT VALID;
--- A due time the claim can compute with (the claims skip an infinite one an old row holds).
-ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_execution_time_finite
-    CHECK (isfinite(execution_time)) NOT VALID;
+-- between 0001-01-02 and 9999-12-30 UTC), checked before anything is written (22023). The
+-- functions below are restated whole from 0005/0006 with only those checks added.
+--
+-- Columns: a NOT VALID CHECK is checked again by every UPDATE of an old row, so it only
+-- suits a table whose rows the claim never rewrites while they are out of range (queues and
+-- task_limits above: the claim skips such rows). jobs gets none: the claim, the reaper and
+-- outcome writes update job rows in bulk, and one old row out of range would fail them
+-- all; its readers cope with any stored time or timeout (readable_time(), the claims skip
+-- infinite due times) and every writer checks the bounds. schedules is small: its rows
+-- out of range are fixed here (paused, clamped to 1000 years, the reason in trigger_error)
+-- and the CHECK is validated.
+UPDATE {schema}.schedules s SET
+    timeout_seconds = CASE WHEN NOT s.timeout_seconds <= 31557600000 THEN 31557600000
+                           ELSE s.timeout_seconds END,
+    misfire_grace_seconds = CASE WHEN NOT s.misfire_grace_seconds <= 31557600000
+                                 THEN 31557600000 ELSE s.misfire_grace_seconds END,
+    jitter_seconds = CASE WHEN NOT s.jitter_seconds <= 31557600000 THEN 31557600000
+                          ELSE s.jitter_seconds END,
+    paused = true,
+    trigger_error = 'migration 0011 paused it: its timeout, misfire grace or jitter was over'
+                    ' 1000 years (or NaN) and is now 1000 years; set them again'
+                    ' (add_schedule with conflict replace) and resume it',
+    updated_at = now()
+WHERE NOT (coalesce(s.timeout_seconds, 0) <= 31557600000
+           AND coalesce(s.misfire_grace_seconds, 0) <= 31557600000
+           AND s.jitter_seconds <= 31557600000);
 ALTER TABLE {schema}.schedules ADD CONSTRAINT schedules_seconds_bounds
     CHECK (timeout_seconds <= 31557600000 AND misfire_grace_seconds <= 31557600000
-           AND jitter_seconds <= 31557600000) NOT VALID;
+           AND jitter_seconds <= 31557600000);
 
 CREATE OR REPLACE FUNCTION {schema}.register_worker(
     tasks     text[],
