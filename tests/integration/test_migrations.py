@@ -92,6 +92,7 @@ async def test_migrations_built_schema_has_the_expected_tables(
         "schedules",
         "schema_functions",
         "schema_migrations",
+        "settings",
         "task_limits",
         "workers",
     ]
