@@ -32,13 +32,22 @@ def migration_text() -> str:
     return resources.files("scheduler.postgres.migrations").joinpath(MIGRATION).read_text("utf-8")
 
 
+def function_text(name: str) -> str:
+    """A function's one home (functions/<name>.sql): where its bounds are checked."""
+    folder = resources.files("scheduler.postgres").joinpath("functions")
+    return folder.joinpath(f"{name}.sql").read_text("utf-8")
+
+
 def test_the_sql_bounds_are_the_python_bounds() -> None:
-    text = migration_text()
+    text = migration_text()  # the CHECKs
     assert MAX_SECONDS == 31557600000
     assert f"{MAX_SECONDS:.0f}" in text
     assert f"{MIN_RATE_PERIOD}" in text
     assert f"BETWEEN 1 AND {MAX_PAYLOAD_BYTES}" in text
-    assert str(INT32_MAX) in text
+    limits = function_text("limits_problem")  # what the claims and check_limits() refuse
+    assert str(INT32_MAX) in limits
+    assert f"{MIN_RATE_PERIOD}" in limits and f"{MAX_SECONDS:.0f}" in limits
+    assert f"{MAX_SECONDS:.0f}" in function_text("add_schedule")
 
 
 def test_the_bounds_table_is_well_formed() -> None:
