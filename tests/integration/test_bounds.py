@@ -18,10 +18,11 @@ import pytest
 
 from scheduler import ConfigurationError, IntervalTrigger, JobStatus
 from scheduler.postgres import migrate as migrations
-from scheduler.postgres.sql import quote_identifier, render
+from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import has_status, wait_until
+from tests.support.schema_catalog import install_head
 
 TASK = "tests.support.jobs:record"
 OTHER = "tests.support.jobs:record_sync"
@@ -250,21 +251,9 @@ async def test_a_database_holding_a_bad_row_upgrades_and_keeps_claiming(
     """A row 0010 accepted (rate_period => 1e-310) does not stop migration 0011: its
     CHECK is NOT VALID, and the claim treats the row as paused with a reason."""
     q = quote_identifier(schema)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"CREATE SCHEMA {q}")
-        await conn.execute(
-            f"CREATE TABLE {q}.schema_migrations (version integer PRIMARY KEY,"
-            " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in migrations.known_migrations():
-            if migration.version > 10:
-                break
-            await conn.execute(render(migration.template, schema))
-            await conn.execute(
-                f"INSERT INTO {q}.schema_migrations (version, name) VALUES ($1, $2)",
-                migration.version,
-                migration.name,
-            )
+    async with pool.acquire() as conn:
+        # The last release's schema, built as its migrate did (commit d82bdda).
+        assert await install_head(conn, schema, up_to=10) == 10
         await conn.execute(
             f"SELECT {q}.set_queue_limits('x', rate_limit => 5, rate_period => 1e-310)"
         )

@@ -17,9 +17,10 @@ import pytest
 
 from scheduler import JobStatus, Scheduler
 from scheduler.postgres import migrate as migrations
-from scheduler.postgres.sql import quote_identifier, render
+from scheduler.postgres.sql import quote_identifier
 from tests.support import jobs
 from tests.support.db import FAST, TEST_DSN, has_status, wait_until
+from tests.support.schema_catalog import install_head
 
 RECORD = "tests.support.jobs:record"
 
@@ -236,19 +237,9 @@ async def test_upgrading_takes_from_a_producer_what_it_had_beyond_its_share(
     producer = f"sched_prod_{uuid.uuid4().hex[:12]}"
     await pool.execute(f"CREATE ROLE {quote_identifier(producer)} NOLOGIN")
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"CREATE SCHEMA {q}")
-            await conn.execute(
-                f"CREATE TABLE {q}.schema_migrations (version integer PRIMARY KEY,"
-                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for migration in migrations.known_migrations()[:10]:
-                await conn.execute(render(migration.template, schema))
-                await conn.execute(
-                    f"INSERT INTO {q}.schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+        async with pool.acquire() as conn:
+            # The last release's schema, built as its migrate did (commit d82bdda).
+            assert await install_head(conn, schema, up_to=10) == 10
             await conn.execute(f"SELECT {q}.grant_producer_role($1)", producer)
         async with pool.acquire() as conn:
             assert await migrations.migrate(conn, schema) == [
