@@ -766,7 +766,7 @@ async def test_queues_show_why_a_limit_row_is_not_enforced(pool: asyncpg.Pool, s
     """Issue 19: an out-of-range rate_period is refused by `queue-limits`, and a row that
     holds one anyway (by hand, or from before migration 0011) is listed with the reason."""
     assert cli("migrate", schema=schema).returncode == 0
-    refused = cli("queue-limits", "mail", "--rate", "5", "--per", "1e-310", schema=schema)
+    refused = cli("queue-limits", "mail", "--rate", "5", "--per", "0.0001", schema=schema)
     assert refused.returncode == 2 and "rate_period must be seconds from 0.001" in refused.stderr
     q = quote_identifier(schema)
     await pool.execute(f"ALTER TABLE {q}.queues DROP CONSTRAINT queues_rate_period_bounds")
