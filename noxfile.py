@@ -122,6 +122,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_pgbouncer(session: nox.Session) -> None:
+    """Issue 21's PgBouncer targets (W2 drain and W3 idle start latency, direct and through
+    a private PgBouncer in transaction mode with listen_dsn; not in the default run):
+    `nox -s bench_pgbouncer -- --repeats 3`."""
+    session.install("-e", ".[bench]")
+    _ensure_pgbouncer(session)
+    session.run("python", "-m", "benchmarks.pgbouncer", *session.posargs, env=_dsn_env())
+
+
+@nox.session
 def bench_backends(session: nox.Session) -> None:
     """The cost of process and HTTP jobs beside in-loop async jobs (about a minute; not in
     the default run): `nox -s bench_backends -- --jobs 500`."""
