@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="PostgreSQL DSN (default: $SCHEDULER_DSN or libpq defaults)",
     )
     parser.add_argument(
+        "--statement-cache-size",
+        type=_cache_size,
+        default=os.environ.get("SCHEDULER_STATEMENT_CACHE_SIZE"),
+        metavar="N",
+        help="asyncpg's statement cache per connection (default:"
+        " $SCHEDULER_STATEMENT_CACHE_SIZE or asyncpg's 100); 0 through PgBouncer in"
+        " transaction mode",
+    )
+    parser.add_argument(
         "--schema",
         default=None,
         help="schema of the scheduler tables (default: $SCHEDULER_SCHEMA or 'scheduler')",
@@ -165,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for remote scrapes)",
     )
     worker.add_argument(
+        "--listen-dsn",
+        default=os.environ.get("SCHEDULER_LISTEN_DSN"),
+        metavar="DSN",
+        help="DSN of the PostgreSQL server itself for the replica's LISTEN connection, when"
+        " --dsn points at PgBouncer in transaction mode (also $SCHEDULER_LISTEN_DSN)",
+    )
+    worker.add_argument(
         "--http-allowed-host",
         dest="http_allowed_hosts",
         action="append",
@@ -234,6 +250,22 @@ def _setting(name: str, kind: type) -> Any:
     return parse
 
 
+#: asyncpg's own default for statement_cache_size.
+ASYNCPG_STATEMENT_CACHE = 100
+
+
+def _cache_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise argparse.ArgumentTypeError(
+            f"statement_cache_size must be a whole number >= 0, got {text!r}"
+        )
+    return size
+
+
 _DISABLED = object()  # unrunnable_job_timeout=None, as given on the command line
 
 
@@ -252,13 +284,21 @@ def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
         hosts = os.environ["SCHEDULER_HTTP_ALLOWED_HOSTS"].split(",")
     if hosts:
         settings["http_allowed_hosts"] = [host.strip() for host in hosts if host.strip()]
+    if getattr(options, "listen_dsn", None):
+        settings["listen_dsn"] = options.listen_dsn
     return settings
 
 
 async def run(options: argparse.Namespace) -> int:
     schema = validate_schema_name(options.schema or default_schema())
+    cache_size = options.statement_cache_size
     pool = await asyncpg.create_pool(
-        options.dsn, min_size=1, max_size=4 + (getattr(options, "max_concurrent_jobs", 0) or 10)
+        options.dsn,
+        min_size=1,
+        max_size=4 + (getattr(options, "max_concurrent_jobs", 0) or 10),
+        # An idle worker keeps only what it uses (docs/scale.md, Connections).
+        max_inactive_connection_lifetime=60.0,
+        statement_cache_size=ASYNCPG_STATEMENT_CACHE if cache_size is None else cache_size,
     )
     assert pool is not None
     try:
