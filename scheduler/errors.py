@@ -20,6 +20,14 @@ class InvalidDsnError(ConfigurationError):
     shows the forms that work."""
 
 
+class StatementCacheError(ConfigurationError):
+    """The pool reaches PostgreSQL through a pooler that does not keep prepared statements
+    between transactions (PgBouncer in transaction mode before 1.21, or without
+    `max_prepared_statements`), and asyncpg's statement cache is on: its cached statements
+    would fail at random. `start()` raises it; create the pool with
+    `statement_cache_size=0`, or give PgBouncer prepared-statement support."""
+
+
 class InvalidJobError(SchedulerError, ValueError):
     """`schedule()` was given something it cannot store; nothing was written."""
 

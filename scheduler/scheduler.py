@@ -47,6 +47,7 @@ from scheduler.models import (
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
+from scheduler.postgres import pooling
 from scheduler.postgres.connection import borrowed
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.owned_pool import pool_for
@@ -136,6 +137,7 @@ class Scheduler:
         process_max_jobs_per_child: int | None = None,
         process_max_memory_per_child_mb: int | None = None,
         http_allowed_hosts: Sequence[str] = (),
+        listen_dsn: str | None = None,
     ) -> None:
         self.config = SchedulerConfig(
             max_concurrent_jobs=max_concurrent_jobs,
@@ -168,6 +170,8 @@ class Scheduler:
         )
         # A DSN string gets a pool of the scheduler's own, closed by shutdown().
         self._pool, self._owns_pool = pool_for(db_pool)
+        # Kept out of the config: a DSN may hold a password, and the config is printable.
+        self._listen_dsn = pooling.validate_listen_dsn(listen_dsn)
         # Everything below talks to the database through the port only.
         self._store: JobStore = PostgresJobStore(self._pool, self.config.schema)
         self._tasks = TaskCatalog()
@@ -231,6 +235,7 @@ class Scheduler:
 
     async def _start(self) -> None:
         self._build_services()
+        await pooling.check_statement_cache(self._pool)
         if self.config.auto_migrate:
             await self.migrate()
         else:
@@ -828,7 +833,20 @@ class Scheduler:
             check_interval=config.listener_check_interval,
             check_timeout=config.listener_check_timeout,
             on_finished=self._finished.notify,
+            connect=None if self._listen_dsn is None else self._connect_listener,
+            on_unheard=self._poll_often,
         )
+
+    async def _connect_listener(self) -> asyncpg.Connection[Any]:
+        connection: asyncpg.Connection[Any] = await asyncpg.connect(
+            self._listen_dsn, timeout=self.config.listener_check_timeout
+        )
+        return connection
+
+    def _poll_often(self) -> None:
+        """Notifications do not arrive: look at the tables every UNHEARD_POLL_INTERVAL."""
+        self._dispatcher.poll_at_least_every(UNHEARD_POLL_INTERVAL)
+        self._ticker.poll_at_least_every(UNHEARD_POLL_INTERVAL)
 
     def _catch_up(self) -> None:
         """Notifications may have been lost: look at the tables now."""
@@ -952,6 +970,9 @@ MIN_POOL_SIZE = 2
 #: After the grace period, how long cancelled jobs get to stop and record their outcome
 #: before shutdown abandons them.
 SHUTDOWN_BOUND = 5.0
+#: How often a replica whose listener hears no notifications (no listen_dsn behind a pooler
+#: in transaction mode) looks for due jobs and schedules.
+UNHEARD_POLL_INTERVAL = 1.0
 #: How long a stopping scheduler tries to remove its worker row.
 UNREGISTER_BOUND = 5.0
 

@@ -33,12 +33,26 @@ from scheduler.scheduler import Scheduler, default_schema
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
-async def open_pool(dsn: str | None, max_size: int) -> asyncpg.Pool[Any]:
+#: asyncpg's own default for statement_cache_size.
+ASYNCPG_STATEMENT_CACHE = 100
+
+
+async def open_pool(
+    dsn: str | None, max_size: int, statement_cache_size: int | None = None
+) -> asyncpg.Pool[Any]:
     """A pool for `dsn` (normalized: see scheduler.postgres.dsn). asyncpg's own DSN errors
-    (and the ValueError it lets through for some) become `InvalidDsnError`."""
+    (and the ValueError it lets through for some) become `InvalidDsnError`. An idle worker
+    keeps only the connections it uses (docs/scale.md, Connections)."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            max_inactive_connection_lifetime=60.0,
+            statement_cache_size=ASYNCPG_STATEMENT_CACHE
+            if statement_cache_size is None
+            else statement_cache_size,
         )
     except (asyncpg.ClientConfigurationError, ValueError) as exc:
         raise InvalidDsnError(f"invalid DSN: {exc}") from None
@@ -70,7 +84,11 @@ async def run(options: argparse.Namespace) -> int:
             replicas=options.replicas,
             pool_size=options.pool_size,
         )
-    pool = await open_pool(dsn, 4 + (getattr(options, "max_concurrent_jobs", 0) or 10))
+    pool = await open_pool(
+        dsn,
+        4 + (getattr(options, "max_concurrent_jobs", 0) or 10),
+        options.statement_cache_size,
+    )
     try:
         if options.command not in ("migrate", "status", "worker"):
             async with pool.acquire() as conn:

@@ -301,6 +301,24 @@ def test_a_worker_takes_every_replica_setting_from_flags_or_the_environment(
     }
 
 
+def test_a_worker_can_run_through_pgbouncer_in_transaction_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The two settings docs/scale.md asks for behind PgBouncer, as flags or variables."""
+    options = build_parser().parse_args(
+        ["--statement-cache-size", "0", "worker", "--listen-dsn", "postgresql://db/app"]
+    )
+    assert options.statement_cache_size == 0
+    assert worker_settings(options)["listen_dsn"] == "postgresql://db/app"
+    monkeypatch.setenv("SCHEDULER_STATEMENT_CACHE_SIZE", "0")
+    monkeypatch.setenv("SCHEDULER_LISTEN_DSN", "postgresql://db/other")
+    options = build_parser().parse_args(["worker"])
+    assert options.statement_cache_size == 0
+    assert worker_settings(options)["listen_dsn"] == "postgresql://db/other"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--statement-cache-size", "-1", "worker"])
+
+
 def test_a_bad_worker_setting_is_one_line(schema: str) -> None:
     refused = cli(
         "worker", "--import", "tests.support.cli_tasks", "--lease-time", "soon", schema=schema
