@@ -53,6 +53,8 @@ class Totals:
     failed_hour: int = 0
     lag_seconds: float = 0.0
     paused: bool = False
+    #: Pending jobs of this task (or queue) that no live worker serves.
+    unserved: int = 0
 
     @property
     def per_minute(self) -> float:
@@ -76,6 +78,7 @@ class Totals:
             "per_minute": round(self.per_minute, 1),
             "lag_seconds": round(self.lag_seconds, 1),
             "paused": self.paused,
+            "unserved": self.unserved,
         }
 
 
@@ -164,6 +167,7 @@ class DashboardData:
                 rows = await conn.fetch(self.q.overview_counts, THROUGHPUT_WINDOW)
                 settings = await conn.fetch(self.q.queue_settings)
                 live = await conn.fetchval(self.q.live_worker_count)
+            unserved = await self.store.unserved_tasks()
             queues: dict[str, Totals] = {}
             tasks: dict[str, Totals] = {}
             for row in rows:
@@ -173,6 +177,8 @@ class DashboardData:
                 queues.setdefault(setting["queue"], Totals(setting["queue"])).paused = setting[
                     "paused"
                 ]
+            for entry in unserved:  # "no worker for this task" on the task's row
+                tasks.setdefault(entry.task_name, Totals(entry.task_name)).unserved += entry.pending
             self._overview = Overview(
                 queues=[queues[name] for name in sorted(queues)],
                 tasks=[tasks[name] for name in sorted(tasks)],

@@ -100,7 +100,8 @@ async def test_a_runtime_role_starts_with_auto_migrate_on_a_current_schema(
     )
     assert runtime_pool is not None
     try:
-        replica = Scheduler(runtime_pool, schema=schema, **{**FAST, "tasks": [jobs.record]})
+        settings: dict[str, Any] = {**FAST, "tasks": [jobs.record]}
+        replica = Scheduler(runtime_pool, schema=schema, **settings)
         assert await replica.migrate() == []
         async with replica:
             job_id = await replica.schedule(jobs.record, args=("roles-auto-migrate",))
