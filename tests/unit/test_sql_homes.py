@@ -21,6 +21,7 @@ DEFINITION = re.compile(
 #: database whose functions have a higher revision than its own, and repairs a lower one).
 REVISIONS = {
     1: "fd9148f75cd06cfce20eb24eb3feb35e1b7bbbc7ca5b5f0068cef034af14cd75",
+    2: "2527c23e8c61c7ba62f80bd388ec5847dd92f413e6a46e0680662075d18e92f0",
 }
 
 
