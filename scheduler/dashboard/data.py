@@ -55,6 +55,8 @@ class Totals:
     paused: bool = False
     #: Pending jobs of this task (or queue) that no live worker serves.
     unserved: int = 0
+    #: Why the queue's limits cannot be enforced (its jobs wait); None: no problem.
+    problem: str | None = None
 
     @property
     def per_minute(self) -> float:
@@ -79,6 +81,7 @@ class Totals:
             "lag_seconds": round(self.lag_seconds, 1),
             "paused": self.paused,
             "unserved": self.unserved,
+            "problem": self.problem,
         }
 
 
@@ -174,9 +177,9 @@ class DashboardData:
                 queues.setdefault(row["queue"], Totals(row["queue"])).add(row)
                 tasks.setdefault(row["task_name"], Totals(row["task_name"])).add(row)
             for setting in settings:
-                queues.setdefault(setting["queue"], Totals(setting["queue"])).paused = setting[
-                    "paused"
-                ]
+                totals = queues.setdefault(setting["queue"], Totals(setting["queue"]))
+                totals.paused = setting["paused"]
+                totals.problem = setting["problem"]
             for entry in unserved:  # "no worker for this task" on the task's row
                 tasks.setdefault(entry.task_name, Totals(entry.task_name)).unserved += entry.pending
             self._overview = Overview(

@@ -9,7 +9,7 @@ from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier
 from tests.support.schema_catalog import install_head
 
-#: The migration that adds error_type and error_message (0012 once merged after 0011).
+#: The migration that adds error_type and error_message (0012).
 ERROR_PARTS = next(m for m in migrations.known_migrations() if m.name == "error_parts")
 
 TRACEBACK = "\n".join(
@@ -27,7 +27,8 @@ async def test_existing_failures_get_their_type_and_message_from_the_old_text(
 ) -> None:
     q = quote_identifier(schema)
     async with pool.acquire() as conn:
-        # A schema as the release before this one left it, with a failed job and attempt.
+        # A schema as an older release left it (install_head builds 0010, the last before the
+        # function files), with a failed job and attempt; migrate() then applies the rest.
         await install_head(conn, schema, up_to=ERROR_PARTS.version - 1)
         await conn.execute(f"SELECT {q}.schedule_job('t:x', job_id => 'old')")
         await conn.execute(f"UPDATE {q}.jobs SET status = 'failed', last_error = $1", TRACEBACK)
