@@ -234,6 +234,10 @@ EXECUTE_RIGHTS: dict[str, frozenset[str]] = {
         "notify_cancel_requests": (),
         "notify_finished_jobs": (),
         "notify_schedules": (),
+        # The error parts: the triggers are SECURITY DEFINER, so only they call it.
+        "error_parts": (),
+        "jobs_error_parts": (),
+        "job_attempts_error_parts": (),
     }.items()
 }
 

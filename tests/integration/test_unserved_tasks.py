@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio.to_thread
 import asyncpg
 import pytest
 
@@ -44,7 +45,8 @@ async def test_a_task_no_live_worker_registered_is_warned_about_once_and_shown(
         assert "none of the 1 live worker(s) has registered it" in warning
         assert _warnings(caplog, "tests.support.jobs:record") == []
 
-        status = cli("status", schema=migrated)
+        # In a thread: the worker must go on heartbeating (a 2 s lease) while the CLI runs.
+        status = await anyio.to_thread.run_sync(lambda: cli("status", schema=migrated))
         assert status.returncode == 0, status.stderr
         assert "no worker for this task: myjobs:gret (queue default), 2 pending" in status.stdout
         assert "no worker for this task: tests.support.jobs:record" not in status.stdout
