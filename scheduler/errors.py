@@ -107,6 +107,15 @@ class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation needs a started scheduler (or one that is not shut down)."""
 
 
+class SchedulerStoppedError(SchedulerNotRunningError):
+    """`start()` on a scheduler that was shut down (or failed): a `Scheduler` starts once;
+    create a new one."""
+
+
+class SchedulerAlreadyRunningError(SchedulerError, RuntimeError):
+    """`start()` on a scheduler already starting, running or stopping."""
+
+
 class InvalidScheduleError(SchedulerError, ValueError):
     """`add_schedule()` (or a schedule declaration) was given something it cannot store;
     nothing was written."""

@@ -24,7 +24,8 @@ from scheduler.errors import (
     ConfigurationError,
     InvalidJobError,
     InvalidScheduleError,
-    SchedulerNotRunningError,
+    SchedulerAlreadyRunningError,
+    SchedulerStoppedError,
 )
 from scheduler.events import EventHandler
 from scheduler.executors import http
@@ -68,6 +69,7 @@ from scheduler.tasks import (
     TaskCatalog,
 )
 from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
+from scheduler.unserved import UnservedTaskCheck
 from scheduler.waiting import FinishedJobs
 
 logger = logging.getLogger("scheduler")
@@ -176,6 +178,7 @@ class Scheduler:
         self._store: JobStore = PostgresJobStore(self._pool, self.config.schema)
         self._tasks = TaskCatalog()
         self._observability = observability(middleware, event_handlers, extensions)
+        self._unserved = UnservedTaskCheck(self._store, self._serves)
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
@@ -209,10 +212,15 @@ class Scheduler:
 
         If it fails or is cancelled, nothing is left running and the error is raised as
         itself."""
+        if self._state in (SchedulerState.STOPPED, SchedulerState.FAILED):
+            raise SchedulerStoppedError(
+                f"start() after shutdown: the scheduler is {self._state.value}, and a"
+                " Scheduler starts only once; create a new Scheduler to start again"
+            )
         if self._state is not SchedulerState.NEW:
-            raise SchedulerNotRunningError(
-                f"start() was already called (the scheduler is {self._state.value}); create"
-                " a new Scheduler to start again"
+            raise SchedulerAlreadyRunningError(
+                f"start() was already called: the scheduler is already {self._state.value}"
+                " (start it once; `async with scheduler:` starts it for you)"
             )
         if self._pool.get_max_size() < MIN_POOL_SIZE:
             # Its listener holds one connection for good: with one, nothing else could run.
@@ -439,6 +447,7 @@ class Scheduler:
             self._store, self.config.schema, new_jobs, conflict, connection
         )
         self._observability.scheduled(new_jobs, ids)
+        await self._unserved.check(job.task_name for job in new_jobs)
         return ids[0]
 
     async def schedule_many(
@@ -476,7 +485,12 @@ class Scheduler:
             self._store, self.config.schema, new_jobs, conflict, connection
         )
         self._observability.scheduled(new_jobs, ids)
+        await self._unserved.check(job.task_name for job in new_jobs)
         return ids
+
+    def _serves(self, task_name: str) -> bool:
+        """Whether this replica runs `task_name` now (no need to ask the database)."""
+        return self._state is SchedulerState.RUNNING and task_name in self._tasks.own
 
     def _validate(self, request: JobRequest) -> NewJob:
         """Turn a request into a row to insert, or raise a typed error; writes nothing."""
@@ -661,7 +675,10 @@ class Scheduler:
     def cron(
         self, expression: str, *, timezone: str = "UTC", **options: Unpack[ScheduleOptions]
     ) -> Callable[[F], F]:
-        """Declare a cron schedule: ``@scheduler.cron("*/5 * * * *", timezone="Europe/Berlin")``."""
+        """Declare a cron schedule: ``@scheduler.cron("*/5 * * * *", timezone="Europe/Berlin")``.
+
+        Five fields, or six with seconds FIRST (``"30 */5 * * * *"``: second 30 of every
+        fifth minute), unlike croniter's seconds-last six fields; see `CronTrigger`."""
         return self.scheduled(CronTrigger(expression, timezone), **options)
 
     def every(

@@ -21,6 +21,7 @@ from scheduler.cli.worker import (
     import_task_modules,
     run_worker,
 )
+from scheduler.error_text import error_line
 from scheduler.errors import InvalidDsnError
 from scheduler.flow import Limits
 from scheduler.operations import FINISHED, OperationError
@@ -240,11 +241,10 @@ async def print_job(scheduler: Scheduler, options: argparse.Namespace) -> int:
         print(_json(history, indent=2))
     else:
         for entry in history:
-            # A traceback's last line names the exception: enough for one line.
-            error = (entry["error"] or "").strip().splitlines()[-1:] or [""]
+            error = error_line(entry["error_type"], entry["error_message"], entry["error"])
             print(
                 f"#{entry['attempt']}  {entry['outcome'].value:<11}  {entry['finished_at']}"
-                f"  {entry['hostname'] or '-'}  {entry['worker_id'] or '-'}  {error[0]}".rstrip()
+                f"  {entry['hostname'] or '-'}  {entry['worker_id'] or '-'}  {error}".rstrip()
             )
     return 0
 
@@ -278,6 +278,11 @@ async def print_status(pool: asyncpg.Pool[Any], schema: str) -> int:
                 f"  worker {row['worker_id']} {row['hostname']}:{row['pid']} {state},"
                 f" {row['tasks']} task(s)"
             )
+    for unserved in await operations.unserved_tasks(pool, schema):
+        print(
+            f"  no worker for this task: {unserved.task_name} (queue {unserved.queue}),"
+            f" {unserved.pending} pending job(s)"
+        )
     return 0
 
 
@@ -286,8 +291,9 @@ def print_jobs(found: list[dict[str, Any]], *, as_json: bool) -> None:
         if as_json:
             print(json.dumps(job, default=str))
             continue
-        error = (job["last_error"] or "").replace("\n", " ")
-        error = f"  {error[:60]}…" if len(error) > 60 else f"  {error}" if error else ""
+        # The exception's type and message, not its traceback (that is in `show`).
+        error = error_line(job["error_type"], job["error_message"], job["last_error"])
+        error = f"  {error[:80]}…" if len(error) > 80 else f"  {error}" if error else ""
         print(
             f"{job['job_id']}  {job['status']:<9}  {job['task_name']}"
             f"  due {job['execution_time']:%Y-%m-%d %H:%M:%S%z}  attempts {job['attempts']}"

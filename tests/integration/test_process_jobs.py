@@ -114,6 +114,38 @@ async def test_a_timeout_also_kills_what_the_job_started(
     assert job.status is JobStatus.FAILED
 
 
+@pytest.mark.parametrize("stop", ["timeout", "cancel", "shutdown"])
+async def test_every_stop_kills_the_grandchildren_even_one_in_its_own_session(
+    migrated: str, make_scheduler: SchedulerFactory, tmp_path: Path, stop: str
+) -> None:
+    """Issue 19.6: a grandchild that called setsid() is out of reach of a group kill."""
+    pid_file = tmp_path / "pids"
+    scheduler = make_scheduler(process_pool_size=1, shutdown_grace=0.5)
+    async with scheduler:
+        await _warm_up(scheduler)
+        job_id = await scheduler.schedule(
+            process_jobs.start_hidden_grandchildren_then_sleep,
+            args=(str(pid_file),),
+            timeout=2.0 if stop == "timeout" else None,
+        )
+
+        async def grandchildren_started() -> list[int]:
+            text = pid_file.read_text() if pid_file.exists() else ""
+            return [int(pid) for pid in text.split()]
+
+        grandchildren = await wait_until(grandchildren_started, message="the grandchildren")
+        if stop == "timeout":
+            await scheduler.wait_for_job(job_id, timeout=30)
+        elif stop == "cancel":
+            assert await scheduler.cancel_job(job_id) is True
+    # Left by "shutdown" with the job still running: the drain's grace kills its child.
+
+    async def gone() -> bool:
+        return not any(process_jobs.alive(pid) for pid in grandchildren)
+
+    await wait_until(gone, message="the grandchildren to die")
+
+
 @pytest.mark.parametrize(
     ("crash", "args", "death"),
     [

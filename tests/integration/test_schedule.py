@@ -182,7 +182,7 @@ async def test_the_widest_accepted_values_are_stored_and_read_back(
     latest = datetime(9999, 12, 30, tzinfo=timezone.utc)
     huge = 10**4300 - 1
     await scheduler.schedule(
-        jobs.record,
+        jobs.accept_anything,
         execution_time=latest,
         args=(huge, -huge, "é😀", 1e308),
         kwargs={"ключ": "\t\n"},
