@@ -32,6 +32,7 @@ from scheduler.executors.process import ProcessPool
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.health import Health
+from scheduler.limits import MAX_SLOTS
 from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
@@ -594,11 +595,13 @@ class Scheduler:
 
     async def queue_stats(self) -> list[QueueStats]:
         """Every queue with jobs waiting or running, or with settings: its backlog,
-        running jobs, paused state and limits."""
+        running jobs, paused state and limits, and `problem`: why its limits cannot be
+        enforced (a row out of bounds; its jobs wait until the limits are set again)."""
         return await self._store.queue_stats()
 
     async def task_limits(self) -> list[TaskLimits]:
-        """Every task with limits, and how many of its jobs run now."""
+        """Every task with limits, how many of its jobs run now, and `problem` (as in
+        queue_stats())."""
         return await self._store.task_limits()
 
     # -- recurring schedules ----------------------------------------------------------
@@ -961,7 +964,7 @@ def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int
         return prefetch
     if not isinstance(slots, int) or not isinstance(batch, int):
         return 0
-    return batch
+    return min(batch, MAX_SLOTS)
 
 
 def _single(exc: BaseException) -> BaseException:
