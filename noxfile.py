@@ -91,6 +91,16 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def unit(session: nox.Session) -> None:
+    """The unit tier alone, in seconds and with no PostgreSQL: the DSNs point at a closed
+    port, and tests/unit/conftest.py fails any test that opens a connection."""
+    session.install("-e", ".[test,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
+    closed = "postgresql://postgres@127.0.0.1:1/none"
+    env = {"SCHEDULER_DSN": closed, "SCHEDULER_TEST_DSN": closed}
+    session.run("pytest", "tests/unit", *session.posargs, env=env)
+
+
+@nox.session
 def screenshots(session: nox.Session) -> None:
     """The dashboard screenshots of the docs, written to docs/images (not in the default run)."""
     session.install("-e", ".[test]")

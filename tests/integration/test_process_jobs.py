@@ -5,19 +5,15 @@ only its attempt. Real children, real PostgreSQL."""
 from __future__ import annotations
 
 import os
-import types
 from pathlib import Path
 
 import pytest
 
 from scheduler import (
     AttemptOutcome,
-    ConfigurationError,
     JobStatus,
     Scheduler,
-    task,
 )
-from scheduler.tasks import validate_executor
 from tests.conftest import SchedulerFactory
 from tests.support import jobs, process_jobs
 from tests.support.db import has_status, holds, unique_schema, wait_until
@@ -271,21 +267,6 @@ async def test_process_jobs_beyond_the_pool_size_wait_for_a_child(
         await wait_until(all_done, message="ten process jobs")
     results = [(await scheduler.get_job(i)).result["pid"] for i in ids]  # type: ignore[union-attr]
     assert len(set(results)) <= 2
-
-
-def test_process_settings_and_definitions_are_checked(make_scheduler: SchedulerFactory) -> None:
-    with pytest.raises(ConfigurationError, match="at most max_concurrent_jobs"):
-        make_scheduler(max_concurrent_jobs=2, process_pool_size=3)
-    with pytest.raises(ConfigurationError, match="process_max_jobs_per_child"):
-        make_scheduler(process_max_jobs_per_child=0)
-    with pytest.raises(ConfigurationError, match="executor must be None"):
-        task(executor="thread")(jobs.record)
-    with pytest.raises(ConfigurationError, match="at module level"):
-        validate_executor(lambda: None, "process")
-    main_function = types.FunctionType((lambda: None).__code__, {"__name__": "__main__"})
-    main_function.__qualname__ = "main_function"
-    with pytest.raises(ConfigurationError, match="__main__"):
-        validate_executor(main_function, "process")
 
 
 async def test_sync_tasks_still_run_in_threads_by_default(
