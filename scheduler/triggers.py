@@ -237,6 +237,13 @@ class CronTrigger:
 
     def next_fire_time(self, after: datetime) -> datetime | None:
         wall_after = after.astimezone(self._zone).replace(tzinfo=None)
+        # Just after a spring-forward gap, the wall times the gap skipped fire (shifted
+        # forward by the gap) after `after` although they read earlier: start from the
+        # wall clock as it would read at the offset of a day ago (gaps last at most a day).
+        earlier = (after - timedelta(days=1)).astimezone(self._zone).utcoffset()
+        if earlier is not None:
+            utc_wall = after.astimezone(timezone.utc).replace(tzinfo=None)
+            wall_after = min(wall_after, utc_wall + earlier)
         try:
             candidates = self._candidates(wall_after)
             while True:
@@ -249,7 +256,9 @@ class CronTrigger:
                 # `wall` lies in a spring-forward gap and moved later; a later wall time
                 # may map to an earlier instant: take the earliest until the shift.
                 while (wall := candidates.get_next(datetime)) < shifted_to:
-                    fire = min(fire, _wall_instant(wall, self._zone))
+                    instant = _wall_instant(wall, self._zone)
+                    if instant > after:
+                        fire = min(fire, instant)
         except CroniterError:  # no match within croniter's search horizon
             return None
         return fire

@@ -219,6 +219,19 @@ def test_cron_next_fire_time_matches_a_brute_force_evaluation(
     assert trigger.next_fire_time(after) == brute_force_next(minute, hour, weekday, zone, after)
 
 
+def test_a_wall_time_in_a_gap_fires_shifted_even_when_asked_just_after_the_gap() -> None:
+    # Lord Howe springs forward by half an hour (02:00 -> 02:30 local, 15:30 UTC). 02:01
+    # does not exist that night: it fires shifted by the gap, at 15:31 UTC, which is after
+    # 15:30 although 02:01 reads earlier than the wall clock then (02:30). Found by the
+    # brute-force property above.
+    trigger = CronTrigger("1 * * * *", "Australia/Lord_Howe")
+    after = datetime(2023, 9, 30, 15, 30, tzinfo=UTC)
+    assert trigger.next_fire_time(after) == datetime(2023, 9, 30, 15, 31, tzinfo=UTC)
+    assert trigger.next_fire_time(after) == brute_force_next(
+        "1", "*", "*", "Australia/Lord_Howe", after
+    )
+
+
 # -- calendar intervals, combinations, jitter, storage --------------------------------
 
 
