@@ -16,7 +16,6 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
@@ -28,11 +27,12 @@ from scheduler.errors import JobInterruptedError
 from scheduler.executors.process import ProcessPool
 from scheduler.interrupt import MoveOnAt, uncancel
 from scheduler.observing import Observability
+from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
 from scheduler.retry import RetryBackoff
 from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
 from scheduler.store import JobStore, Success
-from scheduler.tasks import TaskDefinition
+from scheduler.task_definition import TaskDefinition
 
 logger = logging.getLogger("scheduler.runner")
 
@@ -53,30 +53,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # corrupted state (asyncpg issue 1069): a connection fault like the others.
     asyncpg.InternalClientError,
 )
-
-
-@dataclass(frozen=True)
-class Succeeded:
-    result_json: str | None = None
-
-
-@dataclass(frozen=True)
-class Failed:
-    error: str
-    timed_out: bool = False
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    reason: CancelReason
-
-
-@dataclass(frozen=True)
-class Snoozed:
-    delay: float
-
-
-Outcome = Succeeded | Failed | Interrupted | Snoozed
 
 _NO_RESULT = Succeeded("null")  # most jobs return None: nothing to encode
 

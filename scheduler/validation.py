@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scheduler.errors import (
     InvalidJobError,
@@ -27,10 +27,8 @@ from scheduler.limits import (
 from scheduler.models import CoalescePolicy, ConflictResolution, JobPriority, JobRequest
 from scheduler.serialization import encode_arguments
 from scheduler.store import NewJob
+from scheduler.task_definition import TaskDefinition
 from scheduler.triggers import trigger_from_json
-
-if TYPE_CHECKING:
-    from scheduler.tasks import TaskDefinition
 
 JOB_ID_MAX_LENGTH = 255
 KEY_MAX_LENGTH = 255

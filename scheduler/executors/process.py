@@ -30,7 +30,8 @@ import anyio
 from scheduler.context import Snooze
 from scheduler.errors import SchedulerError
 from scheduler.running import RunningJob
-from scheduler.tasks import TaskDefinition, import_path_of
+from scheduler.task_definition import TaskDefinition
+from scheduler.tasks import import_path_of
 
 logger = logging.getLogger("scheduler.executors.process")
 
