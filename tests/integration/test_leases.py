@@ -259,7 +259,7 @@ async def test_heartbeats_write_one_worker_row_and_no_job_rows(
         job_versions = await pool.fetch(f"SELECT job_id, xmin::text FROM {q}.jobs ORDER BY 1")
         lease = await pool.fetchval(f"SELECT lease_expires_at FROM {q}.workers")
         for _ in range(3):
-            await scheduler._heartbeat.run_once()
+            await scheduler._started().heartbeat.run_once()
         assert await pool.fetch(f"SELECT job_id, xmin::text FROM {q}.jobs ORDER BY 1") == (
             job_versions
         )
