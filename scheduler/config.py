@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from scheduler.errors import ConfigurationError
 from scheduler.executors.http import validate_allowed_hosts
-from scheduler.limits import INT32_MAX
+from scheduler.limits import INT32_MAX, MAX_PAYLOAD_BYTES, MAX_SLOTS
 from scheduler.postgres.sql import validate_schema_name
 from scheduler.retry import RetryBackoff
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
@@ -125,11 +125,11 @@ class SchedulerConfig:
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
-        _positive_int("max_concurrent_jobs", self.max_concurrent_jobs)
-        _positive_int("prefetch", self.prefetch, minimum=0)
+        _positive_int("max_concurrent_jobs", self.max_concurrent_jobs, maximum=MAX_SLOTS)
+        _positive_int("prefetch", self.prefetch, minimum=0, maximum=MAX_SLOTS)
         _positive_int("claim_batch_size", self.claim_batch_size, maximum=INT32_MAX)
-        _positive_int("max_payload_bytes", self.max_payload_bytes)
-        _positive_int("max_result_bytes", self.max_result_bytes)
+        _positive_int("max_payload_bytes", self.max_payload_bytes, maximum=MAX_PAYLOAD_BYTES)
+        _positive_int("max_result_bytes", self.max_result_bytes, maximum=MAX_PAYLOAD_BYTES)
         for name in (
             "lease_time",
             "heartbeat_interval",
@@ -202,7 +202,7 @@ def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int
         return prefetch
     if not isinstance(slots, int) or not isinstance(batch, int):
         return 0
-    return batch
+    return min(batch, MAX_SLOTS)
 
 
 def _queue_names(queues: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from scheduler.errors import ConfigurationError
-from scheduler.limits import INT32_MAX, MAX_SECONDS
+from scheduler.limits import INT32_MAX, MAX_SECONDS, MAX_SECONDS_TEXT, MIN_RATE_PERIOD
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class Limits:
     rate_limit         at most this many start per `rate_period` seconds on average, and
                        `rate_burst` of them at once (a token bucket of `rate_burst` tokens
                        refilled at rate_limit / rate_period per second).
+
+    Bounds (scheduler.limits.BOUNDS): counts from 1 to 2**31 - 1, rate_period from 1 ms
+    to 1000 years.
     """
 
     concurrency_limit: int | None = None
@@ -38,6 +41,9 @@ class QueueStats:
     running: int  # running rows, orphaned attempts not yet reaped included
     paused: bool
     limits: Limits
+    #: Why its limits cannot be enforced (a row out of bounds, written by hand or before
+    #: migration 0011): its jobs wait until set_queue_limits() fixes it. None: no problem.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class TaskLimits:
     task_name: str
     running: int
     limits: Limits
+    #: As QueueStats.problem: the task's jobs wait until set_task_limits() fixes it.
+    problem: str | None = None
 
 
 def validate_limits(
@@ -63,15 +71,20 @@ def validate_limits(
         isinstance(period, bool)
         or not isinstance(period, (int, float))
         or not math.isfinite(period)
-        or not 0 < period <= MAX_SECONDS
+        or not MIN_RATE_PERIOD <= period <= MAX_SECONDS
     ):
         raise ConfigurationError(
-            f"rate_period must be seconds (a number > 0) or a timedelta, got {rate_period!r}"
+            f"rate_period must be seconds from {MIN_RATE_PERIOD} (1 ms) to {MAX_SECONDS:.0f}"
+            f" ({MAX_SECONDS_TEXT}), or a timedelta in that range, got {rate_period!r}"
         )
-    if isinstance(rate_burst, bool) or not isinstance(rate_burst, int):
-        raise ConfigurationError(f"rate_burst must be an integer >= 1, got {rate_burst!r}")
-    if not 1 <= rate_burst <= INT32_MAX:
-        raise ConfigurationError(f"rate_burst must be an integer >= 1, got {rate_burst!r}")
+    if (
+        isinstance(rate_burst, bool)
+        or not isinstance(rate_burst, int)
+        or not 1 <= rate_burst <= INT32_MAX
+    ):
+        raise ConfigurationError(
+            f"rate_burst must be an integer from 1 to {INT32_MAX}, got {rate_burst!r}"
+        )
     return Limits(concurrency_limit, rate_limit, float(period), rate_burst)
 
 
@@ -81,5 +94,6 @@ def _optional_count(name: str, value: object, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
         extra = f"; {hint}" if hint else ""
         raise ConfigurationError(
-            f"{name} must be None (no limit) or an integer >= 1, got {value!r}{extra}"
+            f"{name} must be None (no limit) or an integer from 1 to {INT32_MAX},"
+            f" got {value!r}{extra}"
         )

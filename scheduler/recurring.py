@@ -14,7 +14,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -160,7 +160,8 @@ class FiringPass:
 
     jobs: list[SlotJob]
     advances: list[Advance]
-    unreadable: list[str]  # schedules to pause: this code cannot read their trigger
+    unreadable: list[str]  # schedules to pause: this code cannot read or fire them
+    reasons: dict[str, str] = field(default_factory=dict)  # why, per unreadable schedule
 
 
 def decode_due_schedule(stored: StoredDueSchedule) -> DueSchedule:
@@ -180,18 +181,25 @@ def plan_firing(
     due: Sequence[StoredDueSchedule], now: datetime, rng: random.Random | None = None
 ) -> FiringPass:
     """The jobs and the advances for the due schedules read in one transaction; a schedule
-    whose trigger cannot be read (corrupt, or written by newer code) is paused instead, so
-    the ticker does not spin on it."""
+    whose trigger cannot be read (corrupt, or written by newer code) or whose numbers cannot
+    be computed with (a jitter or grace no datetime holds, written by hand or by SQL before
+    migration 0011) is paused with the reason instead, so the ticker neither spins on it nor
+    stops firing the others."""
     firing = FiringPass(jobs=[], advances=[], unreadable=[])
     for stored in due:
         schedule_id = stored.schedule_id
         try:
             schedule = decode_due_schedule(stored)
+            plan = plan_fires(schedule, now, rng)
         except Exception as exc:
-            logger.error("pausing schedule %s: its trigger is unreadable (%r)", schedule_id, exc)
+            logger.error(
+                "pausing schedule %s: its trigger or settings are unreadable (%r)",
+                schedule_id,
+                exc,
+            )
             firing.unreadable.append(schedule_id)
+            firing.reasons[schedule_id] = f"paused: cannot fire ({exc!r})"
             continue
-        plan = plan_fires(schedule, now, rng)
         firing.jobs.extend(
             SlotJob(slot_job_id(schedule_id, f.fire_time), schedule_id, f.fire_time, f.run_at)
             for f in plan.fires

@@ -579,11 +579,13 @@ class Scheduler:
 
     async def queue_stats(self) -> list[QueueStats]:
         """Every queue with jobs waiting or running, or with settings: its backlog,
-        running jobs, paused state and limits."""
+        running jobs, paused state and limits, and `problem`: why its limits cannot be
+        enforced (a row out of bounds; its jobs wait until the limits are set again)."""
         return await self._store.queue_stats()
 
     async def task_limits(self) -> list[TaskLimits]:
-        """Every task with limits, and how many of its jobs run now."""
+        """Every task with limits, how many of its jobs run now, and `problem` (as in
+        queue_stats())."""
         return await self._store.task_limits()
 
     # -- recurring schedules ----------------------------------------------------------

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from scheduler.errors import InvalidTriggerError
+from scheduler.limits import MAX_SECONDS, MAX_SECONDS_TEXT
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -92,6 +93,11 @@ class IntervalTrigger:
             raise InvalidTriggerError(f"the interval {units} is too long") from None
         if self.interval <= timedelta(0):
             raise InvalidTriggerError("an interval trigger needs a positive interval")
+        if self.interval.total_seconds() > MAX_SECONDS:
+            raise InvalidTriggerError(
+                f"an interval trigger's interval must be at most {MAX_SECONDS_TEXT},"
+                f" got {self.interval}"
+            )
         self.start = _require_aware(start, "start") if start is not None else None
         self.end = _require_aware(end, "end") if end is not None else None
         if self.end is not None and self.end < (self.start or EPOCH):

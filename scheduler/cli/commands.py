@@ -333,8 +333,12 @@ async def run_flow_command(scheduler: Scheduler, options: argparse.Namespace) ->
                 f"{queue.queue:<30} {queue.due_now:>7} {queue.future:>7} {queue.running:>7}"
                 f" {state:<7} {describe_limits(queue.limits)}"
             )
+            if queue.problem is not None:
+                print(f"  limits not enforced, jobs wait: {queue.problem}")
         for task in tasks:
             print(f"task {task.task_name}: {task.running} running, {describe_limits(task.limits)}")
+            if task.problem is not None:
+                print(f"  limits not enforced, jobs wait: {task.problem}")
     elif options.command == "pause-queue":
         await scheduler.pause_queue(options.queue)
         print(f"paused queue {options.queue}")

@@ -53,6 +53,8 @@ class Totals:
     failed_hour: int = 0
     lag_seconds: float = 0.0
     paused: bool = False
+    #: Why the queue's limits cannot be enforced (its jobs wait); None: no problem.
+    problem: str | None = None
 
     @property
     def per_minute(self) -> float:
@@ -76,6 +78,7 @@ class Totals:
             "per_minute": round(self.per_minute, 1),
             "lag_seconds": round(self.lag_seconds, 1),
             "paused": self.paused,
+            "problem": self.problem,
         }
 
 
@@ -170,9 +173,9 @@ class DashboardData:
                 queues.setdefault(row["queue"], Totals(row["queue"])).add(row)
                 tasks.setdefault(row["task_name"], Totals(row["task_name"])).add(row)
             for setting in settings:
-                queues.setdefault(setting["queue"], Totals(setting["queue"])).paused = setting[
-                    "paused"
-                ]
+                totals = queues.setdefault(setting["queue"], Totals(setting["queue"]))
+                totals.paused = setting["paused"]
+                totals.problem = setting["problem"]
             self._overview = Overview(
                 queues=[queues[name] for name in sorted(queues)],
                 tasks=[tasks[name] for name in sorted(tasks)],

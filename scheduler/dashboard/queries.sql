@@ -23,7 +23,8 @@ FROM (
            count(*) FILTER (WHERE execution_time > now()) AS future,
            0 AS running, 0 AS blocked, 0 AS succeeded_recent, 0 AS failed_recent,
            0 AS failed_hour,
-           min(execution_time) FILTER (WHERE execution_time <= now()) AS oldest_due
+           min(execution_time) FILTER (WHERE execution_time <= now()
+                                        AND execution_time > '-infinity') AS oldest_due
     FROM {schema}.jobs WHERE status = 'pending' GROUP BY queue, task_name
     UNION ALL
     SELECT queue, task_name, 0, 0, count(*), 0, 0, 0, 0, NULL
@@ -49,8 +50,11 @@ GROUP BY queue, task_name
 ORDER BY queue, task_name
 
 -- queue_settings --
--- Queues that were paused or limited (a small table: one row per such queue).
-SELECT queue, paused, concurrency_limit, rate_limit, rate_period, rate_burst
+-- Queues that were paused or limited (a small table: one row per such queue), and why
+-- their limits cannot be enforced (NULL: they can; see migration 0011).
+SELECT queue, paused, concurrency_limit, rate_limit, rate_period, rate_burst,
+       {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
+           AS problem
 FROM {schema}.queues
 ORDER BY queue
 

@@ -174,7 +174,7 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
         _refuse_newer_functions(recorded, schema)
         # Read before a migration drops a function whose signature changes: its successor
         # gets the same rights back once the function files are applied.
-        grants = await _function_grants(conn, schema)
+        held = await _function_grants(conn, schema)
         for migration in known_migrations():
             if migration.version <= version:
                 continue
@@ -188,6 +188,10 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
             logger.info(
                 "applied migration %04d_%s to schema %s", migration.version, migration.name, schema
             )
+        # Only the rights on functions a migration dropped are given back: a right a
+        # migration revoked from a function it kept (0011 took the schedule functions from
+        # producers) stays revoked.
+        grants = await _dropped_grants(conn, held)
         if applied or recorded != AppliedFunctions(shipped.revision, shipped.checksum):
             await _apply_functions(conn, schema, shipped, grants)
     return applied
@@ -223,17 +227,32 @@ async def _create_functions_table(conn: AnyConnection, quoted: str) -> None:
         )
 
 
-async def _function_grants(conn: AnyConnection, schema: str) -> list[tuple[str, int]]:
-    """(function name, role oid) for every EXECUTE right a role other than the owner and
-    PUBLIC holds on a function of the schema."""
+async def _function_grants(conn: AnyConnection, schema: str) -> list[tuple[int, str, int]]:
+    """(function oid, function name, role oid) for every EXECUTE right a role other than the
+    owner and PUBLIC holds on a function of the schema."""
     rows = await conn.fetch(
-        "SELECT DISTINCT p.proname, a.grantee FROM pg_proc p"
+        "SELECT DISTINCT p.oid, p.proname, a.grantee FROM pg_proc p"
         " CROSS JOIN LATERAL aclexplode(p.proacl) a"
         " WHERE p.pronamespace = $1::regnamespace AND a.privilege_type = 'EXECUTE'"
         "   AND a.grantee <> 0 AND a.grantee <> p.proowner",
         quote_identifier(schema),
     )
-    return [(row["proname"], row["grantee"]) for row in rows]
+    return [(row["oid"], row["proname"], row["grantee"]) for row in rows]
+
+
+async def _dropped_grants(
+    conn: AnyConnection, held: list[tuple[int, str, int]]
+) -> list[tuple[str, int]]:
+    """(function name, role oid) of the rights in `held` whose function no longer exists."""
+    if not held:
+        return []
+    gone = await conn.fetch(
+        "SELECT g.oid FROM unnest($1::oid[]) AS g(oid)"
+        " WHERE NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = g.oid)",
+        sorted({oid for oid, _, _ in held}),
+    )
+    dropped = {row["oid"] for row in gone}
+    return [(name, grantee) for oid, name, grantee in held if oid in dropped]
 
 
 async def _apply_functions(
@@ -254,7 +273,8 @@ async def _apply_functions(
                 raise
         raise
     # CREATE OR REPLACE keeps a function's rights; a function a migration dropped and the
-    # files created again gets back the rights its name had, role by role.
+    # files created again gets back the rights its name had, role by role (`grants` holds
+    # only the rights on dropped functions).
     missing = await conn.fetch(
         "SELECT format('GRANT EXECUTE ON FUNCTION %s TO %I', p.oid::regprocedure, r.rolname)"
         " AS statement"

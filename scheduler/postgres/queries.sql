@@ -217,6 +217,9 @@ WITH done AS (
         FROM {schema}.jobs j
         WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
           AND j.execution_time <= now() + make_interval(secs => $5::float8)
+          -- A row due at -infinity (a restore, or a hand with triggers off) would fail the
+          -- arithmetic below for every claim; it waits instead, counted in queue_stats.
+          AND j.execution_time > '-infinity'
           AND j.task_name = ANY(s.open_tasks) AND j.lock_key IS NULL
         ORDER BY j.execution_time
         LIMIT $4
@@ -285,6 +288,8 @@ CROSS JOIN LATERAL (
     SELECT j.execution_time FROM {schema}.jobs j
     WHERE j.status = 'pending' AND j.queue = qn.queue AND j.priority = p.priority
       AND j.task_name = ANY($1::text[])
+      -- Infinite times (only by hand) cannot be subtracted from now().
+      AND j.execution_time > '-infinity' AND j.execution_time < 'infinity'
     ORDER BY j.execution_time
     LIMIT 1
 ) n
@@ -663,9 +668,12 @@ FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
 WHERE s.schedule_id = a.schedule_id
 
 -- park_schedule --
--- Pause a schedule this code cannot read (a corrupt or newer trigger), so the ticker does
--- not spin on it; the error says why.
-UPDATE {schema}.schedules SET paused = true, updated_at = now() WHERE schedule_id = $1
+-- Pause a schedule this code cannot read (a corrupt or newer trigger) or fire (an
+-- out-of-range jitter or grace), so the ticker does not spin on it; $2 says why (shown as
+-- trigger_error, kept when NULL).
+UPDATE {schema}.schedules
+SET paused = true, trigger_error = coalesce($2::text, trigger_error), updated_at = now()
+WHERE schedule_id = $1
 
 -- next_schedule_delay --
 -- Seconds from now until the earliest active schedule fires (negative if overdue); -1 when
@@ -772,12 +780,14 @@ SELECT * FROM {schema}.queue_stats ORDER BY queue
 SELECT j.queue, count(*) AS due,
        extract(epoch FROM now() - min(j.execution_time))::float8 AS oldest_due_age
 FROM {schema}.jobs j
-WHERE j.status = 'pending' AND j.execution_time <= now()
+WHERE j.status = 'pending' AND j.execution_time <= now() AND j.execution_time > '-infinity'
 GROUP BY j.queue
 
 -- task_limits --
--- Every task with limits.
+-- Every task with limits, and why they cannot be enforced (NULL: they can; migration 0011).
 SELECT task_name, concurrency_limit, rate_limit, rate_period, rate_burst,
        (SELECT count(*) FROM {schema}.jobs j
-        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running
+        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running,
+       {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
+           AS problem
 FROM {schema}.task_limits t ORDER BY task_name

@@ -20,6 +20,7 @@ from scheduler.errors import (
     InvalidJobError,
     JobAlreadyExistsError,
     JobIsRunningError,
+    PayloadTooLargeError,
     SchedulerError,
     SchemaNotReadyError,
     UniqueKeyConflictError,
@@ -31,8 +32,6 @@ from scheduler.store import NewJob
 
 #: A savepoint name of ours, so the caller's own savepoints are never touched.
 SAVEPOINT = "scheduler_enqueue"
-#: The SQL API's payload cap setting (see 0005_sql_api.sql).
-CAP = "'scheduler.max_payload_bytes'"
 
 
 @dataclass(frozen=True)
@@ -56,22 +55,17 @@ def schedule_jobs_statement(
 ) -> Statement:
     """One call of `schedule_jobs()` for the whole batch: the columns as typed arrays."""
     s = quote_identifier(validate_schema_name(schema))
-    # Python has checked the payload against the scheduler's own cap, measured as it
-    # measures; the SQL function's cap (scheduler.max_payload_bytes, measured on jsonb's
-    # text form) is lifted for this call only and put back as it was, in one statement
-    # (OFFSET 0 keeps each step in its own subquery, evaluated before the one around it).
+    # Python has checked the payload against the producer's own cap; the SQL function then
+    # checks the database's, settings.max_payload_bytes, which only the schema owner sets (a
+    # session cannot lift it): a payload over it is refused with PayloadTooLargeError.
     sql = (
-        f"SELECT done.ids, set_config({CAP}, coalesce(done.previous, ''), true) FROM ("
         f"SELECT {s}.schedule_jobs(ARRAY("
         f"SELECT {s}.job_request(t, a::jsonb, k::jsonb, r, d * interval '1 second', i, p, m,"
         " o * interval '1 second', q, l, u)"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::float8[],"
         " %s::text[], %s::int4[], %s::int4[], %s::float8[], %s::text[], %s::text[],"
         " %s::text[]) WITH ORDINALITY AS x(t, a, k, r, d, i, p, m, o, q, l, u, n)"
-        f" ORDER BY n)::{s}.job_request[], %s::text) AS ids, cap.previous"
-        f" FROM (SELECT current_setting({CAP}, true) AS previous,"
-        f" set_config({CAP}, '2147483647', true) AS lifted OFFSET 0) AS cap"
-        " OFFSET 0) AS done"
+        f" ORDER BY n)::{s}.job_request[], %s::text)"
     )
     columns: tuple[list[Any], ...] = tuple([] for _ in range(12))
     for job in jobs:
@@ -157,7 +151,12 @@ def typed_error(
         )
     if sqlstate == "P0002":
         return UnknownDependencyError(message)
-    if sqlstate in ("22023", "54000", "55000"):
+    if sqlstate == "54000":
+        return PayloadTooLargeError(
+            f"{message} [the database's cap: the schema owner may raise it with UPDATE"
+            f" {quote_identifier(schema)}.settings SET max_payload_bytes = N (up to 67108864)]"
+        )
+    if sqlstate in ("22023", "55000"):
         return InvalidJobError(message)
     if sqlstate in ("42P01", "3F000", "42883", "42704"):
         return SchemaNotReadyError(

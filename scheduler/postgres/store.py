@@ -105,6 +105,8 @@ class PostgresJobStore:
         # Whether flow control concerned the last claim, and how soon to look again.
         self._flow_seen = False
         self._held_back_retry: float | None = None
+        # Limit rows out of bounds that the last flow claim skipped, each logged once.
+        self._limit_problems: frozenset[str] = frozenset()
 
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
@@ -390,7 +392,9 @@ class PostgresJobStore:
                 return 0
             firing = planner([_stored_due_schedule(row) for row in rows], rows[0]["now"])
             for schedule_id in firing.unreadable:
-                await conn.execute(self.q.park_schedule, schedule_id)
+                await conn.execute(
+                    self.q.park_schedule, schedule_id, firing.reasons.get(schedule_id)
+                )
             if firing.jobs:
                 jobs = [(j.job_id, j.schedule_id, j.fire_time, j.run_at) for j in firing.jobs]
                 await conn.fetch(self.q.insert_schedule_jobs, *_columns(jobs))
@@ -461,6 +465,13 @@ class PostgresJobStore:
         )
         claimed = [row for row in rows if row["kind"] == "claimed"]
         flow = [row for row in rows if row["kind"] == "flow"]
+        # Rows of kind 'problem' come from the flow claim only. The plain claim without a
+        # flow row says no limit row concerns this replica; with one, the flow claim below
+        # reports.
+        if self._flow_seen or not flow:
+            self._report_limit_problems(
+                {row["problem"] for row in rows if row["kind"] == "problem"}
+            )
         if not self._flow_seen and flow and len(claimed) < limit:
             # Work under flow control may wait: the serialised path takes what it can.
             more = await self._kept.fetch(
@@ -477,6 +488,9 @@ class PostgresJobStore:
             )
             claimed += [row for row in more if row["kind"] == "claimed"]
             flow = [row for row in more if row["kind"] == "flow"]
+            self._report_limit_problems(
+                {row["problem"] for row in more if row["kind"] == "problem"}
+            )
         # The plain claim's flow row has no `controlled` column: it always means "yes".
         self._flow_seen = any(row.get("controlled", True) for row in flow)
         retry: list[float] = [row["retry_in"] for row in flow if row.get("retry_in") is not None]
@@ -503,6 +517,17 @@ class PostgresJobStore:
             )
             for row in claimed
         ]
+
+    def _report_limit_problems(self, problems: set[str]) -> None:
+        """Log each limit row the claim skips once, when it first appears (again after it
+        was fixed and broke anew), not at every claim."""
+        for problem in sorted(problems - self._limit_problems):
+            logger.warning(
+                "the claim skips the jobs governed by an out-of-range limit row until it is"
+                " fixed (set_queue_limits / set_task_limits): %s",
+                problem,
+            )
+        self._limit_problems = frozenset(problems)
 
     async def _claimed_details(self, job_ids: set[str]) -> dict[str, asyncpg.Record]:
         """The queue and trace context of jobs the flow claim took that its statement
@@ -676,6 +701,7 @@ class PostgresJobStore:
                 running=row["running"],
                 paused=row["paused"],
                 limits=_limits_from_row(row),
+                problem=row["problem"],
             )
             for row in rows
         ]
@@ -685,7 +711,10 @@ class PostgresJobStore:
             rows = await self._db.fetch(self.q.task_limits)
         return [
             TaskLimits(
-                task_name=row["task_name"], running=row["running"], limits=_limits_from_row(row)
+                task_name=row["task_name"],
+                running=row["running"],
+                limits=_limits_from_row(row),
+                problem=row["problem"],
             )
             for row in rows
         ]

@@ -760,3 +760,20 @@ def test_doctor_detects_pgbouncer_in_transaction_mode(pgbouncer: str, migrated: 
         "warn",
     ), result.stdout
     assert "pooler (PgBouncer?)" in result.stdout and "LISTEN does not work" in result.stdout
+
+
+async def test_queues_show_why_a_limit_row_is_not_enforced(pool: asyncpg.Pool, schema: str) -> None:
+    """Issue 19: an out-of-range rate_period is refused by `queue-limits`, and a row that
+    holds one anyway (by hand, or from before migration 0011) is listed with the reason."""
+    assert cli("migrate", schema=schema).returncode == 0
+    refused = cli("queue-limits", "mail", "--rate", "5", "--per", "0.0001", schema=schema)
+    assert refused.returncode == 2 and "rate_period must be seconds from 0.001" in refused.stderr
+    q = quote_identifier(schema)
+    await pool.execute(f"ALTER TABLE {q}.queues DROP CONSTRAINT queues_rate_period_bounds")
+    await pool.execute(
+        f"INSERT INTO {q}.queues (queue, rate_limit, rate_period) VALUES ('mail', 5, 1e-310)"
+    )
+    listed = cli("queues", schema=schema)
+    assert "limits not enforced, jobs wait: rate_period must be seconds" in listed.stdout
+    as_json = json.loads(cli("queues", "--json", schema=schema).stdout)
+    assert "rate_period" in as_json["queues"][0]["problem"]

@@ -400,3 +400,22 @@ async def test_the_cli_serves_a_read_only_dashboard_until_interrupted(
         if server.stdout is not None:
             server.stdout.close()
     assert await holds(await status_of(pool, migrated, "cli-failed") == "failed")
+
+
+async def test_the_overview_shows_why_a_queues_limits_are_not_enforced(
+    pool: asyncpg.Pool, migrated: str, client: ClientFactory
+) -> None:
+    """Issue 19: a limit row out of bounds (by hand, or from before migration 0011)
+    pauses its queue's jobs; the overview says so and why."""
+    q = quote_identifier(migrated)
+    await pool.execute(f"ALTER TABLE {q}.queues DROP CONSTRAINT queues_rate_period_bounds")
+    await pool.execute(
+        f"INSERT INTO {q}.queues (queue, rate_limit, rate_period) VALUES ('mail', 5, 1e-310)"
+    )
+    await pool.execute(f"INSERT INTO {q}.queues (queue, concurrency_limit) VALUES ('ok', 2)")
+    dashboard = client()
+    by_queue = {q["name"]: q for q in (await dashboard.get("/api/overview")).json()["queues"]}
+    assert "rate_period must be seconds" in by_queue["mail"]["problem"]
+    assert by_queue["ok"]["problem"] is None
+    overview = await dashboard.get("/")
+    assert "limits not enforced, jobs wait: rate_period must be seconds" in overview.text

@@ -1,5 +1,6 @@
 """Least privilege: an owner role migrates, a runtime role runs replicas with DML only, a
-producer role may only call the scheduling and cancel functions and read the views.
+producer role may only call the scheduling and cancel functions and read the views, an
+operator role manages schedules, queues, limits and retries (issue 19, item 5).
 
 Roles are cluster-wide: each test creates uniquely named ones and drops them afterwards."""
 
@@ -19,6 +20,7 @@ from scheduler.postgres import migrate as migrations
 from scheduler.postgres.sql import quote_identifier
 from tests.support import jobs
 from tests.support.db import FAST, TEST_DSN, has_status, wait_until
+from tests.support.schema_catalog import install_head
 
 RECORD = "tests.support.jobs:record"
 
@@ -28,6 +30,7 @@ class Roles:
     owner: str
     runtime: str
     producer: str
+    operator: str
     outsider: str  # USAGE on the schema and nothing else
 
 
@@ -36,7 +39,7 @@ async def roles(pool: asyncpg.Pool, schema: str) -> AsyncIterator[Roles]:
     """Fresh NOLOGIN roles; a DBA-made schema owned by `owner`, migrated by it, with the
     runtime and producer grants applied by it."""
     suffix = uuid.uuid4().hex[:12]
-    names = Roles(*(f"sched_{kind}_{suffix}" for kind in ("own", "run", "prod", "out")))
+    names = Roles(*(f"sched_{kind}_{suffix}" for kind in ("own", "run", "prod", "op", "out")))
     q = quote_identifier(schema)
     for name in astuple(names):
         await pool.execute(f"CREATE ROLE {quote_identifier(name)} NOLOGIN")
@@ -49,6 +52,7 @@ async def roles(pool: asyncpg.Pool, schema: str) -> AsyncIterator[Roles]:
             ]
             await owner.execute(f"SELECT {q}.grant_runtime_role($1)", names.runtime)
             await owner.execute(f"SELECT {q}.grant_producer_role($1)", names.producer)
+            await owner.execute(f"SELECT {q}.grant_operator_role($1)", names.operator)
             await owner.execute(f"GRANT USAGE ON SCHEMA {q} TO {quote_identifier(names.outsider)}")
         finally:
             await owner.close()
@@ -147,3 +151,226 @@ async def test_a_producer_role_schedules_and_cancels_through_functions_only(
     finally:
         await outsider.close()
     assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs") == 3
+
+
+RUNTIME, PRODUCER, OPERATOR, OUTSIDER = "runtime", "producer", "operator", "outsider"
+
+#: Who may EXECUTE each function of the schema besides its owner. Every function must be
+#: listed: one added later without a decision here fails the test below.
+EXECUTE_RIGHTS: dict[str, frozenset[str]] = {
+    name: frozenset(roles)
+    for name, roles in {
+        # Producing: enqueue (with dependencies), cancel.
+        "job_request": (RUNTIME, PRODUCER),
+        "check_job_request": (RUNTIME, PRODUCER),
+        "schedule_job": (RUNTIME, PRODUCER),
+        "schedule_jobs": (RUNTIME, PRODUCER),
+        "add_dependencies": (RUNTIME, PRODUCER),
+        "cancel_job": (RUNTIME, PRODUCER, OPERATOR),
+        # Operating: schedules, queues, limits, retries.
+        "add_schedule": (RUNTIME, OPERATOR),
+        "pause_schedule": (RUNTIME, OPERATOR),
+        "resume_schedule": (RUNTIME, OPERATOR),
+        "remove_schedule": (RUNTIME, OPERATOR),
+        "pause_queue": (RUNTIME, OPERATOR),
+        "resume_queue": (RUNTIME, OPERATOR),
+        "set_queue_limits": (RUNTIME, OPERATOR),
+        "set_task_limits": (RUNTIME, OPERATOR),
+        "retry_job": (RUNTIME, OPERATOR),
+        "retry_failed_jobs": (RUNTIME, OPERATOR),
+        # The worker protocol and what replicas' own queries call.
+        "register_worker": (RUNTIME,),
+        "worker_heartbeat": (RUNTIME,),
+        "claim_jobs": (RUNTIME,),
+        "complete_job": (RUNTIME,),
+        "fail_job": (RUNTIME,),
+        "release_job": (RUNTIME,),
+        "cancel_requested_jobs": (RUNTIME,),
+        "unregister_worker": (RUNTIME,),
+        "claim_flow_jobs": (RUNTIME,),
+        "claim_scope": (RUNTIME,),
+        "bucket_tokens": (RUNTIME,),
+        "check_limits": (RUNTIME,),
+        "readable_time": (RUNTIME,),
+        # Pure, and called by the queue_stats view whoever reads it: PUBLIC.
+        "limits_problem": (RUNTIME, PRODUCER, OPERATOR, OUTSIDER),
+        # The owner's alone: grants, triggers, helpers called inside SECURITY DEFINER code.
+        "grant_runtime_role": (),
+        "grant_producer_role": (),
+        "grant_operator_role": (),
+        "check_job_basics": (),
+        "record_attempt": (),
+        "settle_dependants": (),
+        "keep_blocked": (),
+        "notify_due_jobs": (),
+        "notify_cancel_requests": (),
+        "notify_finished_jobs": (),
+        "notify_schedules": (),
+    }.items()
+}
+
+
+async def execute_rights(pool: asyncpg.Pool, schema: str, roles: Roles) -> dict[str, set[str]]:
+    """Per function of the schema (from the catalogue), the roles that may EXECUTE it."""
+    named = {RUNTIME: roles.runtime, PRODUCER: roles.producer, OPERATOR: roles.operator}
+    named[OUTSIDER] = roles.outsider
+    rows = await pool.fetch(
+        "SELECT p.oid, p.proname, pg_get_userbyid(p.proowner) AS owner FROM pg_proc p"
+        " WHERE p.pronamespace = $1::regnamespace",
+        quote_identifier(schema),
+    )
+    rights: dict[str, set[str]] = {}
+    for row in rows:
+        assert row["proname"] not in rights, f"{row['proname']} is overloaded"
+        assert row["owner"] == roles.owner
+        rights[row["proname"]] = {
+            label
+            for label, role in named.items()
+            if await pool.fetchval(
+                "SELECT has_function_privilege($1, $2::oid, 'EXECUTE')", role, row["oid"]
+            )
+        }
+    return rights
+
+
+async def test_every_function_grants_exactly_the_documented_roles(
+    pool: asyncpg.Pool, schema: str, roles: Roles
+) -> None:
+    rights = await execute_rights(pool, schema, roles)
+    undecided = sorted(set(rights) - set(EXECUTE_RIGHTS))
+    assert not undecided, f"decide which roles may call {undecided} (EXECUTE_RIGHTS)"
+    assert sorted(set(EXECUTE_RIGHTS) - set(rights)) == []
+    wrong = {
+        name: (sorted(granted), sorted(EXECUTE_RIGHTS[name]))
+        for name, granted in rights.items()
+        if granted != EXECUTE_RIGHTS[name]
+    }
+    assert wrong == {}, "function: (granted, expected)"
+
+
+async def test_upgrading_takes_from_a_producer_what_it_had_beyond_its_share(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    """A producer granted by 0010's grant_producer_role() loses the schedule functions
+    (they are the operator's now) and check_job_basics, and keeps enqueueing."""
+    q = quote_identifier(schema)
+    producer = f"sched_prod_{uuid.uuid4().hex[:12]}"
+    await pool.execute(f"CREATE ROLE {quote_identifier(producer)} NOLOGIN")
+    try:
+        async with pool.acquire() as conn:
+            # The last release's schema, built as its migrate did (commit d82bdda).
+            assert await install_head(conn, schema, up_to=10) == 10
+            await conn.execute(f"SELECT {q}.grant_producer_role($1)", producer)
+        async with pool.acquire() as conn:
+            assert await migrations.migrate(conn, schema) == [
+                m.version for m in migrations.known_migrations()[10:]
+            ]
+        for name, expected in (
+            ("schedule_job", True),
+            ("cancel_job", True),
+            ("add_dependencies", True),
+            ("limits_problem", True),
+            ("add_schedule", False),
+            ("pause_schedule", False),
+            ("resume_schedule", False),
+            ("remove_schedule", False),
+            ("check_job_basics", False),
+        ):
+            granted = await pool.fetchval(
+                "SELECT has_function_privilege($1, p.oid, 'EXECUTE') FROM pg_proc p"
+                " WHERE p.pronamespace = $2::regnamespace AND p.proname = $3",
+                producer,
+                q,
+                name,
+            )
+            assert granted is expected, name
+        web = await connect_as(producer)
+        try:
+            assert await web.fetchval(f"SELECT {q}.schedule_job($1)", RECORD)
+            await web.fetch(f"SELECT * FROM {q}.queue_stats")
+        finally:
+            await web.close()
+    finally:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {q} CASCADE")
+        await pool.execute(f"DROP OWNED BY {quote_identifier(producer)}")
+        await pool.execute(f"DROP ROLE {quote_identifier(producer)}")
+
+
+async def test_a_producer_cannot_lift_its_own_payload_cap(
+    pool: asyncpg.Pool, schema: str, roles: Roles
+) -> None:
+    """Issue 19, item 4: the cap is the owner's `settings` row, not a session setting."""
+    q = quote_identifier(schema)
+    big = "x" * 100_000  # over the default cap of 65536 bytes
+    producer = await connect_as(roles.producer)
+    try:
+        await producer.execute("SET scheduler.max_payload_bytes = 100000000")
+        with pytest.raises(asyncpg.ProgramLimitExceededError, match="over the cap of 65536"):
+            await producer.fetchval(
+                f"SELECT {q}.schedule_job($1, jsonb_build_array($2::text))", RECORD, big
+            )
+        for lift in (
+            f"UPDATE {q}.settings SET max_payload_bytes = 100000000",
+            f"INSERT INTO {q}.settings (max_payload_bytes) VALUES (100000000)",
+            f"DELETE FROM {q}.settings",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await producer.execute(lift)
+        with pytest.raises(asyncpg.ProgramLimitExceededError):
+            await producer.fetchval(
+                f"SELECT {q}.schedule_job($1, jsonb_build_array($2::text))", RECORD, big
+            )
+    finally:
+        await producer.close()
+    for role in (roles.runtime, roles.operator):
+        conn = await connect_as(role)
+        try:
+            assert await conn.fetchval(f"SELECT max_payload_bytes FROM {q}.settings") == 65536
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(f"UPDATE {q}.settings SET max_payload_bytes = 100000000")
+        finally:
+            await conn.close()
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs") == 0
+    # The owner raises it, within its bound; then the producer's payload fits.
+    owner = await connect_as(roles.owner)
+    try:
+        await owner.execute(f"UPDATE {q}.settings SET max_payload_bytes = 200000")
+    finally:
+        await owner.close()
+    producer = await connect_as(roles.producer)
+    try:
+        assert await producer.fetchval(
+            f"SELECT {q}.schedule_job($1, jsonb_build_array($2::text))", RECORD, big
+        )
+    finally:
+        await producer.close()
+
+
+async def test_an_operator_manages_schedules_queues_and_limits_but_not_jobs(
+    pool: asyncpg.Pool, schema: str, roles: Roles
+) -> None:
+    q = quote_identifier(schema)
+    operator = await connect_as(roles.operator)
+    try:
+        assert (
+            await operator.fetchval(
+                f"SELECT {q}.add_schedule('nightly', $1, every => '1 day')", RECORD
+            )
+            == "nightly"
+        )
+        assert await operator.fetchval(f"SELECT {q}.pause_schedule('nightly')") is True
+        await operator.execute(f"SELECT {q}.pause_queue('slow')")
+        await operator.execute(f"SELECT {q}.set_queue_limits('slow', concurrency_limit => 2)")
+        await operator.execute(f"SELECT {q}.set_task_limits($1, rate_limit => 3)", RECORD)
+        stats = await operator.fetch(f"SELECT queue, paused, problem FROM {q}.queue_stats")
+        assert [tuple(r) for r in stats] == [("slow", True, None)]
+        for forbidden in (
+            f"SELECT {q}.schedule_job('{RECORD}')",
+            f"SELECT * FROM {q}.jobs",
+            f"UPDATE {q}.schedules SET paused = false",
+            f"SELECT {q}.register_worker(ARRAY['{RECORD}'])",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await operator.execute(forbidden)
+    finally:
+        await operator.close()

@@ -102,7 +102,13 @@ BAD_SQL_INPUTS: list[tuple[str, str, str, str]] = [
     (f"'{RECORD}'", ", kwargs => '[1]'", "22023", "kwargs must be a JSON object"),
     (f"'{RECORD}'", ", args => jsonb_build_array(repeat('x', 70000))", "54000", "cap"),
     (f"'{RECORD}'", ", run_at => now(), delay => '1 second'", "22023", "not both"),
-    (f"'{RECORD}'", ", run_at => 'infinity'", "22023", "finite"),
+    (f"'{RECORD}'", ", run_at => 'infinity'", "22023", "must lie between"),
+    # The bounds of scheduler/limits.py (issue 19): Python's datetime range, 1000 years.
+    (f"'{RECORD}'", ", run_at => '10000-01-01 00:00+00'", "22023", "9999-12-30"),
+    (f"'{RECORD}'", ", run_at => '0001-01-01 00:00+00'", "22023", "0001-01-02"),
+    (f"'{RECORD}'", ", delay => '1001 years'", "22023", "at most 1000 years"),
+    (f"'{RECORD}'", ", delay => '200000 years'", "22023", "at most 1000 years"),
+    (f"'{RECORD}'", ", timeout => '1001 years'", "22023", "at most 1000 years"),
     (f"'{RECORD}'", ", delay => '-1 second'", "22023", ">= 0"),
     (f"'{RECORD}'", ", max_retries => -1", "22023", "max_retries"),
     (f"'{RECORD}'", ", max_retries => NULL", "22023", "max_retries"),
@@ -126,14 +132,23 @@ async def test_bad_input_raises_with_a_sqlstate_and_writes_nothing(
     assert await count_jobs(pool, migrated) == 0
 
 
-async def test_the_payload_cap_is_a_setting(pool: asyncpg.Pool, migrated: str) -> None:
+async def test_the_payload_cap_is_the_owners_setting(pool: asyncpg.Pool, migrated: str) -> None:
+    """The cap lives in the one-row `settings` table (issue 19): the owner changes it with
+    an UPDATE, within its CHECKed bounds; the old session setting changes nothing."""
     q = quote_identifier(migrated)
+    assert await pool.fetchval(f"SELECT max_payload_bytes FROM {q}.settings") == 65536
+    await pool.execute(f"UPDATE {q}.settings SET max_payload_bytes = 10")
     async with pool.acquire() as conn:
-        await conn.execute("SET scheduler.max_payload_bytes = 10")
+        await conn.execute("SET scheduler.max_payload_bytes = 100000000")
         with pytest.raises(asyncpg.ProgramLimitExceededError, match="over the cap of 10"):
             await conn.fetchval(f"SELECT {q}.schedule_job($1, '[\"0123456789\"]')", RECORD)
         await conn.execute("RESET scheduler.max_payload_bytes")
     assert await count_jobs(pool, migrated) == 0
+    for out_of_bounds in (0, -1, 64 * 1024 * 1024 + 1):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await pool.execute(f"UPDATE {q}.settings SET max_payload_bytes = $1", out_of_bounds)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(f"INSERT INTO {q}.settings (max_payload_bytes) VALUES (1)")
 
 
 async def test_raise_refuses_an_existing_id_and_ignore_keeps_it(

@@ -313,26 +313,37 @@ async def test_an_unmigrated_schema_says_to_migrate(schema: str) -> None:
         await in_thread(enqueue)
 
 
-async def test_the_producers_payload_cap_rules_and_the_sql_setting_is_left_as_it_was(
-    migrated: str, make_scheduler: SchedulerFactory, stack: Stack
+async def test_the_owners_payload_cap_is_a_ceiling_no_session_can_lift(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, stack: Stack
 ) -> None:
-    big = ["x" * 100_000]  # over the SQL API's default cap of 64 KiB, under ours
+    """Since 0011 the SQL API's cap is settings.max_payload_bytes, which only the owner
+    writes: a producer allowing more than it is refused, typed, with how to raise it; a
+    session's SET changes nothing; once the owner raises it, the producer's own cap rules."""
+    big = ["x" * 100_000]  # over the database's default cap of 64 KiB, under the producer's
     producer = SyncProducer(schema=migrated, max_payload_bytes=200_000)
 
-    def enqueue() -> tuple[str, Any]:
+    def enqueue() -> str:
         with stack() as tx:
-            cursor = _cursor(tx.conn)
-            cursor.execute("SELECT set_config('scheduler.max_payload_bytes', '1000', true)")
-            job_id = producer.schedule(tx.conn, jobs.record, args=big)
-            with pytest.raises(PayloadTooLargeError):
-                producer.schedule(tx.conn, jobs.record, args=["x" * 300_000])
-            cursor.execute("SELECT current_setting('scheduler.max_payload_bytes')")
-            return job_id, cursor.fetchone()[0]
+            _cursor(tx.conn).execute(
+                "SELECT set_config('scheduler.max_payload_bytes', '2147483647', true)"
+            )
+            return producer.schedule(tx.conn, jobs.record, args=big)
 
-    job_id, setting = await in_thread(enqueue)
-    assert setting == "1000"
+    with pytest.raises(PayloadTooLargeError, match=r"settings SET max_payload_bytes"):
+        await in_thread(enqueue)
+    await pool.execute(
+        f"UPDATE {quote_identifier(migrated)}.settings SET max_payload_bytes = 262144"
+    )
+    job_id = await in_thread(enqueue)
     job = await make_scheduler().get_job(job_id)
     assert job is not None and job.args == tuple(big)
+
+    def over_the_producers_cap() -> None:
+        with stack() as tx:
+            producer.schedule(tx.conn, jobs.record, args=["x" * 300_000])
+
+    with pytest.raises(PayloadTooLargeError):
+        await in_thread(over_the_producers_cap)
 
 
 def _cursor(conn: Any) -> Any:

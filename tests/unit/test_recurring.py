@@ -3,8 +3,10 @@ coalescing, overlap), what one firing pass writes, first and resumed fire times.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -217,3 +219,20 @@ def test_a_resumed_schedule_skips_the_slots_passed_while_paused() -> None:
     minutely = json.dumps(EVERY_MINUTE.to_json())
     assert resume_fire_time(minutely, T0 + 90 * MINUTE + timedelta(seconds=1)) == T0 + 91 * MINUTE
     assert resume_fire_time(json.dumps(DateTrigger(T0).to_json()), T0) is None  # exhausted
+
+
+@pytest.mark.parametrize(
+    ("jitter", "grace"), [(1e300, None), (math.inf, None), (math.nan, None), (0.0, math.nan)]
+)
+def test_a_schedule_with_numbers_no_datetime_holds_is_paused_with_the_reason(
+    jitter: float, grace: float | None
+) -> None:
+    """Issue 19: a row written by hand (or by SQL before migration 0011) whose jitter or
+    grace overflows a timedelta pauses that schedule only; the others fire."""
+    minutely = json.dumps(EVERY_MINUTE.to_json())
+    now = T0 + 2 * MINUTE
+    bad = dataclasses.replace(stored("bad", minutely), jitter=jitter, misfire_grace_time=grace)
+    firing = plan_firing([bad, stored("good", minutely)], now)
+    assert firing.unreadable == ["bad"]
+    assert "cannot fire" in firing.reasons["bad"]
+    assert [job.schedule_id for job in firing.jobs] == ["good"]

@@ -21,6 +21,7 @@ DEFINITION = re.compile(
 #: database whose functions have a higher revision than its own, and repairs a lower one).
 REVISIONS = {
     1: "fd9148f75cd06cfce20eb24eb3feb35e1b7bbbc7ca5b5f0068cef034af14cd75",
+    2: "20add5b0d26ba6cb9d2453464ed5fc641b1b44a7033f7a5fc67f8275ad17884d",
 }
 
 

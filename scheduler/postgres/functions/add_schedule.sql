@@ -66,9 +66,9 @@ BEGIN
         trigger_json := jsonb_build_object(
             'type', 'cron', 'expression', btrim(cron), 'timezone', timezone);
     ELSE
-        IF every <= interval '0' THEN
-            RAISE EXCEPTION USING ERRCODE = '22023',
-                MESSAGE = format('every must be a positive interval, got %s', every);
+        IF every <= interval '0' OR extract(epoch FROM every) > 31557600000 THEN
+            RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+                'every must be a positive interval of at most 1000 years, got %s', every);
         END IF;
         IF timezone IS DISTINCT FROM 'UTC' THEN
             RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE =
@@ -83,17 +83,18 @@ BEGIN
             'coalesce_policy must be ''latest'', ''all'' or ''skip'', got %L',
             coalesce_policy);
     END IF;
-    IF misfire_grace <= interval '0' THEN
+    IF misfire_grace <= interval '0' OR extract(epoch FROM misfire_grace) > 31557600000 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
-            'misfire_grace must be > 0 (or NULL for no limit), got %s', misfire_grace);
+            'misfire_grace must be > 0 and at most 1000 years (or NULL for no limit), got %s',
+            misfire_grace);
     END IF;
     IF max_running < 1 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
             'max_running must be >= 1 (or NULL for no limit), got %s', max_running);
     END IF;
-    IF jitter < interval '0' THEN
+    IF jitter < interval '0' OR extract(epoch FROM jitter) > 31557600000 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('jitter must be >= 0, got %s', jitter);
+            MESSAGE = format('jitter must be from 0 to 1000 years, got %s', jitter);
     END IF;
 
     INSERT INTO {schema}.schedules AS s

@@ -2,15 +2,17 @@
 -- then checks the flow-control fields.
 -- The checks of Scheduler.schedule(), as SQL can make them; returns the request with its
 -- defaults filled in (a generated id, the due time). `label` prefixes messages in batches.
--- The payload cap is the setting scheduler.max_payload_bytes (default 65536, the Python
--- default), measured on jsonb's text form.
+-- The payload cap is settings.max_payload_bytes (default 65536, the Python default; only
+-- the owner may change it: a session SET of scheduler.max_payload_bytes changes nothing),
+-- measured on jsonb's text form. run_at, delay and timeout have Python's bounds, so
+-- now() + delay and every stored time stay inside both PostgreSQL's and Python's ranges.
 CREATE OR REPLACE FUNCTION {schema}.check_job_basics(request {schema}.job_request, label text DEFAULT NULL)
 RETURNS {schema}.job_request
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     prefix text := CASE WHEN label IS NULL THEN '' ELSE label || ': ' END;
     max_bytes integer := coalesce(
-        nullif(current_setting('scheduler.max_payload_bytes', true), '')::integer, 65536);
+        (SELECT s.max_payload_bytes FROM {schema}.settings s), 65536);
     size integer;
 BEGIN
     IF request IS NULL OR request.task_name IS NULL OR request.task_name = ''
@@ -41,22 +43,28 @@ BEGIN
     IF size > max_bytes THEN
         RAISE EXCEPTION USING ERRCODE = '54000', MESSAGE = prefix || format(
             'job arguments encode to %s bytes, over the cap of %s; store large data'
-            ' elsewhere (a table, object storage) and pass its key, or raise the setting'
-            ' scheduler.max_payload_bytes', size, max_bytes);
+            ' elsewhere (a table, object storage) and pass its key (the schema owner sets'
+            ' the cap: UPDATE settings SET max_payload_bytes = ...)', size, max_bytes);
     END IF;
     IF request.run_at IS NOT NULL AND request.delay IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = prefix || 'pass either run_at or delay, not both';
     END IF;
-    IF request.run_at IS NOT NULL AND NOT isfinite(request.run_at) THEN
+    -- Python's bounds (scheduler/limits.py): its datetime reads every stored time back.
+    IF request.run_at IS NOT NULL AND NOT (request.run_at >= '0001-01-02 00:00:00+00'
+                                           AND request.run_at <= '9999-12-30 00:00:00+00') THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = prefix || format(
-            'run_at must be a finite time, got %s; to park a job, schedule it far ahead or'
-            ' cancel it', request.run_at);
+            'run_at must lie between 0001-01-02 and 9999-12-30 UTC, got %s; to park a job,'
+            ' schedule it far ahead or cancel it', request.run_at);
     END IF;
     IF request.delay < interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = prefix || format(
             'delay must be >= 0, got %s; for a time in the past use run_at (due at once)',
             request.delay);
+    END IF;
+    IF extract(epoch FROM request.delay) > 31557600000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = prefix || format(
+            'delay must be at most 1000 years, got %s', request.delay);
     END IF;
     request.run_at := coalesce(request.run_at, now() + coalesce(request.delay, interval '0'));
     request.delay := NULL;
@@ -76,9 +84,11 @@ BEGIN
             'max_retries must be an integer >= 0, got %s',
             coalesce(request.max_retries::text, 'NULL'));
     END IF;
-    IF request.timeout <= interval '0' THEN
+    IF request.timeout <= interval '0' OR extract(epoch FROM request.timeout) > 31557600000
+    THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = prefix || format(
-            'timeout must be > 0 (or NULL for none), got %s', request.timeout);
+            'timeout must be > 0 and at most 1000 years (or NULL for none), got %s',
+            request.timeout);
     END IF;
     RETURN request;
 END

@@ -4,7 +4,10 @@
 -- in 0006). Rows: kind 'completed' (a success written), 'claimed' (a job now running
 -- under worker_id, claimed_at stamped), and one 'flow' row whose `controlled` says whether limits or
 -- lock keys still concern this worker's queues and tasks, and whose `retry_in` is the
--- seconds until a rate limit that held work back has a token again (NULL: none did).
+-- seconds until a rate limit that held work back has a token again (NULL: none did). Rows of
+-- kind 'problem' name a limit row of this worker's queues or tasks that is out of bounds
+-- (limits_problem()), whose work the claim skips, as if paused, instead of letting its
+-- arithmetic fail every claim.
 --
 -- Callers are serialised by a transaction-scoped advisory lock; the claim statement runs
 -- after it with its own snapshot (READ COMMITTED), so it sees every earlier claim that
@@ -24,7 +27,7 @@ CREATE OR REPLACE FUNCTION {schema}.claim_flow_jobs(
     kind text, job_id text, task_name text, args text, kwargs text, attempts integer,
     failures integer, max_retries integer, timeout_seconds double precision,
     starts_in double precision, due_epoch double precision, controlled boolean,
-    retry_in double precision
+    retry_in double precision, problem text
 )
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -55,7 +58,7 @@ BEGIN
     )
     SELECT 'completed'::text, d.job_id, NULL::text, NULL::text, NULL::text, NULL::integer,
            NULL::integer, NULL::integer, NULL::float8, NULL::float8, NULL::float8,
-           NULL::boolean, NULL::float8
+           NULL::boolean, NULL::float8, NULL::text
     FROM done d;
     IF coalesce(max_jobs, 0) <= 0 OR NOT EXISTS (
         SELECT 1 FROM {schema}.workers w
@@ -65,11 +68,14 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('scheduler.flow:{schema}'));
     clock := clock_timestamp();
+    lead := least(greatest(coalesce(lead, 0), 0), 3600);
     RETURN QUERY
     WITH running AS MATERIALIZED (
         SELECT r.queue, r.task_name FROM {schema}.jobs r WHERE r.status = 'running'
     ), queue_room AS MATERIALIZED (
         SELECT q.queue, q.paused, q.rate_limit, q.rate_period,
+               {schema}.limits_problem(q.concurrency_limit, q.rate_limit, q.rate_period,
+                                       q.rate_burst) AS problem,
                q.concurrency_limit - (SELECT count(*) FROM running r WHERE r.queue = q.queue)
                    AS slots,
                {schema}.bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_period,
@@ -77,6 +83,8 @@ BEGIN
         FROM {schema}.queues q WHERE q.queue = ANY (queue_names)
     ), task_room AS MATERIALIZED (
         SELECT t.task_name, t.rate_limit, t.rate_period,
+               {schema}.limits_problem(t.concurrency_limit, t.rate_limit, t.rate_period,
+                                       t.rate_burst) AS problem,
                t.concurrency_limit
                    - (SELECT count(*) FROM running r WHERE r.task_name = t.task_name) AS slots,
                {schema}.bucket_tokens(t.tokens, t.refilled_at, t.rate_limit, t.rate_period,
@@ -85,11 +93,14 @@ BEGIN
     ), open_queues AS (
         SELECT qn.queue FROM unnest(queue_names) AS qn(queue)
         WHERE NOT EXISTS (SELECT 1 FROM queue_room r WHERE r.queue = qn.queue
-                          AND (r.paused OR least(r.slots, floor(r.tokens)) <= 0))
+                          AND (r.paused OR r.problem IS NOT NULL
+                               OR least(r.slots, floor(r.tokens)) <= 0))
     ), open_tasks AS (
         SELECT array(SELECT tn FROM unnest(task_names) AS tn
                      WHERE NOT EXISTS (SELECT 1 FROM task_room r WHERE r.task_name = tn
-                                       AND least(r.slots, floor(r.tokens)) <= 0)) AS names
+                                       AND (r.problem IS NOT NULL
+                                            OR least(r.slots, floor(r.tokens)) <= 0)))
+               AS names
     ), candidates AS MATERIALIZED (
         SELECT c.*
         FROM open_queues oq
@@ -100,6 +111,7 @@ BEGIN
             FROM {schema}.jobs j
             WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
               AND j.execution_time <= now() + make_interval(secs => lead)
+              AND j.execution_time > '-infinity'  -- see queries.sql claim_jobs
               AND j.task_name = ANY (ot.names)
               AND (j.lock_key IS NULL OR NOT EXISTS (
                        SELECT 1 FROM {schema}.jobs h
@@ -143,12 +155,13 @@ BEGIN
         SELECT s.*, s.available - s.spent AS tokens
         FROM (SELECT r.queue, r.rate_limit, r.rate_period, r.tokens AS available,
                      (SELECT count(*) FROM claimed c WHERE c.queue = r.queue) AS spent
-              FROM queue_room r WHERE r.rate_limit IS NOT NULL AND NOT r.paused) s
+              FROM queue_room r
+              WHERE r.rate_limit IS NOT NULL AND NOT r.paused AND r.problem IS NULL) s
     ), task_left AS (
         SELECT s.*, s.available - s.spent AS tokens
         FROM (SELECT r.task_name, r.rate_limit, r.rate_period, r.tokens AS available,
                      (SELECT count(*) FROM claimed c WHERE c.task_name = r.task_name) AS spent
-              FROM task_room r WHERE r.rate_limit IS NOT NULL) s
+              FROM task_room r WHERE r.rate_limit IS NOT NULL AND r.problem IS NULL) s
     ), queue_spent AS (
         -- Only buckets that paid for a start are written: an untouched one refills on
         -- paper (bucket_tokens) and its row is not churned by every claim.
@@ -162,12 +175,13 @@ BEGIN
     )
     SELECT 'claimed'::text, c.job_id, c.task_name, c.args, c.kwargs, c.attempts, c.failures,
            c.max_retries, c.timeout_seconds, c.starts_in, c.due_epoch, NULL::boolean,
-           NULL::float8
+           NULL::float8, NULL::text
     FROM claimed c
     UNION ALL
     SELECT 'flow'::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            EXISTS (SELECT 1 FROM queue_room r
-                   WHERE NOT r.paused AND (r.slots IS NOT NULL OR r.rate_limit IS NOT NULL))
+                   WHERE (NOT r.paused AND (r.slots IS NOT NULL OR r.rate_limit IS NOT NULL))
+                      OR r.problem IS NOT NULL)
            OR EXISTS (SELECT 1 FROM task_room)
            OR EXISTS (SELECT 1 FROM candidates c WHERE c.lock_key IS NOT NULL)
            OR EXISTS (SELECT 1 FROM unnest(queue_names) AS qn(queue), {schema}.jobs j
@@ -177,6 +191,16 @@ BEGIN
             FROM (SELECT l.tokens, l.rate_period, l.rate_limit FROM queue_left l
                   UNION ALL
                   SELECT l.tokens, l.rate_period, l.rate_limit FROM task_left l) w
-            WHERE w.tokens < 1);
+            WHERE w.tokens < 1),
+           NULL::text
+    UNION ALL
+    -- One row per limit row this worker's claim skipped because it is out of bounds.
+    SELECT 'problem'::text, NULL, r.task_name, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, format('task %L: %s', r.task_name, r.problem)
+    FROM task_room r WHERE r.problem IS NOT NULL
+    UNION ALL
+    SELECT 'problem'::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, format('queue %L: %s', r.queue, r.problem)
+    FROM queue_room r WHERE r.problem IS NOT NULL;
 END
 $$;

@@ -3,13 +3,17 @@
 -- under flow control may wait for this worker (a limited queue or task of its, or a due
 -- job with a lock key in an open queue), which claim_flow_jobs() then takes. STABLE: it
 -- reads with the claim's snapshot. A plpgsql function keeps its plans across calls, so
--- the claim pays no planning for this on the hot path.
+-- the claim pays no planning for this on the hot path. A queue or task whose limit row is
+-- out of bounds (limits_problem()) is not open to the plain claim: it sends the worker
+-- through claim_flow_jobs(), which reports the problem. `lead` is clamped to an hour, so
+-- now() + lead cannot overflow.
 CREATE OR REPLACE FUNCTION {schema}.claim_scope(
     task_names text[], queue_names text[], lead double precision,
     OUT open_queues text[], OUT open_tasks text[], OUT flow boolean
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    lead := least(greatest(coalesce(lead, 0), 0), 3600);
     IF NOT EXISTS (SELECT 1 FROM {schema}.queues) AND NOT EXISTS (
         SELECT 1 FROM {schema}.task_limits
     ) THEN
@@ -20,16 +24,29 @@ BEGIN
         SELECT array_agg(qn ORDER BY qn) INTO open_queues FROM unnest(queue_names) AS qn
         WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn
                           AND (q.paused OR q.concurrency_limit IS NOT NULL
-                               OR q.rate_limit IS NOT NULL));
+                               OR q.rate_limit IS NOT NULL
+                               OR {schema}.limits_problem(q.concurrency_limit, q.rate_limit,
+                                                          q.rate_period, q.rate_burst)
+                                  IS NOT NULL));
         SELECT array_agg(tn) INTO open_tasks FROM unnest(task_names) AS tn
         WHERE NOT EXISTS (SELECT 1 FROM {schema}.task_limits t WHERE t.task_name = tn
-                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL));
+                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL
+                               OR {schema}.limits_problem(t.concurrency_limit, t.rate_limit,
+                                                          t.rate_period, t.rate_burst)
+                                  IS NOT NULL));
         flow := EXISTS (SELECT 1 FROM {schema}.queues q
-                        WHERE q.queue = ANY (queue_names) AND NOT q.paused
-                          AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
+                        WHERE q.queue = ANY (queue_names)
+                          AND ((NOT q.paused AND (q.concurrency_limit IS NOT NULL
+                                                  OR q.rate_limit IS NOT NULL))
+                               OR {schema}.limits_problem(q.concurrency_limit, q.rate_limit,
+                                                          q.rate_period, q.rate_burst)
+                                  IS NOT NULL))
              OR EXISTS (SELECT 1 FROM {schema}.task_limits t
                         WHERE t.task_name = ANY (task_names)
-                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL));
+                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL
+                               OR {schema}.limits_problem(t.concurrency_limit, t.rate_limit,
+                                                          t.rate_period, t.rate_burst)
+                                  IS NOT NULL));
     END IF;
     IF NOT flow THEN
         flow := EXISTS (SELECT 1 FROM unnest(open_queues) AS oq(queue)

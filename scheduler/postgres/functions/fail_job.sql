@@ -12,9 +12,10 @@ DECLARE
     new_status text;
     ended {schema}.jobs%ROWTYPE;
 BEGIN
-    IF retry_at IS NOT NULL AND NOT isfinite(retry_at) THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('retry_at must be a finite time, got %s', retry_at);
+    IF retry_at IS NOT NULL AND NOT (retry_at >= '0001-01-02 00:00:00+00'
+                                     AND retry_at <= '9999-12-30 00:00:00+00') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'retry_at must lie between 0001-01-02 and 9999-12-30 UTC, got %s', retry_at);
     END IF;
     UPDATE {schema}.jobs j SET
         failures = j.failures + 1,

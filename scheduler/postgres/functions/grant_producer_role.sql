@@ -12,7 +12,6 @@ BEGIN
             || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
             ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
-            ' {schema}.add_dependencies, {schema}.add_schedule, {schema}.pause_schedule,'
-            ' {schema}.resume_schedule, {schema}.remove_schedule TO ' || grantee;
+            ' {schema}.add_dependencies TO ' || grantee;
 END
 $$;

@@ -3,9 +3,17 @@
 -- Least privilege. The owner (the role that runs migrations) calls these to grant existing
 -- roles their share; run them again after a migration adds functions or views.
 
--- The runtime role also reads and writes the flow-control tables and calls the new
--- functions; the producer role may look at queues. Everything 0006 granted stays granted
--- (history, dependencies, retry_failed_jobs, the SQL schedule functions, readable_time).
+-- Each grant helper gives exactly its role's share; test_roles.py asserts the whole matrix
+-- of EXECUTE rights over every function of the schema.
+--   producer  enqueue (schedule_job(s), job_request, check_job_request), add_dependencies
+--             (the SQL way to enqueue a job that waits for others), cancel_job, the views
+--   operator  schedules (add/pause/resume/remove_schedule), queues and limits
+--             (pause/resume_queue, set_queue/task_limits), retry_job(s), cancel_job, the
+--             views and `settings`
+--   runtime   replicas and foreign workers: the tables (DML), every API function, the
+--             views, `settings`
+-- limits_problem() is pure and reveals nothing: PUBLIC may call it (public_access.sql), so
+-- every role that may read queue_stats (which calls it) still can.
 CREATE OR REPLACE FUNCTION {schema}.grant_runtime_role(role_name name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -16,10 +24,9 @@ BEGIN
             ' {schema}.schedules, {schema}.job_attempts, {schema}.job_dependencies,'
             ' {schema}.queues, {schema}.task_limits TO ' || grantee;
     EXECUTE 'GRANT SELECT ON {schema}.schema_migrations, {schema}.schema_functions,'
-            ' {schema}.task_stats,'
-            ' {schema}.running_jobs, {schema}.stalled_jobs, {schema}.recent_failures,'
-            ' {schema}.schedule_status, {schema}.live_workers, {schema}.attempt_history,'
-            ' {schema}.queue_stats TO ' || grantee;
+            ' {schema}.settings, {schema}.task_stats, {schema}.running_jobs, {schema}.stalled_jobs,'
+            ' {schema}.recent_failures, {schema}.schedule_status, {schema}.live_workers,'
+            ' {schema}.attempt_history, {schema}.queue_stats TO ' || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
             ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
             ' {schema}.retry_job, {schema}.retry_failed_jobs, {schema}.add_dependencies,'

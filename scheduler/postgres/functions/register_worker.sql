@@ -34,9 +34,9 @@ BEGIN
             'task name %s may contain only letters, digits and _ . : < > -',
             coalesce(quote_literal(bad_name), 'NULL'));
     END IF;
-    IF lease IS NULL OR lease <= interval '0' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('lease must be > 0, got %s', coalesce(lease::text, 'NULL'));
+    IF lease IS NULL OR lease <= interval '0' OR extract(epoch FROM lease) > 31557600000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'lease must be > 0 and at most 1000 years, got %s', coalesce(lease::text, 'NULL'));
     END IF;
     INSERT INTO {schema}.workers AS w (worker_id, hostname, pid, tasks, lease_expires_at)
     VALUES (new_id, coalesce(hostname, host(inet_client_addr()), 'local'), coalesce(pid, 0),

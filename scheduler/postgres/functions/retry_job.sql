@@ -21,13 +21,14 @@ BEGIN
     IF run_at IS NOT NULL AND delay IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pass either run_at or delay, not both';
     END IF;
-    IF run_at IS NOT NULL AND NOT isfinite(run_at) THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('run_at must be a finite time, got %s', run_at);
+    IF run_at IS NOT NULL AND NOT (run_at >= '0001-01-02 00:00:00+00'
+                                   AND run_at <= '9999-12-30 00:00:00+00') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'run_at must lie between 0001-01-02 and 9999-12-30 UTC, got %s', run_at);
     END IF;
-    IF delay < interval '0' THEN
+    IF delay < interval '0' OR extract(epoch FROM delay) > 31557600000 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('delay must be >= 0, got %s', delay);
+            MESSAGE = format('delay must be from 0 to 1000 years, got %s', delay);
     END IF;
     PERFORM 1 FROM {schema}.job_dependencies e WHERE e.job_id = retry_job.job_id
     ORDER BY e.depends_on FOR UPDATE;

@@ -5,9 +5,9 @@ CREATE OR REPLACE FUNCTION {schema}.worker_heartbeat(worker_id uuid, lease inter
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF lease IS NULL OR lease <= interval '0' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('lease must be > 0, got %s', coalesce(lease::text, 'NULL'));
+    IF lease IS NULL OR lease <= interval '0' OR extract(epoch FROM lease) > 31557600000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'lease must be > 0 and at most 1000 years, got %s', coalesce(lease::text, 'NULL'));
     END IF;
     UPDATE {schema}.workers w SET lease_expires_at = now() + lease, heartbeat_at = now()
     WHERE w.worker_id = worker_heartbeat.worker_id AND w.lease_expires_at > now();
