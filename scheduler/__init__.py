@@ -50,7 +50,7 @@ from scheduler.models import (
     ScheduleOptions,
     SchedulerState,
 )
-from scheduler.retry import RetryBackoff
+from scheduler.retry_backoff import RetryBackoff
 from scheduler.scheduler import Scheduler
 from scheduler.sync import SyncProducer
 from scheduler.tasks import task

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from scheduler.bounds import INT32_MAX, MAX_PAYLOAD_BYTES, MAX_SLOTS
 from scheduler.errors import ConfigurationError
 from scheduler.executors.http import validate_allowed_hosts
-from scheduler.limits import INT32_MAX, MAX_PAYLOAD_BYTES, MAX_SLOTS
 from scheduler.postgres.sql import validate_schema_name
-from scheduler.retry import RetryBackoff
+from scheduler.retry_backoff import RetryBackoff
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from scheduler.validation import validate_queue_name, validate_seconds
 

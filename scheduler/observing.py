@@ -24,7 +24,7 @@ from scheduler.health import Health
 from scheduler.middleware import AttemptInfo, Middleware, run_chain, validate_middleware
 from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
 from scheduler.recurring import SlotJob
-from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.store import NewJob
 from scheduler.task_definition import TaskDefinition
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.running import CancelReason
+from scheduler.running_jobs import CancelReason
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio
 import asyncpg
 
+from scheduler.attempt_runner import JobRunner
 from scheduler.config import SchedulerConfig
 from scheduler.executors.process import ProcessPool
 from scheduler.health import Health
 from scheduler.observing import Observability
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
-from scheduler.runner import JobRunner
-from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner

@@ -14,7 +14,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import connections, dependencies, retrying, validation, waiting
+from scheduler import connections, dependencies, manual_retries, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.connections import TransactionConnection
 from scheduler.errors import (
@@ -46,8 +46,8 @@ from scheduler.postgres.connection import borrowed
 from scheduler.postgres.owned_pool import pool_for
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.recurring import first_fire_time, resume_fire_time
-from scheduler.retry import RetryBackoff
-from scheduler.running import WorkerIdentity
+from scheduler.retry_backoff import RetryBackoff
+from scheduler.running_jobs import WorkerIdentity
 from scheduler.runtime import UNREGISTER_BOUND, Runtime
 from scheduler.store import JobStore, NewJob, NewSchedule
 from scheduler.tasks import (
@@ -503,7 +503,7 @@ class Scheduler:
         Its budgets start afresh (`failures` and `lost_leases` to 0); `attempts` keeps
         counting and its history stays. `JobNotFoundError` for an unknown job,
         `JobNotRetryableError` for one that is pending, running or succeeded."""
-        await retrying.retry_job(self._store, job_id, at, delay)
+        await manual_retries.retry_job(self._store, job_id, at, delay)
 
     async def retry_failed_jobs(
         self,
@@ -516,7 +516,7 @@ class Scheduler:
         failed since `since` (None: ever) and before this call, in batches; returns how
         many. Rows being written at that moment are skipped."""
         task_name = None if task is None else self._tasks.resolve(task).name
-        return await retrying.retry_failed_jobs(self._store, task_name, since, at)
+        return await manual_retries.retry_failed_jobs(self._store, task_name, since, at)
 
     async def get_attempts(self, job_id: str) -> list[Attempt]:
         """The job's ended attempts, oldest first: number, outcome, worker, host, times,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.middleware import Middleware
-from scheduler.retry import RetryBackoff
+from scheduler.retry_backoff import RetryBackoff
 
 
 @dataclass(frozen=True)

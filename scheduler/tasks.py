@@ -26,7 +26,7 @@ from scheduler.errors import (
     TaskNotRegisteredError,
 )
 from scheduler.middleware import Middleware, validate_middleware
-from scheduler.retry import RetryBackoff
+from scheduler.retry_backoff import RetryBackoff
 from scheduler.task_definition import TaskDefinition
 
 F = TypeVar("F", bound=Callable[..., Any])

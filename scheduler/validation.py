@@ -11,14 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from scheduler.errors import (
-    InvalidJobError,
-    InvalidScheduleError,
-    InvalidTriggerError,
-    SchedulerError,
-)
-from scheduler.ids import new_job_id
-from scheduler.limits import (
+from scheduler.bounds import (
     EARLIEST_TIME,
     INT32_MAX,
     LATEST_TIME,
@@ -26,6 +19,13 @@ from scheduler.limits import (
     MAX_SECONDS_TEXT,
     unstorable_character,
 )
+from scheduler.errors import (
+    InvalidJobError,
+    InvalidScheduleError,
+    InvalidTriggerError,
+    SchedulerError,
+)
+from scheduler.ids import new_job_id
 from scheduler.models import (
     CoalescePolicy,
     ConflictResolution,

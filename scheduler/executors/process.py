@@ -29,7 +29,7 @@ import anyio
 
 from scheduler.context import Snooze
 from scheduler.errors import SchedulerError
-from scheduler.running import RunningJob
+from scheduler.running_jobs import RunningJob
 from scheduler.task_definition import TaskDefinition
 from scheduler.tasks import import_path_of
 

@@ -10,7 +10,7 @@ import pytest
 from scheduler import ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
-from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.store import JobStore, Lease

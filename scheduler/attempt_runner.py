@@ -28,8 +28,8 @@ from scheduler.executors.process import ProcessPool
 from scheduler.interrupt import MoveOnAt, uncancel
 from scheduler.observing import Observability
 from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
-from scheduler.retry import RetryBackoff
-from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.retry_backoff import RetryBackoff
+from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
 from scheduler.store import JobStore, Success
 from scheduler.task_definition import TaskDefinition
