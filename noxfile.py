@@ -67,14 +67,37 @@ def _ensure_chromium(session: nox.Session) -> None:
     session.run("apt-get", "install", "-y", "-q", "chromium", external=True, env=apt)
 
 
+def _ensure_pgbouncer(session: nox.Session) -> None:
+    """The PgBouncer tests run Debian's pgbouncer in front of the test server (their own
+    port and config, tests/support/pgbouncer.py): install it when this machine lacks it."""
+    if shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin"):
+        return
+    if os.geteuid() != 0:
+        session.error("the PgBouncer tests need pgbouncer: run `sudo apt-get install -y pgbouncer`")
+    apt = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-q", external=True, env=apt)
+    session.run("apt-get", "install", "-y", "-q", "pgbouncer", external=True, env=apt)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite against a real PostgreSQL, including the multi-process tests, the
-    metrics and tracing ones (their extras are installed here) and the dashboard in a
-    headless browser."""
+    metrics and tracing ones (their extras are installed here), the dashboard in a
+    headless browser and the scheduler through PgBouncer."""
     session.install("-e", ".[test,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
     _ensure_chromium(session)
+    _ensure_pgbouncer(session)
     session.run("pytest", *session.posargs, env=_dsn_env())
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The unit tier alone, in seconds and with no PostgreSQL: the DSNs point at a closed
+    port, and tests/unit/conftest.py fails any test that opens a connection."""
+    session.install("-e", ".[test,prometheus,otel,sqlalchemy,psycopg,django,fastapi]")
+    closed = "postgresql://postgres@127.0.0.1:1/none"
+    env = {"SCHEDULER_DSN": closed, "SCHEDULER_TEST_DSN": closed}
+    session.run("pytest", "tests/unit", *session.posargs, env=env)
 
 
 @nox.session
@@ -106,6 +129,16 @@ def bench(session: nox.Session) -> None:
     docs/benchmarks.md and the targets."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks.run", *session.posargs, env=_dsn_env())
+
+
+@nox.session
+def bench_pgbouncer(session: nox.Session) -> None:
+    """Issue 21's PgBouncer targets (W2 drain and W3 idle start latency, direct and through
+    a private PgBouncer in transaction mode with listen_dsn; not in the default run):
+    `nox -s bench_pgbouncer -- --repeats 3`."""
+    session.install("-e", ".[bench]")
+    _ensure_pgbouncer(session)
+    session.run("python", "-m", "benchmarks.pgbouncer", *session.posargs, env=_dsn_env())
 
 
 @nox.session

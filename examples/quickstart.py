@@ -1,5 +1,7 @@
-# The Quick Start of the seed README, as written; only the pool's connection settings
-# differ (SCHEDULER_DSN, defaulting to the local server). Run it with `nox -s demo`.
+# The Quick Start of the seed README; only the pool's connection settings differ
+# (SCHEDULER_DSN, defaulting to the local server). Run it with `nox -s demo`, as often as
+# you like: the fixed job id is written with REPLACE, so a second run does not collide
+# with the first run's job, and one job is due now so the run shows a job running.
 import asyncio
 import os
 from datetime import UTC, datetime, timedelta
@@ -37,6 +39,10 @@ async def main() -> None:
     await scheduler.start()
 
     try:
+        # 0. Schedule a job due now: this replica runs it at once
+        job_id0 = await scheduler.schedule(send_email, args=("now@example.com", "Hello!"))
+        print(f"Scheduled email job due now: {job_id0}")
+
         # 1. Schedule job with auto-generated ID
         job_id1 = await scheduler.schedule(
             send_email,
@@ -53,6 +59,9 @@ async def main() -> None:
             job_id="monthly-report-2024-08",
             priority=JobPriority.CRITICAL,
             max_retries=3,
+            # A fixed id exists after the first run: replace it rather than fail (RAISE,
+            # the default, is for ids that must be new).
+            conflict_resolution=ConflictResolution.REPLACE,
         )
         print(f"Scheduled report job: {job_id2}")
 
@@ -81,6 +90,10 @@ async def main() -> None:
             conflict_resolution=ConflictResolution.REPLACE,
         )
         print(f"Job replaced: {job_id4}")
+
+        # 6. Wait for the job due now to finish
+        done = await scheduler.wait_for_job(job_id0, timeout=30)
+        print(f"Job {job_id0} {done.status.value}")
 
         # Let the scheduler run for a while
         await asyncio.sleep(10)

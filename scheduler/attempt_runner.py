@@ -22,10 +22,11 @@ from typing import Any
 import asyncpg
 
 from scheduler.context import JobContext, Snooze, set_current_job
-from scheduler.error_text import describe_exception, storable_text
+from scheduler.error_text import ErrorParts, describe_exception, exception_parts, storable_text
 from scheduler.errors import JobInterruptedError
-from scheduler.executors.process import ProcessPool
+from scheduler.executors.process import ProcessJobError, ProcessPool
 from scheduler.interrupt import MoveOnAt, uncancel
+from scheduler.models import JobStatus
 from scheduler.observing import Observability
 from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
 from scheduler.retry_backoff import RetryBackoff
@@ -53,6 +54,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # corrupted state (asyncpg issue 1069): a connection fault like the others.
     asyncpg.InternalClientError,
 )
+
+
+def failed_with(exc: BaseException, prefix: str = "") -> Failed:
+    """The failure of an attempt that raised `exc`. A process job's error is the one its
+    child raised (the pool's ProcessJobError carries its type and message)."""
+    parts = getattr(exc, "parts", None) if isinstance(exc, ProcessJobError) else None
+    text = describe_exception(exc)
+    if prefix:
+        text = storable_text(f"{prefix}{text}")
+    return Failed(text, parts=parts or exception_parts(exc), exception=exc)
+
 
 _NO_RESULT = Succeeded("null")  # most jobs return None: nothing to encode
 
@@ -119,7 +131,8 @@ class JobRunner:
             definition = self._find_task(claimed.task_name)
             args, kwargs = decode_arguments(claimed.args_json, claimed.kwargs_json)
         except Exception as exc:  # unregistered meanwhile, or a row written by hand
-            return Failed(storable_text(f"could not start: {exc!r}")), None
+            text = storable_text(f"could not start: {exc!r}")
+            return Failed(text, parts=exception_parts(exc), exception=exc), None
         backoff = definition.backoff or self._default_backoff
         if entry.reason is not None:  # cancelled before this task first ran
             return Interrupted(entry.reason), backoff
@@ -162,24 +175,24 @@ class JobRunner:
             if entry.reason is not None:
                 return Interrupted(entry.reason), backoff
             if entry.timed_out:
-                return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
+                return _timed_out(timeout), backoff
             # Nobody here cancelled it: the job raised CancelledError itself (an inner task
             # it awaited was cancelled). That is the job failing, not the scheduler stopping.
-            return Failed(describe_exception(exc)), backoff
+            return failed_with(exc), backoff
         except Snooze as snooze:
             return Snoozed(snooze.delay), backoff
         except JobInterruptedError:
             # The job noticed a stop request itself (raise_if_cancelled): what stopped it.
             if entry.reason is not None:
                 return Interrupted(entry.reason), backoff
-            return Failed(f"timed out after {timeout} seconds", timed_out=True), backoff
+            return _timed_out(timeout), backoff
         except Exception as exc:
-            return Failed(describe_exception(exc)), backoff
+            return failed_with(exc), backoff
         except BaseException as exc:
             if self._abandoned:
                 raise
             # KeyboardInterrupt, SystemExit... raised by the job: the job failing.
-            return Failed(describe_exception(exc)), backoff
+            return failed_with(exc), backoff
         finally:
             entry.interruptible = False
             if timer is not None:
@@ -199,7 +212,8 @@ class JobRunner:
         try:
             return Succeeded(encode_result(value, max_bytes=self._max_result_bytes))
         except ValueError as exc:
-            return Failed(f"the job returned a value that cannot be stored: {exc}")
+            text = f"the job returned a value that cannot be stored: {exc}"
+            return Failed(text, parts=ErrorParts(None, text), exception=exc)
 
     async def _call(
         self,
@@ -234,19 +248,29 @@ class JobRunner:
         """Write the outcome; False when it was not written (the lease was lost, or the
         write gave up)."""
         lease = entry.claimed.lease
+        task = entry.claimed.task_name
         if isinstance(outcome, Interrupted) and outcome.reason is CancelReason.LEASE_LOST:
-            logger.warning("job %s attempt %d abandoned: lease lost", lease.job_id, lease.attempt)
+            logger.warning(
+                "job %s (task %s) attempt %d abandoned: its lease was lost; the orphan sweep"
+                " hands it to a peer",
+                lease.job_id,
+                task,
+                lease.attempt,
+                extra=_log_fields(entry),
+            )
             return False
         deadline = self._fence_deadline()
         delay = 0.05
         while True:
             if entry.reason is CancelReason.LEASE_LOST or not self._identity.holds(lease.owner):
                 logger.warning(
-                    "job %s attempt %d: lease lost before its outcome (%s) was written;"
-                    " the orphan sweep will hand it to a peer",
+                    "job %s (task %s) attempt %d: lease lost before its outcome (%s) was"
+                    " written; the orphan sweep will hand it to a peer",
                     lease.job_id,
+                    task,
                     lease.attempt,
-                    type(outcome).__name__,
+                    _describe(outcome),
+                    extra=_log_fields(entry),
                 )
                 return False
             failure: BaseException | None = None
@@ -259,20 +283,25 @@ class JobRunner:
                     failure = exc
             if writing.expired:
                 logger.warning(
-                    "job %s attempt %d: outcome (%s) not written before the lease's fence"
-                    " deadline; the heartbeat hands the attempt back",
+                    "job %s (task %s) attempt %d: outcome (%s) not written before the"
+                    " lease's fence deadline; the heartbeat hands the attempt back",
                     lease.job_id,
+                    task,
                     lease.attempt,
-                    type(outcome).__name__,
+                    _describe(outcome),
+                    extra=_log_fields(entry),
                 )
                 return False
             if failure is None:
                 if not written:
                     logger.warning(
-                        "job %s attempt %d: outcome %s discarded, the lease is held elsewhere",
+                        "job %s (task %s) attempt %d: outcome (%s) discarded, the lease is"
+                        " held elsewhere",
                         lease.job_id,
+                        task,
                         lease.attempt,
-                        type(outcome).__name__,
+                        _describe(outcome),
+                        extra=_log_fields(entry),
                     )
                 return written
             if isinstance(failure, TRANSIENT_ERRORS):
@@ -287,7 +316,12 @@ class JobRunner:
                     lease.job_id,
                     failure,
                 )
-                outcome = Failed(_UNWRITABLE, timed_out=outcome.timed_out)
+                outcome = Failed(
+                    _UNWRITABLE,
+                    timed_out=outcome.timed_out,
+                    parts=outcome.parts,
+                    exception=outcome.exception,
+                )
                 continue
             logger.error(
                 "recording job %s attempt %d failed (%r); the heartbeat hands it back",
@@ -309,12 +343,10 @@ class JobRunner:
             failure = entry.claimed.failures + 1
             retry_delay = (backoff or self._default_backoff).delay(failure)
             status = await self._store.fail_job(
-                lease, outcome.error, retry_delay, timed_out=outcome.timed_out
+                lease, outcome.error, retry_delay, timed_out=outcome.timed_out, parts=outcome.parts
             )
             if status is not None:
-                logger.info(
-                    "job %s attempt %d failed; now %s", lease.job_id, lease.attempt, status.value
-                )
+                _log_failure(entry, outcome, status, retry_delay)
             return status is not None
         if isinstance(outcome, Snoozed):
             snoozed = await self._store.snooze_job(lease, outcome.delay)
@@ -322,6 +354,68 @@ class JobRunner:
         if outcome.reason is CancelReason.REQUESTED:
             return await self._store.cancel_running_job(lease, outcome.reason.value)
         return await self._store.release_job(lease, outcome.reason.value)
+
+
+def _timed_out(timeout: float | None) -> Failed:
+    text = f"timed out after {timeout} seconds"
+    return Failed(text, timed_out=True, parts=ErrorParts(None, text))
+
+
+def _log_failure(entry: RunningJob, outcome: Failed, status: JobStatus, delay: float) -> None:
+    """A retried attempt at WARNING, a final failure at ERROR: task, job, attempt and the
+    exception (type and message; its traceback through exc_info)."""
+    lease = entry.claimed.lease
+    claimed = entry.claimed
+    what = "timed out" if outcome.timed_out else "failed"
+    exc_info = outcome.exception if not outcome.timed_out else None
+    if status is JobStatus.PENDING:
+        logger.warning(
+            "task %s job %s attempt %d %s: %s; retry %d of %d in %.3g s",
+            claimed.task_name,
+            lease.job_id,
+            lease.attempt,
+            what,
+            outcome.summary,
+            claimed.failures + 1,
+            claimed.max_retries,
+            delay,
+            exc_info=exc_info,
+            extra=_log_fields(entry, outcome),
+        )
+    else:
+        logger.error(
+            "task %s job %s attempt %d %s: %s; no retry left, the job is %s",
+            claimed.task_name,
+            lease.job_id,
+            lease.attempt,
+            what,
+            outcome.summary,
+            status.value,
+            exc_info=exc_info,
+            extra=_log_fields(entry, outcome),
+        )
+
+
+def _log_fields(entry: RunningJob, outcome: Failed | None = None) -> dict[str, Any]:
+    """The same facts as log record attributes, for structured log handlers."""
+    lease = entry.claimed.lease
+    fields: dict[str, Any] = {
+        "job_id": lease.job_id,
+        "task_name": entry.claimed.task_name,
+        "attempt": lease.attempt,
+    }
+    if outcome is not None and outcome.parts is not None:
+        fields["error_type"] = outcome.parts.type
+        fields["error_message"] = outcome.parts.message
+    return fields
+
+
+def _describe(outcome: Outcome) -> str:
+    if isinstance(outcome, Failed):
+        return f"failed: {outcome.summary}"
+    if isinstance(outcome, Interrupted):
+        return outcome.reason.value
+    return type(outcome).__name__.lower()
 
 
 #: Stored when the real error text could not be written.

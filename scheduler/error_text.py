@@ -1,13 +1,56 @@
 """Error text that PostgreSQL can always store: an outcome write must never fail because of
-what a job raised. Pure."""
+what a job raised; and an error's type and message apart from its traceback. Pure."""
 
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
 
 #: Longest `last_error` stored; a longer text keeps its head and tail around a note.
 MAX_ERROR_LENGTH = 8000
 _TAIL = 2000
+#: Longest `error_message` stored (the full text stays in `last_error`).
+MAX_MESSAGE_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class ErrorParts:
+    """What lists, logs and alerts show of an error: the exception's type as a traceback
+    names it (``ValueError``, ``myapp.errors.PaymentDeclined``; None when the error is no
+    exception, e.g. a timeout) and its message."""
+
+    type: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.type else self.message
+
+
+def exception_parts(exc: BaseException) -> ErrorParts:
+    """The type and message of `exc`, storable. Never raises."""
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ not in ("builtins", "__main__"):
+        name = f"{cls.__module__}.{name}"  # as a traceback names it
+    try:
+        message = str(exc)
+    except Exception:
+        message = "(its message could not be read)"
+    return ErrorParts(_cut(storable_text(name), 200), _cut(storable_text(message)))
+
+
+def error_line(error_type: str | None, error_message: str | None, text: str | None) -> str:
+    """One line for a list: ``Type: message`` from the parts, else the text's first line
+    (rows written before the parts existed are derived by the migration, so that is rare)."""
+    if error_message is not None:
+        line = str(ErrorParts(error_type, error_message))
+    else:
+        line = (text or "").strip().split("\n", 1)[0]
+    return " ".join(line.split())
+
+
+def _cut(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def describe_exception(exc: BaseException) -> str:

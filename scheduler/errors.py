@@ -20,6 +20,14 @@ class InvalidDsnError(ConfigurationError):
     shows the forms that work."""
 
 
+class StatementCacheError(ConfigurationError):
+    """The pool reaches PostgreSQL through a pooler that does not keep prepared statements
+    between transactions (PgBouncer in transaction mode before 1.21, or without
+    `max_prepared_statements`), and asyncpg's statement cache is on: its cached statements
+    would fail at random. `start()` raises it; create the pool with
+    `statement_cache_size=0`, or give PgBouncer prepared-statement support."""
+
+
 class InvalidJobError(SchedulerError, ValueError):
     """`schedule()` was given something it cannot store; nothing was written."""
 
@@ -97,6 +105,15 @@ class JobInterruptedError(SchedulerError):
 
 class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation needs a started scheduler (or one that is not shut down)."""
+
+
+class SchedulerStoppedError(SchedulerNotRunningError):
+    """`start()` on a scheduler that was shut down (or failed): a `Scheduler` starts once;
+    create a new one."""
+
+
+class SchedulerAlreadyRunningError(SchedulerError, RuntimeError):
+    """`start()` on a scheduler already starting, running or stopping."""
 
 
 class InvalidScheduleError(SchedulerError, ValueError):

@@ -66,7 +66,7 @@ class JobEvent:
     #: pending job cancelled).
     attempt: int | None = None
     worker_id: UUID | None = None
-    #: The error text of a failed attempt.
+    #: The error text of a failed attempt (a traceback for an exception).
     error: str | None = None
     #: Seconds the job's code ran (monotonic clock), for attempt endings that ran it.
     run_time: float | None = None
@@ -76,6 +76,10 @@ class JobEvent:
     #: For SCHEDULE_FIRED: the schedule and the slot.
     schedule_id: str | None = None
     fire_time: datetime | None = None
+    #: A failed attempt's error apart from its traceback: the exception's type (None when
+    #: it is no exception, e.g. a timeout) and its message. What an alert should show.
+    error_type: str | None = None
+    error_message: str | None = None
 
     @property
     def ends_attempt(self) -> bool:

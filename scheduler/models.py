@@ -164,6 +164,11 @@ class Job:
     result: Any = None
     #: The jobs it waits for (`schedule(..., depends_on=...)`), by id.
     depends_on: tuple[str, ...] = ()
+    #: The last error apart from its traceback (`last_error` holds the full text): the
+    #: exception's type as a traceback names it (None when the error is no exception, e.g.
+    #: a timeout or a cancelled dependency) and its message, which lists show.
+    error_type: str | None = None
+    error_message: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -206,6 +211,9 @@ class Attempt:
     started_at: datetime | None
     finished_at: datetime
     error: str | None
+    #: The error apart from its traceback, as `Job.error_type` and `Job.error_message`.
+    error_type: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True)

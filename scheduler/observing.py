@@ -181,12 +181,14 @@ class Observability:
         if not self.events:
             return
         error: str | None = None
+        parts = None
         if not written:
             kind = EventKind.LEASE_LOST
         elif isinstance(outcome, Succeeded):
             kind = EventKind.SUCCEEDED
         elif isinstance(outcome, Failed):
             error = outcome.error
+            parts = outcome.parts
             # As fail_job decides (a cancel request arriving meanwhile aside).
             retries_left = entry.claimed.failures + 1 <= entry.claimed.max_retries
             kind = EventKind.RETRIED if retries_left else EventKind.FAILED
@@ -198,7 +200,10 @@ class Observability:
             return
         started = self._started.pop(entry, None)
         run_time = None if started is None else monotonic() - started
-        self.events.emit(self._event(kind, entry, error=error, run_time=run_time))
+        event = self._event(kind, entry, error=error, run_time=run_time)
+        if parts is not None:
+            event = dataclasses.replace(event, error_type=parts.type, error_message=parts.message)
+        self.events.emit(event)
 
     @staticmethod
     def _event(

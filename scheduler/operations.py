@@ -19,6 +19,7 @@ from scheduler.models import JobStatus
 from scheduler.postgres.connection import BoundedPool
 from scheduler.postgres.sql import Queries
 from scheduler.postgres.store import PostgresJobStore
+from scheduler.store import UnservedTask
 
 FINISHED = ("succeeded", "failed", "cancelled")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -155,6 +156,11 @@ async def purge_jobs(
         total += deleted
         if deleted < batch_size:
             return total
+
+
+async def unserved_tasks(pool: asyncpg.Pool[Any], schema: str) -> list[UnservedTask]:
+    """Pending jobs, per task and queue, whose task no live worker has registered."""
+    return await PostgresJobStore(pool, schema).unserved_tasks()
 
 
 async def stats(pool: asyncpg.Pool[Any], schema: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import anyio
 import asyncpg
@@ -38,6 +39,9 @@ logger = logging.getLogger("scheduler")
 #: After the grace period, how long cancelled jobs get to stop and record their outcome
 #: before shutdown abandons them.
 SHUTDOWN_BOUND = 5.0
+#: How often a replica whose listener hears no notifications (no listen_dsn behind a pooler
+#: in transaction mode) looks for due jobs and schedules.
+UNHEARD_POLL_INTERVAL = 1.0
 #: How long a stopping scheduler tries to remove its worker row.
 UNREGISTER_BOUND = 5.0
 
@@ -58,7 +62,12 @@ class Runtime:
         queue_names: Callable[[], list[str]],
         health: Callable[[], Health],
         on_failed: Callable[[], None],
+        listen_dsn: str | None = None,
     ) -> None:
+        self._config = config
+        # Where the listener connects, when not through the pool (kept out of the config:
+        # a DSN may hold a password).
+        self._listen_dsn = listen_dsn
         self._store = store
         self._identity = identity
         self._finished = finished
@@ -159,6 +168,8 @@ class Runtime:
                 check_interval=config.listener_check_interval,
                 check_timeout=config.listener_check_timeout,
                 on_finished=self._finished.notify,
+                connect=None if listen_dsn is None else self._connect_listener,
+                on_unheard=self._poll_often,
             )
         )
 
@@ -202,10 +213,18 @@ class Runtime:
         self._stop_requested.set()
         await self._stopped.wait()
 
-    def claims_failing_for(self) -> float:
-        return self.dispatcher.failing_for()
-
     # -- notifications ----------------------------------------------------------------
+    async def _connect_listener(self) -> asyncpg.Connection[Any]:
+        connection: asyncpg.Connection[Any] = await asyncpg.connect(
+            self._listen_dsn, timeout=self._config.listener_check_timeout
+        )
+        return connection
+
+    def _poll_often(self) -> None:
+        """Notifications do not arrive: look at the tables every UNHEARD_POLL_INTERVAL."""
+        self.dispatcher.poll_at_least_every(UNHEARD_POLL_INTERVAL)
+        self.ticker.poll_at_least_every(UNHEARD_POLL_INTERVAL)
+
     def _catch_up(self) -> None:
         """Notifications may have been lost: look at the tables now."""
         self.dispatcher.wakeup.set()

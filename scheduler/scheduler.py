@@ -21,7 +21,9 @@ from scheduler.errors import (
     ConfigurationError,
     InvalidJobError,
     InvalidScheduleError,
+    SchedulerAlreadyRunningError,
     SchedulerNotRunningError,
+    SchedulerStoppedError,
 )
 from scheduler.events import EventHandler
 from scheduler.executors import http
@@ -42,6 +44,7 @@ from scheduler.models import (
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
+from scheduler.postgres import pooling
 from scheduler.postgres.connection import borrowed
 from scheduler.postgres.owned_pool import pool_for
 from scheduler.postgres.store import PostgresJobStore
@@ -54,6 +57,7 @@ from scheduler.tasks import (
     TaskCatalog,
 )
 from scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
+from scheduler.unserved import UnservedTaskCheck
 from scheduler.waiting import FinishedJobs
 
 logger = logging.getLogger("scheduler")
@@ -112,6 +116,7 @@ class Scheduler:
         process_max_jobs_per_child: int | None = None,
         process_max_memory_per_child_mb: int | None = None,
         http_allowed_hosts: Sequence[str] = (),
+        listen_dsn: str | None = None,
     ) -> None:
         self.config = SchedulerConfig.from_options(
             max_concurrent_jobs,
@@ -149,10 +154,13 @@ class Scheduler:
             self._pool, self._owns_pool = None, False
         else:
             self._pool, self._owns_pool = pool_for(db_pool)
+        # Kept out of the config: a DSN may hold a password, and the config is printable.
+        self._listen_dsn = pooling.validate_listen_dsn(listen_dsn)
         # Everything below talks to the database through the port only.
         self._store: JobStore = store
         self._tasks = TaskCatalog()
         self._observability = observability(middleware, event_handlers, extensions)
+        self._unserved = UnservedTaskCheck(self._store, self._serves)
         # Schedules declared in code, written (idempotently) by start().
         self._declared: dict[str, NewSchedule] = {}
         for func in tasks:
@@ -178,10 +186,15 @@ class Scheduler:
 
         If it fails or is cancelled, nothing is left running and the error is raised as
         itself."""
+        if self._state in (SchedulerState.STOPPED, SchedulerState.FAILED):
+            raise SchedulerStoppedError(
+                f"start() after shutdown: the scheduler is {self._state.value}, and a"
+                " Scheduler starts only once; create a new Scheduler to start again"
+            )
         if self._state is not SchedulerState.NEW:
-            raise SchedulerNotRunningError(
-                f"start() was already called (the scheduler is {self._state.value}); create"
-                " a new Scheduler to start again"
+            raise SchedulerAlreadyRunningError(
+                f"start() was already called: the scheduler is already {self._state.value}"
+                " (start it once; `async with scheduler:` starts it for you)"
             )
         if self._pool is not None and self._pool.get_max_size() < MIN_POOL_SIZE:
             # Its listener holds one connection for good: with one, nothing else could run.
@@ -215,7 +228,10 @@ class Scheduler:
             queue_names=lambda: self.queues,
             health=lambda: self.health,
             on_failed=self._failed,
+            listen_dsn=self._listen_dsn,
         )
+        if self._pool is not None:
+            await pooling.check_statement_cache(self._pool)
         if self._pool is None:
             pass  # a store given without a pool keeps its own schema
         elif self.config.auto_migrate:
@@ -415,6 +431,7 @@ class Scheduler:
             self._store, self.config.schema, new_jobs, conflict, connection
         )
         self._observability.scheduled(new_jobs, ids)
+        await self._unserved.check(job.task_name for job in new_jobs)
         return ids[0]
 
     async def schedule_many(
@@ -452,7 +469,12 @@ class Scheduler:
             self._store, self.config.schema, new_jobs, conflict, connection
         )
         self._observability.scheduled(new_jobs, ids)
+        await self._unserved.check(job.task_name for job in new_jobs)
         return ids
+
+    def _serves(self, task_name: str) -> bool:
+        """Whether this replica runs `task_name` now (no need to ask the database)."""
+        return self._state is SchedulerState.RUNNING and task_name in self._tasks.own
 
     def _validate(self, request: JobRequest) -> NewJob:
         """Turn a request into a row to insert, or raise a typed error; writes nothing."""
@@ -642,7 +664,10 @@ class Scheduler:
     def cron(
         self, expression: str, *, timezone: str = "UTC", **options: Unpack[ScheduleOptions]
     ) -> Callable[[F], F]:
-        """Declare a cron schedule: ``@scheduler.cron("*/5 * * * *", timezone="Europe/Berlin")``."""
+        """Declare a cron schedule: ``@scheduler.cron("*/5 * * * *", timezone="Europe/Berlin")``.
+
+        Five fields, or six with seconds FIRST (``"30 */5 * * * *"``: second 30 of every
+        fifth minute), unlike croniter's seconds-last six fields; see `CronTrigger`."""
         return self.scheduled(CronTrigger(expression, timezone), **options)
 
     def every(

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from scheduler.error_text import ErrorParts
 from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.models import Attempt, ConflictResolution, Job, JobStatus, Schedule
@@ -118,6 +119,16 @@ class HeartbeatResult:
     cancel_requested: frozenset[str]  # job ids
 
 
+@dataclass(frozen=True)
+class UnservedTask:
+    """Pending jobs of a task no live worker has registered (in their queue)."""
+
+    task_name: str
+    queue: str
+    pending: int
+    oldest_due: datetime
+
+
 class JobStore(Protocol):
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
@@ -131,6 +142,14 @@ class JobStore(Protocol):
     async def cancel_job(self, job_id: str) -> JobStatus | None: ...
     async def get_job(self, job_id: str) -> Job | None: ...
     async def job_status(self, job_id: str) -> JobStatus | None: ...
+    async def task_served(self, task_name: str) -> tuple[bool, int]:
+        """Whether a live worker has registered `task_name`; how many workers are live."""
+        ...
+
+    async def unserved_tasks(self, limit: int = 50) -> list[UnservedTask]:
+        """Pending jobs, per task and queue, that no live worker serves."""
+        ...
+
     async def retry_job(self, job_id: str, at: datetime | None, delay: float | None) -> None:
         """Pending again at `at`, after `delay`, or now, with fresh budgets; raises
         `JobNotFoundError` or `JobNotRetryableError` (not failed or cancelled)."""
@@ -206,8 +225,18 @@ class JobStore(Protocol):
         ...
 
     async def fail_job(
-        self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
-    ) -> JobStatus | None: ...
+        self,
+        lease: Lease,
+        error: str,
+        retry_delay: float,
+        *,
+        timed_out: bool = False,
+        parts: ErrorParts | None = None,
+    ) -> JobStatus | None:
+        """Record a failed attempt: `error` is the full text (a traceback), `parts` the
+        exception's type and message (None: the store derives them from the text)."""
+        ...
+
     async def cancel_running_job(self, lease: Lease, reason: str) -> bool: ...
     async def release_job(self, lease: Lease, reason: str) -> bool: ...
     async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:

@@ -8,6 +8,7 @@ the trigger is exhausted. Wall-clock semantics (cron) are documented on `CronTri
 from __future__ import annotations
 
 import calendar
+import logging
 import math
 import random
 import re
@@ -21,6 +22,8 @@ from croniter import CroniterError, croniter
 
 from scheduler.bounds import MAX_SECONDS, MAX_SECONDS_TEXT
 from scheduler.errors import InvalidTriggerError
+
+logger = logging.getLogger("scheduler.triggers")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -142,11 +145,54 @@ def _collapse_single_value_ranges(cron_field: str) -> str:
     return ",".join(parts)
 
 
+def _parses(expression: str, *, seconds_first: bool) -> bool:
+    try:
+        croniter(expression, datetime(2000, 1, 1), second_at_beginning=seconds_first)
+    except (CroniterError, ValueError, KeyError):
+        return False
+    return True
+
+
+def _seconds_first(fields: list[str]) -> str:
+    """A croniter-style (seconds last) six-field expression in this library's order."""
+    return " ".join([fields[-1], *fields[:-1]])
+
+
+_NUMBERS = re.compile(r"\d+(,\d+)*")
+_warned_expressions: set[str] = set()
+
+
+def _warn_if_seconds_look_last(expression: str) -> None:
+    """Warn (once per expression) when a six-field expression, valid either way, looks
+    written seconds-last: its first field steps like minutes (``*`` or ``*/n``) and its
+    last is a plain number or list, as croniter users write ``*/5 * * * * 0``."""
+    fields = expression.split()
+    if expression in _warned_expressions or not fields[0].startswith("*"):
+        return
+    if not _NUMBERS.fullmatch(fields[-1]) or not _parses(expression, seconds_first=False):
+        return
+    _warned_expressions.add(expression)
+    logger.warning(
+        "cron expression %r has six fields: read here with seconds FIRST (second minute"
+        " hour day month weekday), so its last field %r is the day of the week. If you"
+        " meant croniter's seconds-last order, write %r",
+        expression,
+        fields[-1],
+        _seconds_first(fields),
+    )
+
+
 class CronTrigger:
     """Fires when the wall clock of `timezone` matches a cron expression.
 
-    Five fields (minute hour day-of-month month day-of-week), or six with seconds first
-    (``*/10 * * * * *`` = every ten seconds). Wall-clock semantics across DST:
+    Five fields (minute hour day-of-month month day-of-week), or six with **seconds
+    first** (``second minute hour day-of-month month day-of-week``: ``*/10 * * * * *`` is
+    every ten seconds, ``30 0 9 * * 1-5`` is 09:00:30 on weekdays). Note that croniter's
+    own six-field form puts the seconds *last*: a six-field expression that is only valid
+    that way raises `InvalidTriggerError` with the seconds-first spelling, and one that
+    reads very differently the two ways (``*/5 * * * * 0``: here every five seconds on
+    Sundays; in croniter every five minutes at second 0) logs a warning once.
+    Wall-clock semantics across DST:
 
     * each matching wall time fires once: in the autumn repeated hour a daily
       ``30 1 * * *`` fires at the first 01:30 only, and other slots of the repeated hour
@@ -172,7 +218,16 @@ class CronTrigger:
         try:
             croniter(self.expression, datetime(2000, 1, 1), second_at_beginning=self._with_seconds)
         except (CroniterError, ValueError, KeyError) as exc:
+            if self._with_seconds and _parses(self.expression, seconds_first=False):
+                raise InvalidTriggerError(
+                    f"cron expression {expression!r} is not valid with seconds first (this"
+                    " library's six-field order: second minute hour day month weekday), but"
+                    " is with seconds last (croniter's order). If that is what you meant,"
+                    f" write {_seconds_first(fields)!r}"
+                ) from None
             raise InvalidTriggerError(f"invalid cron expression {expression!r}: {exc}") from None
+        if self._with_seconds:
+            _warn_if_seconds_look_last(self.expression)
         # An expression such as "0 0 30 2 *" (February 30th) parses but never fires.
         if self.next_fire_time(datetime(2000, 1, 1, tzinfo=self._zone)) is None:
             raise InvalidTriggerError(f"cron expression {expression!r} never fires")

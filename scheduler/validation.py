@@ -4,10 +4,12 @@ so bad input never leaves a partial write behind."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +55,7 @@ def new_job(request: JobRequest, task: TaskDefinition, *, max_payload_bytes: int
     args_json, kwargs_json = encode_arguments(
         request.args, request.kwargs, max_bytes=max_payload_bytes
     )
+    check_arguments_fit(task, request.args, request.kwargs)
     max_retries = task.max_retries if request.max_retries is None else request.max_retries
     timeout = task.timeout if request.timeout is None else request.timeout
     queue = request.queue if request.queue is not None else task.queue
@@ -71,6 +74,37 @@ def new_job(request: JobRequest, task: TaskDefinition, *, max_payload_bytes: int
         lock_key=validate_key(request.lock_key, "lock_key"),
         unique_key=validate_key(request.unique_key, "unique_key"),
     )
+
+
+def check_arguments_fit(
+    task: TaskDefinition, args: Sequence[Any], kwargs: Mapping[str, Any] | None
+) -> None:
+    """Refuse arguments the task's function cannot take (a missing, extra or unknown one)
+    now, rather than as a failed attempt later. Known only when this process holds the
+    function: scheduled by function, or by the name of a task registered here."""
+    signature = _signature_of(task.func)
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **(kwargs or {}))
+    except TypeError as exc:
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        raise InvalidJobError(
+            f"task {task.name!r} cannot take these arguments: {exc}; it takes"
+            f" {getattr(task.func, '__qualname__', task.name)}{bare}"
+        ) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
+    """Once per function: schedule() of many jobs of one task reads it once."""
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins and C callables have none
+        return None
 
 
 def validate_depends_on(depends_on: object) -> tuple[str, ...]:

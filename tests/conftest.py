@@ -11,6 +11,7 @@ from hypothesis import settings
 from scheduler import RetryBackoff, Scheduler
 from scheduler.postgres.sql import quote_identifier
 from tests.support.db import FAST, TEST_DSN, unique_schema
+from tests.support.pgbouncer import PgBouncer
 from tests.support.processes import ThrowawayCluster
 
 
@@ -79,3 +80,14 @@ def cluster() -> Iterator[ThrowawayCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def pgbouncer() -> Iterator[PgBouncer]:
+    """A private PgBouncer in transaction mode in front of the test server."""
+    bouncer = PgBouncer()
+    bouncer.start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()

@@ -22,6 +22,7 @@ from scheduler.cli.worker import (
     run_worker,
 )
 from scheduler.config import default_schema
+from scheduler.error_text import error_line
 from scheduler.errors import InvalidDsnError
 from scheduler.flow import Limits
 from scheduler.operations import FINISHED, OperationError
@@ -34,12 +35,26 @@ from scheduler.scheduler import Scheduler
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
-async def open_pool(dsn: str | None, max_size: int) -> asyncpg.Pool[Any]:
+#: asyncpg's own default for statement_cache_size.
+ASYNCPG_STATEMENT_CACHE = 100
+
+
+async def open_pool(
+    dsn: str | None, max_size: int, statement_cache_size: int | None = None
+) -> asyncpg.Pool[Any]:
     """A pool for `dsn` (normalized: see scheduler.postgres.dsn). asyncpg's own DSN errors
-    (and the ValueError it lets through for some) become `InvalidDsnError`."""
+    (and the ValueError it lets through for some) become `InvalidDsnError`. An idle worker
+    keeps only the connections it uses (docs/scale.md, Connections)."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            max_inactive_connection_lifetime=60.0,
+            statement_cache_size=ASYNCPG_STATEMENT_CACHE
+            if statement_cache_size is None
+            else statement_cache_size,
         )
     except (asyncpg.ClientConfigurationError, ValueError) as exc:
         raise InvalidDsnError(f"invalid DSN: {exc}") from None
@@ -71,7 +86,11 @@ async def run(options: argparse.Namespace) -> int:
             replicas=options.replicas,
             pool_size=options.pool_size,
         )
-    pool = await open_pool(dsn, 4 + (getattr(options, "max_concurrent_jobs", 0) or 10))
+    pool = await open_pool(
+        dsn,
+        4 + (getattr(options, "max_concurrent_jobs", 0) or 10),
+        options.statement_cache_size,
+    )
     try:
         if options.command not in ("migrate", "status", "worker"):
             async with pool.acquire() as conn:
@@ -223,11 +242,10 @@ async def print_job(scheduler: Scheduler, options: argparse.Namespace) -> int:
         print(_json(history, indent=2))
     else:
         for entry in history:
-            # A traceback's last line names the exception: enough for one line.
-            error = (entry["error"] or "").strip().splitlines()[-1:] or [""]
+            error = error_line(entry["error_type"], entry["error_message"], entry["error"])
             print(
                 f"#{entry['attempt']}  {entry['outcome'].value:<11}  {entry['finished_at']}"
-                f"  {entry['hostname'] or '-'}  {entry['worker_id'] or '-'}  {error[0]}".rstrip()
+                f"  {entry['hostname'] or '-'}  {entry['worker_id'] or '-'}  {error}".rstrip()
             )
     return 0
 
@@ -261,6 +279,11 @@ async def print_status(pool: asyncpg.Pool[Any], schema: str) -> int:
                 f"  worker {row['worker_id']} {row['hostname']}:{row['pid']} {state},"
                 f" {row['tasks']} task(s)"
             )
+    for unserved in await operations.unserved_tasks(pool, schema):
+        print(
+            f"  no worker for this task: {unserved.task_name} (queue {unserved.queue}),"
+            f" {unserved.pending} pending job(s)"
+        )
     return 0
 
 
@@ -269,8 +292,9 @@ def print_jobs(found: list[dict[str, Any]], *, as_json: bool) -> None:
         if as_json:
             print(json.dumps(job, default=str))
             continue
-        error = (job["last_error"] or "").replace("\n", " ")
-        error = f"  {error[:60]}…" if len(error) > 60 else f"  {error}" if error else ""
+        # The exception's type and message, not its traceback (that is in `show`).
+        error = error_line(job["error_type"], job["error_message"], job["last_error"])
+        error = f"  {error[:80]}…" if len(error) > 80 else f"  {error}" if error else ""
         print(
             f"{job['job_id']}  {job['status']:<9}  {job['task_name']}"
             f"  due {job['execution_time']:%Y-%m-%d %H:%M:%S%z}  attempts {job['attempts']}"

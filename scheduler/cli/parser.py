@@ -152,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="PostgreSQL DSN, a URL or libpq keywords (default: $SCHEDULER_DSN, else PG*)",
     )
     parser.add_argument(
+        "--statement-cache-size",
+        type=non_negative,
+        default=os.environ.get("SCHEDULER_STATEMENT_CACHE_SIZE"),
+        metavar="N",
+        help="asyncpg's statement cache per connection (default:"
+        " $SCHEDULER_STATEMENT_CACHE_SIZE or asyncpg's 100); 0 through PgBouncer in"
+        " transaction mode",
+    )
+    parser.add_argument(
         "--schema",
         default=None,
         help="schema of the scheduler tables (default: $SCHEDULER_SCHEMA or 'scheduler')",
@@ -349,6 +358,13 @@ def _add_worker(commands: Any) -> None:
         help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for remote scrapes)",
     )
     worker.add_argument(
+        "--listen-dsn",
+        default=os.environ.get("SCHEDULER_LISTEN_DSN"),
+        metavar="DSN",
+        help="DSN of the PostgreSQL server itself for the replica's LISTEN connection, when"
+        " --dsn points at PgBouncer in transaction mode (also $SCHEDULER_LISTEN_DSN)",
+    )
+    worker.add_argument(
         "--http-allowed-host",
         dest="http_allowed_hosts",
         action="append",
@@ -441,6 +457,8 @@ def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
         hosts = os.environ["SCHEDULER_HTTP_ALLOWED_HOSTS"].split(",")
     if hosts:
         settings["http_allowed_hosts"] = [host.strip() for host in hosts if host.strip()]
+    if getattr(options, "listen_dsn", None):
+        settings["listen_dsn"] = options.listen_dsn
     return settings
 
 

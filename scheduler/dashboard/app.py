@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -19,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from scheduler.error_text import error_line
 from scheduler.errors import SchedulerError
 from scheduler.postgres.sql import validate_schema_name
 
@@ -115,6 +117,7 @@ class _Dashboard:
             when=_when,
             seconds=_seconds,
             summary=_summary,
+            error_line=_error_line,
             quote=lambda v: quote(str(v), safe=""),
         )
 
@@ -289,6 +292,18 @@ class _Dashboard:
 def _base(request: Request) -> str:
     """Where the dashboard is mounted (empty at the root of its own server)."""
     return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _error_line(row: Any) -> str:
+    """A job's or an attempt's error for a list: its exception's type and message."""
+
+    def get(name: str) -> Any:
+        return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+
+    text = get("last_error") if get("error") is None else get("error")
+    if get("error_message") is None:
+        return _summary(text)
+    return error_line(get("error_type"), get("error_message"), text)
 
 
 def _summary(error: str | None) -> str:

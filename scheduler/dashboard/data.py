@@ -53,6 +53,8 @@ class Totals:
     failed_hour: int = 0
     lag_seconds: float = 0.0
     paused: bool = False
+    #: Pending jobs of this task (or queue) that no live worker serves.
+    unserved: int = 0
     #: Why the queue's limits cannot be enforced (its jobs wait); None: no problem.
     problem: str | None = None
 
@@ -78,6 +80,7 @@ class Totals:
             "per_minute": round(self.per_minute, 1),
             "lag_seconds": round(self.lag_seconds, 1),
             "paused": self.paused,
+            "unserved": self.unserved,
             "problem": self.problem,
         }
 
@@ -167,6 +170,7 @@ class DashboardData:
                 rows = await conn.fetch(self.q.overview_counts, THROUGHPUT_WINDOW)
                 settings = await conn.fetch(self.q.queue_settings)
                 live = await conn.fetchval(self.q.live_worker_count)
+            unserved = await self.store.unserved_tasks()
             queues: dict[str, Totals] = {}
             tasks: dict[str, Totals] = {}
             for row in rows:
@@ -176,6 +180,8 @@ class DashboardData:
                 totals = queues.setdefault(setting["queue"], Totals(setting["queue"]))
                 totals.paused = setting["paused"]
                 totals.problem = setting["problem"]
+            for entry in unserved:  # "no worker for this task" on the task's row
+                tasks.setdefault(entry.task_name, Totals(entry.task_name)).unserved += entry.pending
             self._overview = Overview(
                 queues=[queues[name] for name in sorted(queues)],
                 tasks=[tasks[name] for name in sorted(tasks)],

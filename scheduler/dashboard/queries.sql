@@ -66,7 +66,7 @@ SELECT count(*)::integer FROM {schema}.workers WHERE lease_expires_at > now()
 -- Pending jobs in the claim index's order: queue, priority, due time (then id), after
 -- the cursor ($3 queue, $4 priority, $5 due time, $6 id). At most $7 rows.
 SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
-       right(last_error, 400) AS last_error, schedule_id,
+       right(last_error, 400) AS last_error, error_message, schedule_id,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
@@ -85,7 +85,7 @@ LIMIT $7
 -- Running jobs, longest running first, after the cursor ($3 start time, $4 id). The
 -- running rows are few (at most the fleet's slots): their partial index holds only them.
 SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
-       right(last_error, 400) AS last_error, schedule_id,
+       right(last_error, 400) AS last_error, error_message, schedule_id,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
@@ -102,7 +102,7 @@ LIMIT $5
 -- jobs_succeeded --
 -- Succeeded jobs, latest finished first, before the cursor ($3 finish time, $4 id).
 SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
-       right(last_error, 400) AS last_error, schedule_id,
+       right(last_error, 400) AS last_error, error_message, schedule_id,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
@@ -119,7 +119,7 @@ LIMIT $5
 -- jobs_failed --
 -- Failed jobs, latest change first, before the cursor ($3 change time, $4 id).
 SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
-       right(last_error, 400) AS last_error, schedule_id,
+       right(last_error, 400) AS last_error, error_message, schedule_id,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
@@ -136,7 +136,7 @@ LIMIT $5
 -- jobs_cancelled --
 -- Cancelled jobs, latest change first, before the cursor ($3 change time, $4 id).
 SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
-       right(last_error, 400) AS last_error, schedule_id,
+       right(last_error, 400) AS last_error, error_message, schedule_id,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,
@@ -154,7 +154,7 @@ LIMIT $5
 -- Jobs waiting for their dependencies, latest change first, before the cursor ($3 change
 -- time, $4 id).
 SELECT job_id, task_name, queue, status, priority, attempts, max_retries,
-       right(last_error, 400) AS last_error, schedule_id,
+       right(last_error, 400) AS last_error, error_message, schedule_id,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at,

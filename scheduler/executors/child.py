@@ -5,40 +5,48 @@ It reads one JSON request per line on its stdin, imports the function the reques
 arguments and `current_job()` set, and answers with one JSON line. No pickle crosses the
 pipe in either direction. It exits at the end of its input, and dies with its parent.
 
+Whatever the job starts goes with it: the child is a subreaper (see `descendants`), and a
+watchdog thread that sees its parent go (the request pipe hangs up: the replica exited,
+crashed or was SIGKILLed) kills every descendant before the child exits. So does the
+end of its input (recycling, shutdown); a kill from the replica walks the same tree.
+
 The job's own prints go to stderr: the protocol owns a private copy of the original stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib
 import inspect
 import json
 import os
-import signal
-import sys
+import select
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 from uuid import UUID
 
 from scheduler.context import JobContext, Snooze, set_current_job
-from scheduler.error_text import describe_exception, storable_text
+from scheduler.error_text import describe_exception, exception_parts, storable_text
+from scheduler.executors.descendants import become_subreaper, kill_descendants
 from scheduler.serialization import encode_result
 
-_PR_SET_PDEATHSIG = 1
+#: How often the watchdog also checks that its parent is still the replica.
+PARENT_CHECK_INTERVAL = 1.0
 
 
 def main() -> None:
     requests, replies = _take_protocol_streams()
-    _die_with_parent(os.getppid())
+    become_subreaper()
+    _die_with_parent(os.getppid(), requests.fileno())
     functions: dict[str, Callable[..., Any]] = {}
     while True:
         line = requests.readline()
         if not line:
-            return  # the parent closed the pipe: recycled or shutting down
+            # The parent closed the pipe: recycled or shutting down. Nothing the jobs
+            # started outlives this child.
+            kill_descendants(os.getpid())
+            return
         reply = run_request(json.loads(line), functions)
         replies.write(reply.encode("utf-8") + b"\n")
         replies.flush()
@@ -51,7 +59,12 @@ def run_request(request: dict[str, Any], functions: dict[str, Callable[..., Any]
         if func is None:
             func = functions[request["target"]] = _import(request["target"])
     except Exception as exc:
-        return _reply(error=storable_text(f"could not import {request['target']}: {exc!r}"))
+        parts = exception_parts(exc)
+        return _reply(
+            error=storable_text(f"could not import {request['target']}: {exc!r}"),
+            error_type=parts.type,
+            error_message=parts.message,
+        )
     set_current_job(
         JobContext(
             request["job_id"], request["task_name"], request["attempt"], UUID(request["worker"])
@@ -65,7 +78,10 @@ def run_request(request: dict[str, Any], functions: dict[str, Callable[..., Any]
     except Snooze as snooze:
         return _reply(snooze=snooze.delay)
     except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the job failed
-        return _reply(error=describe_exception(exc))
+        parts = exception_parts(exc)
+        return _reply(
+            error=describe_exception(exc), error_type=parts.type, error_message=parts.message
+        )
     try:
         result_json = encode_result(value, max_bytes=request["max_result_bytes"])
     except ValueError as exc:
@@ -100,21 +116,21 @@ def _take_protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     return requests, replies
 
 
-def _die_with_parent(parent: int) -> None:
-    """A replica that is SIGKILLed must not leave a CPU-bound child running forever."""
-    if sys.platform == "linux":
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
-                if os.getppid() != parent:  # died before prctl took effect
-                    os._exit(1)
-                return
-        except (OSError, AttributeError):
-            pass
+def _die_with_parent(parent: int, requests: int) -> None:
+    """However the replica ends (SIGKILL, a crash, an exit), this child and everything the
+    job started die within a bounded time: a watchdog thread waits for the request pipe to
+    hang up (no writer left: the replica is gone) or for the child to be re-parented, then
+    kills the descendants and exits. A thread rather than PR_SET_PDEATHSIG(SIGKILL), which
+    would kill this child before it could take its descendants along (and fires when the
+    parent *thread* ends, not the process)."""
 
     def watch() -> None:
+        hangup = select.poll()
+        hangup.register(requests, 0)  # POLLHUP and POLLERR are always reported
         while os.getppid() == parent:
-            time.sleep(1.0)
+            if hangup.poll(PARENT_CHECK_INTERVAL * 1000):
+                break
+        kill_descendants(os.getpid())
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

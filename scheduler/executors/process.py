@@ -11,7 +11,8 @@ holds its concurrency slot, so children count against `max_concurrent_jobs`. The
 never more children than the pool size: one is started only when a job has taken a place
 and no idle child is left, and a child being replaced is gone before its place is free.
 A timeout, a cancel or a shutdown past its grace kills the job's child (SIGKILL) and the
-runner records what stopped it; a child that dies by itself fails the attempt.
+runner records what stopped it; a child that dies by itself fails the attempt. Every such
+kill, and every end of the replica (see `child`), also takes whatever the job started.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from scheduler.context import Snooze
+from scheduler.error_text import ErrorParts
 from scheduler.errors import SchedulerError
+from scheduler.executors.descendants import kill_tree
 from scheduler.running_jobs import RunningJob
 from scheduler.task_definition import TaskDefinition
 from scheduler.tasks import import_path_of
@@ -41,7 +45,12 @@ EXIT_WAIT = 2.0
 
 class ProcessJobError(SchedulerError):
     """A process job failed in its child: it raised (the child's traceback is the message),
-    returned a value that cannot be stored, or its child died."""
+    returned a value that cannot be stored, or its child died. `parts` is the type and
+    message of what the job raised in its child (None when it raised nothing)."""
+
+    def __init__(self, message: str, parts: ErrorParts | None = None) -> None:
+        super().__init__(message)
+        self.parts = parts
 
 
 class ChildProcess:
@@ -73,7 +82,10 @@ class ChildProcess:
         return reply
 
     async def kill(self) -> None:
-        """SIGKILL its whole process group: whatever the job started dies with it."""
+        """SIGKILL it and whatever the job started: every descendant (the child is their
+        subreaper, so a setsid() or a double fork does not hide one), then its group."""
+        if self.process.returncode is None:
+            await _uninterrupted(kill_tree, self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         if self.process.returncode is None:
@@ -202,6 +214,21 @@ class ProcessPool:
                     stopping.start_soon(child.kill)
 
 
+async def _uninterrupted(function: Callable[[int], None], argument: int) -> None:
+    """Run `function` in a thread to its end, even through cancels (a job is often
+    interrupted twice: say a cancel request and the shutdown); they are re-raised after."""
+    future = asyncio.get_running_loop().run_in_executor(None, function, argument)
+    interrupted: asyncio.CancelledError | None = None
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    future.result()
+    if interrupted is not None:
+        raise interrupted
+
+
 def _outcome(reply: dict[str, Any], pid: int) -> Any:
     if "result" in reply:
         return reply["result"]
@@ -211,7 +238,12 @@ def _outcome(reply: dict[str, Any], pid: int) -> Any:
         raise ProcessJobError(
             f"the job returned a value that cannot be stored: {reply['unstorable']}"
         )
-    raise ProcessJobError(f"the job failed in its worker process (pid {pid}):\n{reply['error']}")
+    parts = None
+    if reply.get("error_message") is not None:
+        parts = ErrorParts(reply.get("error_type"), str(reply["error_message"]))
+    raise ProcessJobError(
+        f"the job failed in its worker process (pid {pid}):\n{reply['error']}", parts
+    )
 
 
 def _death(code: int) -> str:

@@ -5,13 +5,21 @@ Notifications wake the dispatcher ("due <seconds>") and the ticker ("schedule
 `on_reconnect` runs, because notifications sent while we were not listening are gone:
 the caller catches up from the tables. "finished <job id>" wakes whoever waits for that
 job (`wait_for_job`).
+
+Through a pooler in transaction mode LISTEN does not work: the session that listens goes
+back to the pooler's pool and its notifications are dropped. So each new connection sends
+itself a "probe <token>" notification through the pool; if it does not arrive,
+`on_unheard` runs once (the caller polls often instead) and a WARNING names the fix: a
+`connect` that opens the connection to the server itself (`Scheduler(listen_dsn=...)`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import asyncpg
@@ -21,6 +29,9 @@ from scheduler.postgres.connection import acquire
 from scheduler.services.loop_backoff import LoopBackoff
 
 logger = logging.getLogger("scheduler.listener")
+
+#: The listener's own connection, when it is not one of the pool's.
+Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
 
 
 class Listener:
@@ -36,8 +47,16 @@ class Listener:
         check_interval: float,
         check_timeout: float,
         on_finished: Callable[[str], None] | None = None,
+        connect: Connect | None = None,
+        on_unheard: Callable[[], None] | None = None,
     ) -> None:
         self._pool = pool
+        self._connect = connect
+        self._on_unheard = on_unheard
+        self._probe = f"probe {uuid.uuid4().hex}"
+        self._probe_heard = asyncio.Event()
+        #: False once a connection's probe did not come back (notifications are lost).
+        self.hears_itself: bool | None = None
         self._channel = channel
         self._on_due = on_due
         self._on_schedule = on_schedule
@@ -55,7 +74,9 @@ class Listener:
         """asyncpg calls this from the event loop, outside any task, where anyio cannot
         tell which async library runs (with sniffio installed it raises): queue the
         payload for `_deliver`, a task, to handle."""
-        if isinstance(payload, str):
+        if payload == self._probe:
+            self._probe_heard.set()
+        elif isinstance(payload, str):
             self._inbox.put_nowait(payload)
 
     async def _deliver(self) -> None:
@@ -96,7 +117,7 @@ class Listener:
             await anyio.sleep(backoff.next_delay())
 
     async def _listen_until_lost(self, task_status: TaskStatus[None] | None) -> None:
-        conn = await acquire(self._pool)  # bounded: a full pool fails start(), not hangs it
+        conn = await self._open()
         lost = anyio.Event()
         try:
             conn.add_termination_listener(lambda _c: lost.set())
@@ -108,6 +129,8 @@ class Listener:
             else:
                 logger.info("listening again on %s; catching up", self._channel)
                 self._on_reconnect()
+            if self.hears_itself is None:
+                await self._check_delivery(conn)
             while not lost.is_set():
                 with anyio.move_on_after(self._check_interval):
                     await lost.wait()
@@ -135,4 +158,39 @@ class Listener:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await self._pool.release(conn)
+                await self._close(conn)
+
+    async def _open(self) -> Any:
+        if self._connect is not None:
+            return await self._connect()
+        return await acquire(self._pool)  # bounded: a full pool fails start(), not hangs it
+
+    async def _close(self, conn: Any) -> None:
+        if self._connect is None:
+            await self._pool.release(conn)
+        elif not conn.is_closed():
+            with anyio.move_on_after(self._check_timeout):
+                await conn.close()
+            if not conn.is_closed():
+                conn.terminate()
+
+    async def _check_delivery(self, conn: Any) -> None:
+        """NOTIFY ourselves through the pool, as a peer would. A listening session gets a
+        notification before it answers its next statement, so one round trip on `conn`
+        after the NOTIFY committed tells (the wait allows for a slow delivery)."""
+        self._probe_heard.clear()
+        await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, self._probe)
+        with anyio.fail_after(self._check_timeout):  # no answer: a frozen connection
+            await conn.fetchval("SELECT 1")
+        with anyio.move_on_after(self._check_timeout):
+            await self._probe_heard.wait()
+        self.hears_itself = self._probe_heard.is_set()
+        if not self.hears_itself:
+            logger.warning(
+                "notifications do not reach this replica's listener (a pooler in transaction"
+                " mode, such as PgBouncer, between the pool and PostgreSQL?): polling every"
+                " second instead. Pass Scheduler(..., listen_dsn=...) a DSN of the server"
+                " itself for wake-ups at once."
+            )
+            if self._on_unheard is not None:
+                self._on_unheard()

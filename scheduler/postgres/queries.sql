@@ -104,7 +104,7 @@ RETURNING j.job_id
 
 -- get_attempts --
 -- A job's attempt history, oldest first.
-SELECT attempt, worker_id, hostname, outcome, error,
+SELECT attempt, worker_id, hostname, outcome, error, error_type, error_message,
        {schema}.readable_time(claimed_at) AS claimed_at,
        {schema}.readable_time(started_at) AS started_at,
        {schema}.readable_time(finished_at) AS finished_at
@@ -118,6 +118,7 @@ ORDER BY attempt
 -- datetime.min, in UTC), so reading a row never fails.
 SELECT job_id, task_name, args::text AS args, kwargs::text AS kwargs, status, priority,
        attempts, failures, lost_leases, max_retries, timeout_seconds, last_error,
+       error_type, error_message,
        lease_owner, schedule_id, queue, lock_key, unique_key,
        {schema}.readable_time(execution_time) AS execution_time,
        {schema}.readable_time(cancel_requested_at) AS cancel_requested_at,
@@ -299,7 +300,8 @@ WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn.queue AND q
 -- Record a failed attempt (an exception or a timeout): it spends one of max_retries. Back to
 -- pending after $5 seconds while retries remain and nobody asked to cancel, else failed.
 -- Fenced like every attempt write; its history row's outcome is $6 ('failed' or 'timed
--- out'). Returns the new status.
+-- out'). $7 and $8 are the error's type and message (NULL: derived from the text $4).
+-- Returns the new status.
 WITH ended AS (
     UPDATE {schema}.jobs SET
         failures = failures + 1,
@@ -310,13 +312,16 @@ WITH ended AS (
                               ELSE execution_time END,
         finished_at = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
                            THEN NULL ELSE now() END,
-        lease_owner = NULL, last_error = $4, updated_at = now()
+        lease_owner = NULL, last_error = $4, error_type = $7::text,
+        error_message = $8::text, updated_at = now()
     WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
     RETURNING job_id, attempts, claimed_at, started_at, status
 ), history AS (
     INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT e.job_id, e.attempts, $2, w.hostname, e.claimed_at, e.started_at, $6, $4
+        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error,
+         error_type, error_message)
+    SELECT e.job_id, e.attempts, $2, w.hostname, e.claimed_at, e.started_at, $6, $4,
+           $7::text, $8::text
     FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $2
 )
 SELECT status FROM ended
@@ -434,7 +439,8 @@ WITH ended AS (
     FROM unnest($2::text[], $3::integer[]) AS a(job_id, attempt)
     WHERE j.job_id = a.job_id AND j.attempts = a.attempt AND j.lease_owner = $1
       AND j.status = 'running'
-    RETURNING j.job_id, j.status, j.attempts, j.claimed_at, j.started_at, j.last_error
+    RETURNING j.job_id, j.task_name, j.status, j.attempts, j.claimed_at, j.started_at,
+              j.last_error
 ), history AS (
     INSERT INTO {schema}.job_attempts
         (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
@@ -442,7 +448,7 @@ WITH ended AS (
            e.last_error
     FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $1
 )
-SELECT job_id, status FROM ended
+SELECT job_id, task_name, attempts, status FROM ended
 
 -- unregister_worker --
 -- A worker leaving cleanly (after releasing its jobs).
@@ -479,7 +485,8 @@ WITH orphans AS (
         lease_owner = NULL, updated_at = now()
     FROM decided d
     WHERE j.job_id = d.job_id AND j.status = 'running'
-    RETURNING j.job_id, j.status, j.attempts, d.owner, j.claimed_at, j.started_at, j.last_error
+    RETURNING j.job_id, j.task_name, j.status, j.attempts, d.owner, j.claimed_at,
+              j.started_at, j.last_error
 ), history AS (
     INSERT INTO {schema}.job_attempts
         (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
@@ -487,7 +494,7 @@ WITH orphans AS (
            e.last_error
     FROM reaped e LEFT JOIN {schema}.workers w ON w.worker_id = e.owner
 )
-SELECT job_id, status FROM reaped
+SELECT job_id, task_name, attempts, owner, status FROM reaped
 
 -- delete_dead_workers --
 -- Forget workers whose lease expired and who own no running job any more.
@@ -517,7 +524,7 @@ UPDATE {schema}.jobs j SET
                         ' its due time', j.task_name, $1::float8)
 FROM unrunnable u
 WHERE j.job_id = u.job_id AND j.status = 'pending'
-RETURNING j.job_id
+RETURNING j.job_id, j.task_name
 
 -- prune_finished_jobs --
 -- Delete up to $2 jobs that finished more than $1 seconds ago.
@@ -707,8 +714,8 @@ WHERE s.schedule_id = p.schedule_id
 -- task names ($2) and a window on the last change: from $3 (or $4 seconds before now) to
 -- $5 (or $6 seconds before now); NULL filters match everything. At most $7 rows.
 SELECT job_id, task_name, status, priority, execution_time, attempts, failures, lost_leases,
-       max_retries, last_error, lease_owner, schedule_id, created_at, updated_at, started_at,
-       finished_at
+       max_retries, last_error, error_type, error_message, lease_owner, schedule_id,
+       created_at, updated_at, started_at, finished_at
 FROM {schema}.jobs
 WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
   AND ($2::text[] IS NULL OR task_name = ANY($2::text[]))
@@ -791,3 +798,23 @@ SELECT task_name, concurrency_limit, rate_limit, rate_period, rate_burst,
        {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
            AS problem
 FROM {schema}.task_limits t ORDER BY task_name
+
+-- unserved_tasks --
+-- Pending jobs whose task no live worker has registered (in the job's queue): "no worker
+-- for this task" in `scheduler status` and the dashboard. Per task and queue, at most $1.
+SELECT j.task_name, j.queue, count(*) AS pending,
+       {schema}.readable_time(min(j.execution_time)) AS oldest_due
+FROM {schema}.jobs j
+WHERE j.status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM {schema}.workers w
+                  WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks)
+                    AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
+GROUP BY j.task_name, j.queue
+ORDER BY j.task_name, j.queue
+LIMIT $1
+
+-- task_served --
+-- Whether a live worker has registered task $1, and how many live workers there are.
+SELECT EXISTS (SELECT 1 FROM {schema}.workers
+               WHERE lease_expires_at > now() AND $1 = ANY(tasks)) AS served,
+       (SELECT count(*) FROM {schema}.workers WHERE lease_expires_at > now()) AS live_workers

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from scheduler.dependencies import dependency_order
+from scheduler.error_text import ErrorParts
 from scheduler.errors import (
     InvalidJobError,
     JobAlreadyExistsError,
@@ -60,6 +61,7 @@ from scheduler.store import (
     NewSchedule,
     ResumeFireTime,
     Success,
+    UnservedTask,
 )
 from scheduler.triggers import Trigger, UnreadableTrigger, trigger_from_json
 
@@ -263,6 +265,20 @@ class PostgresJobStore:
             status = await self._db.fetchval(self.q.job_status, job_id)
         return None if status is None else JobStatus(status)
 
+    async def task_served(self, task_name: str) -> tuple[bool, int]:
+        with _schema_guard(self.schema):
+            row = await self.pool.fetchrow(self.q.task_served, task_name)
+        assert row is not None
+        return bool(row["served"]), int(row["live_workers"])
+
+    async def unserved_tasks(self, limit: int = 50) -> list[UnservedTask]:
+        with _schema_guard(self.schema):
+            rows = await self.pool.fetch(self.q.unserved_tasks, limit)
+        return [
+            UnservedTask(row["task_name"], row["queue"], row["pending"], row["oldest_due"])
+            for row in rows
+        ]
+
     async def retry_job(self, job_id: str, at: datetime | None, delay: float | None) -> None:
         try:
             with _schema_guard(self.schema):
@@ -306,6 +322,8 @@ class PostgresJobStore:
                 started_at=row["started_at"],
                 finished_at=row["finished_at"],
                 error=row["error"],
+                error_type=row["error_type"],
+                error_message=row["error_message"],
             )
             for row in rows
         ]
@@ -571,7 +589,13 @@ class PostgresJobStore:
         return {row["job_id"] for row in rows if row["kind"] == "completed"}
 
     async def fail_job(
-        self, lease: Lease, error: str, retry_delay: float, *, timed_out: bool = False
+        self,
+        lease: Lease,
+        error: str,
+        retry_delay: float,
+        *,
+        timed_out: bool = False,
+        parts: ErrorParts | None = None,
     ) -> JobStatus | None:
         outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
         status = await self._kept.fetchval(
@@ -582,6 +606,8 @@ class PostgresJobStore:
             error,
             retry_delay,
             outcome.value,
+            None if parts is None else parts.type,
+            None if parts is None else parts.message,
         )
         return None if status is None else JobStatus(status)
 
@@ -660,10 +686,15 @@ class PostgresJobStore:
             self.q.reclaim_attempts, owner, job_ids, numbers, orphan_retries
         )
         for row in rows:
-            logger.warning(
-                "job %s was held by this worker but not run; handed back, now %s",
+            logger.log(
+                logging.ERROR if row["status"] == "failed" else logging.WARNING,
+                "task %s job %s attempt %d was held by this worker but not run or recorded;"
+                " handed back, now %s",
+                row["task_name"],
                 row["job_id"],
+                row["attempts"],
                 row["status"],
+                extra=_log_fields(row),
             )
         return len(rows)
 
@@ -723,7 +754,16 @@ class PostgresJobStore:
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
         rows = await self._db.fetch(self.q.reap_orphans, limit, orphan_retries)
         for row in rows:
-            logger.warning("job %s lost its lease; now %s", row["job_id"], row["status"])
+            logger.log(
+                logging.ERROR if row["status"] == "failed" else logging.WARNING,
+                "task %s job %s attempt %d lost its lease (worker %s stopped heartbeating); now %s",
+                row["task_name"],
+                row["job_id"],
+                row["attempts"],
+                row["owner"],
+                row["status"],
+                extra=_log_fields(row),
+            )
         return len(rows)
 
     async def delete_dead_workers(self) -> int:
@@ -732,13 +772,25 @@ class PostgresJobStore:
     async def fail_unrunnable_jobs(self, after_seconds: float, limit: int) -> int:
         rows = await self._db.fetch(self.q.fail_unrunnable_jobs, after_seconds, limit)
         for row in rows:
-            logger.error("job %s failed: no live worker registered its task", row["job_id"])
+            logger.error(
+                "task %s job %s failed: no live worker registered its task within %s seconds"
+                " of its due time",
+                row["task_name"],
+                row["job_id"],
+                after_seconds,
+                extra={"job_id": row["job_id"], "task_name": row["task_name"]},
+            )
         return len(rows)
 
     async def prune_finished_jobs(self, older_than_seconds: float, limit: int) -> int:
         return _row_count(
             await self._db.execute(self.q.prune_finished_jobs, older_than_seconds, limit)
         )
+
+
+def _log_fields(row: asyncpg.Record) -> dict[str, Any]:
+    """A swept attempt's facts as log record attributes, as the runner gives them."""
+    return {"job_id": row["job_id"], "task_name": row["task_name"], "attempt": row["attempts"]}
 
 
 def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> JobConflictError:
@@ -821,6 +873,8 @@ def _job_from_row(row: asyncpg.Record) -> Job:
         max_retries=row["max_retries"],
         timeout=row["timeout_seconds"],
         last_error=row["last_error"],
+        error_type=row["error_type"],
+        error_message=row["error_message"],
         lease_owner=row["lease_owner"],
         cancel_requested=row["cancel_requested_at"] is not None,
         created_at=row["created_at"],

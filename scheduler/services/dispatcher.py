@@ -69,6 +69,11 @@ class Dispatcher:
         claim it CLAIM_LEAD before."""
         self.wakeup.arm_in(delay - CLAIM_LEAD)
 
+    def poll_at_least_every(self, seconds: float) -> None:
+        """Notifications do not reach this replica (see Listener): look this often."""
+        self._poll_interval = min(self._poll_interval, seconds)
+        self.wakeup.set()
+
     async def run_once(self) -> int:
         """Claim what is due now, up to the free slots; return how many jobs started."""
         free = self._running.room

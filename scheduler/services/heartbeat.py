@@ -104,12 +104,20 @@ class Heartbeat:
                 continue  # its outcome is being written; the write is fenced
             if entry.owner != owner:
                 # Claimed or started under an identity that has since been fenced.
-                logger.warning("job %s attempt %d: lease lost; cancelling it", *entry.key)
+                logger.warning(
+                    "task %s job %s attempt %d: lease lost; cancelling it",
+                    entry.claimed.task_name,
+                    *entry.key,
+                )
                 running.cancel(entry, CancelReason.LEASE_LOST)
             elif entry.job_id in result.cancel_requested:
                 running.cancel(entry, CancelReason.REQUESTED)
             elif entry.key not in result.owned and entry.sequence <= newest_before_send:
-                logger.warning("job %s attempt %d is no longer ours; cancelling it", *entry.key)
+                logger.warning(
+                    "task %s job %s attempt %d is no longer ours; cancelling it",
+                    entry.claimed.task_name,
+                    *entry.key,
+                )
                 running.cancel(entry, CancelReason.LEASE_LOST)
         running.expire_waiting(PREFETCH_MAX_WAIT)
         await self._hand_back_unrun(owner, result.owned)

@@ -57,6 +57,11 @@ class Ticker:
         """A schedule fires in `delay` seconds (as measured by the database)."""
         self.wakeup.arm_in(delay)
 
+    def poll_at_least_every(self, seconds: float) -> None:
+        """Notifications do not reach this replica (see Listener): look this often."""
+        self._poll_interval = min(self._poll_interval, seconds)
+        self.wakeup.set()
+
     async def run_once(self) -> int:
         """Fire every schedule due now; return how many were due."""
         delay = await self._store.next_schedule_delay()

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
-import pytest
 
 from scheduler import AttemptInfo, CallNext, DateTrigger, EventKind, JobEvent, JobStatus
 from scheduler.postgres.sql import quote_identifier
@@ -172,17 +171,6 @@ async def test_events_tell_every_outcome_and_a_raising_handler_changes_nothing(
     assert success.start_lag is not None and success.start_lag >= 0
 
 
-def test_bad_observability_settings_are_refused(make_scheduler: SchedulerFactory) -> None:
-    from scheduler import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="event_handlers"):
-        make_scheduler(event_handlers=print)
-    with pytest.raises(ConfigurationError, match="Extension objects"):
-        make_scheduler(extensions=[object()])
-    with pytest.raises(ConfigurationError, match="middleware"):
-        make_scheduler(middleware=[1])
-
-
 async def test_jobs_claimed_under_flow_control_carry_their_queue_and_lag(
     migrated: str, make_scheduler: SchedulerFactory
 ) -> None:
@@ -200,33 +188,6 @@ async def test_jobs_claimed_under_flow_control_carry_their_queue_and_lag(
         [success] = await wait_until(ended, message="the success event")
     assert success.queue == "limited"
     assert success.start_lag is not None and success.start_lag >= 0
-
-
-def test_the_core_imports_and_the_extras_explain_themselves_without_their_packages() -> None:
-    import subprocess
-    import sys
-
-    from tests.support.processes import ROOT
-
-    script = """
-import sys
-for name in ("prometheus_client", "opentelemetry"):
-    sys.modules[name] = None  # as if not installed
-import scheduler, scheduler.metrics, scheduler.tracing
-from scheduler.metrics import PrometheusMetrics
-from scheduler.tracing import OpenTelemetryTracing
-for extension in (PrometheusMetrics, OpenTelemetryTracing):
-    try:
-        extension()
-    except scheduler.ConfigurationError as exc:
-        print(exc)
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "pip install 'pgcadence[prometheus]'" in done.stdout
-    assert "pip install 'pgcadence[otel]'" in done.stdout
 
 
 async def test_a_lost_lease_and_a_release_at_shutdown_have_their_events(
@@ -262,18 +223,6 @@ async def test_a_lost_lease_and_a_release_at_shutdown_have_their_events(
     ]
     attempts = [e.attempt for e in events if e.job_id == job_id and e.ends_attempt]
     assert attempts == [1, 2]
-
-
-def test_nothing_configured_means_nothing_in_the_runners_way(
-    make_scheduler: SchedulerFactory,
-) -> None:
-    from scheduler.observing import Observability
-
-    assert not Observability().active
-    scheduler = make_scheduler()
-    assert not scheduler._observability.active
-    assert make_scheduler(event_handlers=[print])._observability.active
-    assert make_scheduler(middleware=[observed_jobs.open_session])._observability.active
 
 
 async def test_a_job_the_flow_claim_takes_after_its_statement_began_keeps_its_queue(

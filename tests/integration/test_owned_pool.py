@@ -8,9 +8,8 @@ import uuid
 from functools import partial
 
 import asyncpg
-import pytest
 
-from scheduler import ConfigurationError, InvalidDsnError, JobStatus, Scheduler
+from scheduler import JobStatus, Scheduler
 from scheduler.postgres.owned_pool import OWNED_POOL_MAX_SIZE
 from tests.support import jobs
 from tests.support.db import TEST_DSN, has_status, wait_until
@@ -71,15 +70,3 @@ async def test_a_libpq_keyword_dsn_is_accepted(pool: asyncpg.Pool, migrated: str
     finally:
         await producer.shutdown()
     assert await Scheduler(pool, schema=migrated).get_job(job_id) is not None
-
-
-@pytest.mark.parametrize("bad", [None, 42, b"postgresql://x", object()])
-def test_anything_but_a_pool_or_a_dsn_is_refused_saying_what_to_pass(bad: object) -> None:
-    with pytest.raises(ConfigurationError, match=r"asyncpg pool .* or a DSN string"):
-        Scheduler(bad)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("dsn", ["garbage", "mysql://u@h/db", "postgresql://u@h:port/db"])
-def test_a_malformed_dsn_is_refused_when_the_scheduler_is_built(dsn: str) -> None:
-    with pytest.raises(InvalidDsnError):
-        Scheduler(dsn)

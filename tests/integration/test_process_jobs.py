@@ -5,19 +5,15 @@ only its attempt. Real children, real PostgreSQL."""
 from __future__ import annotations
 
 import os
-import types
 from pathlib import Path
 
 import pytest
 
 from scheduler import (
     AttemptOutcome,
-    ConfigurationError,
     JobStatus,
     Scheduler,
-    task,
 )
-from scheduler.tasks import validate_executor
 from tests.conftest import SchedulerFactory
 from tests.support import jobs, process_jobs
 from tests.support.db import has_status, holds, unique_schema, wait_until
@@ -112,6 +108,38 @@ async def test_a_timeout_also_kills_what_the_job_started(
         # An orphan is reaped by init, not by us: wait until it is gone.
         await wait_until(lambda: _gone(grandchild), message="the grandchild to die")
     assert job.status is JobStatus.FAILED
+
+
+@pytest.mark.parametrize("stop", ["timeout", "cancel", "shutdown"])
+async def test_every_stop_kills_the_grandchildren_even_one_in_its_own_session(
+    migrated: str, make_scheduler: SchedulerFactory, tmp_path: Path, stop: str
+) -> None:
+    """Issue 19.6: a grandchild that called setsid() is out of reach of a group kill."""
+    pid_file = tmp_path / "pids"
+    scheduler = make_scheduler(process_pool_size=1, shutdown_grace=0.5)
+    async with scheduler:
+        await _warm_up(scheduler)
+        job_id = await scheduler.schedule(
+            process_jobs.start_hidden_grandchildren_then_sleep,
+            args=(str(pid_file),),
+            timeout=2.0 if stop == "timeout" else None,
+        )
+
+        async def grandchildren_started() -> list[int]:
+            text = pid_file.read_text() if pid_file.exists() else ""
+            return [int(pid) for pid in text.split()]
+
+        grandchildren = await wait_until(grandchildren_started, message="the grandchildren")
+        if stop == "timeout":
+            await scheduler.wait_for_job(job_id, timeout=30)
+        elif stop == "cancel":
+            assert await scheduler.cancel_job(job_id) is True
+    # Left by "shutdown" with the job still running: the drain's grace kills its child.
+
+    async def gone() -> bool:
+        return not any(process_jobs.alive(pid) for pid in grandchildren)
+
+    await wait_until(gone, message="the grandchildren to die")
 
 
 @pytest.mark.parametrize(
@@ -239,21 +267,6 @@ async def test_process_jobs_beyond_the_pool_size_wait_for_a_child(
         await wait_until(all_done, message="ten process jobs")
     results = [(await scheduler.get_job(i)).result["pid"] for i in ids]  # type: ignore[union-attr]
     assert len(set(results)) <= 2
-
-
-def test_process_settings_and_definitions_are_checked(make_scheduler: SchedulerFactory) -> None:
-    with pytest.raises(ConfigurationError, match="at most max_concurrent_jobs"):
-        make_scheduler(max_concurrent_jobs=2, process_pool_size=3)
-    with pytest.raises(ConfigurationError, match="process_max_jobs_per_child"):
-        make_scheduler(process_max_jobs_per_child=0)
-    with pytest.raises(ConfigurationError, match="executor must be None"):
-        task(executor="thread")(jobs.record)
-    with pytest.raises(ConfigurationError, match="at module level"):
-        validate_executor(lambda: None, "process")
-    main_function = types.FunctionType((lambda: None).__code__, {"__name__": "__main__"})
-    main_function.__qualname__ = "main_function"
-    with pytest.raises(ConfigurationError, match="__main__"):
-        validate_executor(main_function, "process")
 
 
 async def test_sync_tasks_still_run_in_threads_by_default(

@@ -131,10 +131,11 @@ async def small_pool(size: int, name: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def listening_sessions(pool: asyncpg.Pool, name: str) -> int:
-    """Sessions of `name` that hold a LISTEN now (their last statement was one)."""
+    """Sessions of `name` that hold a LISTEN now: their last statement was the LISTEN or the
+    listener's own round trip after it (the delivery probe's, or a health check's)."""
     count: int = await pool.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
-        " AND state = 'idle' AND query LIKE 'LISTEN%'",
+        " AND state = 'idle' AND (query LIKE 'LISTEN%' OR query = 'SELECT 1')",
         name,
     )
     return count

@@ -114,6 +114,34 @@ async def test_a_runtime_role_starts_with_auto_migrate_on_a_current_schema(
         await runtime_pool.close()
 
 
+async def test_a_runtime_role_writing_only_an_error_text_gets_its_parts(
+    pool: asyncpg.Pool, schema: str, roles: Roles
+) -> None:
+    """The sweeps and the SQL worker protocol write only the text; the triggers derive the
+    type and message with error_parts(), which no role but the owner may call."""
+    q = quote_identifier(schema)
+    job_id = await pool.fetchval(f"SELECT {q}.schedule_job($1)", RECORD)
+    runtime = await connect_as(roles.runtime)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.fetchval(f"SELECT {q}.error_parts('x')")
+        await runtime.execute(
+            f"UPDATE {q}.jobs SET last_error = 'lease lost\nmore' WHERE job_id = $1", job_id
+        )
+        await runtime.execute(
+            f"INSERT INTO {q}.job_attempts (job_id, attempt, outcome, error)"
+            " VALUES ($1, 1, 'failed', 'ValueError: bad')",
+            job_id,
+        )
+        job = await runtime.fetchrow(f"SELECT error_type, error_message FROM {q}.jobs")
+        attempt = await runtime.fetchrow(f"SELECT error_type, error_message FROM {q}.job_attempts")
+    finally:
+        await runtime.close()
+    assert job is not None and (job["error_type"], job["error_message"]) == (None, "lease lost")
+    assert attempt is not None
+    assert (attempt["error_type"], attempt["error_message"]) == (None, "ValueError: bad")
+
+
 async def test_a_producer_role_schedules_and_cancels_through_functions_only(
     pool: asyncpg.Pool, schema: str, roles: Roles
 ) -> None:
@@ -206,6 +234,10 @@ EXECUTE_RIGHTS: dict[str, frozenset[str]] = {
         "notify_cancel_requests": (),
         "notify_finished_jobs": (),
         "notify_schedules": (),
+        # The error parts: the triggers are SECURITY DEFINER, so only they call it.
+        "error_parts": (),
+        "jobs_error_parts": (),
+        "job_attempts_error_parts": (),
     }.items()
 }
 

@@ -13,7 +13,14 @@ import anyio.to_thread
 import asyncpg
 import pytest
 
-from scheduler import JobRequest, JobStatus
+from scheduler import (
+    JobRequest,
+    JobStatus,
+    SchedulerAlreadyRunningError,
+    SchedulerNotRunningError,
+    SchedulerState,
+    SchedulerStoppedError,
+)
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
@@ -99,8 +106,6 @@ async def test_jobs_still_running_after_the_grace_period_are_released_to_peers(
 async def test_shutdown_is_idempotent_and_start_cannot_be_repeated(
     migrated: str, make_scheduler: SchedulerFactory
 ) -> None:
-    from scheduler import SchedulerNotRunningError
-
     scheduler = make_scheduler()
     await scheduler.shutdown()  # never started: nothing to do
     fresh = make_scheduler()
@@ -108,6 +113,8 @@ async def test_shutdown_is_idempotent_and_start_cannot_be_repeated(
     await fresh.shutdown()
     await fresh.shutdown()
     with pytest.raises(SchedulerNotRunningError, match="create a new Scheduler"):
+        await fresh.start()
+    with pytest.raises(SchedulerStoppedError, match="after shutdown"):
         await fresh.start()
 
 
@@ -151,3 +158,14 @@ async def test_a_second_signal_stops_a_draining_worker_at_once_and_hands_its_job
     assert job.last_error is not None and "shut down" in job.last_error
     workers = await pool.fetchval(f"SELECT count(*) FROM {quote_identifier(migrated)}.workers")
     assert workers == 0
+
+
+async def test_start_twice_says_already_running_with_its_own_type(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """Issue 19.11: it raised SchedulerNotRunningError saying "already running"."""
+    async with make_scheduler() as scheduler:
+        with pytest.raises(SchedulerAlreadyRunningError, match="already running") as raised:
+            await scheduler.start()
+        assert not isinstance(raised.value, SchedulerNotRunningError)
+        assert scheduler.state is SchedulerState.RUNNING

@@ -6,9 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
-import pytest
-
-from scheduler import AttemptOutcome, JobStatus, Snooze
+from scheduler import AttemptOutcome, JobStatus
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import unique_schema
@@ -47,10 +45,3 @@ async def test_a_thread_snoozes_through_current_job(
     assert (job.status, job.result, job.failures) == (JobStatus.SUCCEEDED, "woke up", 0)
     outcomes = [a.outcome for a in await scheduler.get_attempts(job_id)]
     assert outcomes == [AttemptOutcome.SNOOZED, AttemptOutcome.SUCCEEDED]
-
-
-def test_a_snooze_delay_must_be_a_duration() -> None:
-    assert Snooze(timedelta(minutes=2)).delay == 120.0
-    for bad in (-1, float("nan"), "soon"):
-        with pytest.raises(ValueError, match="Snooze delay"):
-            Snooze(bad)  # type: ignore[arg-type]

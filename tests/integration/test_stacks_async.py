@@ -19,13 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from scheduler import (
     ArgumentsNotSerializableError,
-    ConfigurationError,
     ConflictResolution,
     InvalidJobError,
     JobAlreadyExistsError,
     JobRequest,
     JobStatus,
-    Scheduler,
     UniqueKeyConflictError,
     UnknownDependencyError,
 )
@@ -271,11 +269,3 @@ async def test_conflict_policies_behave_as_without_a_connection(
     assert job is not None and job.args == ("replaced",)
     assert await app_rows(pool, migrated) == ["after conflicts"]
     assert await count_jobs(pool, migrated) == 2
-
-
-async def test_something_else_as_connection_is_refused_with_what_to_pass(
-    migrated: str, make_scheduler: SchedulerFactory
-) -> None:
-    producer: Scheduler = make_scheduler()
-    with pytest.raises(ConfigurationError, match="SQLAlchemy AsyncSession"):
-        await producer.schedule(jobs.record, connection=object())

@@ -20,7 +20,6 @@ import sqlalchemy.pool
 
 from scheduler import (
     ArgumentsNotSerializableError,
-    ConfigurationError,
     ConflictResolution,
     InvalidJobError,
     JobAlreadyExistsError,
@@ -293,15 +292,6 @@ async def test_replace_of_a_running_job_is_refused_typed(
 
     await in_thread(enqueue)
     assert await app_rows(pool, migrated) == ["goes on"]
-
-
-def test_what_a_sync_producer_refuses_up_front() -> None:
-    with pytest.raises(ConfigurationError, match="schema name"):
-        SyncProducer(schema="Bad-Name")
-    with pytest.raises(
-        ConfigurationError, match="pass a psycopg 3 Connection, a SQLAlchemy Session"
-    ):
-        SyncProducer(schema="s").schedule(object(), "some:task")
 
 
 async def test_an_unmigrated_schema_says_to_migrate(schema: str) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from scheduler import IntervalTrigger, JobStatus, SchedulerNotRunningError, testing
+from scheduler import IntervalTrigger, JobStatus, RetryBackoff, SchedulerNotRunningError, testing
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import has_status, wait_until
@@ -57,7 +57,13 @@ async def test_advance_runs_later_jobs_and_retries_that_fall_due(
     migrated: str, make_scheduler: SchedulerFactory
 ) -> None:
     jobs.CALLS.pop("retry", None)
-    scheduler = make_scheduler(tasks=[jobs.record, jobs.fail_first], poll_interval=3600)
+    # The fixture's backoff (under 0.2 s) lets the retry fall due while run_due() still
+    # polls on a loaded machine: 30 s keeps it waiting until advance() moves the clock.
+    scheduler = make_scheduler(
+        tasks=[jobs.record, jobs.fail_first],
+        poll_interval=3600,
+        retry_backoff=RetryBackoff(base=30, maximum=30, jitter=False),
+    )
     await scheduler.start()
     retried = await scheduler.schedule(jobs.fail_first, args=("retry", 1), max_retries=1)
     tomorrow = await scheduler.schedule(jobs.record, args=("retry", "t"), delay=86400)

@@ -88,3 +88,30 @@ async def test_a_replica_sigkilled_mid_job_takes_its_child_with_it(
             return not process_jobs.alive(child)
 
         await wait_until(child_gone, message="the orphaned child to die")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+async def test_whatever_a_process_job_started_dies_with_its_replica(
+    migrated: str, make_scheduler: SchedulerFactory, tmp_path: Path, signum: int
+) -> None:
+    """Issue 19.6: grandchildren go too, the one that left the process group included,
+    whether the replica is SIGKILLed or shuts down."""
+    producer: Scheduler = make_scheduler()
+    pid_file = tmp_path / "pids"
+    with replicas(TEST_DSN, migrated, 1, "--process-pool", "1") as [replica]:
+        await producer.schedule(
+            process_jobs.start_hidden_grandchildren_then_sleep, args=(str(pid_file),)
+        )
+
+        async def grandchildren_started() -> list[int]:
+            text = pid_file.read_text() if pid_file.exists() else ""
+            return [int(pid) for pid in text.split()]
+
+        grandchildren = await wait_until(grandchildren_started, message="the grandchildren")
+        assert all(process_jobs.alive(pid) for pid in grandchildren)
+        replica.signal(signum)
+
+        async def grandchildren_gone() -> bool:
+            return not any(process_jobs.alive(pid) for pid in grandchildren)
+
+        await wait_until(grandchildren_gone, timeout=30, message="the grandchildren to die")

@@ -122,3 +122,17 @@ def start_grandchild_then_burn(pid_file: str) -> None:
     Path(pid_file).write_text(str(grandchild.pid))
     while True:
         pass
+
+
+@task(executor="process")
+def start_hidden_grandchildren_then_sleep(pid_file: str) -> None:
+    """Starts one grandchild in the child's process group and one in a session of its own
+    (`setsid`, out of reach of a group kill), writes both pids, then waits forever."""
+    import subprocess
+    import time
+
+    kept = subprocess.Popen(["sleep", "600"])
+    hidden = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    Path(pid_file).write_text(f"{kept.pid} {hidden.pid}")
+    while True:
+        time.sleep(1)

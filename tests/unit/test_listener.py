@@ -51,3 +51,21 @@ async def test_notifications_from_a_plain_loop_callback_reach_the_handlers() -> 
         ("schedule", 2.0),
         ("cancel", "job-1"),
     ]
+
+
+def test_its_own_delivery_probe_is_not_a_notification_for_the_handlers() -> None:
+    listener = Listener(
+        pool=None,  # type: ignore[arg-type]
+        channel="c",
+        on_due=lambda _: None,
+        on_schedule=lambda _: None,
+        on_cancel=lambda _: None,
+        on_reconnect=lambda: None,
+        check_interval=1,
+        check_timeout=1,
+    )
+    listener._receive(None, 0, "c", "probe someone-else")  # a peer's: ignored by the handlers
+    assert not listener._probe_heard.is_set()
+    listener._receive(None, 0, "c", listener._probe)
+    assert listener._probe_heard.is_set()
+    assert listener._inbox.qsize() == 1  # only the peer's, which _handle ignores

@@ -75,6 +75,22 @@ def test_scheduler_settings_are_validated_before_anything_runs() -> None:
         Scheduler(UNUSED_DSN, lease_time="30")  # type: ignore[arg-type]
 
 
+def test_listen_dsn_must_be_a_postgresql_url() -> None:
+    for bad in (
+        5432,
+        b"postgresql://db/x",
+        "db-host:5432",
+        "mysql://db/x",
+        "postgresql://db:port/x",
+    ):
+        with pytest.raises(ConfigurationError, match="listen_dsn must be a PostgreSQL URL"):
+            Scheduler(UNUSED_DSN, listen_dsn=bad)  # type: ignore[arg-type]
+    secret = "postgresql://app:secret@db-host:5432/app?application_name=listener"
+    assert "secret" not in repr(Scheduler(UNUSED_DSN, listen_dsn=secret).config)
+    # libpq keywords, as everywhere a DSN is taken
+    Scheduler(UNUSED_DSN, listen_dsn="host=db-host port=5432 dbname=app user=app")
+
+
 def test_a_scheduler_can_be_created_outside_an_event_loop() -> None:
     # Frameworks often build their objects at import time; start() runs later in the loop.
     # A DSN's pool is opened on first use, in the loop.

@@ -22,6 +22,7 @@ DEFINITION = re.compile(
 REVISIONS = {
     1: "fd9148f75cd06cfce20eb24eb3feb35e1b7bbbc7ca5b5f0068cef034af14cd75",
     2: "20add5b0d26ba6cb9d2453464ed5fc641b1b44a7033f7a5fc67f8275ad17884d",
+    3: "18058d4187851960ef6576d3d82dad2282b08dca8c703ba7cb5e89354d1096a1",
 }
 
 

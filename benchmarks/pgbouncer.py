@@ -1,0 +1,110 @@
+"""Issue 21's PgBouncer targets: through PgBouncer in transaction mode with `listen_dsn`,
+due→start p99 ≤ 10 ms on an idle replica (W3), and a W2 drain at at least 0.8 of the direct one.
+
+    python -m benchmarks.pgbouncer [--jobs 10000] [--count 200] [--repeats 3]
+
+Starts a private PgBouncer (tests/support/pgbouncer.py: transaction mode, its own port and
+config) in front of $SCHEDULER_DSN, runs each workload directly and through it, and prints
+one JSON line per result, then the two ratios against the targets. Needs `pgbouncer`
+installed (Debian: apt-get install pgbouncer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+
+from benchmarks.run import (
+    CONCURRENCY,
+    DSN,
+    drop,
+    fresh_scheduler,
+    insert_due_jobs,
+    percentile,
+    poll_until,
+    poll_until_drained,
+)
+from benchmarks.tasks import LATENCIES, record_latency
+from scheduler import JobRequest
+from scheduler.postgres.sql import quote_identifier
+from tests.support.pgbouncer import PgBouncer
+
+
+async def drain(pool: asyncpg.Pool[Any], jobs: int, listen_dsn: str) -> float:
+    """W2: one scheduler drains `jobs` due no-op jobs; jobs/s."""
+    scheduler = await fresh_scheduler(pool, listen_dsn=listen_dsn)
+    schema = scheduler.config.schema
+    try:
+        await insert_due_jobs(pool, schema, jobs)
+        await pool.execute(f"ANALYZE {quote_identifier(schema)}.jobs")
+        started = time.perf_counter()
+        async with scheduler:
+            await poll_until_drained(pool, schema)
+        return jobs / (time.perf_counter() - started)
+    finally:
+        await drop(pool, schema)
+
+
+async def latency(pool: asyncpg.Pool[Any], count: int, listen_dsn: str) -> list[float]:
+    """W3: `count` jobs due 25 ms apart from 1 s ahead on an idle replica; start minus due
+    time in ms, sorted."""
+    LATENCIES.clear()
+    scheduler = await fresh_scheduler(pool, listen_dsn=listen_dsn)
+    try:
+        async with scheduler:
+            first = datetime.now(timezone.utc) + timedelta(seconds=1)
+            await scheduler.schedule_many(
+                JobRequest(record_latency, execution_time=due, args=(due.timestamp(),))
+                for due in (first + timedelta(milliseconds=25 * n) for n in range(count))
+            )
+
+            async def recorded() -> int:
+                return len(LATENCIES)
+
+            await poll_until(recorded, count)
+        return sorted(seconds * 1000 for seconds in LATENCIES)
+    finally:
+        await drop(pool, scheduler.config.schema)
+
+
+async def main(jobs: int, count: int, repeats: int) -> None:
+    bouncer = PgBouncer(DSN, pool_size=CONCURRENCY)
+    bouncer.start()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for route, dsn in (("direct", DSN), ("pgbouncer", bouncer.dsn)):
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=CONCURRENCY + 4, statement_cache_size=0
+            )
+            try:
+                rates = [await drain(pool, jobs, DSN) for _ in range(repeats)]
+                p99s = [percentile(await latency(pool, count, DSN), 0.99) for _ in range(repeats)]
+            finally:
+                await pool.close()
+            results[route] = {
+                "W2_jobs_per_s": statistics.median(rates),
+                "W3_p99_ms": statistics.median(p99s),
+            }
+            print(json.dumps({"route": route, "W2": rates, "W3_p99_ms": p99s}), flush=True)
+    finally:
+        bouncer.stop()
+    ratio = results["pgbouncer"]["W2_jobs_per_s"] / results["direct"]["W2_jobs_per_s"]
+    p99 = results["pgbouncer"]["W3_p99_ms"]
+    print(f"W2 through PgBouncer / direct: {ratio:.2f} (target >= 0.8)")
+    print(f"W3 p99 through PgBouncer with listen_dsn: {p99:.1f} ms (target <= 10 ms)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.jobs, arguments.count, arguments.repeats))
