@@ -37,7 +37,7 @@ from scheduler import HTTP_TASK, JobRequest, Scheduler, http_request
 from scheduler.executors.http import HostAllowlist, perform_http_request
 from scheduler.executors.process import ProcessPool
 from scheduler.postgres.sql import quote_identifier
-from scheduler.running import RunningJobs
+from scheduler.running_jobs import RunningJobs
 from scheduler.store import ClaimedJob, Lease
 from scheduler.tasks import TaskCatalog
 

@@ -105,8 +105,8 @@ def main() -> None:
 
 #: Where a function's own time is counted, by the file it is defined in (first match).
 COMPONENTS = (
-    ("the runner (scheduler/runner.py, running.py, interrupt.py, context.py)",
-     ("scheduler/runner.py", "scheduler/running.py", "scheduler/interrupt.py",
+    ("the runner (scheduler/attempt_runner.py, running_jobs.py, interrupt.py, context.py)",
+     ("scheduler/attempt_runner.py", "scheduler/running_jobs.py", "scheduler/interrupt.py",
       "scheduler/context.py")),
     ("the dispatcher and other services (scheduler/services/)", ("scheduler/services/",)),
     ("the store: statements, batching, rows (scheduler/postgres/)", ("scheduler/postgres/",)),

@@ -50,10 +50,11 @@ from scheduler.models import (
     JobRequest,
     JobStatus,
     Schedule,
+    ScheduleOptions,
     SchedulerState,
 )
-from scheduler.retry import RetryBackoff
-from scheduler.scheduler import ScheduleOptions, Scheduler
+from scheduler.retry_backoff import RetryBackoff
+from scheduler.scheduler import Scheduler
 from scheduler.sync import SyncProducer
 from scheduler.tasks import task
 from scheduler.triggers import (

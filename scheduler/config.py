@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from scheduler.bounds import INT32_MAX, MAX_PAYLOAD_BYTES, MAX_SLOTS
 from scheduler.errors import ConfigurationError
-from scheduler.limits import INT32_MAX, MAX_PAYLOAD_BYTES, MAX_SLOTS
+from scheduler.executors.http import validate_allowed_hosts
 from scheduler.postgres.sql import validate_schema_name
-from scheduler.retry import RetryBackoff
+from scheduler.retry_backoff import RetryBackoff
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from scheduler.validation import validate_queue_name, validate_seconds
+
+SCHEMA_ENVIRONMENT_VARIABLE = "SCHEDULER_SCHEMA"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,68 @@ class SchedulerConfig:
     process_max_memory_per_child_mb: int | None = None
     #: Hosts the built-in HTTP task may call; empty: HTTP jobs are off on this replica.
     http_allowed_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_options(
+        cls,
+        max_concurrent_jobs: int = 10,
+        *,
+        schema: str | None = None,
+        auto_migrate: bool = True,
+        lease_time: float | timedelta = 30.0,
+        heartbeat_interval: float | timedelta = 10.0,
+        poll_interval: float | timedelta = 30.0,
+        shutdown_grace: float | timedelta = 30.0,
+        claim_batch_size: int = 100,
+        retry_backoff: RetryBackoff | None = None,
+        reap_interval: float | timedelta = 15.0,
+        retention: float | timedelta = timedelta(days=7),
+        prune_interval: float | timedelta = 300.0,
+        unrunnable_job_timeout: float | timedelta | None = 3600.0,
+        orphan_retries: int = 2,
+        max_payload_bytes: int = 64 * 1024,
+        max_result_bytes: int = 64 * 1024,
+        listener_check_interval: float | timedelta = 15.0,
+        listener_check_timeout: float | timedelta = 5.0,
+        cancel_wait: float | timedelta = 10.0,
+        queues: Sequence[str] | None = None,
+        prefetch: int | None = None,
+        process_pool_size: int | None = None,
+        process_max_jobs_per_child: int | None = None,
+        process_max_memory_per_child_mb: int | None = None,
+        http_allowed_hosts: Sequence[str] = (),
+    ) -> SchedulerConfig:
+        """The config from `Scheduler`'s keyword arguments (which document them): durations
+        as seconds or timedeltas, defaults filled in; `ConfigurationError` on a bad one."""
+        return cls(
+            max_concurrent_jobs=max_concurrent_jobs,
+            prefetch=_default_prefetch(max_concurrent_jobs, claim_batch_size, prefetch),
+            schema=schema if schema is not None else default_schema(),
+            auto_migrate=auto_migrate,
+            lease_time=seconds(lease_time, "lease_time"),
+            heartbeat_interval=seconds(heartbeat_interval, "heartbeat_interval"),
+            poll_interval=seconds(poll_interval, "poll_interval"),
+            shutdown_grace=seconds(shutdown_grace, "shutdown_grace"),
+            claim_batch_size=claim_batch_size,
+            retry_backoff=retry_backoff or RetryBackoff(),
+            reap_interval=seconds(reap_interval, "reap_interval"),
+            retention=seconds(retention, "retention"),
+            prune_interval=seconds(prune_interval, "prune_interval"),
+            unrunnable_job_timeout=None
+            if unrunnable_job_timeout is None
+            else seconds(unrunnable_job_timeout, "unrunnable_job_timeout"),
+            orphan_retries=orphan_retries,
+            max_payload_bytes=max_payload_bytes,
+            max_result_bytes=max_result_bytes,
+            listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
+            listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
+            cancel_wait=seconds(cancel_wait, "cancel_wait"),
+            queues=_queue_names(queues),
+            process_pool_size=process_pool_size,
+            process_max_jobs_per_child=process_max_jobs_per_child,
+            process_max_memory_per_child_mb=process_max_memory_per_child_mb,
+            http_allowed_hosts=validate_allowed_hosts(http_allowed_hosts),
+        )
 
     @property
     def effective_process_pool_size(self) -> int:
@@ -121,6 +187,30 @@ def seconds(value: float | timedelta, name: str) -> float:
     if checked is None:
         raise ConfigurationError(f"{name} must be seconds (a number) or a timedelta, not None")
     return checked
+
+
+def default_schema() -> str:
+    """The schema used when none is given: $SCHEDULER_SCHEMA, else "scheduler"."""
+    return os.environ.get(SCHEMA_ENVIRONMENT_VARIABLE) or "scheduler"
+
+
+def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int:
+    """A claim's batch: how many are actually claimed ahead adapts to how quick the jobs
+    are (RunningJobs.room). The config validates all three: a bad `slots` or `batch`
+    fails there, whatever this returns."""
+    if prefetch is not None:
+        return prefetch
+    if not isinstance(slots, int) or not isinstance(batch, int):
+        return 0
+    return min(batch, MAX_SLOTS)
+
+
+def _queue_names(queues: Sequence[str] | None) -> tuple[str, ...] | None:
+    if queues is None:
+        return None
+    if isinstance(queues, str):  # a lone name would be read as its characters
+        return (queues,)
+    return tuple(dict.fromkeys(queues))
 
 
 def _positive_int(

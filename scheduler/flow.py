@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
+from scheduler.bounds import INT32_MAX, MAX_SECONDS, MAX_SECONDS_TEXT, MIN_RATE_PERIOD
 from scheduler.errors import ConfigurationError
-from scheduler.limits import INT32_MAX, MAX_SECONDS, MAX_SECONDS_TEXT, MIN_RATE_PERIOD
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Limits:
                        `rate_burst` of them at once (a token bucket of `rate_burst` tokens
                        refilled at rate_limit / rate_period per second).
 
-    Bounds (scheduler.limits.BOUNDS): counts from 1 to 2**31 - 1, rate_period from 1 ms
+    Bounds (scheduler.bounds.BOUNDS): counts from 1 to 2**31 - 1, rate_period from 1 ms
     to 1000 years.
     """
 

@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from scheduler.triggers import Trigger
@@ -243,3 +243,19 @@ class Schedule:
     error: str | None = None
     #: The queue its jobs go to.
     queue: str = "default"
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The options of a recurring schedule; `Scheduler.add_schedule()` documents them."""
+
+    schedule_id: str
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    priority: JobPriority | int
+    max_retries: int
+    timeout: float | timedelta | None
+    coalesce: CoalescePolicy
+    misfire_grace_time: float | timedelta | None
+    max_running: int | None
+    jitter: float | timedelta
+    queue: str

@@ -14,7 +14,7 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from scheduler.errors import ConfigurationError
@@ -22,13 +22,11 @@ from scheduler.events import EventBus, EventHandler, EventKind, JobEvent
 from scheduler.extensions import ContextInjector, Extension, QueueDepth
 from scheduler.health import Health
 from scheduler.middleware import AttemptInfo, Middleware, run_chain, validate_middleware
+from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
 from scheduler.recurring import SlotJob
-from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.store import NewJob
-from scheduler.tasks import TaskDefinition
-
-if TYPE_CHECKING:
-    from scheduler.runner import Outcome
+from scheduler.task_definition import TaskDefinition
 
 logger = logging.getLogger("scheduler.observing")
 
@@ -182,9 +180,6 @@ class Observability:
         """After the attempt's outcome was written (or could not be): one ending event."""
         if not self.events:
             return
-        # Imported here: the runner imports this module.
-        from scheduler.runner import Failed, Interrupted, Snoozed, Succeeded
-
         error: str | None = None
         parts = None
         if not written:

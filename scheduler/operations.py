@@ -14,11 +14,11 @@ from typing import Any
 import asyncpg
 
 from scheduler.errors import SchedulerError
+from scheduler.manual_retries import RETRY_BATCH_SIZE
 from scheduler.models import JobStatus
 from scheduler.postgres.connection import BoundedPool
 from scheduler.postgres.sql import Queries
 from scheduler.postgres.store import PostgresJobStore
-from scheduler.retrying import RETRY_BATCH_SIZE
 from scheduler.store import UnservedTask
 
 FINISHED = ("succeeded", "failed", "cancelled")

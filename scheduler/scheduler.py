@@ -3,21 +3,18 @@ and owns their lifecycle. Everything else in the package is unaware of the other
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import connections, dependencies, retrying, validation, waiting
+from scheduler import connections, dependencies, manual_retries, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.connections import TransactionConnection
 from scheduler.errors import (
@@ -25,45 +22,36 @@ from scheduler.errors import (
     InvalidJobError,
     InvalidScheduleError,
     SchedulerAlreadyRunningError,
+    SchedulerNotRunningError,
     SchedulerStoppedError,
 )
 from scheduler.events import EventHandler
 from scheduler.executors import http
-from scheduler.executors.process import ProcessPool
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.health import Health
-from scheduler.limits import MAX_SLOTS
 from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
-    CoalescePolicy,
     ConflictResolution,
     Job,
     JobPriority,
     JobRequest,
     JobStatus,
     Schedule,
+    ScheduleOptions,
     SchedulerState,
 )
 from scheduler.observing import observability
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres import pooling
 from scheduler.postgres.connection import borrowed
-from scheduler.postgres.listener import Listener
 from scheduler.postgres.owned_pool import pool_for
-from scheduler.postgres.sql import channel_for
 from scheduler.postgres.store import PostgresJobStore
 from scheduler.recurring import first_fire_time, resume_fire_time
-from scheduler.retry import RetryBackoff
-from scheduler.runner import JobRunner
-from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
-from scheduler.services.dispatcher import Dispatcher
-from scheduler.services.heartbeat import Heartbeat
-from scheduler.services.pruner import Pruner
-from scheduler.services.queue_depth import QueueDepthReader
-from scheduler.services.reaper import Reaper
-from scheduler.services.ticker import Ticker
+from scheduler.retry_backoff import RetryBackoff
+from scheduler.running_jobs import WorkerIdentity
+from scheduler.runtime import UNREGISTER_BOUND, Runtime
 from scheduler.store import JobStore, NewJob, NewSchedule
 from scheduler.tasks import (
     TaskCatalog,
@@ -74,25 +62,7 @@ from scheduler.waiting import FinishedJobs
 
 logger = logging.getLogger("scheduler")
 
-SCHEMA_ENVIRONMENT_VARIABLE = "SCHEDULER_SCHEMA"
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ScheduleOptions(TypedDict, total=False):
-    """The options of a recurring schedule; `Scheduler.add_schedule()` documents them."""
-
-    schedule_id: str
-    args: Sequence[Any]
-    kwargs: Mapping[str, Any]
-    priority: JobPriority | int
-    max_retries: int
-    timeout: float | timedelta | None
-    coalesce: CoalescePolicy
-    misfire_grace_time: float | timedelta | None
-    max_running: int | None
-    jitter: float | timedelta
-    queue: str
 
 
 class Scheduler:
@@ -104,13 +74,20 @@ class Scheduler:
     ``db_pool`` is an asyncpg pool the application owns, or a DSN string (a URL or libpq
     keywords): the scheduler then opens a pool of its own (at most 10 connections, see
     `scheduler.postgres.owned_pool`) and closes it in ``shutdown()``.
+
+    ``store`` (for tests and embedding) replaces the PostgreSQL store the scheduler
+    otherwise builds on ``db_pool``: everything it reads and writes then goes through
+    that `scheduler.store.JobStore` (an in-memory or a fault-injecting one, say). With a
+    store, ``db_pool`` may be None: ``migrate()`` then refuses, ``start()`` leaves the
+    schema to the store, and the services poll instead of listening for notifications.
     """
 
     def __init__(
         self,
-        db_pool: asyncpg.Pool | str,
+        db_pool: asyncpg.Pool | str | None,
         max_concurrent_jobs: int = 10,
         *,
+        store: JobStore | None = None,
         schema: str | None = None,
         auto_migrate: bool = True,
         lease_time: float | timedelta = 30.0,
@@ -141,41 +118,46 @@ class Scheduler:
         http_allowed_hosts: Sequence[str] = (),
         listen_dsn: str | None = None,
     ) -> None:
-        self.config = SchedulerConfig(
-            max_concurrent_jobs=max_concurrent_jobs,
-            prefetch=_default_prefetch(max_concurrent_jobs, claim_batch_size, prefetch),
-            schema=schema if schema is not None else default_schema(),
+        self.config = SchedulerConfig.from_options(
+            max_concurrent_jobs,
+            schema=schema,
             auto_migrate=auto_migrate,
-            lease_time=seconds(lease_time, "lease_time"),
-            heartbeat_interval=seconds(heartbeat_interval, "heartbeat_interval"),
-            poll_interval=seconds(poll_interval, "poll_interval"),
-            shutdown_grace=seconds(shutdown_grace, "shutdown_grace"),
+            lease_time=lease_time,
+            heartbeat_interval=heartbeat_interval,
+            poll_interval=poll_interval,
+            shutdown_grace=shutdown_grace,
             claim_batch_size=claim_batch_size,
-            retry_backoff=retry_backoff or RetryBackoff(),
-            reap_interval=seconds(reap_interval, "reap_interval"),
-            retention=seconds(retention, "retention"),
-            prune_interval=seconds(prune_interval, "prune_interval"),
-            unrunnable_job_timeout=None
-            if unrunnable_job_timeout is None
-            else seconds(unrunnable_job_timeout, "unrunnable_job_timeout"),
+            retry_backoff=retry_backoff,
+            reap_interval=reap_interval,
+            retention=retention,
+            prune_interval=prune_interval,
+            unrunnable_job_timeout=unrunnable_job_timeout,
             orphan_retries=orphan_retries,
             max_payload_bytes=max_payload_bytes,
             max_result_bytes=max_result_bytes,
-            listener_check_interval=seconds(listener_check_interval, "listener_check_interval"),
-            listener_check_timeout=seconds(listener_check_timeout, "listener_check_timeout"),
-            cancel_wait=seconds(cancel_wait, "cancel_wait"),
-            queues=_queue_names(queues),
+            listener_check_interval=listener_check_interval,
+            listener_check_timeout=listener_check_timeout,
+            cancel_wait=cancel_wait,
+            queues=queues,
+            prefetch=prefetch,
             process_pool_size=process_pool_size,
             process_max_jobs_per_child=process_max_jobs_per_child,
             process_max_memory_per_child_mb=process_max_memory_per_child_mb,
-            http_allowed_hosts=http.validate_allowed_hosts(http_allowed_hosts),
+            http_allowed_hosts=http_allowed_hosts,
         )
-        # A DSN string gets a pool of the scheduler's own, closed by shutdown().
-        self._pool, self._owns_pool = pool_for(db_pool)
+        if store is None:
+            # A DSN string gets a pool of the scheduler's own, closed by shutdown().
+            self._pool: asyncpg.Pool | None
+            self._pool, self._owns_pool = pool_for(db_pool)
+            store = PostgresJobStore(self._pool, self.config.schema)
+        elif db_pool is None:
+            self._pool, self._owns_pool = None, False
+        else:
+            self._pool, self._owns_pool = pool_for(db_pool)
         # Kept out of the config: a DSN may hold a password, and the config is printable.
         self._listen_dsn = pooling.validate_listen_dsn(listen_dsn)
         # Everything below talks to the database through the port only.
-        self._store: JobStore = PostgresJobStore(self._pool, self.config.schema)
+        self._store: JobStore = store
         self._tasks = TaskCatalog()
         self._observability = observability(middleware, event_handlers, extensions)
         self._unserved = UnservedTaskCheck(self._store, self._serves)
@@ -187,24 +169,16 @@ class Scheduler:
             self._tasks.own.add(http.http_task(self.config.http_allowed_hosts))
         self._identity = WorkerIdentity()
         self._state = SchedulerState.NEW
-        self._failure: BaseException | None = None
-        self._main_task: asyncio.Task[None] | None = None
-        self._grace = self.config.shutdown_grace
-        self._grace_scope: anyio.CancelScope | None = None  # while the drain waits
-        # Attempts shutdown gave up waiting for (they ignored cancellation): referenced so
-        # their tasks are not garbage-collected while they still run.
-        self._abandoned: set[asyncio.Task[None]] = set()
-        self._services: anyio.abc.TaskGroup | None = None
-        # The running-jobs registry and the services are built by start(): some read the
-        # event loop's clock, and a Scheduler may be created where no loop runs yet.
-        self._running: RunningJobs | None = None
+        # The services, built by start() (some read the event loop's clock, and a
+        # Scheduler may be created where no loop runs yet).
+        self._runtime: Runtime | None = None
         # wait_for_job() calls in progress, woken by the listener's notifications.
         self._finished = FinishedJobs()
 
     # -- lifecycle --------------------------------------------------------------------
     async def migrate(self) -> list[int]:
         """Apply pending schema migrations (idempotent, safe to run from many replicas)."""
-        async with borrowed(self._pool) as conn:
+        async with borrowed(self._require_pool("migrate()")) as conn:
             return await migrations.migrate(conn, self.config.schema)
 
     async def start(self) -> None:
@@ -222,7 +196,7 @@ class Scheduler:
                 f"start() was already called: the scheduler is already {self._state.value}"
                 " (start it once; `async with scheduler:` starts it for you)"
             )
-        if self._pool.get_max_size() < MIN_POOL_SIZE:
+        if self._pool is not None and self._pool.get_max_size() < MIN_POOL_SIZE:
             # Its listener holds one connection for good: with one, nothing else could run.
             raise ConfigurationError(
                 f"a started scheduler needs a pool of at least {MIN_POOL_SIZE} connections"
@@ -234,17 +208,33 @@ class Scheduler:
         try:
             await self._start()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._abort_start()
+            if self._runtime is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._runtime.abort_start()
             self._state = SchedulerState.STOPPED
             raise
         self._state = SchedulerState.RUNNING
         logger.info("scheduler started as worker %s", self._identity.current)
 
     async def _start(self) -> None:
-        self._build_services()
-        await pooling.check_statement_cache(self._pool)
-        if self.config.auto_migrate:
+        self._runtime = Runtime(
+            self.config,
+            self._pool,
+            self._store,
+            self._tasks,
+            self._observability,
+            self._identity,
+            self._finished,
+            queue_names=lambda: self.queues,
+            health=lambda: self.health,
+            on_failed=self._failed,
+            listen_dsn=self._listen_dsn,
+        )
+        if self._pool is not None:
+            await pooling.check_statement_cache(self._pool)
+        if self._pool is None:
+            pass  # a store given without a pool keeps its own schema
+        elif self.config.auto_migrate:
             await self.migrate()
         else:
             async with borrowed(self._pool) as conn:
@@ -255,28 +245,16 @@ class Scheduler:
                 first_fire_time(declared.schedule_id, declared.trigger_json),
                 ConflictResolution.REPLACE,
             )
-        await self._heartbeat.register()
-        # asyncpg is asyncio-only; this task hosts the scheduler's anyio task groups.
-        self._main_task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"scheduler-{self._identity.current}"
-        )
-        await self._ready.wait()
-        if self._failure is not None:
-            raise self._failure
+        await self._runtime.start()
 
-    async def _abort_start(self) -> None:
-        """Undo a start() that failed or was cancelled part-way: nothing may keep running."""
-        if self._main_task is not None:
-            self._grace = 0.0
-            if self._ready.is_set():
-                self._stop_requested.set()  # it runs (or is cleaning up): stop it in order
-            else:
-                self._main_task.cancel()  # still starting its services
-            with anyio.move_on_after(SHUTDOWN_BOUND + UNREGISTER_BOUND):
-                await self._stopped.wait()
-        elif self._identity.registered:
-            with anyio.move_on_after(UNREGISTER_BOUND):
-                await self._store.unregister_worker(self._identity.current)
+    def _started(self) -> Runtime:
+        """The runtime start() built (tests reach into its services through this)."""
+        if self._runtime is None:
+            raise SchedulerNotRunningError("the scheduler was not started")
+        return self._runtime
+
+    def _failed(self) -> None:
+        self._state = SchedulerState.FAILED
 
     async def shutdown(self, grace: float | timedelta | None = None) -> None:
         """Stop claiming; let running jobs finish within the grace period while still
@@ -292,23 +270,28 @@ class Scheduler:
                 # A producer's waits may have a listening connection open: hand it back.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(UNREGISTER_BOUND):
                     await self._store.release_connections()
-            if self._owns_pool:
-                await self._pool.close()
+            await self._close_own_pool()
             return
-        if grace is not None:
-            self._grace = seconds(grace, "grace")
-            if self._grace_scope is not None:
-                # Already draining (a second Ctrl-C): a shorter grace ends it sooner.
-                self._grace_scope.deadline = min(
-                    self._grace_scope.deadline, anyio.current_time() + self._grace
-                )
+        runtime = self._runtime
+        assert runtime is not None  # built first thing by start()
+        limit = None if grace is None else seconds(grace, "grace")
         self._state = SchedulerState.STOPPING
-        self._stop_requested.set()
-        await self._stopped.wait()
+        await runtime.stop(limit)
         if self._state is SchedulerState.STOPPING:
             self._state = SchedulerState.STOPPED
-        if self._owns_pool:
+        await self._close_own_pool()
+
+    async def _close_own_pool(self) -> None:
+        if self._owns_pool and self._pool is not None:
             await self._pool.close()
+
+    def _require_pool(self, what: str) -> asyncpg.Pool:
+        if self._pool is None:
+            raise ConfigurationError(
+                f"{what} needs a database pool: this Scheduler was given a store and no"
+                " db_pool; pass the pool too"
+            )
+        return self._pool
 
     @property
     def state(self) -> SchedulerState:
@@ -321,11 +304,11 @@ class Scheduler:
         """What a health check should report: `health.healthy` is False unless the
         scheduler runs and claims work (False once every claim has failed for longer than
         `lease_time`; True again when one works). `health.describe()` says why."""
-        dispatcher: Dispatcher | None = getattr(self, "_dispatcher", None)  # built by start()
-        error = None if dispatcher is None else dispatcher.last_error
+        runtime = self._runtime  # built by start()
+        error = None if runtime is None else runtime.dispatcher.last_error
         return Health(
             state=self._state,
-            claims_failing_for=0.0 if dispatcher is None else dispatcher.failing_for(),
+            claims_failing_for=0.0 if runtime is None else runtime.dispatcher.failing_for(),
             claim_error=None if error is None else repr(error),
             claim_failure_limit=self.config.lease_time,
         )
@@ -333,7 +316,7 @@ class Scheduler:
     @property
     def failure(self) -> BaseException | None:
         """The error that stopped the scheduler, if one did."""
-        return self._failure
+        return None if self._runtime is None else self._runtime.failure
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -355,7 +338,8 @@ class Scheduler:
     @property
     def running_job_ids(self) -> list[str]:
         """Jobs whose code runs on this replica right now."""
-        return [entry.job_id for entry in self._running or () if entry.executing]
+        running = () if self._runtime is None else self._runtime.running
+        return [entry.job_id for entry in running if entry.executing]
 
     # -- tasks ------------------------------------------------------------------------
     def register(
@@ -512,7 +496,8 @@ class Scheduler:
         if previous in (JobStatus.PENDING, JobStatus.BLOCKED):
             self._observability.pending_cancelled(job_id)
             return True
-        self._on_cancel_requested(job_id)  # ours? then no need to wait for the NOTIFY
+        if self._runtime is not None:  # ours? then no need to wait for the NOTIFY
+            self._runtime.on_cancel_requested(job_id)
         limit = self.config.cancel_wait if wait is None else seconds(wait, "wait")
         status = await self._store.job_status(job_id)
         # The deadline covers the reads too (a busy pool makes them wait for a connection).
@@ -540,7 +525,7 @@ class Scheduler:
         Its budgets start afresh (`failures` and `lost_leases` to 0); `attempts` keeps
         counting and its history stays. `JobNotFoundError` for an unknown job,
         `JobNotRetryableError` for one that is pending, running or succeeded."""
-        await retrying.retry_job(self._store, job_id, at, delay)
+        await manual_retries.retry_job(self._store, job_id, at, delay)
 
     async def retry_failed_jobs(
         self,
@@ -553,7 +538,7 @@ class Scheduler:
         failed since `since` (None: ever) and before this call, in batches; returns how
         many. Rows being written at that moment are skipped."""
         task_name = None if task is None else self._tasks.resolve(task).name
-        return await retrying.retry_failed_jobs(self._store, task_name, since, at)
+        return await manual_retries.retry_failed_jobs(self._store, task_name, since, at)
 
     async def get_attempts(self, job_id: str) -> list[Attempt]:
         """The job's ended attempts, oldest first: number, outcome, worker, host, times,
@@ -566,7 +551,9 @@ class Scheduler:
         after `timeout` seconds (None: no limit; the job goes on) and `JobNotFoundError`
         for an unknown (or pruned) job."""
         limit = None if timeout is None else seconds(timeout, "timeout")
-        listening = self._state is SchedulerState.RUNNING
+        # A running scheduler's listener wakes the wait (a store given without a pool has
+        # none: the wait polls).
+        listening = self._state is SchedulerState.RUNNING and self._pool is not None
         return await waiting.wait_for_job(
             self._store, self._finished, job_id, limit, listening=listening
         )
@@ -648,7 +635,7 @@ class Scheduler:
         and its next fire time unless the trigger changed). Nothing is written on bad input.
         """
         conflict = validation.validate_conflict_resolution(conflict_resolution)
-        new = self._validate_schedule(func, trigger, options)
+        new = validation.new_schedule(func, trigger, options, self._validate)
         await self._store.insert_schedule(
             new, first_fire_time(new.schedule_id, new.trigger_json), conflict
         )
@@ -661,7 +648,9 @@ class Scheduler:
         the task name."""
 
         def declare(func: F) -> F:
-            new = self._validate_schedule(func, trigger, options, default_id_is_task=True)
+            new = validation.new_schedule(
+                func, trigger, options, self._validate, default_id_is_task=True
+            )
             if new.schedule_id in self._declared:
                 raise InvalidScheduleError(
                     f"schedule {new.schedule_id!r} is declared twice; give each declaration"
@@ -715,313 +704,6 @@ class Scheduler:
         """Delete a schedule. Jobs it already fired stay and run as ordinary jobs."""
         return await self._store.remove_schedule(schedule_id)
 
-    def _validate_schedule(
-        self,
-        func: Callable[..., Any] | str,
-        trigger: Trigger,
-        options: ScheduleOptions,
-        *,
-        default_id_is_task: bool = False,
-    ) -> NewSchedule:
-        unknown = set(options) - set(ScheduleOptions.__annotations__)
-        if unknown:
-            raise InvalidScheduleError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
-        trigger_json = validation.validate_trigger(trigger)
-        job = self._validate(
-            JobRequest(
-                func,
-                args=options.get("args", ()),
-                kwargs=options.get("kwargs"),
-                priority=options.get("priority", JobPriority.NORMAL),
-                max_retries=options.get("max_retries"),
-                timeout=options.get("timeout"),
-                queue=options.get("queue"),
-            )
-        )
-        schedule_id = options.get("schedule_id")
-        if schedule_id is None:
-            schedule_id = job.task_name if default_id_is_task else str(uuid.uuid4())
-        return NewSchedule(
-            schedule_id=validation.validate_schedule_id(schedule_id),
-            task_name=job.task_name,
-            args_json=job.args_json,
-            kwargs_json=job.kwargs_json,
-            trigger_json=trigger_json,
-            priority=job.priority,
-            max_retries=job.max_retries,
-            timeout=job.timeout,
-            coalesce=validation.validate_coalesce(options.get("coalesce", CoalescePolicy.LATEST)),
-            misfire_grace_time=validation.validate_seconds(
-                options.get("misfire_grace_time"), "misfire_grace_time", InvalidScheduleError
-            ),
-            max_running=validation.validate_max_running(options.get("max_running", 1)),
-            jitter=validation.validate_seconds(
-                options.get("jitter"), "jitter", InvalidScheduleError, allow_zero=True
-            )
-            or 0.0,
-            queue=job.queue,
-        )
-
-    # -- wiring -----------------------------------------------------------------------
-    def _build_services(self) -> None:
-        config = self.config
-        self._running = running = RunningJobs(
-            config.max_concurrent_jobs, config.prefetch, start=self._start_job
-        )
-        self._stop_requested = anyio.Event()
-        self._stopped = anyio.Event()
-        self._ready = anyio.Event()
-        # Sync tasks run here, one thread per slot at most.
-        self._threads = ThreadPoolExecutor(
-            max_workers=config.max_concurrent_jobs, thread_name_prefix="scheduler-job"
-        )
-        # Children for executor="process" tasks, started on first use.
-        self._processes = ProcessPool(
-            config.effective_process_pool_size,
-            max_jobs_per_child=config.process_max_jobs_per_child,
-            max_memory_per_child=None
-            if config.process_max_memory_per_child_mb is None
-            else config.process_max_memory_per_child_mb * 1024 * 1024,
-            max_result_bytes=config.max_result_bytes,
-        )
-        self._dispatcher = Dispatcher(
-            self._store,
-            running,
-            self._identity,
-            self._tasks.names,
-            batch_size=config.claim_batch_size,
-            poll_interval=config.poll_interval,
-            queue_names=lambda: self.queues,
-        )
-        self._heartbeat = Heartbeat(
-            self._store,
-            running,
-            self._identity,
-            self._tasks.names,
-            lease_time=config.lease_time,
-            interval=config.heartbeat_interval,
-            orphan_retries=config.orphan_retries,
-            on_registered=self._dispatcher.wakeup.set,
-            queue_names=lambda: self.queues,
-        )
-        self._runner = JobRunner(
-            self._store,
-            running,
-            self._identity,
-            self._tasks.get,
-            config.retry_backoff,
-            self._threads,
-            fence_deadline=self._heartbeat.fence_deadline,
-            max_result_bytes=config.max_result_bytes,
-            observability=self._observability,
-            processes=self._processes,
-        )
-        self._reaper = Reaper(
-            self._store,
-            interval=config.reap_interval,
-            unrunnable_job_timeout=config.unrunnable_job_timeout,
-            orphan_retries=config.orphan_retries,
-        )
-        self._pruner = Pruner(
-            self._store, retention=config.retention, interval=config.prune_interval
-        )
-        self._ticker = Ticker(
-            self._store,
-            poll_interval=config.poll_interval,
-            on_fired=self._observability.schedule_fired if self._observability.events else None,
-        )
-        self._queue_depths = (
-            None
-            if self._observability.queue_depth_interval is None
-            else QueueDepthReader(
-                self._store,
-                interval=self._observability.queue_depth_interval,
-                on_depths=self._observability.queue_depths,
-            )
-        )
-        self._observability.bind(running, self._identity, lambda: self.health)
-        self._listener = Listener(
-            self._pool,
-            channel_for(config.schema),
-            on_due=self._dispatcher.notify_due,
-            on_schedule=self._ticker.notify_due,
-            on_cancel=self._on_cancel_requested,
-            on_reconnect=self._catch_up,
-            check_interval=config.listener_check_interval,
-            check_timeout=config.listener_check_timeout,
-            on_finished=self._finished.notify,
-            connect=None if self._listen_dsn is None else self._connect_listener,
-            on_unheard=self._poll_often,
-        )
-
-    async def _connect_listener(self) -> asyncpg.Connection[Any]:
-        connection: asyncpg.Connection[Any] = await asyncpg.connect(
-            self._listen_dsn, timeout=self.config.listener_check_timeout
-        )
-        return connection
-
-    def _poll_often(self) -> None:
-        """Notifications do not arrive: look at the tables every UNHEARD_POLL_INTERVAL."""
-        self._dispatcher.poll_at_least_every(UNHEARD_POLL_INTERVAL)
-        self._ticker.poll_at_least_every(UNHEARD_POLL_INTERVAL)
-
-    def _catch_up(self) -> None:
-        """Notifications may have been lost: look at the tables now."""
-        self._dispatcher.wakeup.set()
-        self._ticker.wakeup.set()
-        self._finished.notify_all()
-
-    def _start_job(self, entry: RunningJob) -> None:
-        # A plain task per attempt, outside the service task groups: shutdown must be able
-        # to stop waiting for a job that ignores cancellation.
-        entry.task = asyncio.get_running_loop().create_task(
-            self._runner.run(entry), name=f"job-{entry.job_id}-{entry.key[1]}"
-        )
-
-    def _on_cancel_requested(self, job_id: str) -> None:
-        running = self._running
-        if running is None:
-            return
-        for entry in running.for_job(job_id):
-            if not entry.recording:
-                running.cancel(entry, CancelReason.REQUESTED)
-
-    async def _run(self) -> None:
-        """The life of a started scheduler: services, then claiming until asked to stop,
-        then draining. A fatal error or a cancellation still drains (with no grace) and
-        leaves a state that says what happened."""
-        abandoned = False
-        try:
-            async with anyio.create_task_group() as services:
-                self._services = services
-                await services.start(self._listener.run)
-                for service in (self._heartbeat, self._reaper, self._pruner, self._ticker):
-                    services.start_soon(service.run)
-                if self._queue_depths is not None:
-                    services.start_soon(self._queue_depths.run)
-                try:
-                    async with anyio.create_task_group() as dispatching:
-                        # The dispatcher stops between claims: what a claim took is drained.
-                        dispatching.start_soon(self._dispatcher.run)
-                        self._ready.set()
-                        await self._stop_requested.wait()
-                        dispatching.cancel_scope.cancel()
-                except BaseException:
-                    self._grace = 0.0  # failing or cancelled: release at once
-                    raise
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        abandoned = await self._drain()
-                services.cancel_scope.cancel()
-        except BaseException as exc:
-            error = _single(exc)
-            if isinstance(error, Exception):
-                self._failure = error
-                if self._ready.is_set():
-                    logger.error("the scheduler stopped because of an error", exc_info=error)
-            else:
-                raise  # cancelled: the drain and the unregistering below still ran
-        finally:
-            with anyio.CancelScope(shield=True):
-                if not abandoned:  # else its lease must lapse before peers take its jobs
-                    with anyio.move_on_after(UNREGISTER_BOUND):
-                        await self._store.unregister_worker(self._identity.current)
-                with anyio.move_on_after(UNREGISTER_BOUND):
-                    await self._store.release_connections()
-                self._threads.shutdown(wait=False, cancel_futures=True)
-                await self._processes.aclose()
-            if self._failure is not None and self._ready.is_set():
-                # Only now, cleaned up: whoever sees FAILED sees its jobs and row gone too.
-                self._state = SchedulerState.FAILED
-            self._ready.set()  # a start() waiting for it sees the failure, cleaned up
-            self._stopped.set()
-
-    async def _drain(self) -> bool:
-        """Let running jobs finish within the grace period, then cancel and release the
-        rest. True if some did not stop within SHUTDOWN_BOUND and were abandoned."""
-        running = self._running
-        assert running is not None
-        # Attempts claimed ahead that have not started go straight back: nothing new starts.
-        running.cancel_waiting(CancelReason.SHUTDOWN)
-        if running.executing:
-            logger.info(
-                "draining %d running job(s) for up to %.1fs", running.executing, self._grace
-            )
-        with anyio.move_on_after(self._grace) as grace:
-            self._grace_scope = grace
-            await running.wait_until_empty()
-        self._grace_scope = None
-        if not len(running):
-            return False
-        if running.executing:
-            logger.warning(
-                "releasing %d job(s) still running after the grace period", running.executing
-            )
-            running.cancel_all(CancelReason.SHUTDOWN)
-        with anyio.move_on_after(SHUTDOWN_BOUND):
-            await running.wait_until_empty()
-        stuck = list(running)
-        if not stuck:
-            return False
-        logger.warning(
-            "abandoning %d attempt(s) that did not stop within %.0fs of being cancelled (%s);"
-            " their leases lapse in lease_time and peers run them again",
-            len(stuck),
-            SHUTDOWN_BOUND,
-            ", ".join(
-                f"{job_id} attempt {attempt}" for job_id, attempt in sorted(running.attempt_keys())
-            ),
-        )
-        self._runner.abandon()
-        for entry in stuck:
-            running.remove(entry)
-            if entry.task is not None and not entry.task.done():
-                entry.task.cancel()
-                self._abandoned.add(entry.task)
-                entry.task.add_done_callback(self._abandoned.discard)
-        return True
-
 
 #: The smallest pool a started scheduler accepts: one connection listens for good.
 MIN_POOL_SIZE = 2
-#: After the grace period, how long cancelled jobs get to stop and record their outcome
-#: before shutdown abandons them.
-SHUTDOWN_BOUND = 5.0
-#: How often a replica whose listener hears no notifications (no listen_dsn behind a pooler
-#: in transaction mode) looks for due jobs and schedules.
-UNHEARD_POLL_INTERVAL = 1.0
-#: How long a stopping scheduler tries to remove its worker row.
-UNREGISTER_BOUND = 5.0
-
-
-def _default_prefetch(slots: object, batch: object, prefetch: int | None) -> int:
-    """A claim's batch: how many are actually claimed ahead adapts to how quick the jobs
-    are (RunningJobs.room). The config validates all three: a bad `slots` or `batch`
-    fails there, whatever this returns."""
-    if prefetch is not None:
-        return prefetch
-    if not isinstance(slots, int) or not isinstance(batch, int):
-        return 0
-    return min(batch, MAX_SLOTS)
-
-
-def _single(exc: BaseException) -> BaseException:
-    """The one error inside nested single-member exception groups (task groups wrap)."""
-    inner = getattr(exc, "exceptions", None)  # a BaseExceptionGroup (3.11+, or backported)
-    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-        exc = inner[0]
-        inner = getattr(exc, "exceptions", None)
-    return exc
-
-
-def _queue_names(queues: Sequence[str] | None) -> tuple[str, ...] | None:
-    if queues is None:
-        return None
-    if isinstance(queues, str):  # a lone name would be read as its characters
-        return (queues,)
-    return tuple(dict.fromkeys(queues))
-
-
-def default_schema() -> str:
-    """The schema used when none is given: $SCHEDULER_SCHEMA, else "scheduler"."""
-    return os.environ.get(SCHEMA_ENVIRONMENT_VARIABLE) or "scheduler"

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from scheduler.bounds import MAX_INT_DIGITS, int_fits, unstorable_character
 from scheduler.errors import ArgumentsNotSerializableError, PayloadTooLargeError
-from scheduler.limits import MAX_INT_DIGITS, int_fits, unstorable_character
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 

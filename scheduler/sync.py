@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from scheduler import dependencies, validation
+from scheduler.config import default_schema
 from scheduler.errors import ConfigurationError, InvalidJobError
 from scheduler.models import ConflictResolution, JobPriority, JobRequest
 from scheduler.postgres import sql_api_calls
@@ -48,8 +49,6 @@ class SyncProducer:
         tasks: Sequence[Callable[..., Any]] = (),
         max_payload_bytes: int = 64 * 1024,
     ) -> None:
-        from scheduler.scheduler import default_schema
-
         self.schema = validate_schema_name(schema if schema is not None else default_schema())
         if (
             not isinstance(max_payload_bytes, int)

@@ -9,14 +9,12 @@ instances fail it and must be registered with an explicit ``name=``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import logging
 import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
@@ -28,7 +26,8 @@ from scheduler.errors import (
     TaskNotRegisteredError,
 )
 from scheduler.middleware import Middleware, validate_middleware
-from scheduler.retry import RetryBackoff
+from scheduler.retry_backoff import RetryBackoff
+from scheduler.task_definition import TaskDefinition
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,28 +35,6 @@ logger = logging.getLogger("scheduler.tasks")
 
 TASK_NAME_MAX_LENGTH = 255
 _TASK_NAME_PATTERN = re.compile(r"[A-Za-z_][\w.:<>-]*")
-
-
-@dataclass(frozen=True)
-class TaskDefinition:
-    """A registered callable and its defaults for jobs that do not override them."""
-
-    name: str
-    func: Callable[..., Any]
-    max_retries: int = 0
-    timeout: float | None = None
-    backoff: RetryBackoff | None = None
-    #: The queue its jobs go to unless schedule() says otherwise.
-    queue: str = "default"
-    #: Wrapped around its attempts, inside the scheduler's middleware.
-    middleware: tuple[Middleware, ...] = ()
-    #: Where its code runs: None (async on the event loop, sync in a thread) or "process"
-    #: (in a child process of the replica's pool, see scheduler/executors/process.py).
-    executor: str | None = None
-    is_async: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "is_async", _is_async_callable(self.func))
 
 
 def task_name_for(func: Callable[..., Any], *, check_resolvable: bool = True) -> str:
@@ -294,14 +271,6 @@ def _resolve(module: str, qualname: str) -> object:
         if obj is None:
             return None
     return obj
-
-
-def _is_async_callable(func: Callable[..., Any]) -> bool:
-    while isinstance(func, functools.partial):
-        func = func.func
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - async callable instances
-    )
 
 
 class TaskCatalog:

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
+from scheduler.bounds import MAX_SECONDS, MAX_SECONDS_TEXT
 from scheduler.errors import InvalidTriggerError
-from scheduler.limits import MAX_SECONDS, MAX_SECONDS_TEXT
 
 logger = logging.getLogger("scheduler.triggers")
 

@@ -8,18 +8,12 @@ import functools
 import inspect
 import math
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from scheduler.errors import (
-    InvalidJobError,
-    InvalidScheduleError,
-    InvalidTriggerError,
-    SchedulerError,
-)
-from scheduler.ids import new_job_id
-from scheduler.limits import (
+from scheduler.bounds import (
     EARLIEST_TIME,
     INT32_MAX,
     LATEST_TIME,
@@ -27,13 +21,24 @@ from scheduler.limits import (
     MAX_SECONDS_TEXT,
     unstorable_character,
 )
-from scheduler.models import CoalescePolicy, ConflictResolution, JobPriority, JobRequest
+from scheduler.errors import (
+    InvalidJobError,
+    InvalidScheduleError,
+    InvalidTriggerError,
+    SchedulerError,
+)
+from scheduler.ids import new_job_id
+from scheduler.models import (
+    CoalescePolicy,
+    ConflictResolution,
+    JobPriority,
+    JobRequest,
+    ScheduleOptions,
+)
 from scheduler.serialization import encode_arguments
-from scheduler.store import NewJob
-from scheduler.triggers import trigger_from_json
-
-if TYPE_CHECKING:
-    from scheduler.tasks import TaskDefinition
+from scheduler.store import NewJob, NewSchedule
+from scheduler.task_definition import TaskDefinition
+from scheduler.triggers import Trigger, trigger_from_json
 
 JOB_ID_MAX_LENGTH = 255
 KEY_MAX_LENGTH = 255
@@ -284,3 +289,54 @@ def validate_seconds(
             f"{name} must be at most {MAX_SECONDS_TEXT} ({MAX_SECONDS:.0f} s), got {value!r}"
         )
     return float(number)
+
+
+def new_schedule(
+    func: Callable[..., Any] | str,
+    trigger: Trigger,
+    options: ScheduleOptions,
+    validate_job: Callable[[JobRequest], NewJob],
+    *,
+    default_id_is_task: bool = False,
+) -> NewSchedule:
+    """Turn add_schedule() / scheduled() input into a schedule row, or raise a typed error;
+    writes nothing. `validate_job` validates the job part (the task, arguments, queue) as
+    schedule() would; the id defaults to a new UUID, or the task name for a declaration."""
+    unknown = set(options) - set(ScheduleOptions.__annotations__)
+    if unknown:
+        raise InvalidScheduleError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
+    trigger_json = validate_trigger(trigger)
+    job = validate_job(
+        JobRequest(
+            func,
+            args=options.get("args", ()),
+            kwargs=options.get("kwargs"),
+            priority=options.get("priority", JobPriority.NORMAL),
+            max_retries=options.get("max_retries"),
+            timeout=options.get("timeout"),
+            queue=options.get("queue"),
+        )
+    )
+    schedule_id = options.get("schedule_id")
+    if schedule_id is None:
+        schedule_id = job.task_name if default_id_is_task else str(uuid.uuid4())
+    return NewSchedule(
+        schedule_id=validate_schedule_id(schedule_id),
+        task_name=job.task_name,
+        args_json=job.args_json,
+        kwargs_json=job.kwargs_json,
+        trigger_json=trigger_json,
+        priority=job.priority,
+        max_retries=job.max_retries,
+        timeout=job.timeout,
+        coalesce=validate_coalesce(options.get("coalesce", CoalescePolicy.LATEST)),
+        misfire_grace_time=validate_seconds(
+            options.get("misfire_grace_time"), "misfire_grace_time", InvalidScheduleError
+        ),
+        max_running=validate_max_running(options.get("max_running", 1)),
+        jitter=validate_seconds(
+            options.get("jitter"), "jitter", InvalidScheduleError, allow_zero=True
+        )
+        or 0.0,
+        queue=job.queue,
+    )

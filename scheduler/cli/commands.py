@@ -21,6 +21,7 @@ from scheduler.cli.worker import (
     import_task_modules,
     run_worker,
 )
+from scheduler.config import default_schema
 from scheduler.error_text import error_line
 from scheduler.errors import InvalidDsnError
 from scheduler.flow import Limits
@@ -28,7 +29,7 @@ from scheduler.operations import FINISHED, OperationError
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.dsn import normalize_dsn
 from scheduler.postgres.sql import quote_identifier, validate_schema_name
-from scheduler.scheduler import Scheduler, default_schema
+from scheduler.scheduler import Scheduler
 
 #: How long opening a connection may take before the command gives up.
 CONNECT_TIMEOUT_SECONDS = 10.0

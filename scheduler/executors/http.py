@@ -25,7 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scheduler.errors import ConfigurationError, InvalidJobError, SchedulerError
-from scheduler.tasks import TaskDefinition, define_task
+from scheduler.task_definition import TaskDefinition
+from scheduler.tasks import define_task
 
 #: The registered name of the built-in HTTP task (schedule it by this name).
 HTTP_TASK = "scheduler.http"

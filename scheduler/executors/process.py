@@ -33,8 +33,9 @@ from scheduler.context import Snooze
 from scheduler.error_text import ErrorParts
 from scheduler.errors import SchedulerError
 from scheduler.executors.descendants import kill_tree
-from scheduler.running import RunningJob
-from scheduler.tasks import TaskDefinition, import_path_of
+from scheduler.running_jobs import RunningJob
+from scheduler.task_definition import TaskDefinition
+from scheduler.tasks import import_path_of
 
 logger = logging.getLogger("scheduler.executors.process")
 

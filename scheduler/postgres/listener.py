@@ -26,7 +26,7 @@ import asyncpg
 from anyio.abc import TaskStatus
 
 from scheduler.postgres.connection import acquire
-from scheduler.services.backoff import LoopBackoff
+from scheduler.services.loop_backoff import LoopBackoff
 
 logger = logging.getLogger("scheduler.listener")
 

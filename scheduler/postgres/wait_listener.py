@@ -21,7 +21,7 @@ import anyio
 import asyncpg
 
 from scheduler.postgres.listener import Listener
-from scheduler.services.backoff import LoopBackoff
+from scheduler.services.loop_backoff import LoopBackoff
 
 logger = logging.getLogger("scheduler.listener")
 

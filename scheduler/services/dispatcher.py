@@ -14,8 +14,8 @@ from time import monotonic
 import anyio
 import anyio.lowlevel
 
-from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
-from scheduler.services.backoff import LoopBackoff
+from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.services.loop_backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import ClaimedJob, JobStore

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import anyio
 
-from scheduler.running import PREFETCH_MAX_WAIT, CancelReason, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import PREFETCH_MAX_WAIT, CancelReason, RunningJobs, WorkerIdentity
 from scheduler.services.passes import uninterrupted
 from scheduler.store import AttemptKey, JobStore
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import anyio
 
 from scheduler.extensions import QueueDepth
-from scheduler.services.backoff import LoopBackoff
+from scheduler.services.loop_backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.store import JobStore
 

@@ -23,7 +23,7 @@ from scheduler.recurring import (
     plan_firing,
     plan_first_fires,
 )
-from scheduler.services.backoff import LoopBackoff
+from scheduler.services.loop_backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
 from scheduler.store import FirePlanner, JobStore

@@ -40,7 +40,7 @@ from typing import Any
 import asyncpg
 
 from scheduler import CronTrigger, JobRequest, Scheduler
-from scheduler.runner import TRANSIENT_ERRORS
+from scheduler.attempt_runner import TRANSIENT_ERRORS
 from tests.support import side_jobs
 from tests.support.processes import Replica, ThrowawayCluster
 

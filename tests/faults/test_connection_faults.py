@@ -46,7 +46,8 @@ async def test_terminating_every_scheduler_connection_mid_run_loses_nothing(
             await wait_until(
                 partial(all_have_status, scheduler, ids, JobStatus.SUCCEEDED), timeout=60
             )
-            assert scheduler._listener.connections_made >= 2
+            listener = scheduler._started().listener
+            assert listener is not None and listener.connections_made >= 2
         finished = {c["job_id"] for c in jobs.calls(key, event="finished")}
         assert finished == set(ids)
     finally:

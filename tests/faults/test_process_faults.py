@@ -131,10 +131,12 @@ async def test_a_listen_connection_that_stops_answering_is_replaced(
     stuck_backend = None
     try:
         async with scheduler:
-            stuck_backend = scheduler._listener.server_pid
+            listener = scheduler._started().listener
+            assert listener is not None
+            stuck_backend = listener.server_pid
             assert stuck_backend is not None
             os.kill(stuck_backend, signal.SIGSTOP)  # open, but silent
-            await wait_until(lambda: holds(scheduler._listener.connections_made >= 2))
+            await wait_until(lambda: holds(listener.connections_made >= 2))
             # Notifications arrive on the new connection (polling is off).
             await scheduler.schedule(jobs.record, args=(key,))
             await wait_until(lambda: holds(jobs.calls(key)), timeout=10)

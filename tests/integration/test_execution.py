@@ -217,7 +217,7 @@ async def test_a_replica_claims_only_tasks_it_registered(
     async with make_scheduler(unrunnable_job_timeout=None) as scheduler:
         marker = await scheduler.schedule(jobs.record, args=(key,))
         await finished(scheduler, marker)
-        await scheduler._reaper.run_once()
+        await scheduler._started().reaper.run_once()
         for job_id in ("evil", "unknown"):
             job = await scheduler.get_job(job_id)
             assert job is not None and job.status is JobStatus.PENDING and job.attempts == 0
@@ -264,7 +264,7 @@ async def test_due_ness_follows_the_database_clock_not_the_replicas(
     monkeypatch.setattr(time, "time", lambda: skewed)
     async with make_scheduler(tasks=[jobs.record]) as scheduler:
         await wait_until(lambda: holds(bool(jobs.calls(key))))
-        await scheduler._dispatcher.run_once()
+        await scheduler._started().dispatcher.run_once()
     assert [c["value"] for c in jobs.calls(key)] == ["due"]
 
 

@@ -39,7 +39,7 @@ async def test_jobs_claimed_while_the_replica_was_fenced_never_start(
         claimed = await real_claim(owner, names, limit, lead, queues)
         if claimed and not fenced:
             fenced.append([job.lease.job_id for job in claimed])
-            scheduler._heartbeat.fence("test: the lease was lost during the claim")
+            scheduler._started().heartbeat.fence("test: the lease was lost during the claim")
         return claimed
 
     store.claim_jobs = claim_then_lose_the_lease  # type: ignore[method-assign,assignment]
@@ -123,10 +123,9 @@ async def test_attempts_are_tracked_per_attempt_not_per_job(
     async with scheduler:
         job_id = await scheduler.schedule(jobs.sleep_sync, args=(key, 3.0), max_retries=0)
         await wait_until(lambda: holds(jobs.calls(key, event="started")))
-        scheduler._heartbeat.fence("test: lease lost mid-job")
+        scheduler._started().heartbeat.fence("test: lease lost mid-job")
         await wait_until(lambda: holds(len(jobs.calls(key, event="started")) == 2), timeout=20)
-        running = scheduler._running
-        assert running is not None
+        running = scheduler._started().running
         attempts = sorted(
             attempt for attempt_job, attempt in running.attempt_keys() if attempt_job == job_id
         )

@@ -10,7 +10,7 @@ import pytest
 from scheduler import ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
-from scheduler.running import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.store import JobStore, Lease
@@ -259,7 +259,7 @@ async def test_heartbeats_write_one_worker_row_and_no_job_rows(
         job_versions = await pool.fetch(f"SELECT job_id, xmin::text FROM {q}.jobs ORDER BY 1")
         lease = await pool.fetchval(f"SELECT lease_expires_at FROM {q}.workers")
         for _ in range(3):
-            await scheduler._heartbeat.run_once()
+            await scheduler._started().heartbeat.run_once()
         assert await pool.fetch(f"SELECT job_id, xmin::text FROM {q}.jobs ORDER BY 1") == (
             job_versions
         )

@@ -38,7 +38,8 @@ async def test_a_cancelled_start_leaves_nothing_running(
         await scheduler.start()
     assert waited.cancelled_caught
     assert scheduler.state is SchedulerState.STOPPED
-    assert scheduler._main_task is not None and scheduler._main_task.done()
+    main_task = scheduler._started().main_task
+    assert main_task is not None and main_task.done()
     assert await workers(pool, migrated) == 0
     with anyio.fail_after(1):
         await scheduler.shutdown()  # returns at once
@@ -55,7 +56,8 @@ async def test_a_startup_error_reaches_the_caller_as_itself(
     with pytest.raises(ConnectionRefusedError, match="no LISTEN connection"):
         await scheduler.start()
     assert scheduler.state is SchedulerState.STOPPED
-    assert scheduler._main_task is not None and scheduler._main_task.done()
+    main_task = scheduler._started().main_task
+    assert main_task is not None and main_task.done()
     assert await workers(pool, migrated) == 0
 
 

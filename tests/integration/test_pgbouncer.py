@@ -81,9 +81,11 @@ async def test_with_listen_dsn_jobs_start_on_a_wake_up_through_pgbouncer(
     async with make_scheduler(
         db_pool=bounced_pool, listen_dsn=TEST_DSN, tasks=[jobs.record], **NO_POLLING
     ) as worker:
+        listener = worker._started().listener
+        assert listener is not None
         # The listener checked that its own notification reaches it.
-        await wait_until(lambda: holds(worker._listener.hears_itself is not None), timeout=10)
-        assert worker._listener.hears_itself is True
+        await wait_until(lambda: holds(listener.hears_itself is not None), timeout=10)
+        assert listener.hears_itself is True
         producer = make_scheduler(db_pool=bounced_pool)
         for _ in range(5):
             await producer.schedule(jobs.record, args=(key,))
@@ -105,7 +107,8 @@ async def test_without_listen_dsn_a_replica_says_so_once_and_polls_every_second(
         **NO_POLLING,
     ) as worker:
         await wait_until(lambda: holds(unheard_warnings(caplog)), timeout=15)
-        assert worker._listener.hears_itself is False
+        listener = worker._started().listener
+        assert listener is not None and listener.hears_itself is False
         producer = make_scheduler(db_pool=bounced_pool)
         for _ in range(3):
             await producer.schedule(jobs.record, args=(key,))

@@ -344,7 +344,8 @@ async def test_a_shutdown_in_the_middle_of_a_firing_pass_logs_no_error(
     await _rewind(pool, migrated, "hourly", to=due)
 
     async def services_cancelled() -> bool:
-        services = scheduler._services
+        runtime = scheduler._runtime
+        services = None if runtime is None else runtime.services
         return services is not None and services.cancel_scope.cancel_called
 
     async with pool.acquire() as blocker:

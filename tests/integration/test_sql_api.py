@@ -103,7 +103,7 @@ BAD_SQL_INPUTS: list[tuple[str, str, str, str]] = [
     (f"'{RECORD}'", ", args => jsonb_build_array(repeat('x', 70000))", "54000", "cap"),
     (f"'{RECORD}'", ", run_at => now(), delay => '1 second'", "22023", "not both"),
     (f"'{RECORD}'", ", run_at => 'infinity'", "22023", "must lie between"),
-    # The bounds of scheduler/limits.py (issue 19): Python's datetime range, 1000 years.
+    # The bounds of scheduler/bounds.py (issue 19): Python's datetime range, 1000 years.
     (f"'{RECORD}'", ", run_at => '10000-01-01 00:00+00'", "22023", "9999-12-30"),
     (f"'{RECORD}'", ", run_at => '0001-01-01 00:00+00'", "22023", "0001-01-02"),
     (f"'{RECORD}'", ", delay => '1001 years'", "22023", "at most 1000 years"),

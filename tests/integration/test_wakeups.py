@@ -69,7 +69,8 @@ async def test_a_killed_listen_connection_is_replaced_and_work_caught_up(
 ) -> None:
     key = unique_schema("k")
     async with make_scheduler(**NO_POLLING, tasks=[jobs.record]) as worker:
-        listener = worker._listener
+        listener = worker._started().listener
+        assert listener is not None
         assert listener.connections_made == 1
         assert await pool.fetchval("SELECT pg_terminate_backend($1)", listener.server_pid)
         await wait_until(lambda: holds(listener.connections_made >= 2), timeout=10)

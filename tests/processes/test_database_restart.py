@@ -60,7 +60,8 @@ async def test_a_database_restart_mid_run_loses_nothing(cluster: ThrowawayCluste
                 return all(j is not None and j.status is JobStatus.SUCCEEDED for j in statuses)
 
             await wait_until(all_succeeded, timeout=60, message="every job to succeed")
-            assert scheduler._listener.connections_made >= 2  # it re-listened
+            listener = scheduler._started().listener
+            assert listener is not None and listener.connections_made >= 2  # it re-listened
         finished = {c["job_id"] for c in jobs.calls(key, event="finished")}
         assert finished == set(ids)
     finally:

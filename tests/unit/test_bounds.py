@@ -14,9 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler import ConfigurationError, IntervalTrigger, InvalidTriggerError, SchedulerError
-from scheduler.config import SchedulerConfig
-from scheduler.flow import validate_limits
-from scheduler.limits import (
+from scheduler.bounds import (
     BOUNDS,
     INT32_MAX,
     MAX_PAYLOAD_BYTES,
@@ -24,6 +22,8 @@ from scheduler.limits import (
     MAX_SLOTS,
     MIN_RATE_PERIOD,
 )
+from scheduler.config import SchedulerConfig
+from scheduler.flow import validate_limits
 
 MIGRATION = "0011_bounds_and_roles.sql"
 

@@ -6,8 +6,8 @@ import math
 import random
 from dataclasses import dataclass
 
+from scheduler.bounds import MAX_SECONDS, MAX_SECONDS_TEXT
 from scheduler.errors import ConfigurationError
-from scheduler.limits import MAX_SECONDS, MAX_SECONDS_TEXT
 
 
 @dataclass(frozen=True)

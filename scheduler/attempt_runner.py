@@ -16,7 +16,6 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
@@ -29,11 +28,12 @@ from scheduler.executors.process import ProcessJobError, ProcessPool
 from scheduler.interrupt import MoveOnAt, uncancel
 from scheduler.models import JobStatus
 from scheduler.observing import Observability
-from scheduler.retry import RetryBackoff
-from scheduler.running import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
+from scheduler.retry_backoff import RetryBackoff
+from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
 from scheduler.store import JobStore, Success
-from scheduler.tasks import TaskDefinition
+from scheduler.task_definition import TaskDefinition
 
 logger = logging.getLogger("scheduler.runner")
 
@@ -56,26 +56,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Succeeded:
-    result_json: str | None = None
-
-
-@dataclass(frozen=True)
-class Failed:
-    #: The full text (a traceback for an exception), stored as `last_error`.
-    error: str
-    timed_out: bool = False
-    #: The exception's type and message (None: derived from `error` by the database).
-    parts: ErrorParts | None = None
-    #: What the job raised, for the log's traceback (None for a timeout).
-    exception: BaseException | None = field(default=None, compare=False)
-
-    @property
-    def summary(self) -> str:
-        return str(self.parts) if self.parts is not None else self.error.split("\n", 1)[0]
-
-
 def failed_with(exc: BaseException, prefix: str = "") -> Failed:
     """The failure of an attempt that raised `exc`. A process job's error is the one its
     child raised (the pool's ProcessJobError carries its type and message)."""
@@ -85,18 +65,6 @@ def failed_with(exc: BaseException, prefix: str = "") -> Failed:
         text = storable_text(f"{prefix}{text}")
     return Failed(text, parts=parts or exception_parts(exc), exception=exc)
 
-
-@dataclass(frozen=True)
-class Interrupted:
-    reason: CancelReason
-
-
-@dataclass(frozen=True)
-class Snoozed:
-    delay: float
-
-
-Outcome = Succeeded | Failed | Interrupted | Snoozed
 
 _NO_RESULT = Succeeded("null")  # most jobs return None: nothing to encode
 

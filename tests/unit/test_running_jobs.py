@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from scheduler.running import (
+from scheduler.running_jobs import (
     PREFETCH_MAX_MEAN_RUN,
     CancelReason,
     RunningJob,
