@@ -3,6 +3,7 @@ freezes and restarts them and restarts the database; then an independent checker
 tables and the fault log and judges the run.
 
     python -m tests.chaos.soak --minutes 10 --replicas 4      (or: nox -s soak)
+    ... --seed N --keep-logs DIR     (replay a run's choices; keep replica logs to read)
 
 Exits 1 on any violation. Every attempt writes (job, attempt, pid, worker id, start, end)
 to a side table from inside the job; the checker trusts nothing the scheduler reports about

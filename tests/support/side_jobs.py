@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -78,7 +79,18 @@ async def _ended(row_id: int, column: str = "finished_at", at: float | None = No
     write = asyncio.ensure_future(_write_end(row_id, column, ended_at))
     _end_writes.add(write)
     write.add_done_callback(_end_writes.discard)
-    await asyncio.shield(write)
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        # Evidence for the soak's post-mortem: the end the old recorder would have lost.
+        job = current_job()
+        logging.getLogger("side_jobs").warning(
+            "job %s attempt %d cancelled while writing its %s; the write goes on",
+            job.job_id,
+            job.attempt,
+            column,
+        )
+        raise
 
 
 async def _write_end(row_id: int, column: str, ended_at: float) -> None:
