@@ -3,6 +3,7 @@ freezes and restarts them and restarts the database; then an independent checker
 tables and the fault log and judges the run.
 
     python -m tests.chaos.soak --minutes 10 --replicas 4      (or: nox -s soak)
+    ... --seed N --keep-logs DIR     (replay a run's choices; keep replica logs to read)
 
 Exits 1 on any violation. Every attempt writes (job, attempt, pid, worker id, start, end)
 to a side table from inside the job; the checker trusts nothing the scheduler reports about
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
 import signal
 import sys
@@ -42,7 +44,7 @@ import asyncpg
 from scheduler import CronTrigger, JobRequest, Scheduler
 from scheduler.attempt_runner import TRANSIENT_ERRORS
 from tests.support import side_jobs
-from tests.support.processes import Replica, ThrowawayCluster
+from tests.support.processes import KEEP_LOGS, Replica, ThrowawayCluster
 
 SCHEMA = "soak"
 #: Every replica declares this per-second schedule; the checker wants one job per slot and
@@ -517,7 +519,16 @@ async def main() -> int:
         default=random.randrange(1_000_000),
         help="replays the same workload and fault choices (timing still varies)",
     )
+    parser.add_argument(
+        "--keep-logs",
+        metavar="DIR",
+        help="keep every replica's log there (replica-<pid>.log), to read what a violation's"
+        " replica did (its pid is in the message)",
+    )
     options = parser.parse_args()
+    if options.keep_logs:
+        os.makedirs(options.keep_logs, exist_ok=True)
+        os.environ[KEEP_LOGS] = options.keep_logs  # inherited by Replica.stop
     cluster = ThrowawayCluster()
     cluster.start()
     run = Run()

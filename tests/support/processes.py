@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A directory to keep each stopped replica's log in (as replica-<pid>.log), if set.
+KEEP_LOGS = "SCHEDULER_KEEP_REPLICA_LOGS"
 
 
 class Replica:
@@ -56,6 +58,10 @@ class Replica:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
+        keep = os.environ.get(KEEP_LOGS)
+        if keep:  # kept for a post-mortem (the chaos soak's --keep-logs)
+            with contextlib.suppress(OSError):
+                shutil.move(self.log_path, Path(keep) / f"replica-{self.pid}.log")
         self.log_path.unlink(missing_ok=True)
 
 

@@ -3,7 +3,9 @@ so a test can see from outside which attempt ran where and how often."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -56,37 +58,69 @@ async def _started() -> int:
     return row_id
 
 
+#: How long an end write is retried: right after a database restart the pool hands out
+#: connections the restart broke (each fails once) and the server is slow. Bounded: with
+#: the database away for longer the end stays unknown, as after a SIGKILL.
+END_WRITE_SECONDS = 5.0
+#: End writes under way; a strong reference each, so none is collected mid-write.
+_end_writes: set[asyncio.Task[None]] = set()
+
+
 async def _ended(row_id: int, column: str = "finished_at", at: float | None = None) -> None:
+    """Records when this attempt's code stopped (now, unless `at` says).
+
+    The write runs in a task of its own, which no cancel of the job's task interrupts: the
+    runner cancels a job again on every heartbeat while it still runs after a lost lease or
+    a cancel request, and a second asyncio cancel goes through anyio's shield. An end cut
+    that way would leave the attempt looking unfinished, hence "overlapping" whatever ran
+    the job next, though its code stopped long before."""
     ended_at = time.time() if at is None else at
-    assert _pool is not None
     assert column in ("finished_at", "failed_at", "cancelled_at")
-    await _pool.execute(
-        f"UPDATE {quote_identifier(_schema)}.executions SET {column} = to_timestamp($2)"
-        " WHERE id = $1 AND finished_at IS NULL AND failed_at IS NULL AND cancelled_at IS NULL",
-        row_id,
-        ended_at,
-    )
+    write = asyncio.ensure_future(_write_end(row_id, column, ended_at))
+    _end_writes.add(write)
+    write.add_done_callback(_end_writes.discard)
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        # Evidence for the soak's post-mortem: the end the old recorder would have lost.
+        job = current_job()
+        logging.getLogger("side_jobs").warning(
+            "job %s attempt %d cancelled while writing its %s; the write goes on",
+            job.job_id,
+            job.attempt,
+            column,
+        )
+        raise
+
+
+async def _write_end(row_id: int, column: str, ended_at: float) -> None:
+    assert _pool is not None
+    deadline = time.monotonic() + END_WRITE_SECONDS
+    while True:
+        try:
+            await _pool.execute(
+                f"UPDATE {quote_identifier(_schema)}.executions SET {column} = to_timestamp($2)"
+                " WHERE id = $1 AND finished_at IS NULL AND failed_at IS NULL"
+                " AND cancelled_at IS NULL",
+                row_id,
+                ended_at,
+            )
+            return
+        except Exception:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
 async def _recording_a_cancel(row_id: int) -> AsyncIterator[None]:
     """A cancelled attempt (fenced, shut down, cancelled) records when it stopped, so an
     attempt that stopped before a peer took the job over is not mistaken for an overlap.
-    The time is taken when the code stops; the write is retried for up to 2 s, because
-    right after a database restart the pool hands out connections the restart broke
-    (each fails once). Bounded: with the database away the end stays unknown, as after a
-    SIGKILL."""
+    The time is taken when the code stops (see _ended for how the write survives)."""
     try:
         yield
     except anyio.get_cancelled_exc_class():
-        stopped = time.time()
-        with anyio.move_on_after(2.0, shield=True):
-            while True:
-                try:
-                    await _ended(row_id, "cancelled_at", at=stopped)
-                    break
-                except Exception:
-                    await anyio.sleep(0.05)
+        await _ended(row_id, "cancelled_at")
         raise
 
 
