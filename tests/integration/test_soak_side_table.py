@@ -86,3 +86,53 @@ async def test_an_end_being_written_survives_a_cancel(
     assert recorded is not None
     assert recorded[column].timestamp() <= stopped_by  # when the code stopped, not later
     assert [c for c in ("finished_at", "failed_at", "cancelled_at") if recorded[c]] == [column]
+
+
+async def test_a_start_being_written_when_the_cancel_lands_gets_its_end(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    """A fence right at the start: the cancel lands while the start row's INSERT is in
+    flight. The row is still written; the end must be too (soak run of 2026-12-07, job
+    01a24e19-b210: fenced at its first line, "abandoned", ended "never")."""
+    await pool.execute(f"CREATE SCHEMA {quote_identifier(schema)}")
+    await pool.execute(side_jobs.side_table_sql(schema))
+    side_jobs.configure(pool, schema)
+
+    async def attempt() -> None:
+        set_current_job(JobContext("job-1", "soak", 1, uuid.uuid4()))
+        await side_jobs.soak("ok", 30.0)
+
+    q = quote_identifier(schema)
+    await pool.execute(
+        f"CREATE FUNCTION {q}.wait_for_test() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_advisory_xact_lock(938654); RETURN NEW; END $$;"
+        f" CREATE TRIGGER wait_for_test BEFORE INSERT ON {q}.executions"
+        f" FOR EACH ROW EXECUTE FUNCTION {q}.wait_for_test()"
+    )
+
+    async def insert_blocked() -> bool:
+        waiting: int = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+            " AND query LIKE 'INSERT %executions%'"
+        )
+        return waiting > 0
+
+    async with pool.acquire() as blocker:
+        await blocker.execute("SELECT pg_advisory_lock(938654)")
+        try:
+            task = asyncio.ensure_future(attempt())
+            await wait_until(insert_blocked, message="the start write to wait")
+            task.cancel()  # the fence, while the start is being written
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+            stopped_by = time.time()
+        finally:
+            await blocker.execute("SELECT pg_advisory_unlock(938654)")
+
+    async def ended() -> asyncpg.Record | None:
+        row = await _row(pool, schema)
+        return row if row is not None and row["cancelled_at"] is not None else None
+
+    recorded = await wait_until(ended, message="cancelled_at to be recorded")
+    assert recorded is not None
+    assert recorded["cancelled_at"].timestamp() <= stopped_by

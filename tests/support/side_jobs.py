@@ -41,21 +41,41 @@ def side_table_sql(schema: str) -> str:
 
 
 async def _started() -> int:
-    """Records this attempt's start; returns its row id for the end to update."""
+    """Records this attempt's start; returns its row id for the end to update.
+
+    A cancel that lands while the INSERT is in flight (a fence right at the start) stops
+    the code here, but the row may still be written: then its end is recorded too (when the
+    code stopped), or the attempt would look unfinished, hence "overlapping" its successor."""
     started_at = time.time()
     job = current_job()
     assert _pool is not None
-    row_id: int = await _pool.fetchval(
-        f"INSERT INTO {quote_identifier(_schema)}.executions"
-        " (job_id, attempt, pid, worker_id, started_at)"
-        " VALUES ($1, $2, $3, $4, to_timestamp($5)) RETURNING id",
-        job.job_id,
-        job.attempt,
-        os.getpid(),
-        job.worker_id,
-        started_at,
+    insert = asyncio.ensure_future(
+        _pool.fetchval(
+            f"INSERT INTO {quote_identifier(_schema)}.executions"
+            " (job_id, attempt, pid, worker_id, started_at)"
+            " VALUES ($1, $2, $3, $4, to_timestamp($5)) RETURNING id",
+            job.job_id,
+            job.attempt,
+            os.getpid(),
+            job.worker_id,
+            started_at,
+        )
     )
+    try:
+        row_id: int = await asyncio.shield(insert)
+    except asyncio.CancelledError:
+        # In a task of its own: the runner may cancel this one again before the row is in.
+        end = asyncio.ensure_future(_end_once_started(insert, time.time()))
+        _end_writes.add(end)
+        end.add_done_callback(_end_writes.discard)
+        raise
     return row_id
+
+
+async def _end_once_started(insert: asyncio.Future[int], stopped_at: float) -> None:
+    with contextlib.suppress(Exception):  # no row written: no start, nothing to end
+        row_id = await asyncio.wait_for(insert, END_WRITE_SECONDS)
+        await _write_end(row_id, "cancelled_at", stopped_at)
 
 
 #: How long an end write is retried: right after a database restart the pool hands out
