@@ -275,9 +275,13 @@ async def test_upgrading_a_populated_schema_keeps_every_row_and_guarantee(
     await populate(pool, schema)
     before = await rows(pool, schema)
     async with pool.acquire() as conn:
-        await migrations.migrate(conn, schema)
+        applied = await migrations.migrate(conn, schema)
         await migrations.check_schema(conn, schema)
-    assert await rows(pool, schema) == before  # every row kept, unchanged
+    after = await rows(pool, schema)
+    # Every row kept, unchanged; schema_migrations also records the migrations added since.
+    added = set(after.pop("schema_migrations")) - set(before.pop("schema_migrations"))
+    assert after == before
+    assert {json.loads(row)["version"] for row in added} == set(applied)
 
     # The queue limit still holds: claimers racing for 'limited' start one job.
     store = PostgresJobStore(pool, schema)
@@ -407,3 +411,31 @@ async def test_a_migration_lock_held_elsewhere_fails_migrate_in_time_with_a_clea
     assert scheduler.state is SchedulerState.STOPPED
     # Once the lock is free, migrating works, with the usual (unbounded) statement locks.
     assert await make_scheduler().migrate() == [m.version for m in migrations.known_migrations()]
+
+
+async def test_migrate_applies_the_hot_tables_autovacuum_settings(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    """jobs and job_attempts are vacuumed after 1% (+1,000) dead rows, not PostgreSQL's 20%:
+    a table of millions of finished rows must not carry millions of dead ones (0011)."""
+    async with pool.acquire() as conn:
+        await migrations.migrate(conn, schema)
+    options = {
+        row["relname"]: set(row["reloptions"] or [])
+        for row in await pool.fetch(
+            "SELECT c.relname, c.reloptions FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relname IN ('jobs', 'job_attempts')",
+            schema,
+        )
+    }
+    for table in ("jobs", "job_attempts"):
+        assert {
+            "autovacuum_vacuum_scale_factor=0.01",
+            "autovacuum_vacuum_threshold=1000",
+            "autovacuum_vacuum_cost_limit=1000",
+        } <= options[table], table
+    assert {
+        "autovacuum_analyze_scale_factor=0.02",
+        "autovacuum_analyze_threshold=1000",
+    } <= options["jobs"]
