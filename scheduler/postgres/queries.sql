@@ -515,15 +515,18 @@ WHERE j.job_id = u.job_id AND j.status = 'pending'
 RETURNING j.job_id
 
 -- prune_finished_jobs --
--- Delete up to $2 jobs that finished more than $1 seconds ago.
+-- Delete up to $2 jobs that finished more than $1 seconds ago, oldest first. The ids are
+-- gathered into an array so the delete reads them through the primary key: `IN (subquery)`
+-- let the planner hash the batch and scan the whole table for it, every batch.
 DELETE FROM {schema}.jobs
-WHERE job_id IN (
+WHERE job_id = ANY (ARRAY(
     SELECT job_id FROM {schema}.jobs
     WHERE status IN ('succeeded', 'failed', 'cancelled')
       AND finished_at < now() - make_interval(secs => $1::float8)
+    ORDER BY finished_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
-)
+))
 
 -- insert_schedule --
 -- Create a recurring schedule; on an existing id do nothing (RAISE and IGNORE decide in
@@ -721,7 +724,9 @@ WITH doomed AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), deleted AS (
-    DELETE FROM {schema}.jobs j USING doomed d WHERE j.job_id = d.job_id RETURNING 1
+    -- Through the primary key, never a hash of the batch against the whole table.
+    DELETE FROM {schema}.jobs j WHERE j.job_id = ANY (ARRAY(SELECT d.job_id FROM doomed d))
+    RETURNING 1
 )
 SELECT count(*)::integer FROM deleted
 

@@ -357,3 +357,35 @@ async def test_the_plain_claim_reads_a_bounded_number_of_rows_beside_a_backlog(
     claimed = [n for n in nodes(plan) if n.get("Relation Name") == "jobs"]
     assert claimed and all(n["Node Type"] != "Seq Scan" for n in claimed)
     assert rows_read_from_jobs(plan[0]["Plan"]) <= 2 * 4 * 10 + 10 * 4 < BACKLOG
+
+
+async def test_each_prune_batch_reads_its_rows_through_indexes(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """A batch of the pruner (and of `scheduler purge`) finds its rows through the
+    finished-jobs index and deletes them through the primary key: with the planner's own
+    settings, no batch scans the table (at 10M finished rows, every batch would read them
+    all). Planned as the statements run: statistics gathered, sequential scans allowed."""
+    q = quote_identifier(migrated)
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, status, attempts, finished_at)"
+        " SELECT $1, 'succeeded', 1, now() - interval '8 days' - n * interval '1 second'"
+        " FROM generate_series(1, 20000) AS n",
+        TASK,
+    )
+    await fill(pool, migrated, "default", 5_000, due=True)
+    await pool.execute(f"ANALYZE {q}.jobs")
+    store = PostgresJobStore(pool, migrated)
+    for sql, args in (
+        (store.q.prune_finished_jobs, (7 * 86400.0, 1000)),
+        (store.q.purge_jobs_finished_before, (None, ["succeeded"], 1000, 7 * 86400.0)),
+    ):
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+            await conn.execute("ROLLBACK AND CHAIN")
+        plan = json.loads(rows[0][0])
+        scans = [n for n in nodes(plan) if n.get("Relation Name") == "jobs"]
+        assert all(n["Node Type"] != "Seq Scan" for n in scans), sql
+        indexes = {n.get("Index Name") for n in nodes(plan)}
+        assert {"jobs_finished_idx", "jobs_pkey"} <= indexes, sql
+        assert rows_read_from_jobs(plan[0]["Plan"]) <= 2 * 1000 + 10, sql
