@@ -51,7 +51,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.run import DSN, drop, fresh_scheduler, percentile
+from benchmarks.run import DSN, drop, fresh_scheduler
 from benchmarks.tasks import noop, record_latency
 from scheduler import Scheduler
 from scheduler.postgres.sql import quote_identifier
@@ -268,6 +268,11 @@ async def drain(pool: asyncpg.Pool[Any], schema: str) -> tuple[float, list[float
                 raise RuntimeError(f"{done - before} of {DRAINED} jobs drained in 600 s")
             await asyncio.sleep(0.05)
     return DRAINED / elapsed, claim_ms
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def emit(record: dict[str, Any]) -> None:
