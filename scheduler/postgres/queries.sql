@@ -484,6 +484,15 @@ WITH orphans AS (
 )
 SELECT job_id, status FROM reaped
 
+-- take_fleet_pass --
+-- Whether this replica runs the fleet-wide pass $1 now: a row at most once per $2 seconds
+-- for the whole fleet (database clock). Two replicas asking at once: the second waits for
+-- the first's row lock, then sees the pass just taken and gets no row.
+INSERT INTO {schema}.fleet_passes AS p (pass, last_run_at) VALUES ($1, now())
+ON CONFLICT (pass) DO UPDATE SET last_run_at = now()
+WHERE p.last_run_at <= now() - make_interval(secs => $2::float8)
+RETURNING true AS taken
+
 -- delete_dead_workers --
 -- Forget workers whose lease expired and who own no running job any more.
 DELETE FROM {schema}.workers w

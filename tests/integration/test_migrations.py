@@ -85,6 +85,7 @@ async def test_migrations_built_schema_has_the_expected_tables(
         migrated,
     )
     assert [t["table_name"] for t in tables] == [
+        "fleet_passes",
         "job_attempts",
         "job_dependencies",
         "jobs",

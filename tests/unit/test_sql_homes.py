@@ -21,7 +21,7 @@ DEFINITION = re.compile(
 #: database whose functions have a higher revision than its own, and repairs a lower one).
 REVISIONS = {
     1: "fd9148f75cd06cfce20eb24eb3feb35e1b7bbbc7ca5b5f0068cef034af14cd75",
-    2: "6c901f89ff44b10b88b56ba600684fb9f59ebae09dfca27ab5af63ba0525e566",
+    2: "b4d57ae71af053d2b71c6a1aabea220cbdbc7df9585e259643836a14c29aa5ae",
 }
 
 

@@ -1,5 +1,5 @@
--- Running at scale (issue 21): a claim index the flow-control claim can read per task, and
--- autovacuum settings for the two tables every job churns.
+-- Running at scale (issue 21): a claim index the flow-control claim can read per task,
+-- autovacuum settings for the two tables every job churns, and fleet-wide passes.
 --
 -- claim_flow_jobs() (functions/) reads one range per (queue, task, priority) of this index,
 -- so the pending rows of a task whose concurrency or rate limit is full, or that the
@@ -38,3 +38,30 @@ ALTER TABLE {schema}.job_attempts SET (
     autovacuum_vacuum_insert_scale_factor = 0.05,
     autovacuum_vacuum_cost_limit = 1000
 );
+
+-- Fleet-wide passes: when each maintenance pass (the orphan sweep, housekeeping) last ran,
+-- by any replica. A replica runs a pass only if it can move its row past the pass's
+-- interval (queries.sql take_fleet_pass), so N replicas sweep as often as one: the work of
+-- the fleet's sweeps no longer grows with the number of replicas times what each reads.
+CREATE TABLE {schema}.fleet_passes (
+    pass        text PRIMARY KEY CHECK (length(pass) BETWEEN 1 AND 100),
+    last_run_at timestamptz NOT NULL
+);
+-- Every replica's reaper writes this table: a runtime role granted on an older release must
+-- be able to, or no replica would sweep for orphans after the upgrade. Roles get here the
+-- rights they hold on `workers` (what grant_runtime_role() gives on both).
+DO $$
+DECLARE
+    granted record;
+BEGIN
+    FOR granted IN
+        SELECT a.grantee::regrole::text AS grantee, a.privilege_type
+        FROM pg_class c, aclexplode(c.relacl) AS a
+        WHERE c.oid = '{schema}.workers'::regclass AND a.grantee <> c.relowner
+          AND a.grantee <> 0
+    LOOP
+        EXECUTE format('GRANT %s ON {schema}.fleet_passes TO %s',
+                       granted.privilege_type, granted.grantee);
+    END LOOP;
+END
+$$;
