@@ -504,23 +504,45 @@ WHERE w.lease_expires_at < now()
 -- Fail due jobs that no live worker has registered the task of (in the job's queue) for $1
 -- seconds: they would otherwise wait forever (a typo, a removed task, a hostile row, a
 -- queue no replica works). Jobs of a paused queue wait: pausing is deliberate.
-WITH unrunnable AS (
-    SELECT j.job_id FROM {schema}.jobs j
-    WHERE j.status = 'pending'
-      AND j.execution_time < now() - make_interval(secs => $1::float8)
-      AND NOT EXISTS (SELECT 1 FROM {schema}.workers w
-                      WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks)
-                        AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
-      AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = j.queue AND q.paused)
+-- The (queue, task) pairs of pending jobs are listed first by skipping through
+-- jobs_task_claim_idx (one index probe per pair), and only the pairs no live worker serves
+-- are read for old rows: a backlog of millions whose task is served costs a few probes,
+-- not a read of every old row with a look at every worker for each.
+WITH RECURSIVE pairs AS (
+    (SELECT j.queue, j.task_name FROM {schema}.jobs j
+     WHERE j.status = 'pending' ORDER BY j.queue, j.task_name LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.task_name
+    FROM pairs p CROSS JOIN LATERAL (
+        SELECT j.queue, j.task_name FROM {schema}.jobs j
+        WHERE j.status = 'pending' AND (j.queue, j.task_name) > (p.queue, p.task_name)
+        ORDER BY j.queue, j.task_name LIMIT 1
+    ) n
+), unserved AS (
+    SELECT p.queue, p.task_name FROM pairs p
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.workers w
+                      WHERE w.lease_expires_at > now() AND p.task_name = ANY(w.tasks)
+                        AND (w.queues IS NULL OR p.queue = ANY(w.queues)))
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = p.queue AND q.paused)
+), unrunnable AS (
+    SELECT c.job_id
+    FROM unserved u
+    CROSS JOIN unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS pr(priority)
+    CROSS JOIN LATERAL (
+        SELECT j.job_id FROM {schema}.jobs j
+        WHERE j.status = 'pending' AND j.queue = u.queue AND j.task_name = u.task_name
+          AND j.priority = pr.priority
+          AND j.execution_time < now() - make_interval(secs => $1::float8)
+        LIMIT $2
+        FOR UPDATE OF j SKIP LOCKED
+    ) c
     LIMIT $2
-    FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE {schema}.jobs j SET
     status = 'failed', finished_at = now(), updated_at = now(),
     last_error = format('never run: no live worker registered task %L within %s seconds of'
                         ' its due time', j.task_name, $1::float8)
-FROM unrunnable u
-WHERE j.job_id = u.job_id AND j.status = 'pending'
+WHERE j.job_id = ANY (ARRAY(SELECT u.job_id FROM unrunnable u)) AND j.status = 'pending'
 RETURNING j.job_id
 
 -- prune_finished_jobs --

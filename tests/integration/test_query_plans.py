@@ -389,3 +389,32 @@ async def test_each_prune_batch_reads_its_rows_through_indexes(
         indexes = {n.get("Index Name") for n in nodes(plan)}
         assert {"jobs_finished_idx", "jobs_pkey"} <= indexes, sql
         assert rows_read_from_jobs(plan[0]["Plan"]) <= 2 * 1000 + 10, sql
+
+
+async def test_failing_unrunnable_jobs_reads_only_unserved_tasks_rows(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """Housekeeping beside a backlog of 50,000 old due jobs whose task a live worker runs:
+    it fails the 20 old jobs of a task nobody runs and reads a few index entries per
+    (queue, task) pair, not the backlog (it read every old row, and every worker for each)."""
+    q = quote_identifier(migrated)
+    await backlog(pool, migrated, task=TASK, queue="default", keyed=False)
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, execution_time)"
+        " SELECT $1, now() - interval '2 hours' FROM generate_series(1, 20)",
+        OTHER,
+    )
+    await pool.execute(f"ANALYZE {q}.jobs")
+    store = PostgresJobStore(pool, migrated)
+    await store.register_worker(uuid.uuid4(), "host", 1, [TASK], 30, ["default"])
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {store.q.fail_unrunnable_jobs}", 3600.0, 1000
+        )
+        await conn.execute("ROLLBACK AND CHAIN")
+    plan = json.loads(rows[0][0])
+    scans = [n for n in nodes(plan) if n.get("Relation Name") == "jobs"]
+    assert all(n["Node Type"] != "Seq Scan" for n in scans)
+    assert rows_read_from_jobs(plan[0]["Plan"]) <= 200 < BACKLOG
+    assert await store.fail_unrunnable_jobs(3600.0, 1000) == 20
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE status = 'failed'") == 20
