@@ -16,7 +16,7 @@ in one statement and drained. Reported per fleet size:
   beyond one per job.
 
     python -m benchmarks.fleet [--replicas 1,4,16,32] [--jobs 20000] [--idle 30]
-        [--pool-max 2]
+        [--pool-max 2] [--warm-up 20]
 
 A fleet that would not fit in max_connections (with 10 connections to spare for the
 machine's other users) is skipped and reported as such. Prints one JSON line per fleet size.
@@ -99,7 +99,7 @@ def stop(processes: list[subprocess.Popen[str]]) -> None:
 
 
 async def fleet(
-    admin: asyncpg.Pool[Any], n: int, jobs: int, idle: float, pool_max: int
+    admin: asyncpg.Pool[Any], n: int, jobs: int, idle: float, pool_max: int, warm_up: float
 ) -> dict[str, Any]:
     limit = int(await admin.fetchval("SHOW max_connections"))
     used = int(await admin.fetchval("SELECT count(*) FROM pg_stat_activity"))
@@ -118,7 +118,7 @@ async def fleet(
             began = time.perf_counter()
             processes = start(dsn, n, pool_max, folder)
             record["start_seconds"] = round(time.perf_counter() - began, 1)
-            await asyncio.sleep(12)  # past the 10 s stats flush of idle backends
+            await asyncio.sleep(warm_up)  # past the 10 s stats flush of idle backends
             before = await counters(admin, database)
             await asyncio.sleep(idle)
             after = await counters(admin, database)
@@ -126,6 +126,7 @@ async def fleet(
             # Our own two connections' reads are in the counters: a handful per snapshot.
             record |= {
                 "idle_seconds": idle,
+                "warm_up_seconds": warm_up,
                 "idle_transactions_per_s_per_replica": round(
                     (after["transactions"] - before["transactions"]) / idle / n, 3
                 ),
@@ -189,12 +190,15 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--pool-max", type=int, default=2)
+    parser.add_argument("--warm-up", type=float, default=20.0, help="seconds before idling")
     options = parser.parse_args()
     admin = await asyncpg.create_pool(DSN, min_size=1, max_size=2)
     assert admin is not None
     try:
         for n in (int(r) for r in options.replicas.split(",")):
-            record = await fleet(admin, n, options.jobs, options.idle, options.pool_max)
+            record = await fleet(
+                admin, n, options.jobs, options.idle, options.pool_max, options.warm_up
+            )
             record["load_average"] = os.getloadavg()
             print(json.dumps(record), flush=True)
     finally:
