@@ -15,7 +15,8 @@ from scheduler.postgres.sql import quote_identifier
 from tests.integration.test_query_plans import nodes
 
 #: The partial indexes of pending rows: either serves the pending list (with a task and a
-#: queue, the per-task claim index of 0011 reads only that task's rows, in the same order).
+#: queue, the per-task claim index of the scale migration reads only that task's rows, in
+#: the same order).
 PENDING_INDEXES = {"jobs_claim_idx", "jobs_task_claim_idx"}
 #: The index each status's list must read.
 LIST_INDEXES = {

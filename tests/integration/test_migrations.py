@@ -418,7 +418,8 @@ async def test_migrate_applies_the_hot_tables_autovacuum_settings(
     pool: asyncpg.Pool, schema: str
 ) -> None:
     """jobs and job_attempts are vacuumed after 1% (+1,000) dead rows, not PostgreSQL's 20%:
-    a table of millions of finished rows must not carry millions of dead ones (0011)."""
+    a table of millions of finished rows must not carry millions of dead ones (the scale
+    migration)."""
     async with pool.acquire() as conn:
         await migrations.migrate(conn, schema)
     options = {

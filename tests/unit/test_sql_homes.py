@@ -21,7 +21,7 @@ DEFINITION = re.compile(
 #: database whose functions have a higher revision than its own, and repairs a lower one).
 REVISIONS = {
     1: "fd9148f75cd06cfce20eb24eb3feb35e1b7bbbc7ca5b5f0068cef034af14cd75",
-    2: "b4d57ae71af053d2b71c6a1aabea220cbdbc7df9585e259643836a14c29aa5ae",
+    2: "3293735775c650e40e23ee059f1a1c035b30e2c34da02eee7fca422f819e19cf",
 }
 
 

@@ -91,11 +91,12 @@ BEGIN
                      WHERE NOT EXISTS (SELECT 1 FROM task_room r WHERE r.task_name = tn
                                        AND least(r.slots, floor(r.tokens)) <= 0)) AS names
     ), candidates AS MATERIALIZED (
-        -- One index range scan per open queue, open task and priority (jobs_task_claim_idx,
-        -- 0011): rows of a task whose limit is full, or that this worker does not run, are
-        -- never read, so the claim reads O(max_jobs) rows per (queue, task, priority),
-        -- not the backlog. Read without locks: ranked first, then only the rows picked are
-        -- locked (SKIP LOCKED, see `locked`), so a claim never holds rows it discards.
+        -- One index range scan per open queue, open task and priority (jobs_task_claim_idx
+        -- of the scale migration): rows of a task whose limit is full, or that this worker
+        -- does not run, are never read, so the claim reads O(max_jobs) rows per (queue,
+        -- task, priority), not the backlog. Read without locks: ranked first, then only the
+        -- rows picked are locked (SKIP LOCKED, see `locked`), so a claim never holds rows it
+        -- discards.
         SELECT c.*
         FROM open_queues oq
         CROSS JOIN open_tasks ot
