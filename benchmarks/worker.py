@@ -1,15 +1,21 @@
 """A scheduler replica as its own process, for the multi-process benchmarks.
 
-    python -m benchmarks.worker DSN SCHEMA [--concurrency 10]
+    python -m benchmarks.worker DSN SCHEMA [--concurrency 10] [--pool-max N]
+        [--claims-out PATH]
 
-Prints "READY <pid>" once started; SIGTERM shuts it down gracefully.
+Prints "READY" once started; SIGTERM shuts it down gracefully. `--claims-out` writes the
+start (epoch s) and wall time (ms) of each of its claims to PATH as a JSON list of
+pairs on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
+import time
+from typing import Any
 
 import asyncpg
 
@@ -26,8 +32,11 @@ async def main() -> None:
     parser.add_argument(
         "--metrics", action="store_true", help="with Prometheus metrics (their reads count)"
     )
+    parser.add_argument("--pool-max", type=int, default=0, help="default: concurrency + 4")
+    parser.add_argument("--claims-out", default="", help="write each claim's ms here")
     options = parser.parse_args()
-    pool = await asyncpg.create_pool(options.dsn, min_size=2, max_size=options.concurrency + 4)
+    pool_max = options.pool_max or options.concurrency + 4
+    pool = await asyncpg.create_pool(options.dsn, min_size=min(2, pool_max), max_size=pool_max)
     assert pool is not None
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -38,10 +47,26 @@ async def main() -> None:
         tasks=[noop, record_latency],
         extensions=[PrometheusMetrics()] if options.metrics else [],
     )
+    claim_ms: list[tuple[float, float]] = []
+    if options.claims_out:
+        store = scheduler._store  # timed from outside; its behaviour is unchanged
+        claim = store.claim_jobs
+
+        async def timed_claim(*args: Any, **kwargs: Any) -> Any:
+            at, started = time.time(), time.perf_counter()
+            try:
+                return await claim(*args, **kwargs)
+            finally:
+                claim_ms.append((at, (time.perf_counter() - started) * 1000))
+
+        store.claim_jobs = timed_claim  # type: ignore[method-assign]
     async with scheduler:
         print("READY", flush=True)
         await stop.wait()
     await pool.close()
+    if options.claims_out:
+        with open(options.claims_out, "w") as out:
+            json.dump(claim_ms, out)
 
 
 if __name__ == "__main__":

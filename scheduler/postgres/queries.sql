@@ -496,6 +496,15 @@ WITH orphans AS (
 )
 SELECT job_id, task_name, attempts, owner, status FROM reaped
 
+-- take_fleet_pass --
+-- Whether this replica runs the fleet-wide pass $1 now: a row at most once per $2 seconds
+-- for the whole fleet (database clock). Two replicas asking at once: the second waits for
+-- the first's row lock, then sees the pass just taken and gets no row.
+INSERT INTO {schema}.fleet_passes AS p (pass, last_run_at) VALUES ($1, now())
+ON CONFLICT (pass) DO UPDATE SET last_run_at = now()
+WHERE p.last_run_at <= now() - make_interval(secs => $2::float8)
+RETURNING true AS taken
+
 -- delete_dead_workers --
 -- Forget workers whose lease expired and who own no running job any more.
 DELETE FROM {schema}.workers w
@@ -507,35 +516,60 @@ WHERE w.lease_expires_at < now()
 -- Fail due jobs that no live worker has registered the task of (in the job's queue) for $1
 -- seconds: they would otherwise wait forever (a typo, a removed task, a hostile row, a
 -- queue no replica works). Jobs of a paused queue wait: pausing is deliberate.
-WITH unrunnable AS (
-    SELECT j.job_id FROM {schema}.jobs j
-    WHERE j.status = 'pending'
-      AND j.execution_time < now() - make_interval(secs => $1::float8)
-      AND NOT EXISTS (SELECT 1 FROM {schema}.workers w
-                      WHERE w.lease_expires_at > now() AND j.task_name = ANY(w.tasks)
-                        AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
-      AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = j.queue AND q.paused)
+-- The (queue, task) pairs of pending jobs are listed first by skipping through
+-- jobs_task_claim_idx (one index probe per pair), and only the pairs no live worker serves
+-- are read for old rows: a backlog of millions whose task is served costs a few probes,
+-- not a read of every old row with a look at every worker for each.
+WITH RECURSIVE pairs AS (
+    (SELECT j.queue, j.task_name FROM {schema}.jobs j
+     WHERE j.status = 'pending' ORDER BY j.queue, j.task_name LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.task_name
+    FROM pairs p CROSS JOIN LATERAL (
+        SELECT j.queue, j.task_name FROM {schema}.jobs j
+        WHERE j.status = 'pending' AND (j.queue, j.task_name) > (p.queue, p.task_name)
+        ORDER BY j.queue, j.task_name LIMIT 1
+    ) n
+), unserved AS (
+    SELECT p.queue, p.task_name FROM pairs p
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.workers w
+                      WHERE w.lease_expires_at > now() AND p.task_name = ANY(w.tasks)
+                        AND (w.queues IS NULL OR p.queue = ANY(w.queues)))
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = p.queue AND q.paused)
+), unrunnable AS (
+    SELECT c.job_id
+    FROM unserved u
+    CROSS JOIN unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS pr(priority)
+    CROSS JOIN LATERAL (
+        SELECT j.job_id FROM {schema}.jobs j
+        WHERE j.status = 'pending' AND j.queue = u.queue AND j.task_name = u.task_name
+          AND j.priority = pr.priority
+          AND j.execution_time < now() - make_interval(secs => $1::float8)
+        LIMIT $2
+        FOR UPDATE OF j SKIP LOCKED
+    ) c
     LIMIT $2
-    FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE {schema}.jobs j SET
     status = 'failed', finished_at = now(), updated_at = now(),
     last_error = format('never run: no live worker registered task %L within %s seconds of'
                         ' its due time', j.task_name, $1::float8)
-FROM unrunnable u
-WHERE j.job_id = u.job_id AND j.status = 'pending'
+WHERE j.job_id = ANY (ARRAY(SELECT u.job_id FROM unrunnable u)) AND j.status = 'pending'
 RETURNING j.job_id, j.task_name
 
 -- prune_finished_jobs --
--- Delete up to $2 jobs that finished more than $1 seconds ago.
+-- Delete up to $2 jobs that finished more than $1 seconds ago, oldest first. The ids are
+-- gathered into an array so the delete reads them through the primary key: `IN (subquery)`
+-- let the planner hash the batch and scan the whole table for it, every batch.
 DELETE FROM {schema}.jobs
-WHERE job_id IN (
+WHERE job_id = ANY (ARRAY(
     SELECT job_id FROM {schema}.jobs
     WHERE status IN ('succeeded', 'failed', 'cancelled')
       AND finished_at < now() - make_interval(secs => $1::float8)
+    ORDER BY finished_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
-)
+))
 
 -- insert_schedule --
 -- Create a recurring schedule; on an existing id do nothing (RAISE and IGNORE decide in
@@ -736,7 +770,9 @@ WITH doomed AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), deleted AS (
-    DELETE FROM {schema}.jobs j USING doomed d WHERE j.job_id = d.job_id RETURNING 1
+    -- Through the primary key, never a hash of the batch against the whole table.
+    DELETE FROM {schema}.jobs j WHERE j.job_id = ANY (ARRAY(SELECT d.job_id FROM doomed d))
+    RETURNING 1
 )
 SELECT count(*)::integer FROM deleted
 

@@ -766,6 +766,9 @@ class PostgresJobStore:
             )
         return len(rows)
 
+    async def take_fleet_pass(self, name: str, every_seconds: float) -> bool:
+        return bool(await self._db.fetchval(self.q.take_fleet_pass, name, every_seconds))
+
     async def delete_dead_workers(self) -> int:
         return _row_count(await self._db.execute(self.q.delete_dead_workers))
 

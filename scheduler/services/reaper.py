@@ -16,6 +16,9 @@ logger = logging.getLogger("scheduler.reaper")
 
 #: Forgetting dead workers and failing unrunnable jobs happen on every 4th sweep only.
 HOUSEKEEPING_EVERY = 4
+#: A replica sweeps when no replica did in this share of the interval: with one replica,
+#: every sweep; with many, about one sweep per interval for the whole fleet.
+FLEET_PASS_SHARE = 0.9
 
 
 class Reaper:
@@ -52,15 +55,21 @@ class Reaper:
         return reclaimed
 
     async def run(self) -> None:
-        sweeps = 0
+        # Each sweep reads every running job (and housekeeping every worker and old due
+        # job): run by every replica, the fleet's cost would grow with the square of its
+        # size. A pass is taken fleet-wide instead, so N replicas sweep as often as one.
+        every = FLEET_PASS_SHARE * self._interval
         while True:
             try:
-                # Housekeeping is not urgent: every few sweeps keeps an idle replica quiet.
                 with uninterrupted("an orphan sweep"):
-                    reclaimed = await self.run_once(housekeeping=sweeps % HOUSEKEEPING_EVERY == 0)
-                sweeps += 1
-                if reclaimed:
-                    logger.info("reclaimed %d orphaned job(s)", reclaimed)
+                    if await self._store.take_fleet_pass("orphan sweep", every):
+                        # Housekeeping is not urgent: every few sweeps keeps the fleet quiet.
+                        housekeeping = await self._store.take_fleet_pass(
+                            "housekeeping", every * HOUSEKEEPING_EVERY
+                        )
+                        reclaimed = await self.run_once(housekeeping=housekeeping)
+                        if reclaimed:
+                            logger.info("reclaimed %d orphaned job(s)", reclaimed)
             except Exception as exc:
                 logger.warning("orphan sweep failed: %r", exc)
             await anyio.sleep(self._interval)

@@ -14,14 +14,18 @@ from scheduler.dashboard.data import THROUGHPUT_WINDOW, DashboardData
 from scheduler.postgres.sql import quote_identifier
 from tests.integration.test_query_plans import nodes
 
+#: The partial indexes of pending rows: either serves the pending list (with a task and a
+#: queue, the per-task claim index of the scale migration reads only that task's rows, in
+#: the same order).
+PENDING_INDEXES = {"jobs_claim_idx", "jobs_task_claim_idx"}
 #: The index each status's list must read.
 LIST_INDEXES = {
-    "pending": "jobs_claim_idx",
-    "running": "jobs_running_idx",
-    "succeeded": "jobs_finished_idx",
-    "failed": "jobs_needing_attention_idx",
-    "cancelled": "jobs_needing_attention_idx",
-    "blocked": "jobs_needing_attention_idx",
+    "pending": PENDING_INDEXES,
+    "running": {"jobs_running_idx"},
+    "succeeded": {"jobs_finished_idx"},
+    "failed": {"jobs_needing_attention_idx"},
+    "cancelled": {"jobs_needing_attention_idx"},
+    "blocked": {"jobs_needing_attention_idx"},
 }
 FIRST_CURSORS: dict[str, list[Any]] = {
     "pending": ["", 0, "-infinity", ""],
@@ -89,7 +93,7 @@ async def test_each_job_list_reads_its_index(
         plan = await explain(pool, sql, task, queue, *cursor, 51, generic=generic)
         scans = jobs_scans(plan)
         assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), plan
-        assert [n.get("Index Name") for n in scans] == [LIST_INDEXES[status]], plan
+        assert len(scans) == 1 and scans[0].get("Index Name") in LIST_INDEXES[status], plan
         if status != "running":  # the running rows are at most the fleet's slots
             # The index gives the order (an incremental sort only orders ties of its
             # prefix): a page reads its own rows, not every row of its status.
@@ -117,8 +121,8 @@ async def test_the_overview_reads_only_partial_indexes(
     scans = jobs_scans(plan)
     assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), plan
     used = {n.get("Index Name") for n in scans}
-    assert used == {
-        "jobs_claim_idx",
+    assert len(used & PENDING_INDEXES) == 1, plan
+    assert used - PENDING_INDEXES == {
         "jobs_running_idx",
         "jobs_finished_idx",
         "jobs_needing_attention_idx",

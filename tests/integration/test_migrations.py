@@ -85,6 +85,7 @@ async def test_migrations_built_schema_has_the_expected_tables(
         migrated,
     )
     assert [t["table_name"] for t in tables] == [
+        "fleet_passes",
         "job_attempts",
         "job_dependencies",
         "jobs",
@@ -434,3 +435,32 @@ async def test_a_migration_lock_held_elsewhere_fails_migrate_in_time_with_a_clea
     assert scheduler.state is SchedulerState.STOPPED
     # Once the lock is free, migrating works, with the usual (unbounded) statement locks.
     assert await make_scheduler().migrate() == [m.version for m in migrations.known_migrations()]
+
+
+async def test_migrate_applies_the_hot_tables_autovacuum_settings(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    """jobs and job_attempts are vacuumed after 1% (+1,000) dead rows, not PostgreSQL's 20%:
+    a table of millions of finished rows must not carry millions of dead ones (the scale
+    migration)."""
+    async with pool.acquire() as conn:
+        await migrations.migrate(conn, schema)
+    options = {
+        row["relname"]: set(row["reloptions"] or [])
+        for row in await pool.fetch(
+            "SELECT c.relname, c.reloptions FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relname IN ('jobs', 'job_attempts')",
+            schema,
+        )
+    }
+    for table in ("jobs", "job_attempts"):
+        assert {
+            "autovacuum_vacuum_scale_factor=0.01",
+            "autovacuum_vacuum_threshold=1000",
+            "autovacuum_vacuum_cost_limit=1000",
+        } <= options[table], table
+    assert {
+        "autovacuum_analyze_scale_factor=0.02",
+        "autovacuum_analyze_threshold=1000",
+    } <= options["jobs"]

@@ -102,23 +102,29 @@ BEGIN
                                             OR least(r.slots, floor(r.tokens)) <= 0)))
                AS names
     ), candidates AS MATERIALIZED (
+        -- One index range scan per open queue, open task and priority (jobs_task_claim_idx
+        -- of the scale migration): rows of a task whose limit is full, or that this worker
+        -- does not run, are never read, so the claim reads O(max_jobs) rows per (queue,
+        -- task, priority), not the backlog. Read without locks: ranked first, then only the
+        -- rows picked are locked (SKIP LOCKED, see `locked`), so a claim never holds rows it
+        -- discards.
         SELECT c.*
         FROM open_queues oq
         CROSS JOIN open_tasks ot
+        CROSS JOIN unnest(ot.names) AS tn(task_name)
         CROSS JOIN unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS p(priority)
         CROSS JOIN LATERAL (
             SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority, j.execution_time
             FROM {schema}.jobs j
-            WHERE j.status = 'pending' AND j.queue = oq.queue AND j.priority = p.priority
+            WHERE j.status = 'pending' AND j.queue = oq.queue AND j.task_name = tn.task_name
+              AND j.priority = p.priority
               AND j.execution_time <= now() + make_interval(secs => lead)
               AND j.execution_time > '-infinity'  -- see queries.sql claim_jobs
-              AND j.task_name = ANY (ot.names)
               AND (j.lock_key IS NULL OR NOT EXISTS (
                        SELECT 1 FROM {schema}.jobs h
                        WHERE h.lock_key = j.lock_key AND h.status = 'running'))
             ORDER BY j.execution_time
             LIMIT max_jobs
-            FOR UPDATE OF j SKIP LOCKED
         ) c
     ), one_per_key AS (
         SELECT c.*, row_number() OVER (PARTITION BY c.queue
@@ -134,19 +140,29 @@ BEGIN
         WHERE least(r.slots, floor(r.tokens)) IS NULL
            OR c.queue_rank <= least(r.slots, floor(r.tokens))
     ), picked AS (
-        SELECT c.job_id FROM within_queue c LEFT JOIN task_room r ON r.task_name = c.task_name
+        SELECT c.job_id, c.priority, c.execution_time
+        FROM within_queue c LEFT JOIN task_room r ON r.task_name = c.task_name
         WHERE least(r.slots, floor(r.tokens)) IS NULL
            OR c.task_rank <= least(r.slots, floor(r.tokens))
         ORDER BY c.priority DESC, c.execution_time
         LIMIT max_jobs
+    ), locked AS (
+        -- A row a plain claim holds is skipped; one it claimed since this statement's
+        -- snapshot fails the re-checked status (READ COMMITTED re-reads a locked row):
+        -- the claim may take fewer than it picked, never a row that is not pending.
+        SELECT j.job_id
+        FROM {schema}.jobs j
+        -- An array, so the primary key serves it whatever the planner guesses of `picked`.
+        WHERE j.job_id = ANY (ARRAY(SELECT p.job_id FROM picked p)) AND j.status = 'pending'
+        FOR UPDATE OF j SKIP LOCKED
     ), claimed AS (
         UPDATE {schema}.jobs j SET
             status = 'running', lease_owner = claim_flow_jobs.worker_id,
             attempts = j.attempts + 1,
             started_at = greatest(clock, j.execution_time), updated_at = now(),
             claimed_at = now()
-        FROM picked
-        WHERE j.job_id = picked.job_id
+        FROM locked
+        WHERE j.job_id = locked.job_id
         RETURNING j.job_id, j.queue, j.task_name, j.args::text AS args, j.kwargs::text AS kwargs,
                   j.attempts, j.failures, j.max_retries, j.timeout_seconds,
                   greatest(extract(epoch FROM j.execution_time - clock), 0)::float8 AS starts_in,

@@ -22,7 +22,7 @@ BEGIN
     EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO ' || grantee;
     EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.jobs, {schema}.workers,'
             ' {schema}.schedules, {schema}.job_attempts, {schema}.job_dependencies,'
-            ' {schema}.queues, {schema}.task_limits TO ' || grantee;
+            ' {schema}.queues, {schema}.task_limits, {schema}.fleet_passes TO ' || grantee;
     EXECUTE 'GRANT SELECT ON {schema}.schema_migrations, {schema}.schema_functions,'
             ' {schema}.settings, {schema}.task_stats, {schema}.running_jobs, {schema}.stalled_jobs,'
             ' {schema}.recent_failures, {schema}.schedule_status, {schema}.live_workers,'
