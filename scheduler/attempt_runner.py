@@ -338,22 +338,15 @@ class JobRunner:
         if isinstance(outcome, Succeeded):
             success = Success(lease.job_id, lease.owner, lease.attempt, outcome.result_json)
             return await self._store.complete_job(success)
+        retry_delay = 0.0
         if isinstance(outcome, Failed):
             # Backoff grows with failures only: lost leases and releases do not count.
-            failure = entry.claimed.failures + 1
-            retry_delay = (backoff or self._default_backoff).delay(failure)
-            status = await self._store.fail_job(
-                lease, outcome.error, retry_delay, timed_out=outcome.timed_out, parts=outcome.parts
-            )
-            if status is not None:
-                _log_failure(entry, outcome, status, retry_delay)
-            return status is not None
-        if isinstance(outcome, Snoozed):
-            snoozed = await self._store.snooze_job(lease, outcome.delay)
-            return snoozed is not None
-        if outcome.reason is CancelReason.REQUESTED:
-            return await self._store.cancel_running_job(lease, outcome.reason.value)
-        return await self._store.release_job(lease, outcome.reason.value)
+            retry_delay = (backoff or self._default_backoff).delay(entry.claimed.failures + 1)
+        ended = await self._store.end_attempts([outcome.ending(lease, retry_delay)])
+        status = ended.get(lease.job_id)
+        if status is not None and isinstance(outcome, Failed):
+            _log_failure(entry, outcome, status, retry_delay)
+        return status is not None
 
 
 def _timed_out(timeout: float | None) -> Failed:

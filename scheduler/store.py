@@ -13,7 +13,14 @@ from uuid import UUID
 from scheduler.error_text import ErrorParts
 from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
-from scheduler.models import Attempt, ConflictResolution, Job, JobStatus, Schedule
+from scheduler.models import (
+    Attempt,
+    AttemptOutcome,
+    ConflictResolution,
+    Job,
+    JobStatus,
+    Schedule,
+)
 from scheduler.recurring import FiringPass, FirstFire, StoredDueSchedule
 
 
@@ -31,6 +38,24 @@ class Success(Lease):
     """A successful attempt and what it returned, encoded (None: store no result)."""
 
     result_json: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt ended, as the store records it: `outcome` decides what the job
+    becomes (see `end_attempts` in the PostgreSQL adapter's functions for the table)."""
+
+    lease: Lease
+    outcome: AttemptOutcome
+    #: A success's return value, encoded (None: store no result).
+    result_json: str | None = None
+    #: The text kept as the job's last error: a traceback, or the reason for a cancel or a
+    #: release (cut to `MAX_ERROR_LENGTH`).
+    error: str | None = None
+    #: The error's type and message (None: the store derives them from `error`).
+    parts: ErrorParts | None = None
+    #: Seconds until a failed attempt's retry, or until a snoozed job runs again.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -224,24 +249,9 @@ class JobStore(Protocol):
         """Record a success; a `Success` also stores what the attempt returned."""
         ...
 
-    async def fail_job(
-        self,
-        lease: Lease,
-        error: str,
-        retry_delay: float,
-        *,
-        timed_out: bool = False,
-        parts: ErrorParts | None = None,
-    ) -> JobStatus | None:
-        """Record a failed attempt: `error` is the full text (a traceback), `parts` the
-        exception's type and message (None: the store derives them from the text)."""
-        ...
-
-    async def cancel_running_job(self, lease: Lease, reason: str) -> bool: ...
-    async def release_job(self, lease: Lease, reason: str) -> bool: ...
-    async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
-        """Pending again after `delay` seconds, spending no budget (cancelled if a cancel
-        was requested); None when fenced."""
+    async def end_attempts(self, ends: Sequence[AttemptEnd]) -> dict[str, JobStatus]:
+        """End attempts (any outcome, one write): the new status of each job whose attempt
+        was still held; an attempt whose lease was lost is left out and changes nothing."""
         ...
 
     # -- worker leases ----------------------------------------------------------------

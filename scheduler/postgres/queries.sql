@@ -183,26 +183,15 @@ SELECT status FROM {schema}.jobs WHERE job_id = $1
 -- moment before it notices. Attempts count here: `attempts` is the fencing token. A job
 -- claimed a few milliseconds early (so the claim's commit is paid before its due time)
 -- says how long to wait: it never starts before it is due.
--- The same statement records the successes of the attempts in $6..$8, fenced: only rows
--- still held by that owner and attempt change. Under a backlog one commit thus finishes
--- jobs and claims their successors; alone ($4 = 0) it only records successes. Rows have
--- `kind` 'claimed', 'completed' (a success written) or 'flow'. $9 holds each success's
--- result (JSON text); each success also gets its attempt-history row (done_history).
-WITH done AS (
-    UPDATE {schema}.jobs j SET
-        status = 'succeeded', lease_owner = NULL, last_error = NULL,
-        finished_at = now(), updated_at = now(), result = d.result::jsonb
-    FROM unnest($6::text[], $7::uuid[], $8::integer[], $9::text[])
-         AS d(job_id, owner, attempt, result)
-    WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
-      AND j.status = 'running'
-    RETURNING j.job_id, j.attempts, d.owner, j.claimed_at, j.started_at
-), done_history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT d.job_id, d.attempts, d.owner, w.hostname, d.claimed_at, d.started_at,
-           'succeeded', NULL
-    FROM done d LEFT JOIN {schema}.workers w ON w.worker_id = d.owner
+-- The same statement records the successes of the attempts in $6..$8 (end_attempts(),
+-- fenced), $9 holding each one's result (JSON text): under a backlog one commit thus
+-- finishes jobs and claims their successors. Rows have `kind` 'claimed', 'completed' (a
+-- success written) or 'flow'.
+WITH done AS MATERIALIZED (
+    SELECT d.job_id
+    FROM {schema}.end_attempts($6::text[], $7::uuid[], $8::integer[],
+                               array_fill('succeeded'::text, ARRAY[cardinality($6::text[])]),
+                               $9::text[]) d
 ), live AS (
     SELECT 1 FROM {schema}.workers w WHERE w.worker_id = $1 AND w.lease_expires_at > now()
 ), scope AS MATERIALIZED (
@@ -296,104 +285,12 @@ CROSS JOIN LATERAL (
 ) n
 WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn.queue AND q.paused)
 
--- fail_job --
--- Record a failed attempt (an exception or a timeout): it spends one of max_retries. Back to
--- pending after $5 seconds while retries remain and nobody asked to cancel, else failed.
--- Fenced like every attempt write; its history row's outcome is $6 ('failed' or 'timed
--- out'). $7 and $8 are the error's type and message (NULL: derived from the text $4).
--- Returns the new status.
-WITH ended AS (
-    UPDATE {schema}.jobs SET
-        failures = failures + 1,
-        status = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
-                      THEN 'pending' ELSE 'failed' END,
-        execution_time = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
-                              THEN now() + make_interval(secs => $5::float8)
-                              ELSE execution_time END,
-        finished_at = CASE WHEN failures + 1 <= max_retries AND cancel_requested_at IS NULL
-                           THEN NULL ELSE now() END,
-        lease_owner = NULL, last_error = $4, error_type = $7::text,
-        error_message = $8::text, updated_at = now()
-    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-    RETURNING job_id, attempts, claimed_at, started_at, status
-), history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error,
-         error_type, error_message)
-    SELECT e.job_id, e.attempts, $2, w.hostname, e.claimed_at, e.started_at, $6, $4,
-           $7::text, $8::text
-    FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $2
-)
-SELECT status FROM ended
-
--- cancel_running_job --
--- Record that a requested cancellation interrupted the attempt. Fenced.
-WITH ended AS (
-    UPDATE {schema}.jobs SET
-        status = 'cancelled', lease_owner = NULL, last_error = $4,
-        finished_at = now(), updated_at = now()
-    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-    RETURNING job_id, attempts, claimed_at, started_at
-), history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT e.job_id, e.attempts, $2, w.hostname, e.claimed_at, e.started_at, 'cancelled', $4
-    FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $2
-)
-SELECT count(*) FROM ended
-
--- release_job --
--- Give an interrupted attempt back (graceful shutdown) so a peer takes it at once; it spends
--- no budget (the attempt number stays used: tokens never repeat). A pending cancel request
--- wins. Fenced.
-WITH attempt AS (
-    SELECT job_id, claimed_at, started_at FROM {schema}.jobs
-    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-), ended AS (
-    UPDATE {schema}.jobs SET
-        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
-        started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
-        lease_owner = NULL, last_error = $4, updated_at = now()
-    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-    RETURNING job_id, attempts, status
-), history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT e.job_id, e.attempts, $2, w.hostname, a.claimed_at, a.started_at,
-           CASE WHEN e.status = 'cancelled' THEN 'cancelled' ELSE 'released' END, $4
-    FROM ended e JOIN attempt a USING (job_id)
-    LEFT JOIN {schema}.workers w ON w.worker_id = $2
-)
-SELECT count(*) FROM ended
-
--- snooze_job --
--- The job asked to run again in $4 seconds (`Snooze`): pending then, spending no budget (its
--- attempt number stays used). A pending cancel request wins. Fenced. Returns the status.
-WITH attempt AS (
-    SELECT job_id, claimed_at, started_at FROM {schema}.jobs
-    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-), ended AS (
-    UPDATE {schema}.jobs SET
-        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-        execution_time = CASE WHEN cancel_requested_at IS NULL
-                              THEN now() + make_interval(secs => $4::float8)
-                              ELSE execution_time END,
-        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
-        started_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE started_at END,
-        lease_owner = NULL, updated_at = now()
-    WHERE job_id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'
-    RETURNING job_id, attempts, status
-), history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT e.job_id, e.attempts, $2, w.hostname, a.claimed_at, a.started_at,
-           CASE WHEN e.status = 'cancelled' THEN 'cancelled' ELSE 'snoozed' END,
-           format('snoozed for %s seconds', $4::float8)
-    FROM ended e JOIN attempt a USING (job_id)
-    LEFT JOIN {schema}.workers w ON w.worker_id = $2
-)
-SELECT status FROM ended
+-- end_attempts --
+-- End attempts, each with its outcome (end_attempts(): the one fenced write of every
+-- outcome). Returns the attempts ended, with their jobs' new status.
+SELECT job_id, status
+FROM {schema}.end_attempts($1::text[], $2::uuid[], $3::integer[], $4::text[], $5::text[],
+                           $6::text[], $7::text[], $8::text[], $9::float8[])
 
 -- register_worker --
 -- A new worker identity with a fresh lease.
@@ -423,32 +320,12 @@ SELECT EXISTS (SELECT 1 FROM beat) AS alive,
 -- Hand back attempts this worker's live lease holds but that it is not running: a claim whose
 -- reply was lost after its commit, a claim abandoned at its deadline, an outcome it gave up
 -- writing. Counted as lost leases, like the orphan sweep's ($4 = orphan_retries); fenced per
--- attempt, so an attempt that finished meanwhile is left alone.
-WITH ended AS (
-    UPDATE {schema}.jobs j SET
-        lost_leases = j.lost_leases + 1,
-        status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                      WHEN j.lost_leases + 1 <= $4 THEN 'pending'
-                      ELSE 'failed' END,
-        finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.lost_leases + 1 <= $4
-                           THEN NULL ELSE now() END,
-        last_error = format('attempt %s was claimed by worker %s but never run or recorded'
-                            ' (claim reply lost, or outcome not writable); handed back',
-                            j.attempts, j.lease_owner),
-        lease_owner = NULL, updated_at = now()
-    FROM unnest($2::text[], $3::integer[]) AS a(job_id, attempt)
-    WHERE j.job_id = a.job_id AND j.attempts = a.attempt AND j.lease_owner = $1
-      AND j.status = 'running'
-    RETURNING j.job_id, j.task_name, j.status, j.attempts, j.claimed_at, j.started_at,
-              j.last_error
-), history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT e.job_id, e.attempts, $1, w.hostname, e.claimed_at, e.started_at, 'handed back',
-           e.last_error
-    FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = $1
-)
-SELECT job_id, task_name, attempts, status FROM ended
+-- attempt (end_attempts()), so an attempt that finished meanwhile is left alone.
+SELECT e.job_id, e.task_name, e.attempt AS attempts, e.status
+FROM {schema}.end_attempts($2::text[], array_fill($1::uuid, ARRAY[cardinality($2::text[])]),
+                           $3::integer[],
+                           array_fill('handed back'::text, ARRAY[cardinality($2::text[])]),
+                           lost_budget => $4::integer) e
 
 -- unregister_worker --
 -- A worker leaving cleanly (after releasing its jobs).
@@ -458,43 +335,25 @@ DELETE FROM {schema}.workers WHERE worker_id = $1
 -- Return running jobs whose owner's lease expired to pending while their lost leases stay
 -- within $2 (orphan_retries; delivery is at-least-once across crashes), then to failed (a
 -- job that kills its worker every time must not loop forever); a requested cancel wins.
--- Lost leases have their own budget: they never spend max_retries.
--- Row locks make this race-free against a completion: a completed row is no longer
--- 'running' when re-checked.
-WITH orphans AS (
-    SELECT j.job_id FROM {schema}.jobs j
+-- Lost leases have their own budget: they never spend max_retries. The orphans are locked
+-- here (a peer's sweep skips them) and ended by end_attempts(), fenced on the owner and
+-- attempt read here: an attempt that completed meanwhile is no longer 'running'.
+WITH orphans AS MATERIALIZED (
+    SELECT j.job_id, j.lease_owner, j.attempts FROM {schema}.jobs j
     WHERE j.status = 'running'
       AND NOT EXISTS (SELECT 1 FROM {schema}.workers w
                       WHERE w.worker_id = j.lease_owner AND w.lease_expires_at > now())
     ORDER BY j.job_id
     LIMIT $1
     FOR UPDATE OF j SKIP LOCKED
-), decided AS (
-    SELECT o.job_id, j.lease_owner AS owner,
-           CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                WHEN j.lost_leases + 1 <= $2 THEN 'pending'
-                ELSE 'failed' END AS next_status
-    FROM orphans o JOIN {schema}.jobs j USING (job_id)
-), reaped AS (
-    UPDATE {schema}.jobs j SET
-        status = d.next_status, lost_leases = j.lost_leases + 1,
-        finished_at = CASE WHEN d.next_status = 'pending' THEN NULL ELSE now() END,
-        execution_time = CASE WHEN d.next_status = 'pending' THEN now() ELSE j.execution_time END,
-        last_error = format('attempt %s lost its lease: worker %s stopped heartbeating',
-                            j.attempts, j.lease_owner),
-        lease_owner = NULL, updated_at = now()
-    FROM decided d
-    WHERE j.job_id = d.job_id AND j.status = 'running'
-    RETURNING j.job_id, j.task_name, j.status, j.attempts, d.owner, j.claimed_at,
-              j.started_at, j.last_error
-), history AS (
-    INSERT INTO {schema}.job_attempts
-        (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-    SELECT e.job_id, e.attempts, e.owner, w.hostname, e.claimed_at, e.started_at, 'lease lost',
-           e.last_error
-    FROM reaped e LEFT JOIN {schema}.workers w ON w.worker_id = e.owner
 )
-SELECT job_id, task_name, attempts, owner, status FROM reaped
+SELECT e.job_id, e.task_name, e.attempt AS attempts, e.owner, e.status
+FROM {schema}.end_attempts(
+    ARRAY(SELECT o.job_id FROM orphans o ORDER BY o.job_id),
+    ARRAY(SELECT o.lease_owner FROM orphans o ORDER BY o.job_id),
+    ARRAY(SELECT o.attempts FROM orphans o ORDER BY o.job_id),
+    array_fill('lease lost'::text, ARRAY[(SELECT count(*)::integer FROM orphans)]),
+    lost_budget => $2::integer) e
 
 -- take_fleet_pass --
 -- Whether this replica runs the fleet-wide pass $1 now: a row at most once per $2 seconds

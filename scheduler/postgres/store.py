@@ -13,7 +13,6 @@ from uuid import UUID
 import asyncpg
 
 from scheduler.dependencies import dependency_order
-from scheduler.error_text import ErrorParts
 from scheduler.errors import (
     InvalidJobError,
     JobAlreadyExistsError,
@@ -50,6 +49,7 @@ from scheduler.postgres.wait_listener import SharedWaitListener
 from scheduler.recurring import StoredDueSchedule
 from scheduler.serialization import decode_arguments, load_json
 from scheduler.store import (
+    AttemptEnd,
     AttemptKey,
     ClaimedJob,
     FirePlanner,
@@ -588,46 +588,11 @@ class PostgresJobStore:
         )
         return {row["job_id"] for row in rows if row["kind"] == "completed"}
 
-    async def fail_job(
-        self,
-        lease: Lease,
-        error: str,
-        retry_delay: float,
-        *,
-        timed_out: bool = False,
-        parts: ErrorParts | None = None,
-    ) -> JobStatus | None:
-        outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
-        status = await self._kept.fetchval(
-            self.q.fail_job,
-            lease.job_id,
-            lease.owner,
-            lease.attempt,
-            error,
-            retry_delay,
-            outcome.value,
-            None if parts is None else parts.type,
-            None if parts is None else parts.message,
-        )
-        return None if status is None else JobStatus(status)
-
-    async def cancel_running_job(self, lease: Lease, reason: str) -> bool:
-        ended = await self._kept.fetchval(
-            self.q.cancel_running_job, lease.job_id, lease.owner, lease.attempt, reason
-        )
-        return bool(ended)
-
-    async def release_job(self, lease: Lease, reason: str) -> bool:
-        ended = await self._kept.fetchval(
-            self.q.release_job, lease.job_id, lease.owner, lease.attempt, reason
-        )
-        return bool(ended)
-
-    async def snooze_job(self, lease: Lease, delay: float) -> JobStatus | None:
-        status = await self._kept.fetchval(
-            self.q.snooze_job, lease.job_id, lease.owner, lease.attempt, delay
-        )
-        return None if status is None else JobStatus(status)
+    async def end_attempts(self, ends: Sequence[AttemptEnd]) -> dict[str, JobStatus]:
+        if not ends:
+            return {}
+        rows = await self._kept.fetch(self.q.end_attempts, *_attempt_end_columns(ends))
+        return {row["job_id"]: JobStatus(row["status"]) for row in rows}
 
     # -- worker leases ----------------------------------------------------------------
     async def register_worker(
@@ -821,6 +786,26 @@ def _successes(leases: Sequence[Lease]) -> list[list[Any]]:
         [lease.attempt for lease in leases],
         [lease.result_json if isinstance(lease, Success) else None for lease in leases],
     ]
+
+
+def _attempt_end_columns(ends: Sequence[AttemptEnd]) -> list[list[Any]]:
+    """The parameters of end_attempts(): one array per field, one element per attempt."""
+    return _columns(
+        [
+            (
+                end.lease.job_id,
+                end.lease.owner,
+                end.lease.attempt,
+                end.outcome.value,
+                end.result_json,
+                end.error,
+                None if end.parts is None else end.parts.type,
+                None if end.parts is None else end.parts.message,
+                end.delay,
+            )
+            for end in ends
+        ]
+    )
 
 
 def _unique_violation_error(job: NewJob, exc: asyncpg.UniqueViolationError) -> JobConflictError:

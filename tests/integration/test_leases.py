@@ -7,18 +7,26 @@ import uuid
 import asyncpg
 import pytest
 
-from scheduler import ConflictResolution, JobStatus
+from scheduler import AttemptOutcome, ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
 from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
-from scheduler.store import JobStore, Lease
+from scheduler.store import AttemptEnd, JobStore, Lease
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import holds, unique_schema, wait_until
 
 TASK = "tests.support.jobs:record"
+
+
+async def end(
+    store: PostgresJobStore, lease: Lease, outcome: AttemptOutcome, error: str = "e"
+) -> JobStatus | None:
+    """End one attempt through the store's one outcome write; None when fenced."""
+    ended = await store.end_attempts([AttemptEnd(lease, outcome, error=error)])
+    return ended.get(lease.job_id)
 
 
 async def expire_lease(pool: asyncpg.Pool, schema: str, worker: uuid.UUID) -> None:
@@ -59,9 +67,8 @@ async def test_a_zombie_attempt_can_change_nothing(
 
     # Every write the zombie's attempt could make matches 0 rows.
     assert await store.complete_job(first.lease) is False
-    assert await store.fail_job(first.lease, "late failure", 0) is None
-    assert await store.cancel_running_job(first.lease, "late cancel") is False
-    assert await store.release_job(first.lease, "late release") is False
+    for outcome in AttemptOutcome:  # every outcome goes through the one fenced write
+        assert await end(store, first.lease, outcome) is None, outcome
     beat = await store.heartbeat(zombie, [TASK], 30)
     assert beat.alive is False and beat.owned == frozenset()
 
@@ -288,15 +295,17 @@ async def test_attempt_numbers_never_repeat_and_budgets_are_separate(
     job_id = await enqueue(make_scheduler, max_retries=1)
     owner = await register(store)
     [first] = await store.claim_jobs(owner, [TASK], 10)
-    assert await store.release_job(first.lease, "shutdown")  # graceful: spends nothing
+    assert await end(store, first.lease, AttemptOutcome.RELEASED)  # graceful: spends nothing
     [second] = await store.claim_jobs(owner, [TASK], 10)
     await expire_lease(pool, store.schema, owner)
     assert await store.reap_orphans(100, 2) == 1  # lost lease
     peer = await register(store)
     [third] = await store.claim_jobs(peer, [TASK], 10)
-    assert await store.fail_job(third.lease, "boom", 0) is JobStatus.PENDING  # 1 <= 1 retry
+    assert (
+        await end(store, third.lease, AttemptOutcome.FAILED, "boom") is JobStatus.PENDING
+    )  # 1 <= 1 retry
     [fourth] = await store.claim_jobs(peer, [TASK], 10)
-    assert await store.fail_job(fourth.lease, "boom again", 0) is JobStatus.FAILED
+    assert await end(store, fourth.lease, AttemptOutcome.FAILED, "boom again") is JobStatus.FAILED
     seen = [c.lease.attempt for c in (first, second, third, fourth)]
     assert seen == [1, 2, 3, 4]
     job = await store.get_job(job_id)
@@ -311,7 +320,7 @@ async def test_replace_resets_the_budgets_but_not_the_attempt_counter(
     job_id = await scheduler.schedule(jobs.record, args=("k",), job_id="replaced", max_retries=0)
     owner = await register(store)
     [first] = await store.claim_jobs(owner, [TASK], 10)
-    assert await store.fail_job(first.lease, "boom", 0) is JobStatus.FAILED
+    assert await end(store, first.lease, AttemptOutcome.FAILED, "boom") is JobStatus.FAILED
     await scheduler.schedule(
         jobs.record,
         args=("k",),
@@ -320,7 +329,7 @@ async def test_replace_resets_the_budgets_but_not_the_attempt_counter(
     )
     [second] = await store.claim_jobs(owner, [TASK], 10)
     assert second.lease.attempt == 2  # a revived job's attempt is still a new token
-    assert await store.fail_job(first.lease, "zombie", 0) is None
+    assert await end(store, first.lease, AttemptOutcome.FAILED, "zombie") is None
     job = await store.get_job(job_id)
     assert job is not None and (job.status, job.failures) == (JobStatus.RUNNING, 0)
 

@@ -227,7 +227,7 @@ EXECUTE_RIGHTS: dict[str, frozenset[str]] = {
         "grant_producer_role": (),
         "grant_operator_role": (),
         "check_job_basics": (),
-        "record_attempt": (),
+        "end_attempts": (RUNTIME,),
         "settle_dependants": (),
         "keep_blocked": (),
         "notify_due_jobs": (),
@@ -326,6 +326,41 @@ async def test_upgrading_takes_from_a_producer_what_it_had_beyond_its_share(
         await pool.execute(f"DROP SCHEMA IF EXISTS {q} CASCADE")
         await pool.execute(f"DROP OWNED BY {quote_identifier(producer)}")
         await pool.execute(f"DROP ROLE {quote_identifier(producer)}")
+
+
+async def test_upgrading_gives_a_runtime_role_the_functions_its_share_gained(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    """A runtime role granted by an earlier release keeps running replicas after an upgrade
+    adds a function its share includes (the claim calls end_attempts(), revision 5)."""
+    q = quote_identifier(schema)
+    runtime = f"sched_run_{uuid.uuid4().hex[:12]}"
+    await pool.execute(f"CREATE ROLE {quote_identifier(runtime)} NOLOGIN")
+    try:
+        async with pool.acquire() as conn:
+            assert await install_head(conn, schema, up_to=10) == 10
+            await conn.execute(f"SELECT {q}.grant_runtime_role($1)", runtime)
+            await migrations.migrate(conn, schema)
+        assert await pool.fetchval(
+            f"SELECT has_function_privilege($1, '{q}.end_attempts(text[], uuid[], integer[],"
+            " text[], text[], text[], text[], text[], double precision[], integer)', 'EXECUTE')",
+            runtime,
+        )
+        runtime_pool = await asyncpg.create_pool(
+            TEST_DSN, min_size=1, max_size=4, server_settings={"role": runtime}
+        )
+        assert runtime_pool is not None
+        settings: dict[str, Any] = {**FAST, "auto_migrate": False, "tasks": [jobs.record]}
+        try:
+            async with Scheduler(runtime_pool, schema=schema, **settings) as replica:
+                job_id = await replica.schedule(jobs.record, args=("roles-upgrade",))
+                await wait_until(partial(has_status, replica, job_id, JobStatus.SUCCEEDED))
+        finally:
+            await runtime_pool.close()
+    finally:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {q} CASCADE")
+        await pool.execute(f"DROP OWNED BY {quote_identifier(runtime)}")
+        await pool.execute(f"DROP ROLE {quote_identifier(runtime)}")
 
 
 async def test_a_producer_cannot_lift_its_own_payload_cap(

@@ -1,9 +1,9 @@
 -- Claim up to max_jobs due jobs of `task_names` in `queue_names`, limits, locks and pauses
--- respected, in priority then due-time order; record the successes of done_* first (fenced,
--- like the plain claim, with each one's result (JSON text) and attempt-history row, as
--- in 0006). Rows: kind 'completed' (a success written), 'claimed' (a job now running
--- under worker_id, claimed_at stamped), and one 'flow' row whose `controlled` says whether limits or
--- lock keys still concern this worker's queues and tasks, and whose `retry_in` is the
+-- respected, in priority then due-time order; record the successes of done_* first
+-- (end_attempts(): fenced, each with its result, JSON text, and attempt-history row).
+-- Rows: kind 'completed' (a success written), 'claimed' (a job now running under
+-- worker_id, claimed_at stamped), and one 'flow' row whose `controlled` says whether limits
+-- or lock keys still concern this worker's queues and tasks, and whose `retry_in` is the
 -- seconds until a rate limit that held work back has a token again (NULL: none did). Rows of
 -- kind 'problem' name a limit row of this worker's queues or tasks that is out of bounds
 -- (limits_problem()), whose work the claim skips, as if paused, instead of letting its
@@ -39,27 +39,15 @@ BEGIN
             'claim_flow_jobs needs READ COMMITTED (it counts running jobs after taking its'
             ' lock), not %s', current_setting('transaction_isolation'));
     END IF;
+    -- The successes first, so the slots they free count for this claim.
     RETURN QUERY
-    WITH done AS (
-        UPDATE {schema}.jobs j SET
-            status = 'succeeded', lease_owner = NULL, last_error = NULL,
-            finished_at = now(), updated_at = now(), result = d.result::jsonb
-        FROM unnest(done_ids, done_owners, done_attempts, done_results)
-             AS d(job_id, owner, attempt, result)
-        WHERE j.job_id = d.job_id AND j.lease_owner = d.owner AND j.attempts = d.attempt
-          AND j.status = 'running'
-        RETURNING j.job_id, j.attempts, d.owner, j.claimed_at, j.started_at
-    ), done_history AS (
-        INSERT INTO {schema}.job_attempts
-            (job_id, attempt, worker_id, hostname, claimed_at, started_at, outcome, error)
-        SELECT d.job_id, d.attempts, d.owner, w.hostname, d.claimed_at, d.started_at,
-               'succeeded', NULL
-        FROM done d LEFT JOIN {schema}.workers w ON w.worker_id = d.owner
-    )
     SELECT 'completed'::text, d.job_id, NULL::text, NULL::text, NULL::text, NULL::integer,
            NULL::integer, NULL::integer, NULL::float8, NULL::float8, NULL::float8,
            NULL::boolean, NULL::float8, NULL::text
-    FROM done d;
+    FROM {schema}.end_attempts(
+        done_ids, done_owners, done_attempts,
+        array_fill('succeeded'::text, ARRAY[coalesce(cardinality(done_ids), 0)]),
+        done_results) d;
     IF coalesce(max_jobs, 0) <= 0 OR NOT EXISTS (
         SELECT 1 FROM {schema}.workers w
         WHERE w.worker_id = claim_flow_jobs.worker_id AND w.lease_expires_at > now()

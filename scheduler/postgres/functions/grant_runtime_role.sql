@@ -31,7 +31,7 @@ BEGIN
             ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
             ' {schema}.retry_job, {schema}.retry_failed_jobs, {schema}.add_dependencies,'
             ' {schema}.register_worker, {schema}.worker_heartbeat,'
-            ' {schema}.claim_jobs, {schema}.complete_job, {schema}.fail_job,'
+            ' {schema}.claim_jobs, {schema}.end_attempts, {schema}.complete_job, {schema}.fail_job,'
             ' {schema}.release_job, {schema}.cancel_requested_jobs,'
             ' {schema}.unregister_worker, {schema}.readable_time, {schema}.add_schedule,'
             ' {schema}.pause_schedule, {schema}.resume_schedule, {schema}.remove_schedule,'
