@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from scheduler.postgres.batching import CompletionBatcher
+from scheduler.services.completions import CompletionBatcher
 from scheduler.store import Lease
 
 OWNER = uuid.uuid4()
