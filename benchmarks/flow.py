@@ -12,11 +12,11 @@ Two measures per condition:
 
 * drain: one in-process Scheduler(max_concurrent_jobs=10) drains N due no-op jobs (W2's
   method: one INSERT, ANALYZE, then start and poll until none is due or running), jobs/s;
-* claim: the server-side time of one claim of 10 from a backlog, in ms: every statement the
-  store sends inside `claim_jobs()` is first run under EXPLAIN (ANALYZE, TIMING OFF: no
-  per-node clock reads) in a transaction that is rolled back, its Planning + Execution
-  Time summed, and then run for real, so the store goes on exactly as it would (after a
-  plain claim that reports flow control, it takes the serialised path). 5 claims warm up,
+* claim: the server-side time of one claim of 10 from a backlog, in ms: every statement
+  the store sends in one claim pass (`Claims.claim()`) is first run under EXPLAIN
+  (ANALYZE, TIMING OFF: no per-node clock reads) in a transaction that is rolled back, its
+  Planning + Execution Time summed, and then run for real, so the claims go on exactly as
+  they would (after a plain claim that reports flow control, the serialised path). 5 claims warm up,
   then `--claims` are measured; the jobs of each claim are marked succeeded before the
   next, so no claim carries successes and none counts running jobs of earlier claims.
   pg_stat_statements would need the server's shared_preload_libraries; EXPLAIN needs
@@ -56,6 +56,7 @@ from benchmarks.tasks import noop
 from scheduler import Scheduler
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import PostgresJobStore
+from scheduler.services.claiming import Claims
 from scheduler.tasks import task_name_for
 
 #: High enough never to bind: a drain of 10 at a time never comes near.
@@ -170,14 +171,15 @@ async def claim_cost(
         worker = await pool.fetchval(
             f"SELECT {q}.register_worker(ARRAY[$1], lease => '1 hour')", task
         )
-        store = PostgresJobStore(timed, name)
+        # The dispatcher's claim policy over the store: plain, then flow when it says so.
+        claiming = Claims(PostgresJobStore(timed, name))
         per_claim: list[float] = []
         statements = 0
         for number in range(WARM_UP_CLAIMS + claims):
             times: list[float] = []
             token = _server_times.set(times)
             try:
-                claimed = await store.claim_jobs(worker, [task], CLAIM_SIZE, 0.0, ["default"])
+                claimed = await claiming.claim(worker, [task], CLAIM_SIZE, 0.0, ["default"])
             finally:
                 _server_times.reset(token)
             if len(claimed) != CLAIM_SIZE:

@@ -36,6 +36,7 @@ from benchmarks.run import DSN, drop, fresh_scheduler
 from benchmarks.tasks import noop
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import PostgresJobStore
+from scheduler.services.claiming import Claims
 from scheduler.services.pruner import Pruner
 from scheduler.tasks import task_name_for
 
@@ -151,12 +152,12 @@ async def main() -> None:
             DSN, min_size=2, max_size=2, server_settings={"application_name": CLAIMS}
         )
         assert claim_pool is not None
-        claimer = PostgresJobStore(claim_pool, schema)
+        claimer = Claims(PostgresJobStore(claim_pool, schema))
 
         async def claims() -> None:
             while pruning:
                 t0 = time.perf_counter()
-                claimed = await claimer.claim_jobs(worker, [NOOP], 10, 0.0, ["default"])
+                claimed = await claimer.claim(worker, [NOOP], 10, 0.0, ["default"])
                 claim_ms.append((time.perf_counter() - t0) * 1000)
                 await claim_pool.execute(
                     f"UPDATE {q}.jobs SET status = 'succeeded', lease_owner = NULL,"

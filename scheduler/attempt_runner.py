@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from time import monotonic
 from typing import Any
@@ -82,8 +82,12 @@ class JobRunner:
         max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         observability: Observability | None = None,
         processes: ProcessPool | None = None,
+        *,
+        record_success: Callable[[Success], Awaitable[bool]],
     ) -> None:
         self._store = store
+        # Successes go through the completion batcher: fenced, True when written.
+        self._record_success = record_success
         self._running = running
         self._identity = identity
         self._find_task = find_task
@@ -337,7 +341,7 @@ class JobRunner:
         lease = entry.claimed.lease
         if isinstance(outcome, Succeeded):
             success = Success(lease.job_id, lease.owner, lease.attempt, outcome.result_json)
-            return await self._store.complete_job(success)
+            return await self._record_success(success)
         retry_delay = 0.0
         if isinstance(outcome, Failed):
             # Backoff grows with failures only: lost leases and releases do not count.

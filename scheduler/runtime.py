@@ -24,13 +24,15 @@ from scheduler.observing import Observability
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
 from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.services.claiming import Claims
+from scheduler.services.completions import CompletionBatcher
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.services.pruner import Pruner
 from scheduler.services.queue_depth import QueueDepthReader
 from scheduler.services.reaper import Reaper
 from scheduler.services.ticker import Ticker
-from scheduler.store import JobStore
+from scheduler.store import JobStore, Success
 from scheduler.tasks import TaskCatalog
 from scheduler.waiting import FinishedJobs
 
@@ -100,8 +102,11 @@ class Runtime:
             else config.process_max_memory_per_child_mb * 1024 * 1024,
             max_result_bytes=config.max_result_bytes,
         )
+        # Successes wait here for a claim to carry them, or commit together.
+        self.completions = CompletionBatcher[Success](store.record_successes)
         self.dispatcher = Dispatcher(
             store,
+            Claims(store, self.completions),
             running,
             identity,
             tasks.names,
@@ -131,6 +136,7 @@ class Runtime:
             max_result_bytes=config.max_result_bytes,
             observability=observability,
             processes=self._processes,
+            record_success=self.completions.complete,
         )
         self.reaper = Reaper(
             store,

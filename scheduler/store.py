@@ -77,6 +77,24 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True)
+class ClaimResult:
+    """What one claim statement did. Facts only: which path to take next, how soon to look
+    again and what to log are the caller's choice (`scheduler.services.claiming`)."""
+
+    claimed: list[ClaimedJob]
+    #: Job ids of the carried successes that were written (the others were fenced).
+    completed: frozenset[str] = frozenset()
+    #: Flow control concerns this worker. From the plain claim: work under limits or lock
+    #: keys may be waiting for the flow claim. From the flow claim: limits or lock keys
+    #: still concern this worker's queues and tasks.
+    flow: bool = False
+    #: From the flow claim: seconds until a rate limit that held work back has a token.
+    retry_in: float | None = None
+    #: Out-of-range limit rows whose work the flow claim skipped (as if paused).
+    limit_problems: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class NewJob:
     """A validated job ready to insert. Exactly one of execution_time / delay is set."""
 
@@ -227,14 +245,30 @@ class JobStore(Protocol):
         limit: int,
         lead: float = 0.0,
         queues: Sequence[str] = ("default",),
-    ) -> list[ClaimedJob]:
-        """Claim due jobs of `task_names` in `queues`, flow control respected."""
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        """One statement: record the `carried` successes (fenced), then claim up to `limit`
+        due jobs of `task_names` in `queues` that no flow control applies to (due within
+        `lead` seconds). `flow` says whether other work may wait for `claim_flow_jobs`. A
+        worker whose lease is not live (by the database clock) claims nothing."""
         ...
 
-    @property
-    def held_back_retry(self) -> float | None:
-        """After a claim: None when no flow control concerned it; else how soon (seconds)
-        a claim may find work that limits or locks held back."""
+    async def claim_flow_jobs(
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        """As `claim_jobs`, through the serialised path that claims every due job of
+        `task_names` in `queues`, limits, rate limits and lock keys respected."""
+        ...
+
+    async def record_successes(self, successes: Sequence[Success]) -> set[str]:
+        """Record successes with no claim to carry them (fenced); returns the job ids
+        written."""
         ...
 
     async def next_due_delay(
@@ -245,10 +279,6 @@ class JobStore(Protocol):
         ...
 
     # -- one attempt's outcome (fenced: False means the lease was no longer held) -------
-    async def complete_job(self, lease: Lease) -> bool:
-        """Record a success; a `Success` also stores what the attempt returned."""
-        ...
-
     async def end_attempts(self, ends: Sequence[AttemptEnd]) -> dict[str, JobStatus]:
         """End attempts (any outcome, one write): the new status of each job whose attempt
         was still held; an attempt whose lease was lost is left out and changes nothing."""

@@ -37,7 +37,6 @@ from scheduler.models import (
     JobStatus,
     Schedule,
 )
-from scheduler.postgres.batching import CompletionBatcher
 from scheduler.postgres.connection import (
     AnyConnection,
     BoundedPool,
@@ -52,6 +51,7 @@ from scheduler.store import (
     AttemptEnd,
     AttemptKey,
     ClaimedJob,
+    ClaimResult,
     FirePlanner,
     FirstFirePlanner,
     FirstFireTime,
@@ -73,10 +73,6 @@ PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
 #: The owner a claim of zero rows names (it never reaches a row).
 NO_OWNER = UUID(int=0)
 
-#: While limits or locks hold due work back, claim again at least this often: a peer's job
-#: ending frees room no notification announces.
-FLOW_RETRY_SECONDS = 0.1
-
 #: The queue label of a claimed job whose queue could not be read with its claim.
 UNKNOWN_QUEUE = "unknown"
 
@@ -94,7 +90,6 @@ class PostgresJobStore:
         self._db = BoundedPool(pool)
         self.schema = schema
         self.q = Queries(schema)
-        self._completions = CompletionBatcher(self._complete_jobs)
         # The per-job statements reuse a connection instead of paying the pool's reset.
         self._kept = KeptConnections(pool)
         # The one LISTEN the waits of a producer share, open while some wait is in progress.
@@ -104,11 +99,6 @@ class PostgresJobStore:
             check_interval=WAIT_LISTENER_CHECK_INTERVAL,
             check_timeout=WAIT_LISTENER_CHECK_TIMEOUT,
         )
-        # Whether flow control concerned the last claim, and how soon to look again.
-        self._flow_seen = False
-        self._held_back_retry: float | None = None
-        # Limit rows out of bounds that the last flow claim skipped, each logged once.
-        self._limit_problems: frozenset[str] = frozenset()
 
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
@@ -451,101 +441,72 @@ class PostgresJobStore:
         limit: int,
         lead: float = 0.0,
         queues: Sequence[str] = ("default",),
-    ) -> list[ClaimedJob]:
-        # Successes waiting for a commit ride along: one commit records them and claims.
-        carried = self._completions.take()
-        leases = [waiter.lease for waiter in carried]
-        done = _successes(leases)
-        names, queue_names = list(task_names), list(queues)
-        try:
-            if self._flow_seen:
-                # Flow control concerned the last claim: claim everything through the
-                # serialised path, so priorities hold across limited and free work.
-                rows = await self._kept.fetch(
-                    self.q.claim_flow_jobs, owner, names, queue_names, limit, lead, *done
-                )
-            else:
-                rows = await self._kept.fetch(
-                    self.q.claim_jobs,
-                    owner,
-                    names,
-                    PRIORITIES_DESCENDING,
-                    limit,
-                    lead,
-                    *done,
-                    queue_names,
-                )
-        except BaseException as exc:
-            self._completions.settle(carried, error=exc)
-            raise
-        self._completions.settle(
-            carried, {row["job_id"] for row in rows if row["kind"] == "completed"}
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        rows = await self._kept.fetch(
+            self.q.claim_jobs,
+            owner,
+            list(task_names),
+            PRIORITIES_DESCENDING,
+            limit,
+            lead,
+            *_successes(carried),
+            list(queues),
         )
+        return await self._claim_result(owner, rows)
+
+    async def claim_flow_jobs(
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        rows = await self._kept.fetch(
+            self.q.claim_flow_jobs,
+            owner,
+            list(task_names),
+            list(queues),
+            limit,
+            lead,
+            *_successes(carried),
+        )
+        return await self._claim_result(owner, rows)
+
+    async def _claim_result(self, owner: UUID, rows: Sequence[asyncpg.Record]) -> ClaimResult:
+        """The rows of either claim statement. The plain claim's `flow` row has no
+        `controlled` column (it always means yes), nor `retry_in`; only the flow claim
+        returns `problem` rows."""
         claimed = [row for row in rows if row["kind"] == "claimed"]
         flow = [row for row in rows if row["kind"] == "flow"]
-        # Rows of kind 'problem' come from the flow claim only. The plain claim without a
-        # flow row says no limit row concerns this replica; with one, the flow claim below
-        # reports.
-        if self._flow_seen or not flow:
-            self._report_limit_problems(
-                {row["problem"] for row in rows if row["kind"] == "problem"}
-            )
-        if not self._flow_seen and flow and len(claimed) < limit:
-            # Work under flow control may wait: the serialised path takes what it can.
-            more = await self._kept.fetch(
-                self.q.claim_flow_jobs,
-                owner,
-                names,
-                queue_names,
-                limit - len(claimed),
-                lead,
-                [],
-                [],
-                [],
-                [],
-            )
-            claimed += [row for row in more if row["kind"] == "claimed"]
-            flow = [row for row in more if row["kind"] == "flow"]
-            self._report_limit_problems(
-                {row["problem"] for row in more if row["kind"] == "problem"}
-            )
-        # The plain claim's flow row has no `controlled` column: it always means "yes".
-        self._flow_seen = any(row.get("controlled", True) for row in flow)
-        retry: list[float] = [row["retry_in"] for row in flow if row.get("retry_in") is not None]
-        self._held_back_retry = None if not self._flow_seen else min([FLOW_RETRY_SECONDS, *retry])
-        # A full claim means a backlog: successes wait briefly for the next claim to carry
-        # them instead of committing on their own.
-        self._completions.hold = len(claimed) == limit
+        retry = [row["retry_in"] for row in flow if row.get("retry_in") is not None]
         late = {row["job_id"] for row in claimed if row["queue"] is None}
         details = await self._claimed_details(late) if late else {}
-        return [
-            ClaimedJob(
-                lease=Lease(row["job_id"], owner, row["attempts"]),
-                task_name=row["task_name"],
-                args_json=row["args"],
-                kwargs_json=row["kwargs"],
-                max_retries=row["max_retries"],
-                timeout=row["timeout_seconds"],
-                failures=row["failures"],
-                starts_in=row["starts_in"],
-                due_epoch=row["due_epoch"],
-                queue=details.get(row["job_id"], row)["queue"] or UNKNOWN_QUEUE,
-                start_lag=row["start_lag"] or 0.0,
-                trace_context=details.get(row["job_id"], row)["trace_context"],
-            )
-            for row in claimed
-        ]
-
-    def _report_limit_problems(self, problems: set[str]) -> None:
-        """Log each limit row the claim skips once, when it first appears (again after it
-        was fixed and broke anew), not at every claim."""
-        for problem in sorted(problems - self._limit_problems):
-            logger.warning(
-                "the claim skips the jobs governed by an out-of-range limit row until it is"
-                " fixed (set_queue_limits / set_task_limits): %s",
-                problem,
-            )
-        self._limit_problems = frozenset(problems)
+        return ClaimResult(
+            claimed=[
+                ClaimedJob(
+                    lease=Lease(row["job_id"], owner, row["attempts"]),
+                    task_name=row["task_name"],
+                    args_json=row["args"],
+                    kwargs_json=row["kwargs"],
+                    max_retries=row["max_retries"],
+                    timeout=row["timeout_seconds"],
+                    failures=row["failures"],
+                    starts_in=row["starts_in"],
+                    due_epoch=row["due_epoch"],
+                    queue=details.get(row["job_id"], row)["queue"] or UNKNOWN_QUEUE,
+                    start_lag=row["start_lag"] or 0.0,
+                    trace_context=details.get(row["job_id"], row)["trace_context"],
+                )
+                for row in claimed
+            ],
+            completed=frozenset(row["job_id"] for row in rows if row["kind"] == "completed"),
+            flow=any(row.get("controlled", True) for row in flow),
+            retry_in=min(retry) if retry else None,
+            limit_problems=frozenset(row["problem"] for row in rows if row["kind"] == "problem"),
+        )
 
     async def _claimed_details(self, job_ids: set[str]) -> dict[str, asyncpg.Record]:
         """The queue and trace context of jobs the flow claim took that its statement
@@ -557,9 +518,12 @@ class PostgresJobStore:
             return {}
         return {row["job_id"]: row for row in rows}
 
-    @property
-    def held_back_retry(self) -> float | None:
-        return self._held_back_retry
+    async def record_successes(self, successes: Sequence[Success]) -> set[str]:
+        """Successes with no claim to carry them: end_attempts() on its own."""
+        ended = await self.end_attempts(
+            [AttemptEnd(s, AttemptOutcome.SUCCEEDED, result_json=s.result_json) for s in successes]
+        )
+        return set(ended)
 
     async def next_due_delay(
         self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
@@ -571,23 +535,6 @@ class PostgresJobStore:
         return row["delay"], row["clock"]
 
     # -- one attempt's outcome --------------------------------------------------------
-    async def complete_job(self, lease: Lease) -> bool:
-        return await self._completions.complete(lease)
-
-    async def _complete_jobs(self, leases: Sequence[Lease]) -> set[str]:
-        """Successes with no claim to carry them: the claim statement, claiming nothing."""
-        rows = await self._kept.fetch(
-            self.q.claim_jobs,
-            NO_OWNER,
-            [],
-            PRIORITIES_DESCENDING,
-            0,
-            0.0,
-            *_successes(leases),
-            [],
-        )
-        return {row["job_id"] for row in rows if row["kind"] == "completed"}
-
     async def end_attempts(self, ends: Sequence[AttemptEnd]) -> dict[str, JobStatus]:
         if not ends:
             return {}
@@ -778,13 +725,13 @@ def _conflict_error(job_ids: Sequence[str], conflict: ConflictResolution) -> Job
     )
 
 
-def _successes(leases: Sequence[Lease]) -> list[list[Any]]:
+def _successes(successes: Sequence[Success]) -> list[list[Any]]:
     """The claims' success columns ($6..$9): job ids, owners, attempts, results."""
     return [
-        [lease.job_id for lease in leases],
-        [lease.owner for lease in leases],
-        [lease.attempt for lease in leases],
-        [lease.result_json if isinstance(lease, Success) else None for lease in leases],
+        [success.job_id for success in successes],
+        [success.owner for success in successes],
+        [success.attempt for success in successes],
+        [success.result_json for success in successes],
     ]
 
 

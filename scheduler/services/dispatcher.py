@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 
 from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.services.claiming import Claims
 from scheduler.services.loop_backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.services.wakeup import Wakeup
@@ -35,6 +36,7 @@ class Dispatcher:
     def __init__(
         self,
         store: JobStore,
+        claims: Claims,
         running: RunningJobs,
         identity: WorkerIdentity,
         task_names: Callable[[], list[str]],
@@ -44,6 +46,8 @@ class Dispatcher:
         queue_names: Callable[[], list[str]] = lambda: ["default"],
     ) -> None:
         self._store = store
+        # Which claim statement runs, and the successes each claim carries.
+        self._claims = claims
         self._running = running
         self._identity = identity
         self._task_names = task_names
@@ -93,7 +97,7 @@ class Dispatcher:
         try:
             with anyio.CancelScope(shield=True) as claiming:
                 claiming.deadline = anyio.current_time() + CLAIM_SHIELD_SECONDS
-                claimed = await self._store.claim_jobs(owner, names, limit, CLAIM_LEAD, queues)
+                claimed = await self._claims.claim(owner, names, limit, CLAIM_LEAD, queues)
             if claiming.cancelled_caught:
                 raise TimeoutError(f"claiming took over {CLAIM_SHIELD_SECONDS} s")
             if not self._identity.holds(owner):
@@ -121,7 +125,7 @@ class Dispatcher:
                     # one quick read rather than by the claim's commit.
                     synced = read_at + (entry.claimed.due_epoch - clock)
                     entry.start_at = min(entry.start_at, synced)
-                held_back = self._store.held_back_retry
+                held_back = self._claims.held_back_retry
                 if delay is not None and delay <= CLAIM_LEAD and held_back is not None:
                     # Due work waits for room under a limit or a lock: no notification
                     # says when a peer's job ends, so look again shortly.

@@ -86,14 +86,14 @@ async def test_lost_leases_and_handed_back_attempts_are_kept(
     dead, alive = uuid.uuid4(), uuid.uuid4()
     await store.register_worker(dead, "dead-host", 1, [TASK], lease_time=30)
     await store.register_worker(alive, "live-host", 2, [TASK], lease_time=30)
-    [claimed] = await store.claim_jobs(dead, [TASK], 10)
+    [claimed] = (await store.claim_jobs(dead, [TASK], 10)).claimed
     await pool.execute(
         f"UPDATE {quote_identifier(migrated)}.workers"
         " SET lease_expires_at = now() - interval '1 second' WHERE worker_id = $1",
         dead,
     )
     assert await store.reap_orphans(100, 2) == 1
-    [again] = await store.claim_jobs(alive, [TASK], 10)
+    [again] = (await store.claim_jobs(alive, [TASK], 10)).claimed
     assert await store.reclaim_attempts(alive, [(reaped_id, again.lease.attempt)], 2) == 1
     history = await producer.get_attempts(reaped_id)
     assert [(a.attempt, a.outcome, a.worker_id, a.hostname) for a in history] == [

@@ -11,7 +11,7 @@ import anyio
 import asyncpg
 
 from scheduler import JobStatus
-from scheduler.store import ClaimedJob
+from scheduler.store import ClaimResult, Success
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import has_status, holds, unique_schema, wait_until
@@ -35,12 +35,14 @@ async def test_jobs_claimed_while_the_replica_was_fenced_never_start(
         limit: int,
         lead: float = 0.0,
         queues: Sequence[str] = ("default",),
-    ) -> list[ClaimedJob]:
-        claimed = await real_claim(owner, names, limit, lead, queues)
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        result = await real_claim(owner, names, limit, lead, queues, carried)
+        claimed = result.claimed
         if claimed and not fenced:
             fenced.append([job.lease.job_id for job in claimed])
             scheduler._started().heartbeat.fence("test: the lease was lost during the claim")
-        return claimed
+        return result
 
     store.claim_jobs = claim_then_lose_the_lease  # type: ignore[method-assign,assignment]
     await scheduler.start()
@@ -69,12 +71,14 @@ async def test_a_claim_whose_reply_is_lost_is_handed_back_and_runs(
         limit: int,
         lead: float = 0.0,
         queues: Sequence[str] = ("default",),
-    ) -> list[ClaimedJob]:
-        claimed = await real_claim(owner, names, limit, lead, queues)
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        result = await real_claim(owner, names, limit, lead, queues, carried)
+        claimed = result.claimed
         if claimed and not lost:
             lost.extend(job.lease.job_id for job in claimed)
             raise ConnectionResetError("test: the reply of a committed claim was lost")
-        return claimed
+        return result
 
     store.claim_jobs = claim_and_lose_the_reply  # type: ignore[method-assign,assignment]
     await scheduler.start()
@@ -95,16 +99,16 @@ async def test_an_outcome_write_that_stalls_is_given_up_and_the_job_handed_back(
     key = unique_schema("k")
     scheduler = make_scheduler()
     store = scheduler._store
-    real_complete = store.complete_job
+    real_record = store.record_successes
     stalled: list[Any] = []
 
-    async def stall_once(lease: Any) -> bool:
+    async def stall_once(successes: Sequence[Success]) -> set[str]:
         if not stalled:
-            stalled.append(lease)
+            stalled.append(successes)
             await anyio.sleep_forever()
-        return await real_complete(lease)
+        return await real_record(successes)
 
-    store.complete_job = stall_once  # type: ignore[method-assign]
+    store.record_successes = stall_once  # type: ignore[method-assign]
     async with scheduler:
         job_id = await scheduler.schedule(jobs.record, args=(key,))
         await wait_until(lambda: has_status(scheduler, job_id, JobStatus.SUCCEEDED), timeout=20)

@@ -22,8 +22,10 @@ from scheduler import (
 )
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import PostgresJobStore
+from scheduler.services.claiming import Claims
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
+from tests.support.claims import claim
 from tests.support.db import has_status, holds, wait_until
 
 TASK = "tests.support.jobs:record"
@@ -64,7 +66,7 @@ async def claim_all_at_once(
 
     async def one(owner: uuid.UUID) -> int:
         store = PostgresJobStore(pool, schema)
-        return len(await store.claim_jobs(owner, [TASK, OTHER], 10, 0.0, queues))
+        return len(await claim(store, owner, [TASK, OTHER], 10, 0.0, queues))
 
     return sum(await asyncio.gather(*(one(owner) for owner in owners)))
 
@@ -218,16 +220,17 @@ async def test_a_limit_lowered_while_jobs_run_stops_new_claims_until_below_it(
     q = quote_identifier(migrated)
     await enqueue(pool, migrated, 10)
     [owner] = await workers(store, 1, ["default"])
-    assert len(await store.claim_jobs(owner, [TASK], 4)) == 4  # no limit yet
+    claims = Claims(store)  # one replica's claims, one after the other
+    assert len(await claims.claim(owner, [TASK], 4)) == 4  # no limit yet
     await pool.execute(f"SELECT {q}.set_queue_limits('default', concurrency_limit => 2)")
-    assert await store.claim_jobs(owner, [TASK], 4) == []  # 4 run, the limit is 2
+    assert await claims.claim(owner, [TASK], 4) == []  # 4 run, the limit is 2
     finished = await pool.fetch(
         f"UPDATE {q}.jobs SET status = 'succeeded', lease_owner = NULL, finished_at = now()"
         f" WHERE job_id IN (SELECT job_id FROM {q}.jobs WHERE status = 'running' LIMIT 3)"
         " RETURNING job_id"
     )
     assert len(finished) == 3
-    assert len(await store.claim_jobs(owner, [TASK], 4)) == 1  # back to the limit of 2
+    assert len(await claims.claim(owner, [TASK], 4)) == 1  # back to the limit of 2
 
 
 # -- lock keys --------------------------------------------------------------------------
@@ -360,8 +363,9 @@ async def test_a_rate_limit_starts_a_burst_then_holds_back_and_says_when_to_look
     await enqueue(pool, migrated, 20)
     owners = await workers(store, 6, ["default"])
     assert await claim_all_at_once(pool, migrated, owners, ["default"]) == 3  # the burst
-    assert await store.claim_jobs(owners[0], [TASK], 10) == []
-    retry = store.held_back_retry
+    claims = Claims(store)
+    assert await claims.claim(owners[0], [TASK], 10) == []
+    retry = claims.held_back_retry
     assert retry is not None and retry > 0
 
 

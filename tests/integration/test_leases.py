@@ -11,11 +11,13 @@ from scheduler import AttemptOutcome, ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
 from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
+from scheduler.services.claiming import Claims
 from scheduler.services.dispatcher import Dispatcher
 from scheduler.services.heartbeat import Heartbeat
 from scheduler.store import AttemptEnd, JobStore, Lease
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
+from tests.support.claims import complete
 from tests.support.db import holds, unique_schema, wait_until
 
 TASK = "tests.support.jobs:record"
@@ -57,22 +59,22 @@ async def test_a_zombie_attempt_can_change_nothing(
 ) -> None:
     job_id = await enqueue(make_scheduler, max_retries=3)
     zombie, peer = await register(store), await register(store)
-    [first] = await store.claim_jobs(zombie, [TASK], 10)
+    [first] = (await store.claim_jobs(zombie, [TASK], 10)).claimed
     assert first.lease == Lease(job_id, zombie, 1)
 
     await expire_lease(pool, store.schema, zombie)
     assert await store.reap_orphans(100, 1) == 1
-    [second] = await store.claim_jobs(peer, [TASK], 10)
+    [second] = (await store.claim_jobs(peer, [TASK], 10)).claimed
     assert second.lease == Lease(job_id, peer, 2)
 
     # Every write the zombie's attempt could make matches 0 rows.
-    assert await store.complete_job(first.lease) is False
+    assert await complete(store, first.lease) is False
     for outcome in AttemptOutcome:  # every outcome goes through the one fenced write
         assert await end(store, first.lease, outcome) is None, outcome
     beat = await store.heartbeat(zombie, [TASK], 30)
     assert beat.alive is False and beat.owned == frozenset()
 
-    assert await store.complete_job(second.lease) is True
+    assert await complete(store, second.lease) is True
     job = await store.get_job(job_id)
     assert job is not None
     assert (job.status, job.attempts, job.last_error) == (JobStatus.SUCCEEDED, 2, None)
@@ -85,7 +87,7 @@ async def test_orphans_spend_the_lost_lease_budget_never_max_retries(
     strict = await enqueue(make_scheduler, max_retries=0)
     for round_ in (1, 2):
         owner = await register(store)
-        assert len(await store.claim_jobs(owner, [TASK], 10)) == 2
+        assert len((await store.claim_jobs(owner, [TASK], 10)).claimed) == 2
         assert await store.reap_orphans(100, 1) == 0  # the lease still holds
         await expire_lease(pool, store.schema, owner)
         assert await store.reap_orphans(100, 1) == 2
@@ -108,7 +110,7 @@ async def test_lost_leases_get_extra_attempts_but_a_poison_job_ends_failed(
     statuses = []
     for _ in range(3):  # a job that kills its worker every time
         owner = await register(store)
-        assert len(await store.claim_jobs(owner, [TASK], 10)) == 1
+        assert len((await store.claim_jobs(owner, [TASK], 10)).claimed) == 1
         await expire_lease(pool, store.schema, owner)
         assert await store.reap_orphans(100, 2) == 1
         job = await store.get_job(job_id)
@@ -135,7 +137,7 @@ async def test_the_orphan_sweep_cannot_undo_a_completion_it_races(
 ) -> None:
     job_id = await enqueue(make_scheduler, max_retries=3)
     owner = await register(store)
-    [claimed] = await store.claim_jobs(owner, [TASK], 10)
+    [claimed] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     await expire_lease(pool, store.schema, owner)
     async with pool.acquire() as conn:
         completing = conn.transaction()
@@ -168,10 +170,10 @@ async def test_a_completion_that_lands_after_the_sweep_changes_nothing(
 ) -> None:
     job_id = await enqueue(make_scheduler, max_retries=3)
     owner = await register(store)
-    [claimed] = await store.claim_jobs(owner, [TASK], 10)
+    [claimed] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     await expire_lease(pool, store.schema, owner)
     assert await store.reap_orphans(100, 1) == 1
-    assert await store.complete_job(claimed.lease) is False
+    assert await complete(store, claimed.lease) is False
     job = await store.get_job(job_id)
     assert job is not None and job.status is JobStatus.PENDING
 
@@ -242,9 +244,9 @@ async def test_finished_jobs_are_pruned_after_retention_and_nothing_else(
     waiting = await enqueue(make_scheduler, delay=60)
     running = await enqueue(make_scheduler, job_id="running-one")
     owner = await register(store)
-    claimed = {c.lease.job_id: c for c in await store.claim_jobs(owner, [TASK], 10)}
+    claimed = {c.lease.job_id: c for c in (await store.claim_jobs(owner, [TASK], 10)).claimed}
     assert set(claimed) == {done, running}
-    assert await store.complete_job(claimed[done].lease)
+    assert await complete(store, claimed[done].lease)
     assert await store.cancel_job(cancelled) is JobStatus.PENDING
     assert await store.prune_finished_jobs(older_than_seconds=3600, limit=10) == 0
     from scheduler.services.pruner import Pruner
@@ -281,10 +283,10 @@ async def test_a_worker_whose_lease_expired_claims_nothing(
     job_id = await enqueue(make_scheduler)
     frozen = await register(store)
     await expire_lease(pool, store.schema, frozen)
-    assert await store.claim_jobs(frozen, [TASK], 10) == []
+    assert (await store.claim_jobs(frozen, [TASK], 10)).claimed == []
     job = await store.get_job(job_id)
     assert job is not None and (job.status, job.attempts) == (JobStatus.PENDING, 0)
-    assert await store.claim_jobs(uuid.uuid4(), [TASK], 10) == []  # never registered
+    assert (await store.claim_jobs(uuid.uuid4(), [TASK], 10)).claimed == []  # never registered
 
 
 async def test_attempt_numbers_never_repeat_and_budgets_are_separate(
@@ -294,17 +296,17 @@ async def test_attempt_numbers_never_repeat_and_budgets_are_separate(
     only failures spend max_retries, only lost leases spend orphan_retries."""
     job_id = await enqueue(make_scheduler, max_retries=1)
     owner = await register(store)
-    [first] = await store.claim_jobs(owner, [TASK], 10)
+    [first] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     assert await end(store, first.lease, AttemptOutcome.RELEASED)  # graceful: spends nothing
-    [second] = await store.claim_jobs(owner, [TASK], 10)
+    [second] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     await expire_lease(pool, store.schema, owner)
     assert await store.reap_orphans(100, 2) == 1  # lost lease
     peer = await register(store)
-    [third] = await store.claim_jobs(peer, [TASK], 10)
+    [third] = (await store.claim_jobs(peer, [TASK], 10)).claimed
     assert (
         await end(store, third.lease, AttemptOutcome.FAILED, "boom") is JobStatus.PENDING
     )  # 1 <= 1 retry
-    [fourth] = await store.claim_jobs(peer, [TASK], 10)
+    [fourth] = (await store.claim_jobs(peer, [TASK], 10)).claimed
     assert await end(store, fourth.lease, AttemptOutcome.FAILED, "boom again") is JobStatus.FAILED
     seen = [c.lease.attempt for c in (first, second, third, fourth)]
     assert seen == [1, 2, 3, 4]
@@ -319,7 +321,7 @@ async def test_replace_resets_the_budgets_but_not_the_attempt_counter(
     scheduler = make_scheduler()
     job_id = await scheduler.schedule(jobs.record, args=("k",), job_id="replaced", max_retries=0)
     owner = await register(store)
-    [first] = await store.claim_jobs(owner, [TASK], 10)
+    [first] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     assert await end(store, first.lease, AttemptOutcome.FAILED, "boom") is JobStatus.FAILED
     await scheduler.schedule(
         jobs.record,
@@ -327,7 +329,7 @@ async def test_replace_resets_the_budgets_but_not_the_attempt_counter(
         job_id=job_id,
         conflict_resolution=ConflictResolution.REPLACE,
     )
-    [second] = await store.claim_jobs(owner, [TASK], 10)
+    [second] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     assert second.lease.attempt == 2  # a revived job's attempt is still a new token
     assert await end(store, first.lease, AttemptOutcome.FAILED, "zombie") is None
     job = await store.get_job(job_id)
@@ -341,7 +343,7 @@ async def test_held_attempts_nobody_runs_are_handed_back_fenced(
     back is fenced per attempt and spends the lost-lease budget."""
     job_id = await enqueue(make_scheduler, max_retries=5)
     owner = await register(store)
-    [claimed] = await store.claim_jobs(owner, [TASK], 10)
+    [claimed] = (await store.claim_jobs(owner, [TASK], 10)).claimed
     beat = await store.heartbeat(owner, [TASK], 30)
     assert beat.owned == frozenset({(job_id, 1)})
     assert await store.reclaim_attempts(owner, [(job_id, 2)], 2) == 0  # wrong attempt
@@ -350,7 +352,7 @@ async def test_held_attempts_nobody_runs_are_handed_back_fenced(
     job = await store.get_job(job_id)
     assert job is not None
     assert (job.status, job.lost_leases, job.failures) == (JobStatus.PENDING, 1, 0)
-    assert await store.complete_job(claimed.lease) is False  # the attempt is over
+    assert await complete(store, claimed.lease) is False  # the attempt is over
 
 
 async def test_the_services_step_by_step_against_the_storage_port(
@@ -367,7 +369,7 @@ async def test_the_services_step_by_step_against_the_storage_port(
         store, running, identity, lambda: [TASK], lease_time=30, interval=10, orphan_retries=1
     )
     dispatcher = Dispatcher(
-        store, running, identity, lambda: [TASK], batch_size=10, poll_interval=1
+        store, Claims(store), running, identity, lambda: [TASK], batch_size=10, poll_interval=1
     )
     await heartbeat.register()
     assert await dispatcher.run_once() == 1
@@ -395,7 +397,8 @@ async def test_a_claim_in_flight_keeps_its_rows_from_being_handed_back(
     )
     await heartbeat.register()
     claim = running.claim_sent()  # a claim whose reply has not been handled yet...
-    [claimed] = await store.claim_jobs(identity.current, [TASK], 10)  # ...and has committed
+    result = await store.claim_jobs(identity.current, [TASK], 10)  # ...and has committed
+    [claimed] = result.claimed
     await heartbeat.run_once()
     await heartbeat.run_once()
     job = await store.get_job(job_id)

@@ -24,6 +24,7 @@ from scheduler.postgres.sql import quote_identifier
 from scheduler.postgres.store import PostgresJobStore
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
+from tests.support.claims import claim
 from tests.support.db import has_status, unique_schema, wait_until
 from tests.support.schema_catalog import catalog, differences, head_migrations, install_head
 
@@ -313,10 +314,7 @@ async def test_upgrading_a_populated_schema_keeps_every_row_and_guarantee(
     for owner in owners:
         await store.register_worker(owner, "host", 1, [RECORD], 30, ["limited"])
     claims = await asyncio.gather(
-        *(
-            PostgresJobStore(pool, schema).claim_jobs(o, [RECORD], 3, 0.0, ["limited"])
-            for o in owners
-        )
+        *(claim(PostgresJobStore(pool, schema), o, [RECORD], 3, 0.0, ["limited"]) for o in owners)
     )
     assert sum(map(len, claims)) == 1
 

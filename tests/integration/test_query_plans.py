@@ -418,3 +418,61 @@ async def test_failing_unrunnable_jobs_reads_only_unserved_tasks_rows(
     assert rows_read_from_jobs(plan[0]["Plan"]) <= 200 < BACKLOG
     assert await store.fail_unrunnable_jobs(3600.0, 1000) == 20
     assert await pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE status = 'failed'") == 20
+
+
+async def test_ending_attempts_looks_each_one_up_by_key_whatever_the_plan_cache_holds(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """end_attempts() under a cached generic plan, with statistics taken while nothing ran
+    (as after a quiet night): each attempt's row comes by primary key, not from a scan of
+    every running row per attempt (that plan cost 93 ms for 59 successes beside 6,000
+    running jobs, against 3 ms)."""
+    q = quote_identifier(migrated)
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (job_id, task_name) SELECT 'j' || g, $1"
+        " FROM generate_series(1, 3000) AS g",
+        TASK,
+    )
+    await pool.execute(f"ANALYZE {q}.jobs")
+    owner = uuid.uuid4()
+    await pool.execute(
+        f"INSERT INTO {q}.workers (worker_id, hostname, pid, tasks, lease_expires_at)"
+        " VALUES ($1, 'h', 1, ARRAY[$2], now() + interval '1 hour')",
+        owner,
+        TASK,
+    )
+    await pool.execute(
+        f"UPDATE {q}.jobs SET status = 'running', lease_owner = $1, attempts = 1"
+        " WHERE job_id IN (SELECT 'j' || g FROM generate_series(1, 1000) AS g)",
+        owner,
+    )
+    plans: list[str] = []
+
+    def collect(_conn: object, message: Any) -> None:
+        plans.append(str(message.message))
+
+    async with pool.acquire() as conn:
+        # auto_explain shows the plans of the statements inside the function, as NOTICEs.
+        conn.add_log_listener(collect)
+        try:
+            await conn.execute("LOAD 'auto_explain'")
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            await conn.execute("SET auto_explain.log_min_duration = 0")
+            await conn.execute("SET auto_explain.log_nested_statements = on")
+            await conn.execute("SET auto_explain.log_level = notice")
+            ids = [f"j{n}" for n in range(1, 60)]
+            ended = await conn.fetch(
+                f"SELECT * FROM {q}.end_attempts($1, $2, $3, $4)",
+                ids,
+                [owner] * len(ids),
+                [1] * len(ids),
+                ["succeeded"] * len(ids),
+            )
+        finally:
+            conn.remove_log_listener(collect)
+            await conn.execute("RESET ALL")
+    assert len(ended) == 59
+    [plan] = [text for text in plans if "CTE held" in text]
+    held = plan[plan.index("CTE held") : plan.index("CTE ended")]
+    assert "Index Scan using jobs_pkey" in held, plan
+    assert "jobs_running_idx" not in held and "Join Filter" not in held, plan

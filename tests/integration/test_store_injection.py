@@ -11,7 +11,7 @@ import pytest
 
 from scheduler import ConfigurationError, JobStatus
 from scheduler.postgres.store import PostgresJobStore
-from scheduler.store import ClaimedJob
+from scheduler.store import ClaimResult, Success
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
 from tests.support.db import unique_schema
@@ -32,11 +32,12 @@ class FlakyClaims(PostgresJobStore):
         limit: int,
         lead: float = 0.0,
         queues: Sequence[str] = ("default",),
-    ) -> list[ClaimedJob]:
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
         self.claims += 1
         if self.claims <= self.failures:
             raise ConnectionResetError("injected: the connection dropped")
-        return await super().claim_jobs(owner, task_names, limit, lead, queues)
+        return await super().claim_jobs(owner, task_names, limit, lead, queues, carried)
 
 
 async def test_a_store_passed_in_carries_the_claims_and_its_faults_are_retried(

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from scheduler import CoalescePolicy, Scheduler
-from scheduler.postgres.store import PostgresJobStore
+from scheduler.services.claiming import Claims
 from scheduler.store import ClaimedJob
 from scheduler.triggers import trigger_from_json
 from tests.support import process_jobs, side_jobs
@@ -110,9 +110,9 @@ async def main() -> None:
 def freeze_after_first_claim() -> None:
     """Claims are committed, then the whole process blocks before any job starts: the
     window a crash between claim and start would hit."""
-    original = PostgresJobStore.claim_jobs
+    original = Claims.claim
 
-    async def claim_then_freeze(self: PostgresJobStore, *args: Any) -> list[ClaimedJob]:
+    async def claim_then_freeze(self: Claims, *args: Any) -> list[ClaimedJob]:
         claimed = await original(self, *args)
         if claimed:
             logging.getLogger("replica").warning(
@@ -121,7 +121,7 @@ def freeze_after_first_claim() -> None:
             time.sleep(3600)  # noqa: ASYNC251 - blocking on purpose: nothing starts or beats
         return claimed
 
-    PostgresJobStore.claim_jobs = claim_then_freeze  # type: ignore[method-assign,assignment]
+    Claims.claim = claim_then_freeze  # type: ignore[method-assign,assignment]
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from scheduler.postgres.batching import CompletionBatcher
+from scheduler.services.completions import CompletionBatcher
 from scheduler.store import Lease
 
 OWNER = uuid.uuid4()
@@ -129,6 +129,33 @@ async def test_a_failed_carrier_hands_the_error_to_its_waiters() -> None:
         await anyio.wait_all_tasks_blocked()
         batcher.settle(batcher.take(), error=ConnectionError("lost"))
     assert len(failures) == 1
+
+
+async def test_a_completion_given_up_is_withdrawn_not_written_later() -> None:
+    """The runner abandons a success whose write stalls (its fence deadline): nothing may
+    write it afterwards, neither the next batch nor a claim carrying what is queued."""
+    stalls = True
+
+    async def write(leases: Sequence[Lease]) -> set[str]:
+        writes.append([lease.job_id for lease in leases])
+        if stalls:
+            await anyio.sleep_forever()
+        return {lease.job_id for lease in leases}
+
+    writes: list[list[str]] = []
+    batcher = CompletionBatcher(write)
+    with anyio.move_on_after(0.05):
+        await batcher.complete(Lease("stalled", OWNER, 1))
+    assert writes == [["stalled"]]
+    assert batcher.take() == []  # a claim now carries nothing
+    stalls = False
+    assert await batcher.complete(Lease("next", OWNER, 1))
+    assert writes[-1] == ["next"]
+    # Given up while held for a claim: withdrawn as well.
+    batcher.hold = True
+    with anyio.move_on_after(0.01):
+        await batcher.complete(Lease("held", OWNER, 1))
+    assert batcher.take() == []
 
 
 def recording_writer() -> tuple[list[list[str]], Callable[[Sequence[Lease]], Awaitable[set[str]]]]:

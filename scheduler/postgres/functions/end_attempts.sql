@@ -57,8 +57,11 @@ BEGIN
              AS e(job_id, owner, attempt, outcome, result, error, error_type, error_message,
                   delay)
     ), held AS (
-        -- Locked, so the decision reads the row as it is now: a cancel request committed a
-        -- moment ago counts. The attempt's times are read here for its history row.
+        -- Each attempt's row by primary key (OFFSET 0 keeps the fence checks out of the
+        -- lookup): statistics taken while few jobs ran make a plan that scans every
+        -- running row per attempt look cheaper, and a cached plan keeps it. Locked, so
+        -- the decision reads the row as it is now: a cancel request committed a moment
+        -- ago counts. The attempt's times are read here for its history row.
         SELECT e.*, j.claimed_at, j.started_at,
                CASE
                    WHEN e.outcome IN ('succeeded', 'cancelled') THEN e.outcome
@@ -72,10 +75,10 @@ BEGIN
                    ELSE 'failed'
                END AS next_status
         FROM ending e
-        JOIN {schema}.jobs j
-          ON j.job_id = e.job_id AND j.lease_owner = e.owner AND j.attempts = e.attempt
-         AND j.status = 'running'
-        FOR UPDATE OF j
+        CROSS JOIN LATERAL (
+            SELECT r.* FROM {schema}.jobs r WHERE r.job_id = e.job_id OFFSET 0 FOR UPDATE
+        ) j
+        WHERE j.lease_owner = e.owner AND j.attempts = e.attempt AND j.status = 'running'
     ), ended AS (
         UPDATE {schema}.jobs j SET
             status = h.next_status,

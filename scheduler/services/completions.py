@@ -73,20 +73,27 @@ class CompletionBatcher(Generic[L]):
     async def complete(self, lease: L) -> bool:
         waiter = _Waiter(lease)
         self._queue.append(waiter)
-        if self._hold:
-            held = self._held
-            if held is None:
-                held = self._held = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                self._held_timer = loop.call_later(self.max_hold, self._release_held)
-            await held.wait()
-        while not waiter.done:
-            if waiter.in_flight or self._writing:
-                if self._settled is None:
-                    self._settled = asyncio.Event()
-                await self._settled.wait()
-            else:
-                await self._write_next_batch()
+        try:
+            if self._hold:
+                held = self._held
+                if held is None:
+                    held = self._held = asyncio.Event()
+                    loop = asyncio.get_running_loop()
+                    self._held_timer = loop.call_later(self.max_hold, self._release_held)
+                await held.wait()
+            while not waiter.done:
+                if waiter.in_flight or self._writing:
+                    if self._settled is None:
+                        self._settled = asyncio.Event()
+                    await self._settled.wait()
+                else:
+                    await self._write_next_batch()
+        except BaseException:
+            # Given up (the runner's fence deadline): a success not yet sent is withdrawn,
+            # not written later behind the caller's back by the next batch or claim.
+            if not waiter.done and not waiter.in_flight and waiter in self._queue:
+                self._queue.remove(waiter)
+            raise
         if waiter.error is not None:
             raise waiter.error
         return waiter.written
