@@ -65,7 +65,7 @@ def describe_exception(exc: BaseException) -> str:
 
 def storable_text(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
     """`text` without what a PostgreSQL text column refuses (NUL, lone surrogates, which are
-    escaped visibly) and at most about `limit` characters (head and tail kept)."""
+    escaped visibly) and at most `limit` characters (head and tail kept)."""
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
     try:
@@ -73,6 +73,10 @@ def storable_text(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
     except UnicodeEncodeError:  # lone surrogates: keep them visible as \udxxx escapes
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > limit:
-        cut = len(text) - limit
-        text = f"{text[: limit - _TAIL]}\n[... {cut} characters cut ...]\n{text[-_TAIL:]}"
+        # The marker counts: at most `limit` characters, so a store that cuts at `limit`
+        # (end_attempts() does, for SQL callers) keeps the tail, the exception's own line.
+        longest_marker = f"\n[... {len(text)} characters cut ...]\n"
+        head = limit - _TAIL - len(longest_marker)
+        cut = len(text) - head - _TAIL
+        text = f"{text[:head]}\n[... {cut} characters cut ...]\n{text[-_TAIL:]}"
     return text

@@ -49,7 +49,14 @@ RUNTIME_TABLES = (
     "queues",
     "task_limits",
 )
-RUNTIME_FUNCTIONS = ("claim_jobs", "complete_job", "fail_job", "register_worker", "schedule_jobs")
+RUNTIME_FUNCTIONS = (
+    "claim_jobs",
+    "complete_job",
+    "end_attempts",
+    "fail_job",
+    "register_worker",
+    "schedule_jobs",
+)
 #: What grant_producer_role() gives that enqueuing cannot work without.
 PRODUCER_FUNCTIONS = ("job_request", "schedule_job", "schedule_jobs", "cancel_job")
 

@@ -32,6 +32,8 @@ class _Waiter(Generic[L]):
     written: bool = False
     in_flight: bool = False
     error: BaseException | None = None
+    #: Its caller gave up waiting: if a carrier hands it back, it is not queued again.
+    abandoned: bool = False
 
 
 @dataclass
@@ -90,7 +92,10 @@ class CompletionBatcher(Generic[L]):
                     await self._write_next_batch()
         except BaseException:
             # Given up (the runner's fence deadline): a success not yet sent is withdrawn,
-            # not written later behind the caller's back by the next batch or claim.
+            # not written later behind the caller's back by the next batch or claim. One
+            # in flight may still commit with its carrier; if that carrier is cancelled,
+            # it is not queued again (settle).
+            waiter.abandoned = True
             if not waiter.done and not waiter.in_flight and waiter in self._queue:
                 self._queue.remove(waiter)
             raise
@@ -120,7 +125,8 @@ class CompletionBatcher(Generic[L]):
             elif isinstance(error, Exception):
                 waiter.error, waiter.done = error, True  # each waiter retries on its own
         if error is not None and not isinstance(error, Exception):
-            self._queue[:0] = batch  # the carrier was cancelled: the waiters write
+            # The carrier was cancelled: the waiters still waiting write themselves.
+            self._queue[:0] = [waiter for waiter in batch if not waiter.abandoned]
         settled, self._settled = self._settled, None
         if settled is not None:
             settled.set()

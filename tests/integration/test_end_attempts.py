@@ -148,13 +148,14 @@ async def test_an_unknown_outcome_is_refused_and_writes_nothing(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
     await schedule(pool, migrated, "a")
+    await schedule(pool, migrated, "b")
     worker = await register(pool, migrated)
-    assert await claim(pool, migrated, worker) == ["a"]
+    assert sorted(await claim(pool, migrated, worker, max_jobs=2)) == ["a", "b"]
     with pytest.raises(asyncpg.InvalidParameterValueError, match="must be one of"):
-        await end(pool, migrated, [("a", worker, 1, "succeeded"), ("a", worker, 1, "exploded")])
-    row = await job(pool, migrated, "a")
-    assert row["status"] == "running"
-    assert await history(pool, migrated, "a") == []
+        await end(pool, migrated, [("a", worker, 1, "succeeded"), ("b", worker, 1, "exploded")])
+    for job_id in ("a", "b"):
+        assert (await job(pool, migrated, job_id))["status"] == "running"
+        assert await history(pool, migrated, job_id) == []
 
 
 async def test_lost_leases_past_their_budget_fail_the_job(
@@ -169,3 +170,47 @@ async def test_lost_leases_past_their_budget_fail_the_job(
     row = await job(pool, migrated, "a")
     assert row["failures"] == 0 and row["lost_leases"] == 1
     assert "never run or recorded" in row["last_error"]
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        "ARRAY['a', 'b'], ARRAY[$1::uuid, $1::uuid], ARRAY[1], ARRAY['succeeded', 'succeeded']",
+        "ARRAY['a'], ARRAY[$1::uuid], ARRAY[1], NULL",
+        "ARRAY['a'], ARRAY[$1::uuid], ARRAY[1], ARRAY['failed'], errors => ARRAY['x', 'y']",
+        "ARRAY['a', 'a'], ARRAY[$1::uuid, $1::uuid], ARRAY[1, 1], ARRAY['succeeded', 'failed']",
+    ],
+    ids=["short attempts", "no outcomes", "long errors", "a job twice"],
+)
+async def test_arrays_that_do_not_line_up_are_refused_and_write_nothing(
+    pool: asyncpg.Pool, migrated: str, arrays: str
+) -> None:
+    q = quote_identifier(migrated)
+    await schedule(pool, migrated, "a")
+    await schedule(pool, migrated, "b")
+    worker = await register(pool, migrated)
+    assert sorted(await claim(pool, migrated, worker, max_jobs=2)) == ["a", "b"]
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="end_attempts"):
+        await pool.fetch(f"SELECT * FROM {q}.end_attempts({arrays})", worker)
+    for job_id in ("a", "b"):
+        assert (await job(pool, migrated, job_id))["status"] == "running"
+        assert await history(pool, migrated, job_id) == []
+
+
+async def test_fail_job_keeps_the_retry_time_it_was_given_exactly(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    q = quote_identifier(migrated)
+    await schedule(pool, migrated, "a", max_retries=1)
+    worker = await register(pool, migrated)
+    assert await claim(pool, migrated, worker) == ["a"]
+    at = "9999-12-29 23:59:59.123457+00"
+    assert (
+        await pool.fetchval(
+            f"SELECT {q}.fail_job($1, 'a', 1, 'boom', $2::text::timestamptz)", worker, at
+        )
+        == "pending"
+    )
+    assert await pool.fetchval(
+        f"SELECT execution_time = $1::text::timestamptz FROM {q}.jobs WHERE job_id = 'a'", at
+    )

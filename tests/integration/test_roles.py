@@ -343,7 +343,8 @@ async def test_upgrading_gives_a_runtime_role_the_functions_its_share_gained(
             await migrations.migrate(conn, schema)
         assert await pool.fetchval(
             f"SELECT has_function_privilege($1, '{q}.end_attempts(text[], uuid[], integer[],"
-            " text[], text[], text[], text[], text[], double precision[], integer)', 'EXECUTE')",
+            " text[], text[], text[], text[], text[], double precision[], integer,"
+            " timestamp with time zone[])', 'EXECUTE')",
             runtime,
         )
         runtime_pool = await asyncpg.create_pool(
@@ -361,6 +362,30 @@ async def test_upgrading_gives_a_runtime_role_the_functions_its_share_gained(
         await pool.execute(f"DROP SCHEMA IF EXISTS {q} CASCADE")
         await pool.execute(f"DROP OWNED BY {quote_identifier(runtime)}")
         await pool.execute(f"DROP ROLE {quote_identifier(runtime)}")
+
+
+async def test_applying_the_function_files_again_gives_back_no_revoked_right(
+    pool: asyncpg.Pool, schema: str, roles: Roles
+) -> None:
+    """A right an administrator took from a runtime role stays taken when a later release
+    applies the function files again (only a function's first creation grants)."""
+    q = quote_identifier(schema)
+    signature = (
+        f"{q}.end_attempts(text[], uuid[], integer[], text[], text[], text[], text[], text[],"
+        " double precision[], integer, timestamp with time zone[])"
+    )
+    await pool.execute(f"REVOKE EXECUTE ON FUNCTION {signature} FROM {roles.runtime}")
+    await pool.execute(f"REVOKE DELETE ON {q}.jobs FROM {roles.runtime}")
+    await pool.execute(f"UPDATE {q}.schema_functions SET revision = 1, checksum = 'older'")
+    async with pool.acquire() as conn:
+        assert await migrations.migrate(conn, schema) == []
+    assert await pool.fetchval(f"SELECT revision FROM {q}.schema_functions") > 1
+    assert not await pool.fetchval(
+        "SELECT has_function_privilege($1, $2, 'EXECUTE')", roles.runtime, signature
+    )
+    assert not await pool.fetchval(
+        "SELECT has_table_privilege($1, $2, 'DELETE')", roles.runtime, f"{q}.jobs"
+    )
 
 
 async def test_a_producer_cannot_lift_its_own_payload_cap(

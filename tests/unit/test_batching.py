@@ -167,3 +167,28 @@ def recording_writer() -> tuple[list[list[str]], Callable[[Sequence[Lease]], Awa
         return {lease.job_id for lease in leases}
 
     return writes, write
+
+
+async def test_a_completion_given_up_in_flight_is_not_queued_again_by_a_cancelled_carrier() -> None:
+    """The caller gives up while a claim carries its success, and then the claim itself is
+    cancelled: the success must not be written by the next batch behind its back."""
+    writes, write = recording_writer()
+    batcher = CompletionBatcher(write)
+    batcher.hold = True
+    given_up = anyio.Event()
+
+    async def complete_late() -> None:
+        with anyio.move_on_after(0.05):
+            await batcher.complete(Lease("late", OWNER, 1))
+        given_up.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(complete_late)
+        await anyio.wait_all_tasks_blocked()
+        carried = batcher.take()  # a claim carries it
+        assert [w.lease.job_id for w in carried] == ["late"]
+        await given_up.wait()  # the runner's fence deadline passes meanwhile
+    batcher.settle(carried, error=anyio.get_cancelled_exc_class()())  # the claim is cancelled
+    batcher.hold = False
+    assert await batcher.complete(Lease("next", OWNER, 1))
+    assert writes == [["next"]]

@@ -23,6 +23,12 @@
 -- then ends failed, anything else cancelled). `error` is the text kept in last_error and the
 -- history row (a traceback, a reason; lease lost and handed back write their own), cut to
 -- 8,000 characters; `error_types`/`error_messages` its parts (NULL: derived by trigger).
+-- `run_ats`, where given, is the time a failed or snoozed job runs again, instead of
+-- `delays` seconds from now (fail_job's retry_at, kept exactly).
+-- Whether this file creates end_attempts() for the first time (see the grant at the end).
+SELECT set_config('scheduler.end_attempts_is_new',
+                  (to_regproc('{schema}.end_attempts') IS NULL)::text, true);
+
 CREATE OR REPLACE FUNCTION {schema}.end_attempts(
     job_ids         text[],
     owners          uuid[],
@@ -33,13 +39,32 @@ CREATE OR REPLACE FUNCTION {schema}.end_attempts(
     error_types     text[] DEFAULT '{}',
     error_messages  text[] DEFAULT '{}',
     delays          double precision[] DEFAULT '{}',
-    lost_budget     integer DEFAULT 0
+    lost_budget     integer DEFAULT 0,
+    run_ats         timestamptz[] DEFAULT '{}'
 ) RETURNS TABLE (job_id text, attempt integer, owner uuid, task_name text, status text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
     IF coalesce(cardinality(job_ids), 0) = 0 THEN
         RETURN;  -- the claim calls this on every pass: nothing to end costs no statement
+    END IF;
+    -- One element per attempt in every array given (the optional ones may be empty), and
+    -- one attempt per job: a short array would silently fence or NULL the rest.
+    IF cardinality(owners) IS DISTINCT FROM cardinality(job_ids)
+       OR cardinality(attempt_numbers) IS DISTINCT FROM cardinality(job_ids)
+       OR cardinality(outcomes) IS DISTINCT FROM cardinality(job_ids)
+       OR EXISTS (SELECT 1 FROM unnest(ARRAY[cardinality(results), cardinality(errors),
+                                             cardinality(error_types),
+                                             cardinality(error_messages), cardinality(delays),
+                                             cardinality(run_ats)]) AS c(n)
+                  WHERE c.n IS NULL OR c.n NOT IN (0, cardinality(job_ids))) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+            'end_attempts: owners, attempt_numbers and outcomes need one element per job id'
+            ' (%s), and each other array none or as many', cardinality(job_ids));
+    END IF;
+    IF (SELECT count(DISTINCT i) <> count(i) FROM unnest(job_ids) AS i) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'end_attempts: a job id appears twice (a job has one attempt at a time)';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(outcomes) AS o(outcome)
                WHERE o.outcome IS NULL OR o.outcome NOT IN (
@@ -53,9 +78,9 @@ BEGIN
     WITH ending AS (
         SELECT e.*
         FROM unnest(job_ids, owners, attempt_numbers, outcomes, results, errors, error_types,
-                    error_messages, delays)
+                    error_messages, delays, run_ats)
              AS e(job_id, owner, attempt, outcome, result, error, error_type, error_message,
-                  delay)
+                  delay, run_at)
     ), held AS (
         -- Each attempt's row by primary key (OFFSET 0 keeps the fence checks out of the
         -- lookup): statistics taken while few jobs ran make a plan that scans every
@@ -87,7 +112,7 @@ BEGIN
             execution_time = CASE
                 WHEN h.next_status <> 'pending' THEN j.execution_time
                 WHEN h.outcome IN ('failed', 'timed out', 'snoozed')
-                    THEN now() + make_interval(secs => coalesce(h.delay, 0))
+                    THEN coalesce(h.run_at, now() + make_interval(secs => coalesce(h.delay, 0)))
                 WHEN h.outcome = 'lease lost' THEN now()
                 ELSE j.execution_time END,
             started_at = CASE WHEN h.next_status = 'pending' AND h.outcome IN ('released', 'snoozed')
@@ -132,5 +157,34 @@ BEGIN
         FROM ended e LEFT JOIN {schema}.workers w ON w.worker_id = e.owner
     )
     SELECT e.job_id, e.attempts, e.owner, e.task_name, e.status FROM ended e;
+END
+$$;
+
+-- Once, at the upgrade that adds this function: the roles that could already end attempts
+-- (EXECUTE on the SQL worker protocol's complete_job, or UPDATE on jobs, as a replica's
+-- role has) may call it, since a replica's claims call it. A later re-apply grants
+-- nothing, so a right an administrator revoked stays revoked.
+DO $$
+DECLARE
+    holder name;
+BEGIN
+    IF current_setting('scheduler.end_attempts_is_new', true) IS DISTINCT FROM 'true' THEN
+        RETURN;
+    END IF;
+    FOR holder IN
+        SELECT DISTINCT r.rolname
+        FROM (SELECT a.grantee, p.proowner AS owner
+              FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
+              WHERE p.pronamespace = '{schema}'::regnamespace AND p.proname = 'complete_job'
+                AND a.privilege_type = 'EXECUTE'
+              UNION ALL
+              SELECT a.grantee, c.relowner
+              FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+              WHERE c.oid = '{schema}.jobs'::regclass AND a.privilege_type = 'UPDATE') g
+        JOIN pg_roles r ON r.oid = g.grantee
+        WHERE g.grantee <> g.owner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION {schema}.end_attempts TO %I', holder);
+    END LOOP;
 END
 $$;

@@ -18,7 +18,7 @@ BEGIN
     RETURN (SELECT e.status FROM {schema}.end_attempts(
         ARRAY[fail_job.job_id], ARRAY[fail_job.worker_id], ARRAY[fail_job.attempt],
         ARRAY['failed'], errors => ARRAY[fail_job.error],
-        delays => ARRAY[extract(epoch FROM coalesce(fail_job.retry_at, now()) - now())::float8]
+        run_ats => ARRAY[coalesce(fail_job.retry_at, now())]
     ) e);
 END
 $$;
