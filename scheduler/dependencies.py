@@ -19,6 +19,8 @@ from scheduler.store import NewJob
 
 def check_batch(jobs: Sequence[NewJob], conflict: ConflictResolution) -> None:
     """Raise `InvalidJobError` for dependencies that cannot be recorded; writes nothing."""
+    if not any(job.depends_on for job in jobs):
+        return  # nothing to order: spares bulk enqueue a pass building sets per job
     if conflict is ConflictResolution.REPLACE and any(job.depends_on for job in jobs):
         raise InvalidJobError(
             "depends_on cannot be combined with ConflictResolution.REPLACE (a replaced job"
