@@ -180,7 +180,7 @@ async def test_lost_leases_past_their_budget_fail_the_job(
         "ARRAY['a'], ARRAY[$1::uuid], ARRAY[1], ARRAY['failed'], errors => ARRAY['x', 'y']",
         "ARRAY['a', 'a'], ARRAY[$1::uuid, $1::uuid], ARRAY[1, 1], ARRAY['succeeded', 'failed']",
     ],
-    ids=["short attempts", "no outcomes", "long errors", "a job twice"],
+    ids=["short attempts", "no outcomes", "long errors", "an attempt twice"],
 )
 async def test_arrays_that_do_not_line_up_are_refused_and_write_nothing(
     pool: asyncpg.Pool, migrated: str, arrays: str

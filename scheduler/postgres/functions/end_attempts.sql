@@ -48,8 +48,8 @@ BEGIN
     IF coalesce(cardinality(job_ids), 0) = 0 THEN
         RETURN;  -- the claim calls this on every pass: nothing to end costs no statement
     END IF;
-    -- One element per attempt in every array given (the optional ones may be empty), and
-    -- one attempt per job: a short array would silently fence or NULL the rest.
+    -- One element per attempt in every array given (the optional ones may be empty): a
+    -- short array would silently fence or NULL the rest.
     IF cardinality(owners) IS DISTINCT FROM cardinality(job_ids)
        OR cardinality(attempt_numbers) IS DISTINCT FROM cardinality(job_ids)
        OR cardinality(outcomes) IS DISTINCT FROM cardinality(job_ids)
@@ -62,9 +62,12 @@ BEGIN
             'end_attempts: owners, attempt_numbers and outcomes need one element per job id'
             ' (%s), and each other array none or as many', cardinality(job_ids));
     END IF;
-    IF (SELECT count(DISTINCT i) <> count(i) FROM unnest(job_ids) AS i) THEN
+    -- The same attempt twice would end it with whichever outcome came first. (One job may
+    -- appear with different attempts or owners: stale ones are fenced, as one alone is.)
+    IF (SELECT count(DISTINCT (a.job_id, a.owner, a.attempt)) <> count(*)
+        FROM unnest(job_ids, owners, attempt_numbers) AS a(job_id, owner, attempt)) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = 'end_attempts: a job id appears twice (a job has one attempt at a time)';
+            MESSAGE = 'end_attempts: an attempt (job id, owner, attempt number) appears twice';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(outcomes) AS o(outcome)
                WHERE o.outcome IS NULL OR o.outcome NOT IN (
