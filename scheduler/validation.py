@@ -82,6 +82,8 @@ def check_arguments_fit(
     """Refuse arguments the task's function cannot take (a missing, extra or unknown one)
     now, rather than as a failed attempt later. Known only when this process holds the
     function: scheduled by function, or by the name of a task registered here."""
+    if not args and not kwargs and _callable_without_arguments(task.func):
+        return  # the common bulk case, decided once per function
     signature = _signature_of(task.func)
     if signature is None:
         return
@@ -96,6 +98,20 @@ def check_arguments_fit(
             f"task {task.name!r} cannot take these arguments: {exc}; it takes"
             f" {getattr(task.func, '__qualname__', task.name)}{bare}"
         ) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _callable_without_arguments(func: Callable[..., Any]) -> bool:
+    """Whether `func` may be called with no arguments (True when it has no signature to
+    check, as check_arguments_fit then lets anything through)."""
+    signature = _signature_of(func)
+    if signature is None:
+        return True
+    try:
+        signature.bind()
+    except TypeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1024)

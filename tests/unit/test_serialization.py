@@ -85,6 +85,7 @@ def test_generated_job_ids_are_time_ordered_version_7_uuids() -> None:
     time.sleep(0.002)  # a later millisecond: the order is by time, not by chance
     second = new_job_id()
     parsed = uuid.UUID(first)
+    assert str(parsed) == first  # the canonical text form, formatted without uuid.UUID
     assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
     assert first < second
     assert abs((parsed.int >> 80) - time.time() * 1000) < 60_000
