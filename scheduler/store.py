@@ -172,7 +172,45 @@ class UnservedTask:
     oldest_due: datetime
 
 
-class JobStore(Protocol):
+class ClaimStore(Protocol):
+    """The claim part of the storage port: what the claim policy
+    (`scheduler.services.claiming.Claims`) drives. One statement per call, no policy."""
+
+    async def claim_jobs(
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        """One statement: record the `carried` successes (fenced), then claim up to `limit`
+        due jobs of `task_names` in `queues` that no flow control applies to (due within
+        `lead` seconds). `flow` says whether other work may wait for `claim_flow_jobs`. A
+        worker whose lease is not live (by the database clock) claims nothing."""
+        ...
+
+    async def claim_flow_jobs(
+        self,
+        owner: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        lead: float = 0.0,
+        queues: Sequence[str] = ("default",),
+        carried: Sequence[Success] = (),
+    ) -> ClaimResult:
+        """As `claim_jobs`, through the serialised path that claims every due job of
+        `task_names` in `queues`, limits, rate limits and lock keys respected."""
+        ...
+
+    async def record_successes(self, successes: Sequence[Success]) -> set[str]:
+        """Record successes with no claim to carry them (fenced); returns the job ids
+        written."""
+        ...
+
+
+class JobStore(ClaimStore, Protocol):
     # -- producers --------------------------------------------------------------------
     async def insert_jobs(
         self, jobs: Sequence[NewJob], conflict: ConflictResolution, connection: Any = None
@@ -237,40 +275,7 @@ class JobStore(Protocol):
     async def plan_new_schedules(self, limit: int, planner: FirstFirePlanner) -> int: ...
     async def next_schedule_delay(self) -> float | None: ...
 
-    # -- dispatcher -------------------------------------------------------------------
-    async def claim_jobs(
-        self,
-        owner: UUID,
-        task_names: Sequence[str],
-        limit: int,
-        lead: float = 0.0,
-        queues: Sequence[str] = ("default",),
-        carried: Sequence[Success] = (),
-    ) -> ClaimResult:
-        """One statement: record the `carried` successes (fenced), then claim up to `limit`
-        due jobs of `task_names` in `queues` that no flow control applies to (due within
-        `lead` seconds). `flow` says whether other work may wait for `claim_flow_jobs`. A
-        worker whose lease is not live (by the database clock) claims nothing."""
-        ...
-
-    async def claim_flow_jobs(
-        self,
-        owner: UUID,
-        task_names: Sequence[str],
-        limit: int,
-        lead: float = 0.0,
-        queues: Sequence[str] = ("default",),
-        carried: Sequence[Success] = (),
-    ) -> ClaimResult:
-        """As `claim_jobs`, through the serialised path that claims every due job of
-        `task_names` in `queues`, limits, rate limits and lock keys respected."""
-        ...
-
-    async def record_successes(self, successes: Sequence[Success]) -> set[str]:
-        """Record successes with no claim to carry them (fenced); returns the job ids
-        written."""
-        ...
-
+    # -- dispatcher (the claims: see ClaimStore) ---------------------------------------
     async def next_due_delay(
         self, task_names: Sequence[str], queues: Sequence[str] = ("default",)
     ) -> tuple[float | None, float]:

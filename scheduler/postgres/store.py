@@ -70,9 +70,6 @@ logger = logging.getLogger("scheduler.store")
 #: Claim order: highest priority first. The claim query scans one priority at a time.
 PRIORITIES_DESCENDING = sorted((p.value for p in JobPriority), reverse=True)
 
-#: The owner a claim of zero rows names (it never reaches a row).
-NO_OWNER = UUID(int=0)
-
 #: The queue label of a claimed job whose queue could not be read with its claim.
 UNKNOWN_QUEUE = "unknown"
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 from uuid import UUID
 
 from scheduler.services.completions import CompletionBatcher
-from scheduler.store import ClaimedJob, ClaimResult, Success
+from scheduler.store import ClaimedJob, ClaimResult, ClaimStore, Success
 
 # The name the limit-problem warning has always been logged under (logging configs use it).
 logger = logging.getLogger("scheduler.store")
@@ -32,37 +31,11 @@ logger = logging.getLogger("scheduler.store")
 FLOW_RETRY_SECONDS = 0.1
 
 
-class ClaimStatements(Protocol):
-    """The part of the storage port (`scheduler.store.JobStore`) the policy drives."""
-
-    async def claim_jobs(
-        self,
-        owner: UUID,
-        task_names: Sequence[str],
-        limit: int,
-        lead: float = 0.0,
-        queues: Sequence[str] = ("default",),
-        carried: Sequence[Success] = (),
-    ) -> ClaimResult: ...
-
-    async def claim_flow_jobs(
-        self,
-        owner: UUID,
-        task_names: Sequence[str],
-        limit: int,
-        lead: float = 0.0,
-        queues: Sequence[str] = ("default",),
-        carried: Sequence[Success] = (),
-    ) -> ClaimResult: ...
-
-    async def record_successes(self, successes: Sequence[Success]) -> set[str]: ...
-
-
 class Claims:
     """The claim policy of one replica over a store; `claim` is one claim pass."""
 
     def __init__(
-        self, store: ClaimStatements, completions: CompletionBatcher[Success] | None = None
+        self, store: ClaimStore, completions: CompletionBatcher[Success] | None = None
     ) -> None:
         self._store = store
         #: Successes waiting for a commit; by default a batcher writing through this store.

@@ -9,7 +9,7 @@ import pytest
 
 from scheduler import AttemptOutcome, ConflictResolution, JobStatus
 from scheduler.postgres.sql import quote_identifier
-from scheduler.postgres.store import NO_OWNER, PRIORITIES_DESCENDING, PostgresJobStore
+from scheduler.postgres.store import PRIORITIES_DESCENDING, PostgresJobStore
 from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.claiming import Claims
 from scheduler.services.dispatcher import Dispatcher
@@ -21,6 +21,8 @@ from tests.support.claims import complete
 from tests.support.db import holds, unique_schema, wait_until
 
 TASK = "tests.support.jobs:record"
+#: The owner a claim of zero rows names (it never reaches a row).
+NO_OWNER = uuid.UUID(int=0)
 
 
 async def end(
