@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 #: How often a waiter looks at the job even when no notification came.
 WAIT_POLL_INTERVAL = 2.0
+#: How long `timeout=0` (a look) may wait for a pool connection to read the job with:
+#: longer than a round trip on a busy pool, far shorter than the pool's acquire deadline.
+LOOK_SECONDS = 1.0
 
 
 class _Watch:
@@ -76,12 +79,16 @@ async def wait_for_job(
     holds no connection while it waits, and raises `JobWaitTimeoutError` on time whatever
     holds the pool."""
     if timeout == 0:  # a look, not a wait: the job if it has finished
-        job = await store.get_job(job_id)
-        if job is None:
-            raise _not_found(job_id)
-        if job.is_finished:
-            return job
-        raise _timed_out(job_id, timeout, job.status.value)
+        # Bounded apart from the pool's own acquire deadline: a look must not wait for
+        # the pool to free a connection any longer than it takes to read one row.
+        with anyio.move_on_after(LOOK_SECONDS):
+            job = await _patiently(store.get_job, job_id)
+            if job is None:
+                raise _not_found(job_id)
+            if job.is_finished:
+                return job
+            raise _timed_out(job_id, timeout, job.status.value)
+        raise _timed_out(job_id, timeout, _UNREAD)
     seen: list[JobStatus] = []  # the last status read, if any was
     with anyio.move_on_after(math.inf if timeout is None else timeout):
         with finished.watch(job_id) as watch:
@@ -107,8 +114,11 @@ async def wait_for_job(
                         await watch.event.wait()
                     watch.event.clear()  # before reading: a notification from now on counts
                     status = await _patiently(store.job_status, job_id)
-    state = seen[0].value if seen else "unread (no pool connection became free to read it)"
+    state = seen[0].value if seen else _UNREAD
     raise _timed_out(job_id, timeout, state)
+
+
+_UNREAD = "unread (no pool connection became free to read it)"
 
 
 def _not_found(job_id: str) -> JobNotFoundError:

@@ -193,9 +193,14 @@ async def test_a_thousand_waits_on_a_pool_of_two_share_one_listen_and_all_return
         await wait_until(unlistened, message="the shared LISTEN connection handed back")
 
 
+@pytest.mark.parametrize("timeout", [0.5, 0], ids=["a wait", "a look"])
 @pytest.mark.parametrize("started", [False, True], ids=["producer-only", "started"])
 async def test_a_wait_times_out_on_time_while_another_task_holds_every_connection(
-    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory, started: bool
+    pool: asyncpg.Pool,
+    migrated: str,
+    make_scheduler: SchedulerFactory,
+    started: bool,
+    timeout: float,
 ) -> None:
     async with small_pool(3, unique_schema("producer")) as producer_pool:
         producer = make_scheduler(db_pool=producer_pool)
@@ -209,9 +214,11 @@ async def test_a_wait_times_out_on_time_while_another_task_holds_every_connectio
             except asyncio.TimeoutError:
                 break
         try:
-            with anyio.fail_after(10):  # used to wait for a connection for ever
-                with pytest.raises(JobWaitTimeoutError) as raised:
-                    await producer.wait_for_job(job_id, timeout=0.5)
+            # Used to wait for a connection for ever; a look (timeout=0) then waited for
+            # the pool's 30 s acquire deadline.
+            with anyio.fail_after(10):
+                with pytest.raises(JobWaitTimeoutError, match="unread") as raised:
+                    await producer.wait_for_job(job_id, timeout=timeout)
             assert raised.value.job_id == job_id
         finally:
             for conn in held:
