@@ -73,11 +73,16 @@ class RunningJob:
         return self.claimed.lease.owner
 
     def cancel(self, reason: CancelReason) -> None:
+        previous = self.reason
         # A lost lease overrides anything: no write of this attempt can land any more.
         if self.reason is None or reason is CancelReason.LEASE_LOST:
             self.reason = reason
         self.stop.request(self.reason.value if self.reason else reason.value)
-        self.interrupt()
+        # Once per reason: the heartbeat reports a cancel request or a lost lease on every
+        # beat until the attempt ends, and interrupting each time would cut short the
+        # job's own clean-up (an `except CancelledError` or `finally` that awaits).
+        if self.reason is not previous:
+            self.interrupt()
 
     def time_out(self) -> None:
         """The attempt's timeout passed (a timer callback on the event loop)."""

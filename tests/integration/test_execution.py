@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import asyncpg
 import pytest
@@ -154,6 +155,20 @@ async def test_cancelling_a_running_job_cancels_its_coroutine_without_retry(
     job = await runner.get_job(job_id)
     assert job is not None and job.status is JobStatus.CANCELLED and job.attempts == 1
     assert [c["event"] for c in jobs.calls(key)] == ["started", "interrupted"]
+
+
+async def test_a_cancelled_job_cleans_up_while_the_heartbeat_keeps_seeing_the_request(
+    migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """The heartbeat reports the cancel request on every beat until the attempt ends; the
+    job is interrupted once, so its clean-up (awaiting over several beats) completes."""
+    key = unique_schema("k")
+    async with make_scheduler(heartbeat_interval=0.2) as runner:
+        job_id = await runner.schedule(jobs.clean_up_when_cancelled, args=(key, 1.5))
+        await wait_until(lambda: holds(bool(jobs.calls(key, event="started"))))
+        assert await runner.cancel_job(job_id) is True
+        await wait_until(partial(has_status, runner, job_id, JobStatus.CANCELLED), timeout=20)
+    assert [c["event"] for c in jobs.calls(key)] == ["started", "cleaning up", "cleaned up"]
 
 
 async def test_a_cancel_that_loses_the_race_reports_the_real_outcome(

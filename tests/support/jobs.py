@@ -4,6 +4,7 @@ They record what happened in `CALLS` (in-process tests) keyed by a caller-chosen
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import defaultdict
@@ -133,6 +134,19 @@ async def raise_unstorable(kind: str) -> None:
     if kind == "unprintable":
         raise _UnprintableError()
     raise ValueError("x" * 5_000_000)
+
+
+async def clean_up_when_cancelled(key: str, seconds: float) -> None:
+    """A well-behaved job whose clean-up takes `seconds` after a cancel (it awaits, as a
+    rollback or a flush would) before letting the cancellation through."""
+    _note(key, event="started")
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        _note(key, event="cleaning up")
+        await asyncio.sleep(seconds)
+        _note(key, event="cleaned up")
+        raise
 
 
 async def ignore_cancellation(key: str) -> None:
