@@ -25,6 +25,7 @@ from uuid import UUID
 import anyio
 
 from scheduler.running_jobs import PREFETCH_MAX_WAIT, CancelReason, RunningJobs, WorkerIdentity
+from scheduler.services.loop_backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.store import AttemptKey, JobStore
 
@@ -153,16 +154,26 @@ class Heartbeat:
                 self._running.cancel(entry, CancelReason.LEASE_LOST)
 
     async def run(self) -> None:
+        # After a failed beat, try again soon (0.1 s, doubling up to the interval): the
+        # next regular beat may be due only at the fence time, and a database restart of a
+        # second would then fence the replica and cancel its jobs.
+        retry = LoopBackoff(maximum=self._interval)
         while True:
+            failed = False
             try:
                 with uninterrupted("a heartbeat"):
                     await self.run_once()
             except Exception as exc:
+                failed = True
                 logger.warning("heartbeat failed: %r", exc)
             now = monotonic()
             if self._identity.registered and now >= self.fence_deadline():
                 self.fence("no successful heartbeat within the lease time")
-            wake_at = now + self._interval
+            if failed:
+                wake_at = now + retry.next_delay()
+            else:
+                retry.reset()
+                wake_at = now + self._interval
             if self._identity.registered:
                 wake_at = min(wake_at, self.fence_deadline())
             else:

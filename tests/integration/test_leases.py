@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 
@@ -386,6 +388,46 @@ async def test_the_services_step_by_step_against_the_storage_port(
     job = await store.get_job(job_id)
     assert job is not None
     assert (job.status, job.lost_leases, job.lease_owner) == (JobStatus.PENDING, 1, None)
+
+
+class FlakyHeartbeats(PostgresJobStore):
+    """Fails the next `failures` heartbeats, as a database restart or a dropped
+    connection would."""
+
+    failures = 0
+    beats = 0
+
+    async def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        self.beats += 1
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("the connection was reset (a database restart)")
+        return await super().heartbeat(*args, **kwargs)
+
+
+async def test_a_failed_heartbeat_is_retried_before_the_fence_not_an_interval_later(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """On the default settings (lease 30 s, beats every 10 s, fence 20 s after a beat) the
+    beat after a failed one was due at the fence time itself, so one failed beat (a
+    one-second database restart) fenced the replica and cancelled its jobs. Here the same
+    ratio, ten times faster."""
+    store = FlakyHeartbeats(pool, migrated)
+    running, identity = RunningJobs(capacity=4), WorkerIdentity()
+    heartbeat = Heartbeat(
+        store, running, identity, lambda: [TASK], lease_time=3, interval=1, orphan_retries=1
+    )
+    await heartbeat.register()
+    registered_as = identity.current
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat.run)
+        await wait_until(lambda: holds(store.beats >= 1))
+        store.failures = 1
+        failed_at = store.beats + 1
+        # The failed beat, then beats until well past the fence time it would have hit.
+        await wait_until(lambda: holds(store.beats >= failed_at + 3), timeout=15)
+        tg.cancel_scope.cancel()
+    assert identity.current == registered_as, "one failed beat fenced the replica"
 
 
 async def test_a_claim_in_flight_keeps_its_rows_from_being_handed_back(
