@@ -21,7 +21,7 @@ from scheduler.cli.worker import (
     import_task_modules,
     run_worker,
 )
-from scheduler.config import default_schema
+from scheduler.config import SchedulerConfig, default_schema
 from scheduler.error_text import error_line
 from scheduler.errors import InvalidDsnError
 from scheduler.flow import Limits
@@ -70,6 +70,9 @@ async def run(options: argparse.Namespace) -> int:
         check_can_listen(options.host, options.port, "--port or --host")
     if options.command == "worker":
         import_task_modules(options.imports)
+        settings = worker_settings(options)
+        settings.pop("listen_dsn", None)  # a connection, not a setting: checked on use
+        SchedulerConfig.from_options(**settings)  # refuses a bad value (exit 2)
         if options.metrics_port is not None:
             check_can_listen(
                 options.metrics_address, options.metrics_port, "--metrics-port or --metrics-address"
@@ -118,7 +121,7 @@ async def run(options: argparse.Namespace) -> int:
             scheduler = Scheduler(pool, schema=schema)
             action = getattr(scheduler, f"{options.command}_schedule")
             if not await action(options.schedule_id):
-                print(f"no schedule {options.schedule_id!r}", file=sys.stderr)
+                print(f"error: no schedule {options.schedule_id!r}", file=sys.stderr)
                 return 1
             print(f"{options.command}d {options.schedule_id}")
         elif options.command in FLOW_COMMANDS:
@@ -233,7 +236,10 @@ async def print_job(scheduler: Scheduler, options: argparse.Namespace) -> int:
     """`show`: the job and its attempts as JSON; `attempts`: its history, one line each."""
     job = await scheduler.get_job(options.job_id)
     if job is None:
-        print(f"no job {options.job_id!r}", file=sys.stderr)
+        print(
+            f"error: no job {options.job_id!r} (unknown, or pruned after the retention period)",
+            file=sys.stderr,
+        )
         return 1
     history = [dataclasses.asdict(a) for a in await scheduler.get_attempts(options.job_id)]
     if options.command == "show":

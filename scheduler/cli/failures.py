@@ -12,7 +12,7 @@ import socket
 
 import asyncpg
 
-from scheduler.errors import SchedulerError
+from scheduler.errors import JobNotFoundError, SchedulerError
 
 USAGE = 2
 RUNTIME = 1
@@ -30,6 +30,8 @@ def explain(exc: BaseException, target: str) -> tuple[str, int]:
     while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:  # type: ignore[attr-defined]
         exc = exc.exceptions[0]  # type: ignore[attr-defined]  # a task group's first error
     where = f"PostgreSQL at {target}"
+    if isinstance(exc, JobNotFoundError):
+        return _one_line(exc), RUNTIME  # as `show` of an unknown job: not a usage error
     if isinstance(exc, SchedulerError):
         return _one_line(exc), USAGE
     if isinstance(exc, CommandFailed):

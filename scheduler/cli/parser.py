@@ -10,7 +10,8 @@ import sys
 from typing import Any, NoReturn
 
 from scheduler import __version__
-from scheduler.models import ConflictResolution, JobPriority
+from scheduler.errors import ConfigurationError, SchedulerError
+from scheduler.models import ConflictResolution, JobPriority, JobStatus
 from scheduler.operations import (
     DURATION_FORMS,
     FINISHED,
@@ -19,6 +20,8 @@ from scheduler.operations import (
     parse_duration,
     parse_point_in_time,
 )
+from scheduler.tasks import validate_task_name
+from scheduler.validation import validate_queue_name
 
 DESCRIPTION = """\
 Operate a `scheduler` deployment: migrate the schema, enqueue and inspect jobs, cancel,
@@ -53,7 +56,7 @@ def _typed(parse: Any, name: str) -> Any:
     def convert(text: str) -> Any:
         try:
             return parse(text)
-        except (OperationError, ValueError) as exc:
+        except (OperationError, SchedulerError, ValueError) as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     convert.__name__ = name  # argparse names the value in its error message
@@ -61,6 +64,8 @@ def _typed(parse: Any, name: str) -> Any:
 
 
 duration = _typed(parse_duration, "duration")
+task_name = _typed(validate_task_name, "task")
+queue_name = _typed(lambda text: validate_queue_name(text, ConfigurationError), "queue")
 point_in_time = _typed(parse_point_in_time, "time")
 
 
@@ -205,7 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_enqueue(commands)
     jobs = commands.add_parser("jobs", help="list jobs, newest change first")
-    jobs.add_argument("--status", action="append", default=[], help="status; repeatable")
+    jobs.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        choices=[status.value for status in JobStatus],
+        help="status; repeatable",
+    )
     jobs.add_argument(
         "--task", action="append", default=[], help="exact task name (module:function); repeatable"
     )
@@ -279,7 +290,9 @@ def _add_enqueue(commands: Any) -> None:
         description="Schedule one run of TASK (module:function, as @task names it) with the"
         " checks of Scheduler.schedule(); prints the job id. Due now unless --at or --delay.",
     )
-    enqueue.add_argument("task", metavar="TASK", help="task name, e.g. myapp.jobs:send_email")
+    enqueue.add_argument(
+        "task", metavar="TASK", type=task_name, help="task name, e.g. myapp.jobs:send_email"
+    )
     enqueue.add_argument("--args", type=json_args, default=[], help="""JSON array: '["a", 1]'""")
     enqueue.add_argument(
         "--kwargs", type=json_kwargs, default=None, help="""JSON object: '{"key": "value"}'"""
@@ -291,7 +304,9 @@ def _add_enqueue(commands: Any) -> None:
     enqueue.add_argument(
         "--priority", type=priority, default=JobPriority.NORMAL, help="low|normal|high|critical"
     )
-    enqueue.add_argument("--queue", help="queue (default: the task's, else 'default')")
+    enqueue.add_argument(
+        "--queue", type=queue_name, help="queue (default: the task's, else 'default')"
+    )
     enqueue.add_argument("--max-retries", type=non_negative, help="retries after a failure")
     enqueue.add_argument(
         "--conflict",

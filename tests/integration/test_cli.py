@@ -402,23 +402,6 @@ def test_a_bad_or_unreachable_dsn_is_one_line(
     assert_one_line(run("--dsn", dsn, *command), code, fragment)
 
 
-# Options the CLI refuses only once it has connected to the database; every option refused
-# before connecting is checked in tests/unit/test_cli_usage.py.
-@pytest.mark.parametrize(
-    ("args", "fragment"),
-    [
-        (["jobs", "--status", "lost"], "unknown status"),
-        (["enqueue", "rm -rf /"], "rm -rf /"),
-        (["enqueue", "m:f", "--queue", ""], "queue"),
-        (["worker", "--import", "tests.support.cli_tasks", "--concurrency", "0"], "concurrent"),
-    ],
-)
-def test_bad_option_values_checked_after_connecting_are_one_line(
-    migrated: str, args: list[str], fragment: str
-) -> None:
-    assert_one_line(run("--dsn", TEST_DSN, "--schema", migrated, *args), USAGE, fragment)
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -438,6 +421,18 @@ def test_bad_option_values_checked_after_connecting_are_one_line(
 def test_a_missing_schema_says_to_migrate_in_one_line(command: list[str]) -> None:
     result = run("--dsn", TEST_DSN, "--schema", unique_schema(), *command)
     assert_one_line(result, USAGE, "run `scheduler migrate`")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["show", "no-such-job"], ["attempts", "no-such-job"], ["retry", "no-such-job"]],
+)
+def test_an_unknown_job_is_a_runtime_failure_for_every_command(
+    migrated: str, command: list[str]
+) -> None:
+    """Exit code 1 as the help's exit codes say (retry said 2, a usage error)."""
+    result = run("--dsn", TEST_DSN, "--schema", migrated, *command)
+    assert_one_line(result, RUNTIME, "no-such-job")
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,11 @@ def assert_one_line(result: tuple[int, str, str], code: int, fragment: str) -> N
         (["no-such-command"], "invalid choice"),
         (["--log-level", "LOUD", "status"], "invalid choice"),
         (["show"], "job_id"),
+        # These four were found only after connecting.
+        (["jobs", "--status", "lost"], "invalid choice: 'lost'"),
+        (["enqueue", "rm -rf /"], "'rm -rf /' may contain only letters"),
+        (["enqueue", "m:f", "--queue", ""], "queue"),
+        (["worker", "--import", "tests.support.cli_tasks", "--concurrency", "0"], ">= 1"),
     ],
 )
 def test_bad_option_values_of_every_command_are_one_line(
