@@ -78,10 +78,12 @@ class RunningJob:
         if self.reason is None or reason is CancelReason.LEASE_LOST:
             self.reason = reason
         self.stop.request(self.reason.value if self.reason else reason.value)
-        # Once per reason: the heartbeat reports a cancel request or a lost lease on every
-        # beat until the attempt ends, and interrupting each time would cut short the
-        # job's own clean-up (an `except CancelledError` or `finally` that awaits).
-        if self.reason is not previous:
+        # The heartbeat reports a cancel request on every beat until the attempt ends:
+        # interrupting each time would cut short the job's own clean-up (an `except
+        # CancelledError` or `finally` that awaits), so a request interrupts once. A lost
+        # lease insists at every report: a peer may run the job soon, and a cancel the
+        # job's code swallowed must not leave it running beside that peer.
+        if self.reason is not previous or self.reason is CancelReason.LEASE_LOST:
             self.interrupt()
 
     def time_out(self) -> None:
