@@ -36,6 +36,19 @@ from scheduler import JobRequest
 from scheduler.postgres.sql import quote_identifier
 from tests.support.pgbouncer import PgBouncer
 
+#: The client-side round trip (seconds) of every claim statement sent: the drain waits
+#: for one claim at a time (benchmarks/timeline.py), so this is what a pooler's extra hop
+#: costs it.
+CLAIM_TRIPS: list[float] = []
+
+
+async def time_claims(connection: asyncpg.Connection[Any]) -> None:
+    def log(record: Any) -> None:
+        if "claim_scope" in record.query or "claim_flow_jobs" in record.query:
+            CLAIM_TRIPS.append(record.elapsed)
+
+    connection.add_query_logger(log)
+
 
 async def drain(pool: asyncpg.Pool[Any], jobs: int, listen_dsn: str) -> float:
     """W2: one scheduler drains `jobs` due no-op jobs; jobs/s."""
@@ -81,10 +94,12 @@ async def main(jobs: int, count: int, repeats: int) -> None:
     try:
         for route, dsn in (("direct", DSN), ("pgbouncer", bouncer.dsn)):
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=CONCURRENCY + 4, statement_cache_size=0
+                dsn, min_size=1, max_size=CONCURRENCY + 4, statement_cache_size=0, init=time_claims
             )
             try:
+                CLAIM_TRIPS.clear()
                 rates = [await drain(pool, jobs, DSN) for _ in range(repeats)]
+                trips = sorted(CLAIM_TRIPS)
                 p99s = [percentile(await latency(pool, count, DSN), 0.99) for _ in range(repeats)]
             finally:
                 await pool.close()
@@ -92,7 +107,13 @@ async def main(jobs: int, count: int, repeats: int) -> None:
                 "W2_jobs_per_s": statistics.median(rates),
                 "W3_p99_ms": statistics.median(p99s),
             }
-            print(json.dumps({"route": route, "W2": rates, "W3_p99_ms": p99s}), flush=True)
+            claims = {
+                "claims_per_job": round(len(trips) / (jobs * repeats), 4),
+                "claim_round_trip_ms_median": round(trips[len(trips) // 2] * 1000, 2),
+            }
+            print(
+                json.dumps({"route": route, "W2": rates, "W3_p99_ms": p99s, **claims}), flush=True
+            )
     finally:
         bouncer.stop()
     ratio = results["pgbouncer"]["W2_jobs_per_s"] / results["direct"]["W2_jobs_per_s"]

@@ -92,7 +92,9 @@ class ThrowawayCluster:
     """A private PostgreSQL server in a temp dir, on a free port, owned by `postgres` when
     we are root (PostgreSQL refuses to run as root). Never touches the shared server."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        #: Server settings given at every start (`-c name=value`), beside the port's.
+        self.settings = dict(settings or {})
         self.bindir = _pg_bindir()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="scheduler-pg-"))
@@ -123,6 +125,8 @@ class ThrowawayCluster:
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
         )
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._run(
             "pg_ctl",
             action,
