@@ -17,6 +17,7 @@ in one statement and drained. Reported per fleet size:
 
     python -m benchmarks.fleet [--replicas 1,4,16,32] [--jobs 20000] [--idle 30]
         [--pool-max 2] [--warm-up 20] [--poll-only] [--pgbouncer POOL_SIZE]
+        [--poll-interval SECONDS] [--no-reset]
 
 `--poll-only` runs every replica with `Scheduler(listen=False)` (no LISTEN connection; it
 polls every second) on a pool of `--pool-max` (default 1 then). `--pgbouncer N` puts a
@@ -127,6 +128,8 @@ async def fleet(
     *,
     poll_only: bool = False,
     bouncer_pool: int | None = None,
+    poll_interval: float | None = None,
+    no_reset: bool = False,
 ) -> dict[str, Any]:
     limit = int(await admin.fetchval("SHOW max_connections"))
     used = int(await admin.fetchval("SELECT count(*) FROM pg_stat_activity"))
@@ -136,6 +139,8 @@ async def fleet(
         "pool_max": pool_max,
         "poll_only": poll_only,
         "pgbouncer_pool": bouncer_pool,
+        "poll_interval": poll_interval,
+        "pool_reset": not no_reset,
     }
     budget = server_budget(n, pool_max, poll_only, bouncer_pool)
     if used + budget + SPARE_CONNECTIONS > limit:
@@ -150,6 +155,10 @@ async def fleet(
     try:
         await fresh_scheduler(pool, SCHEMA)
         extra = ["--poll-only"] if poll_only else []
+        if poll_interval is not None:
+            extra += ["--poll-interval", str(poll_interval)]
+        if no_reset:
+            extra += ["--no-reset"]
         replica_dsn = dsn
         if bouncer_pool is not None:
             bouncer = PgBouncer(dsn, pool_size=bouncer_pool)
@@ -257,6 +266,8 @@ async def main() -> None:
     parser.add_argument("--warm-up", type=float, default=20.0, help="seconds before idling")
     parser.add_argument("--poll-only", action="store_true", help="Scheduler(listen=False)")
     parser.add_argument("--pgbouncer", type=int, default=None, metavar="POOL_SIZE")
+    parser.add_argument("--poll-interval", type=float, default=None, help="the library's")
+    parser.add_argument("--no-reset", action="store_true", help="pools skip the reset query")
     options = parser.parse_args()
     pool_max = options.pool_max or (1 if options.poll_only else 2)
     admin = await asyncpg.create_pool(DSN, min_size=1, max_size=2)
@@ -272,6 +283,8 @@ async def main() -> None:
                 options.warm_up,
                 poll_only=options.poll_only,
                 bouncer_pool=options.pgbouncer,
+                poll_interval=options.poll_interval,
+                no_reset=options.no_reset,
             )
             record["load_average"] = os.getloadavg()
             record["commit"] = commit()

@@ -25,6 +25,10 @@ from scheduler.metrics import PrometheusMetrics
 from scheduler.services.claiming import Claims
 
 
+async def keep_session(connection: asyncpg.Connection[Any]) -> None:
+    """A pool `reset` that sends nothing: the scheduler leaves no session state."""
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dsn")
@@ -39,11 +43,18 @@ async def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=None)
     parser.add_argument("--statement-cache-size", type=int, default=None)
     parser.add_argument("--listen-dsn", default=None)
+    parser.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="the pool skips asyncpg's reset query on release (docs/scale.md, poll-only)",
+    )
     options = parser.parse_args()
     pool_max = options.pool_max or options.concurrency + 4
-    cache = {}
+    cache: dict[str, Any] = {}
     if options.statement_cache_size is not None:
         cache["statement_cache_size"] = options.statement_cache_size
+    if options.no_reset:
+        cache["reset"] = keep_session
     pool = await asyncpg.create_pool(
         options.dsn,
         min_size=min(2, pool_max),

@@ -1,7 +1,12 @@
 """A small fleet of poll-only replica processes, each on a pool of ONE server connection
-(issue 21, item 2; the 64- and 128-process runs are `python -m benchmarks.fleet
---poll-only`, docs/scale.md): every job runs exactly once, and the fleet's schedulers hold
-at most one server connection per replica."""
+(issue 21, item 2): every job runs exactly once, and the fleet's schedulers hold at most
+one server connection per replica.
+
+Four replicas: the default suite stays cheap. The 64-process run direct and the
+128-process run through PgBouncer are `python -m benchmarks.fleet --poll-only` (no-op
+jobs, checked by the scheduler's own attempt count and history rows; a side table would
+need a second connection per replica): docs/scale.md#many-replicas.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +50,9 @@ async def test_four_poll_only_replicas_on_one_connection_each_run_every_job_once
             done = await pool.fetchval(f"SELECT count(*) FROM {q}.jobs WHERE status = 'succeeded'")
             return bool(done == JOBS)
 
-        await wait_until(drained, timeout=120, interval=0.1, message="the fleet to drain")
+        await wait_until(
+            drained, timeout=120 + JOBS / 20, interval=0.1, message="the fleet to drain"
+        )
         pids = {replica.pid for replica in fleet}
         logs = [replica.log() for replica in fleet]
     rows = await pool.fetch(
