@@ -17,7 +17,7 @@ in one statement and drained. Reported per fleet size:
 
     python -m benchmarks.fleet [--replicas 1,4,16,32] [--jobs 20000] [--idle 30]
         [--pool-max 2] [--warm-up 20] [--poll-only] [--pgbouncer POOL_SIZE]
-        [--poll-interval SECONDS] [--no-reset]
+        [--poll-interval SECONDS] [--no-reset] [--jit-off]
 
 `--poll-only` runs every replica with `Scheduler(listen=False)` (no LISTEN connection; it
 polls every second) on a pool of `--pool-max` (default 1 then). `--pgbouncer N` puts a
@@ -130,6 +130,7 @@ async def fleet(
     bouncer_pool: int | None = None,
     poll_interval: float | None = None,
     no_reset: bool = False,
+    jit_off: bool = False,
 ) -> dict[str, Any]:
     limit = int(await admin.fetchval("SHOW max_connections"))
     used = int(await admin.fetchval("SELECT count(*) FROM pg_stat_activity"))
@@ -141,12 +142,18 @@ async def fleet(
         "pgbouncer_pool": bouncer_pool,
         "poll_interval": poll_interval,
         "pool_reset": not no_reset,
+        "database_jit": "off" if jit_off else "server default",
     }
     budget = server_budget(n, pool_max, poll_only, bouncer_pool)
     if used + budget + SPARE_CONNECTIONS > limit:
         return record | {"skipped": f"{budget} server connections + {used} in use > {limit}"}
     database = f"bench_fleet_{uuid.uuid4().hex[:8]}"
     await admin.execute(f"CREATE DATABASE {quote_identifier(database)}")
+    if jit_off:
+        # asyncpg turns JIT off around its type introspection with a session setting, which
+        # behind PgBouncer in transaction mode lands on another server session than the
+        # introspection query: JIT-compiled, that query took seconds under load.
+        await admin.execute(f"ALTER DATABASE {quote_identifier(database)} SET jit = off")
     dsn = DSN.rsplit("/", 1)[0] + "/" + database
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     assert pool is not None
@@ -268,6 +275,7 @@ async def main() -> None:
     parser.add_argument("--pgbouncer", type=int, default=None, metavar="POOL_SIZE")
     parser.add_argument("--poll-interval", type=float, default=None, help="the library's")
     parser.add_argument("--no-reset", action="store_true", help="pools skip the reset query")
+    parser.add_argument("--jit-off", action="store_true", help="ALTER DATABASE ... SET jit = off")
     options = parser.parse_args()
     pool_max = options.pool_max or (1 if options.poll_only else 2)
     admin = await asyncpg.create_pool(DSN, min_size=1, max_size=2)
@@ -285,6 +293,7 @@ async def main() -> None:
                 bouncer_pool=options.pgbouncer,
                 poll_interval=options.poll_interval,
                 no_reset=options.no_reset,
+                jit_off=options.jit_off,
             )
             record["load_average"] = os.getloadavg()
             record["commit"] = commit()
