@@ -1,7 +1,7 @@
 """A scheduler replica as its own process, for the multi-process benchmarks.
 
     python -m benchmarks.worker DSN SCHEMA [--concurrency 10] [--pool-max N]
-        [--claims-out PATH]
+        [--claims-out PATH] [--poll-only] [--statement-cache-size N] [--listen-dsn DSN]
 
 Prints "READY" once started; SIGTERM shuts it down gracefully. `--claims-out` writes the
 start (epoch s) and wall time (ms) of each of its claims to PATH as a JSON list of
@@ -25,6 +25,10 @@ from scheduler.metrics import PrometheusMetrics
 from scheduler.services.claiming import Claims
 
 
+async def keep_session(connection: asyncpg.Connection[Any]) -> None:
+    """A pool `reset` that sends nothing: the scheduler leaves no session state."""
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dsn")
@@ -35,9 +39,28 @@ async def main() -> None:
     )
     parser.add_argument("--pool-max", type=int, default=0, help="default: concurrency + 4")
     parser.add_argument("--claims-out", default="", help="write each claim's ms here")
+    parser.add_argument("--poll-only", action="store_true", help="Scheduler(listen=False)")
+    parser.add_argument("--poll-interval", type=float, default=None)
+    parser.add_argument("--statement-cache-size", type=int, default=None)
+    parser.add_argument("--listen-dsn", default=None)
+    parser.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="the pool skips asyncpg's reset query on release (docs/scale.md, poll-only)",
+    )
     options = parser.parse_args()
     pool_max = options.pool_max or options.concurrency + 4
-    pool = await asyncpg.create_pool(options.dsn, min_size=min(2, pool_max), max_size=pool_max)
+    cache: dict[str, Any] = {}
+    if options.statement_cache_size is not None:
+        cache["statement_cache_size"] = options.statement_cache_size
+    if options.no_reset:
+        cache["reset"] = keep_session
+    pool = await asyncpg.create_pool(
+        options.dsn,
+        min_size=min(2, pool_max),
+        max_size=pool_max,
+        **cache,
+    )
     assert pool is not None
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -47,6 +70,9 @@ async def main() -> None:
         schema=options.schema,
         tasks=[noop, record_latency],
         extensions=[PrometheusMetrics()] if options.metrics else [],
+        listen=not options.poll_only,
+        poll_interval=options.poll_interval,
+        listen_dsn=options.listen_dsn,
     )
     claim_ms: list[tuple[float, float]] = []
     if options.claims_out:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from scheduler.bounds import INT32_MAX, MAX_PAYLOAD_BYTES, MAX_SLOTS
 from scheduler.errors import ConfigurationError
 from scheduler.executors.http import validate_allowed_hosts
+from scheduler.poll_only import default_poll_interval, validate_listen
 from scheduler.postgres.sql import validate_schema_name
 from scheduler.retry_backoff import RetryBackoff
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES
@@ -31,6 +32,8 @@ class SchedulerConfig:
     lease_time: float = 30.0
     heartbeat_interval: float = 10.0
     poll_interval: float = 30.0
+    #: False: no LISTEN connection; the replica polls every poll_interval (poll_only.py).
+    listen: bool = True
     shutdown_grace: float = 30.0
     claim_batch_size: int = 100
     retry_backoff: RetryBackoff = field(default_factory=RetryBackoff)
@@ -64,7 +67,7 @@ class SchedulerConfig:
         auto_migrate: bool = True,
         lease_time: float | timedelta = 30.0,
         heartbeat_interval: float | timedelta = 10.0,
-        poll_interval: float | timedelta = 30.0,
+        poll_interval: float | timedelta | None = None,
         shutdown_grace: float | timedelta = 30.0,
         claim_batch_size: int = 100,
         retry_backoff: RetryBackoff | None = None,
@@ -84,6 +87,7 @@ class SchedulerConfig:
         process_max_jobs_per_child: int | None = None,
         process_max_memory_per_child_mb: int | None = None,
         http_allowed_hosts: Sequence[str] = (),
+        listen: bool = True,
     ) -> SchedulerConfig:
         """The config from `Scheduler`'s keyword arguments (which document them): durations
         as seconds or timedeltas, defaults filled in; `ConfigurationError` on a bad one."""
@@ -94,7 +98,10 @@ class SchedulerConfig:
             auto_migrate=auto_migrate,
             lease_time=seconds(lease_time, "lease_time"),
             heartbeat_interval=seconds(heartbeat_interval, "heartbeat_interval"),
-            poll_interval=seconds(poll_interval, "poll_interval"),
+            poll_interval=default_poll_interval(listen)
+            if poll_interval is None
+            else seconds(poll_interval, "poll_interval"),
+            listen=listen,
             shutdown_grace=seconds(shutdown_grace, "shutdown_grace"),
             claim_batch_size=claim_batch_size,
             retry_backoff=retry_backoff or RetryBackoff(),
@@ -125,6 +132,7 @@ class SchedulerConfig:
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
+        validate_listen(self.listen)
         _positive_int("max_concurrent_jobs", self.max_concurrent_jobs, maximum=MAX_SLOTS)
         _positive_int("prefetch", self.prefetch, minimum=0, maximum=MAX_SLOTS)
         _positive_int("claim_batch_size", self.claim_batch_size, maximum=INT32_MAX)

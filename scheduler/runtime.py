@@ -160,10 +160,11 @@ class Runtime:
             )
         )
         observability.bind(running, identity, health)
-        # No pool (a store given without one): no LISTEN, the services poll.
+        # No pool (a store given without one) or listen=False: no LISTEN, the services
+        # poll every poll_interval (scheduler/poll_only.py).
         self.listener = (
             None
-            if pool is None
+            if pool is None or not config.listen
             else Listener(
                 pool,
                 channel_for(config.schema),

@@ -14,7 +14,7 @@ import anyio
 import asyncpg
 from typing_extensions import Self, Unpack
 
-from scheduler import connections, dependencies, manual_retries, validation, waiting
+from scheduler import connections, dependencies, manual_retries, poll_only, validation, waiting
 from scheduler.config import SchedulerConfig, seconds
 from scheduler.connections import TransactionConnection
 from scheduler.errors import (
@@ -80,6 +80,10 @@ class Scheduler:
     that `scheduler.store.JobStore` (an in-memory or a fault-injecting one, say). With a
     store, ``db_pool`` may be None: ``migrate()`` then refuses, ``start()`` leaves the
     schema to the store, and the services poll instead of listening for notifications.
+
+    ``listen=False`` starts no LISTEN connection: the replica polls every
+    ``poll_interval`` (1 s unless given) and runs on a pool of one connection (see
+    `scheduler.poll_only`).
     """
 
     def __init__(
@@ -92,7 +96,7 @@ class Scheduler:
         auto_migrate: bool = True,
         lease_time: float | timedelta = 30.0,
         heartbeat_interval: float | timedelta = 10.0,
-        poll_interval: float | timedelta = 30.0,
+        poll_interval: float | timedelta | None = None,
         shutdown_grace: float | timedelta = 30.0,
         claim_batch_size: int = 100,
         retry_backoff: RetryBackoff | None = None,
@@ -117,6 +121,7 @@ class Scheduler:
         process_max_memory_per_child_mb: int | None = None,
         http_allowed_hosts: Sequence[str] = (),
         listen_dsn: str | None = None,
+        listen: bool = True,
     ) -> None:
         self.config = SchedulerConfig.from_options(
             max_concurrent_jobs,
@@ -144,6 +149,7 @@ class Scheduler:
             process_max_jobs_per_child=process_max_jobs_per_child,
             process_max_memory_per_child_mb=process_max_memory_per_child_mb,
             http_allowed_hosts=http_allowed_hosts,
+            listen=listen,
         )
         if store is None:
             # A DSN string gets a pool of the scheduler's own, closed by shutdown().
@@ -156,6 +162,7 @@ class Scheduler:
             self._pool, self._owns_pool = pool_for(db_pool)
         # Kept out of the config: a DSN may hold a password, and the config is printable.
         self._listen_dsn = pooling.validate_listen_dsn(listen_dsn)
+        poll_only.check_listen_dsn(self.config.listen, self._listen_dsn)
         # Everything below talks to the database through the port only.
         self._store: JobStore = store
         self._tasks = TaskCatalog()
@@ -196,14 +203,9 @@ class Scheduler:
                 f"start() was already called: the scheduler is already {self._state.value}"
                 " (start it once; `async with scheduler:` starts it for you)"
             )
-        if self._pool is not None and self._pool.get_max_size() < MIN_POOL_SIZE:
-            # Its listener holds one connection for good: with one, nothing else could run.
-            raise ConfigurationError(
-                f"a started scheduler needs a pool of at least {MIN_POOL_SIZE} connections"
-                f" (one listens for wake-ups), this one has max_size={self._pool.get_max_size()};"
-                " create the pool with a larger max_size (a producer that never starts can"
-                " use a pool of one)"
-            )
+        if self._pool is not None:
+            # A listener holds one connection for good: with one, nothing else could run.
+            poll_only.check_pool_size(self._pool, self.config.listen)
         self._state = SchedulerState.STARTING
         try:
             await self._start()
@@ -551,9 +553,11 @@ class Scheduler:
         after `timeout` seconds (None: no limit; the job goes on) and `JobNotFoundError`
         for an unknown (or pruned) job."""
         limit = None if timeout is None else seconds(timeout, "timeout")
-        # A running scheduler's listener wakes the wait (a store given without a pool has
-        # none: the wait polls).
-        listening = self._state is SchedulerState.RUNNING and self._pool is not None
+        # A running scheduler's listener wakes the wait (a store given without a pool, or
+        # listen=False, has none: the wait listens or polls as a producer's does).
+        listening = (
+            self._state is SchedulerState.RUNNING and self._pool is not None and self.config.listen
+        )
         return await waiting.wait_for_job(
             self._store, self._finished, job_id, limit, listening=listening
         )
@@ -703,7 +707,3 @@ class Scheduler:
     async def remove_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule. Jobs it already fired stay and run as ordinary jobs."""
         return await self._store.remove_schedule(schedule_id)
-
-
-#: The smallest pool a started scheduler accepts: one connection listens for good.
-MIN_POOL_SIZE = 2

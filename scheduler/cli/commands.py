@@ -91,7 +91,8 @@ async def run(options: argparse.Namespace) -> int:
         )
     pool = await open_pool(
         dsn,
-        4 + (getattr(options, "max_concurrent_jobs", 0) or 10),
+        getattr(options, "pool_size", None)
+        or 4 + (getattr(options, "max_concurrent_jobs", 0) or 10),
         options.statement_cache_size,
     )
     try:

@@ -380,6 +380,24 @@ def _add_worker(commands: Any) -> None:
         " --dsn points at PgBouncer in transaction mode (also $SCHEDULER_LISTEN_DSN)",
     )
     worker.add_argument(
+        "--no-listen",
+        dest="listen",
+        action="store_false",
+        default=os.environ.get("SCHEDULER_LISTEN", "").strip().lower()
+        not in ("0", "false", "no", "off"),
+        help="open no LISTEN connection: poll every --poll-interval (1 s unless given), so"
+        " the replica runs on one server connection with --pool-size 1 (also"
+        " $SCHEDULER_LISTEN=false)",
+    )
+    worker.add_argument(
+        "--pool-size",
+        type=positive,
+        default=os.environ.get("SCHEDULER_POOL_SIZE"),
+        metavar="N",
+        help="the worker's pool: at most N connections (default: --concurrency + 4; also"
+        " $SCHEDULER_POOL_SIZE); 1 with --no-listen",
+    )
+    worker.add_argument(
         "--http-allowed-host",
         dest="http_allowed_hosts",
         action="append",
@@ -474,6 +492,8 @@ def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
         settings["http_allowed_hosts"] = [host.strip() for host in hosts if host.strip()]
     if getattr(options, "listen_dsn", None):
         settings["listen_dsn"] = options.listen_dsn
+    if getattr(options, "listen", True) is False:
+        settings["listen"] = False
     return settings
 
 

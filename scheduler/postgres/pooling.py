@@ -48,7 +48,8 @@ async def check_statement_cache(pool: asyncpg.Pool) -> None:
     does not survive a change of server session, as behind PgBouncer in transaction mode
     without prepared-statement support. A direct connection costs one round trip."""
     if pool.get_max_size() < 2:
-        return  # the check needs two connections at once; such a pool cannot run jobs anyway
+        await _check_pool_of_one(pool)
+        return
     # A pool the application holds fails start() with PoolExhaustedError, as every other
     # step of start() does; only the check's own statements are bounded by CHECK_SECONDS.
     async with borrowed(pool) as first, borrowed(pool) as second:
@@ -74,6 +75,32 @@ async def check_statement_cache(pool: asyncpg.Pool) -> None:
                 CHECK_SECONDS,
                 FIX,
             )
+
+
+async def _check_pool_of_one(pool: asyncpg.Pool) -> None:
+    """A pool of one (a poll-only replica) cannot make its statements change session: behind
+    a pooler it is refused unless its statement cache is off, the one setting that works
+    whatever the pooler does with prepared statements."""
+    async with borrowed(pool) as conn:
+        with anyio.fail_after(CHECK_SECONDS):
+            if not await _behind_pooler(conn) or not _statement_cache_on(conn):
+                return
+    raise StatementCacheError(
+        "the pool reaches PostgreSQL through a pooler and asyncpg's statement cache is on;"
+        " on a pool of one connection the scheduler cannot check that prepared statements"
+        " survive the pooler's change of server session, and in transaction mode without"
+        " prepared-statement support they fail at random. Create the pool with"
+        " asyncpg.create_pool(..., statement_cache_size=0)."
+    )
+
+
+def _statement_cache_on(conn: PoolConnectionProxy[Any]) -> bool:
+    # asyncpg keeps the statement_cache_size the connection was opened with only in its
+    # cache (no public accessor); unknown: assume on, the case that must be checked.
+    raw = getattr(conn, "_con", conn)
+    cache = getattr(raw, "_stmt_cache", None)
+    get_max_size = getattr(cache, "get_max_size", None)
+    return not callable(get_max_size) or bool(get_max_size())
 
 
 async def _behind_pooler(conn: PoolConnectionProxy[Any]) -> bool:

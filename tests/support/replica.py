@@ -1,7 +1,10 @@
 """One scheduler replica as its own OS process, for crash tests.
 
     python -m tests.support.replica DSN SCHEMA [--concurrency N] [--default-intervals]
-        [--schedule JSON ...]
+        [--schedule JSON ...] [--poll-only] [--pool-max N] [--application-name NAME]
+
+`--poll-only` runs `Scheduler(listen=False)`; its side-table jobs then write through a
+pool of their own (one connection), not the scheduler's.
 
 Prints "READY <worker id>" once started; SIGTERM shuts it down gracefully.
 """
@@ -57,14 +60,25 @@ async def main() -> None:
         help="declare a schedule of side_jobs.work: JSON with id, trigger (as to_json()),"
         " seconds, and any of coalesce, max_running, misfire_grace_time",
     )
+    parser.add_argument("--poll-only", action="store_true", help="Scheduler(listen=False)")
+    parser.add_argument("--pool-max", type=int, default=0, help="default: concurrency + 4")
+    parser.add_argument("--application-name", default="", help="of the scheduler's pool")
     options = parser.parse_args()
     assert process_jobs.whoami is not None  # imported for its @task registrations
     if options.freeze_after_claim:
         freeze_after_first_claim()
 
-    pool = await asyncpg.create_pool(options.dsn, min_size=2, max_size=options.concurrency + 4)
+    pool_max = options.pool_max or options.concurrency + 4
+    settings = {"application_name": options.application_name} if options.application_name else {}
+    pool = await asyncpg.create_pool(
+        options.dsn, min_size=min(2, pool_max), max_size=pool_max, server_settings=settings
+    )
     assert pool is not None
-    side_jobs.configure(pool, options.schema)
+    side_pool = pool
+    if options.poll_only:
+        side_pool = await asyncpg.create_pool(options.dsn, min_size=0, max_size=1)
+        assert side_pool is not None
+    side_jobs.configure(side_pool, options.schema)
     # The fast test timings, unless the library's own defaults are asked for.
     intervals: dict[str, Any] = {}
     if not options.default_intervals:
@@ -81,6 +95,7 @@ async def main() -> None:
         schema=options.schema,
         **intervals,
         process_pool_size=options.process_pool,
+        listen=not options.poll_only,
         tasks=[
             side_jobs.work,
             side_jobs.fail_slowly_on_first_attempt,
@@ -105,6 +120,8 @@ async def main() -> None:
         print(f"READY {scheduler.worker_id}", flush=True)
         await stop.wait()
     await pool.close()
+    if side_pool is not pool:
+        await side_pool.close()
 
 
 def freeze_after_first_claim() -> None:
