@@ -33,6 +33,9 @@ PREFETCH_MAX_MEAN_RUN = 0.05
 PREFETCH_HORIZON = 0.1
 #: ...and hand back an attempt claimed ahead that still waits for a slot after this long.
 PREFETCH_MAX_WAIT = 1.0
+#: A job still running this long after a cancel request interrupted it is interrupted
+#: again (its code swallowed the cancel); in between, its clean-up runs undisturbed.
+CANCEL_REPEAT_AFTER = 30.0
 
 
 @dataclass(eq=False)
@@ -58,6 +61,8 @@ class RunningJob:
     interruptible: bool = False
     #: How many times the task was cancelled while interruptible (the runner balances them).
     interruptions: int = 0
+    #: When the task was last interrupted (monotonic clock).
+    interrupted_at: float = 0.0
     timed_out: bool = False
 
     @property
@@ -80,10 +85,15 @@ class RunningJob:
         self.stop.request(self.reason.value if self.reason else reason.value)
         # The heartbeat reports a cancel request on every beat until the attempt ends:
         # interrupting each time would cut short the job's own clean-up (an `except
-        # CancelledError` or `finally` that awaits), so a request interrupts once. A lost
-        # lease insists at every report: a peer may run the job soon, and a cancel the
-        # job's code swallowed must not leave it running beside that peer.
-        if self.reason is not previous or self.reason is CancelReason.LEASE_LOST:
+        # CancelledError` or `finally` that awaits), so a request interrupts once, and
+        # again only CANCEL_REPEAT_AFTER later (a cancel the job's code swallowed, or that
+        # asyncio.wait_for lost before Python 3.12). A lost lease insists at every report:
+        # a peer may run the job soon, and it must not run beside that peer.
+        if (
+            self.reason is not previous
+            or self.reason is CancelReason.LEASE_LOST
+            or monotonic() - self.interrupted_at >= CANCEL_REPEAT_AFTER
+        ):
             self.interrupt()
 
     def time_out(self) -> None:
@@ -98,6 +108,7 @@ class RunningJob:
         # interrupt: the runner checks `reason` before starting it.
         if self.interruptible and self.task is not None:
             self.interruptions += 1
+            self.interrupted_at = monotonic()
             self.task.cancel()
 
 

@@ -9,7 +9,7 @@ from functools import partial
 import asyncpg
 import pytest
 
-from scheduler import ConflictResolution, JobPriority, JobStatus, Scheduler
+from scheduler import ConflictResolution, JobPriority, JobStatus, Scheduler, running_jobs
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
@@ -169,6 +169,22 @@ async def test_a_cancelled_job_cleans_up_while_the_heartbeat_keeps_seeing_the_re
         assert await runner.cancel_job(job_id) is True
         await wait_until(partial(has_status, runner, job_id, JobStatus.CANCELLED), timeout=20)
     assert [c["event"] for c in jobs.calls(key)] == ["started", "cleaning up", "cleaned up"]
+
+
+async def test_a_cancel_the_job_swallowed_is_sent_again_later(
+    migrated: str, make_scheduler: SchedulerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once per request, but not only once: a job still running CANCEL_REPEAT_AFTER after
+    the interrupt is interrupted again (here 0.5 s instead of 30)."""
+    monkeypatch.setattr(running_jobs, "CANCEL_REPEAT_AFTER", 0.5)
+    key = unique_schema("k")
+    async with make_scheduler(heartbeat_interval=0.2) as runner:
+        job_id = await runner.schedule(jobs.swallow_the_first_cancel, args=(key,))
+        await wait_until(lambda: holds(bool(jobs.calls(key, event="started"))))
+        assert await runner.cancel_job(job_id) is True
+        await wait_until(partial(has_status, runner, job_id, JobStatus.CANCELLED), timeout=20)
+    events = [c["event"] for c in jobs.calls(key)]
+    assert events == ["started", "swallowed a cancellation", "stopped"]
 
 
 async def test_a_cancel_that_loses_the_race_reports_the_real_outcome(

@@ -149,6 +149,22 @@ async def clean_up_when_cancelled(key: str, seconds: float) -> None:
         raise
 
 
+async def swallow_the_first_cancel(key: str) -> None:
+    """Loses the first cancellation (as asyncio.wait_for could before Python 3.12) and
+    lets the next one through."""
+    _note(key, event="started")
+    swallowed = False
+    while True:
+        try:
+            await anyio.sleep(0.05)
+        except anyio.get_cancelled_exc_class():
+            if swallowed:
+                _note(key, event="stopped")
+                raise
+            swallowed = True
+            _note(key, event="swallowed a cancellation")
+
+
 async def ignore_cancellation(key: str) -> None:
     """A badly behaved async job: swallows every cancellation until `release(key)`."""
     _note(key, event="started")
