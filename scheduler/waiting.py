@@ -26,9 +26,10 @@ T = TypeVar("T")
 
 #: How often a waiter looks at the job even when no notification came.
 WAIT_POLL_INTERVAL = 2.0
-#: How long `timeout=0` (a look) may wait for a pool connection to read the job with:
-#: longer than a round trip on a busy pool, far shorter than the pool's acquire deadline.
-LOOK_SECONDS = 1.0
+#: How long `timeout=0` (a look) may take to read the job, waiting for a pool connection
+#: (or opening one) included: ample for a round trip on a busy pool or a first connection,
+#: far shorter than the pool's 30 s acquire deadline.
+LOOK_SECONDS = 5.0
 
 
 class _Watch:
@@ -80,7 +81,7 @@ async def wait_for_job(
     holds the pool."""
     if timeout == 0:  # a look, not a wait: the job if it has finished
         # Bounded apart from the pool's own acquire deadline: a look must not wait for
-        # the pool to free a connection any longer than it takes to read one row.
+        # the pool to free a connection for as long as a wait could.
         with anyio.move_on_after(LOOK_SECONDS):
             job = await _patiently(store.get_job, job_id)
             if job is None:
@@ -88,7 +89,12 @@ async def wait_for_job(
             if job.is_finished:
                 return job
             raise _timed_out(job_id, timeout, job.status.value)
-        raise _timed_out(job_id, timeout, _UNREAD)
+        raise JobWaitTimeoutError(
+            f"job {job_id!r} is unread: no pool connection became free, or the database did"
+            f" not answer, within {LOOK_SECONDS:g} seconds; look again later, or wait with a"
+            " timeout",
+            job_id,
+        )
     seen: list[JobStatus] = []  # the last status read, if any was
     with anyio.move_on_after(math.inf if timeout is None else timeout):
         with finished.watch(job_id) as watch:
