@@ -279,6 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _listens(value: object) -> bool:
+    """--no-listen (False), or $SCHEDULER_LISTEN (a string; unset listens): true-ish
+    listens, false-ish polls, anything else is a usage error rather than a silent
+    default."""
+    if not isinstance(value, str):
+        return value is not False
+    text = value.strip().lower()
+    if text in ("", "1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise OperationError(f"$SCHEDULER_LISTEN must be true or false, got {value!r}")
+
+
 def _log_level(text: str) -> str:
     return text.upper() if text.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
 
@@ -383,8 +397,7 @@ def _add_worker(commands: Any) -> None:
         "--no-listen",
         dest="listen",
         action="store_false",
-        default=os.environ.get("SCHEDULER_LISTEN", "").strip().lower()
-        not in ("0", "false", "no", "off"),
+        default=os.environ.get("SCHEDULER_LISTEN"),  # read by worker_settings()
         help="open no LISTEN connection: poll every --poll-interval (1 s unless given), so"
         " the replica runs on one server connection with --pool-size 1 (also"
         " $SCHEDULER_LISTEN=false)",
@@ -395,7 +408,7 @@ def _add_worker(commands: Any) -> None:
         default=os.environ.get("SCHEDULER_POOL_SIZE"),
         metavar="N",
         help="the worker's pool: at most N connections (default: --concurrency + 4; also"
-        " $SCHEDULER_POOL_SIZE); 1 with --no-listen",
+        " $SCHEDULER_POOL_SIZE); may be 1 with --no-listen",
     )
     worker.add_argument(
         "--http-allowed-host",
@@ -492,7 +505,7 @@ def worker_settings(options: argparse.Namespace) -> dict[str, Any]:
         settings["http_allowed_hosts"] = [host.strip() for host in hosts if host.strip()]
     if getattr(options, "listen_dsn", None):
         settings["listen_dsn"] = options.listen_dsn
-    if getattr(options, "listen", True) is False:
+    if not _listens(getattr(options, "listen", None)):
         settings["listen"] = False
     return settings
 

@@ -126,3 +126,13 @@ def test_every_duration_option_takes_the_same_syntax() -> None:
     assert parse(["enqueue", "m:f", "--delay", "30s"]).delay == 30
     settings = worker_settings(parse(["worker", "--retention", "7d", "--lease-time", "2m"]))
     assert (settings["retention"], settings["lease_time"]) == (604800, 120)
+
+
+def test_a_listen_setting_that_is_not_a_boolean_is_refused_before_connecting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHEDULER_LISTEN", "flase")
+    result = run_cli(
+        capsys, "--dsn", NEVER_CONNECTED_DSN, "worker", "--import", "tests.support.cli_tasks"
+    )
+    assert_one_line(result, USAGE, "$SCHEDULER_LISTEN must be true or false")
