@@ -187,8 +187,10 @@ class ClaimStore(Protocol):
     ) -> ClaimResult:
         """One statement: record the `carried` successes (fenced), then claim up to `limit`
         due jobs of `task_names` in `queues` that no flow control applies to (due within
-        `lead` seconds). `flow` says whether other work may wait for `claim_flow_jobs`. A
-        worker whose lease is not live (by the database clock) claims nothing."""
+        `lead` seconds). `flow` says that flow control concerns these queues or tasks (a
+        limit, or a due job with a lock key): then nothing is claimed here and
+        `claim_flow_jobs` takes all of it. A worker whose lease is not live (by the
+        database clock) claims nothing."""
         ...
 
     async def claim_flow_jobs(

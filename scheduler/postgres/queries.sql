@@ -177,7 +177,10 @@ SELECT status FROM {schema}.jobs WHERE job_id = $1
 -- Only jobs no flow control applies to are taken here: no lock key, a task without limits,
 -- a queue neither paused nor limited (the small `queues` and `task_limits` tables are read
 -- once per claim, never per row). The others are claim_flow_jobs()'s (migration 0007); a
--- `flow` row says that such work may wait for this replica.
+-- `flow` row says that such work may wait for this replica, and then this claim takes
+-- nothing: the flow claim that follows takes free work too, through the per-task index,
+-- where this scan of (queue, priority) would read past every keyed or limited job due
+-- before the free ones (a held lock key's million successors, once per replica start).
 -- Only a worker whose lease is live now, by the database clock, claims anything: a replica
 -- that was frozen past its lease cannot take work under its expired identity, even in the
 -- moment before it notices. Attempts count here: `attempts` is the fencing token. A job
@@ -199,7 +202,7 @@ WITH done AS MATERIALIZED (
 ), picked AS (
     SELECT c.job_id
     FROM live
-    CROSS JOIN scope s
+    CROSS JOIN (SELECT * FROM scope WHERE NOT flow) s
     CROSS JOIN unnest(s.open_queues) AS oq(queue)
     CROSS JOIN unnest($3::smallint[]) AS p(priority)
     CROSS JOIN LATERAL (

@@ -266,6 +266,114 @@ async def test_jobs_sharing_a_lock_key_never_run_together_whatever_their_task(
         )
 
 
+async def _held_key_backlog(pool: asyncpg.Pool, schema: str, owner: uuid.UUID, size: int) -> None:
+    """A key 'hot' held by a running job of `owner`, with `size` pending successors due
+    before anything else in the table."""
+    q = quote_identifier(schema)
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time, status, lease_owner,"
+        "                       attempts)"
+        " VALUES ($1, 'hot', now() - interval '3 days', 'running', $2, 1)",
+        TASK,
+        owner,
+    )
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time)"
+        " SELECT $1, 'hot', now() - interval '2 days' + n * interval '1 millisecond'"
+        " FROM generate_series(1, $2) AS n",
+        TASK,
+        size,
+    )
+
+
+async def test_work_due_after_a_held_keys_long_backlog_is_claimed(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    holder, owner = await workers(store, 2, ["default"])
+    # More successors than the claim reads in due order (max_jobs + 100), so only the walk
+    # over the keys finds the free keys' work.
+    await _held_key_backlog(pool, migrated, holder, 500)
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time, priority) VALUES"
+        "  ($1, 'free-b', now() - interval '1 hour', 5),"
+        "  ($1, 'free-b', now() - interval '2 hours', 5),"  # the key's first job
+        "  ($1, 'free-a', now() - interval '1 hour', 1),"
+        "  ($1, 'free-c', now() + interval '1 hour', 5),"  # not due yet
+        "  ($1, NULL, now() - interval '1 hour', 5),"
+        "  ($1, NULL, now() - interval '1 hour', 5)",
+        TASK,
+    )
+    await pool.execute(f"ANALYZE {q}.jobs")
+    claimed = await claim(store, owner, [TASK], 10, 0.0, ["default"])
+    rows = await pool.fetch(
+        f"SELECT lock_key, execution_time < now() - interval '90 minutes' AS first"
+        f" FROM {q}.jobs WHERE status = 'running' AND lease_owner = $1",
+        owner,
+    )
+    assert len(claimed) == 4
+    assert sorted((r["lock_key"] or "", r["first"]) for r in rows) == [
+        ("", False),
+        ("", False),
+        ("free-a", False),
+        ("free-b", True),
+    ]
+    # The key stays held by its one running job: nothing of it was claimed beside it.
+    assert await running(pool, migrated, "lock_key = 'hot'") == 1
+
+
+async def _claim_buffers(pool: asyncpg.Pool, schema: str, owner: uuid.UUID) -> int:
+    """Shared buffers one flow claim of 10 touches (run under EXPLAIN ANALYZE, rolled back)."""
+    import json
+
+    store = PostgresJobStore(pool, schema)
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            plan = json.loads(
+                await conn.fetchval(
+                    "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) "
+                    + store.q.claim_flow_jobs,
+                    owner,
+                    [TASK],
+                    ["default"],
+                    10,
+                    0.0,
+                    [],
+                    [],
+                    [],
+                    [],
+                )
+            )[0]["Plan"]
+        finally:
+            await transaction.rollback()
+    return int(plan["Shared Hit Blocks"]) + int(plan.get("Shared Read Blocks", 0))
+
+
+async def test_a_claim_reads_no_more_behind_a_held_key_of_20000_jobs_than_of_1000(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    holder, owner = await workers(store, 2, ["default"])
+    await _held_key_backlog(pool, migrated, holder, 1_000)
+    await enqueue(pool, migrated, 20)  # the work the claim finds, due after the backlog
+    await pool.execute(f"VACUUM ANALYZE {q}.jobs")
+    small = await _claim_buffers(pool, migrated, owner)
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time)"
+        " SELECT $1, 'hot', now() - interval '2 days' + n * interval '1 microsecond'"
+        " FROM generate_series(1, 19000) AS n",
+        TASK,
+    )
+    await pool.execute(f"VACUUM ANALYZE {q}.jobs")
+    large = await _claim_buffers(pool, migrated, owner)
+    # Reading the held key's successors one by one would touch a page or more per job.
+    assert large < small + 200, (small, large)
+
+
 # -- unique keys ------------------------------------------------------------------------
 
 

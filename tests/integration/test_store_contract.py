@@ -310,21 +310,28 @@ async def test_the_heartbeat_of_an_expired_lease_says_so(store: JobStore) -> Non
 # -- flow control -----------------------------------------------------------------------
 
 
-async def test_the_plain_claim_leaves_limited_work_to_the_flow_claim_and_says_so(
+async def test_the_plain_claim_leaves_work_under_flow_control_to_the_flow_claim(
     store: JobStore,
 ) -> None:
     await store.set_queue_limits("limited", Limits(concurrency_limit=2))
     await add(store, new_job("free"), *(new_job(f"l{n}", queue="limited") for n in range(4)))
     owner = await worker(store, queues=["default", "limited"])
     queues = ["default", "limited"]
+    # Without the limited queue, the plain claim takes the free job and sees no flow.
+    alone = await store.claim_jobs(owner, [TASK], 10, 0.0, ["default"])
+    assert (ids(alone), alone.flow) == (["free"], False)
+    await add(store, new_job("free-2"))
+    # With it, flow control concerns this worker: the plain claim takes nothing and says
+    # so, and the flow claim takes the free job with the limited ones.
     plain = await store.claim_jobs(owner, [TASK], 10, 0.0, queues)
-    assert (ids(plain), plain.flow) == (["free"], True)
+    assert (ids(plain), plain.flow) == ([], True)
     flow = await store.claim_flow_jobs(owner, [TASK], 10, 0.0, queues)
-    assert len(flow.claimed) == 2 and flow.flow  # the limit, and it still concerns us
-    assert {job.queue for job in flow.claimed} == {"limited"}
+    assert len(flow.claimed) == 3 and flow.flow  # the limit, and it still concerns us
+    assert sorted(job.queue for job in flow.claimed) == ["default", "limited", "limited"]
     assert (await store.claim_flow_jobs(owner, [TASK], 10, 0.0, queues)).claimed == []
-    # One of them ends: room for exactly one more.
-    done = Success(flow.claimed[0].lease.job_id, owner, flow.claimed[0].lease.attempt)
+    # One of the limited ones ends: room for exactly one more.
+    first = next(job for job in flow.claimed if job.queue == "limited")
+    done = Success(first.lease.job_id, owner, first.lease.attempt)
     again = await store.claim_flow_jobs(owner, [TASK], 10, 0.0, queues, [done])
     assert again.completed == frozenset({done.job_id}) and len(again.claimed) == 1
 

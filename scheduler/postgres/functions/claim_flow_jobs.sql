@@ -33,6 +33,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     clock timestamptz;
+    -- How many keyed jobs per range the claim reads in due order before it walks the keys.
+    window_size integer;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION USING ERRCODE = '25000', MESSAGE = format(
@@ -57,8 +59,9 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('scheduler.flow:{schema}'));
     clock := clock_timestamp();
     lead := least(greatest(coalesce(lead, 0), 0), 3600);
+    window_size := least(max_jobs, 10000) + 100;
     RETURN QUERY
-    WITH running AS MATERIALIZED (
+    WITH RECURSIVE running AS MATERIALIZED (
         SELECT r.queue, r.task_name FROM {schema}.jobs r WHERE r.status = 'running'
     ), queue_room AS MATERIALIZED (
         SELECT q.queue, q.paused, q.rate_limit, q.rate_period,
@@ -89,31 +92,105 @@ BEGIN
                                        AND (r.problem IS NOT NULL
                                             OR least(r.slots, floor(r.tokens)) <= 0)))
                AS names
-    ), candidates AS MATERIALIZED (
-        -- One index range scan per open queue, open task and priority (jobs_task_claim_idx
-        -- of the scale migration): rows of a task whose limit is full, or that this worker
-        -- does not run, are never read, so the claim reads O(max_jobs) rows per (queue,
-        -- task, priority), not the backlog. Read without locks: ranked first, then only the
-        -- rows picked are locked (SKIP LOCKED, see `locked`), so a claim never holds rows it
-        -- discards.
-        SELECT c.*
+    ), ranges AS MATERIALIZED (
+        SELECT oq.queue, tn.task_name, p.priority
         FROM open_queues oq
         CROSS JOIN open_tasks ot
         CROSS JOIN unnest(ot.names) AS tn(task_name)
         CROSS JOIN unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS p(priority)
+    ), free_work AS (
+        -- One index range scan per open queue, open task and priority (jobs_task_claim_idx):
+        -- rows of a task whose limit is full, or that this worker does not run, are never
+        -- read, nor are jobs with a lock key, which have their own range of the index; so
+        -- the claim reads O(max_jobs) rows per range, not the backlog. Read without locks:
+        -- ranked first, then only the rows picked are locked (SKIP LOCKED, see `locked`), so
+        -- a claim never holds rows it discards.
+        SELECT c.*
+        FROM ranges r
         CROSS JOIN LATERAL (
             SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority, j.execution_time
             FROM {schema}.jobs j
-            WHERE j.status = 'pending' AND j.queue = oq.queue AND j.task_name = tn.task_name
-              AND j.priority = p.priority
+            WHERE j.status = 'pending' AND j.queue = r.queue AND j.task_name = r.task_name
+              AND (j.lock_key IS NOT NULL) IS FALSE AND j.priority = r.priority
               AND j.execution_time <= now() + make_interval(secs => lead)
               AND j.execution_time > '-infinity'  -- see queries.sql claim_jobs
-              AND (j.lock_key IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM {schema}.jobs h
-                       WHERE h.lock_key = j.lock_key AND h.status = 'running'))
             ORDER BY j.execution_time
             LIMIT max_jobs
         ) c
+    ), keyed_window AS MATERIALIZED (
+        -- Keyed work in due order, at most `window_size` rows per range, each marked if a
+        -- running job holds its key: a held key's successors cost at most the window,
+        -- however many wait.
+        SELECT c.*, EXISTS (SELECT 1 FROM {schema}.jobs h
+                            WHERE h.lock_key = c.lock_key AND h.status = 'running') AS held,
+               count(*) OVER (PARTITION BY c.queue, c.task_name, c.priority) AS range_rows
+        FROM ranges r
+        CROSS JOIN LATERAL (
+            SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority, j.execution_time
+            FROM {schema}.jobs j
+            WHERE j.status = 'pending' AND j.queue = r.queue AND j.task_name = r.task_name
+              AND j.lock_key IS NOT NULL AND j.priority = r.priority
+              AND j.execution_time <= now() + make_interval(secs => lead)
+              AND j.execution_time > '-infinity'
+            ORDER BY j.execution_time
+            LIMIT window_size
+        ) c
+    ), walk_needed AS (
+        -- A full window with fewer than max_jobs free rows in it may hide free keys' work
+        -- due after the held keys' backlog.
+        SELECT 1 FROM keyed_window w
+        GROUP BY w.queue, w.task_name, w.priority
+        HAVING max(w.range_rows) >= window_size AND count(*) FILTER (WHERE NOT w.held) < max_jobs
+        LIMIT 1
+    ), key_walk(lock_key) AS (
+        -- The distinct keys of pending jobs, smallest first, one index probe each
+        -- (jobs_lock_key_claim_idx); read only as far as `walked` needs.
+        (SELECT j.lock_key FROM {schema}.jobs j
+         WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+           AND EXISTS (SELECT 1 FROM walk_needed)
+         ORDER BY j.lock_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.lock_key FROM {schema}.jobs j
+                WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+                  AND j.lock_key > w.lock_key
+                ORDER BY j.lock_key LIMIT 1)
+        FROM key_walk w WHERE w.lock_key IS NOT NULL
+    ), walked AS (
+        -- Each free key's first job (priority, then due time) of this worker's open queues
+        -- and tasks, among the key's first 100 pending jobs, until max_jobs are found: a
+        -- walk visits the held keys (no more than the jobs running) and keys with nothing
+        -- for this worker, then stops.
+        SELECT c.*
+        FROM key_walk w
+        CROSS JOIN LATERAL (
+            SELECT f.* FROM (
+                SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority,
+                       j.execution_time
+                FROM {schema}.jobs j
+                WHERE j.status = 'pending' AND j.lock_key = w.lock_key
+                ORDER BY j.priority DESC, j.execution_time
+                LIMIT 100
+            ) f
+            WHERE f.queue = ANY (ARRAY(SELECT oq.queue FROM open_queues oq))
+              AND f.task_name = ANY (ARRAY(SELECT unnest(ot.names) FROM open_tasks ot))
+              AND f.execution_time <= now() + make_interval(secs => lead)
+              AND f.execution_time > '-infinity'
+            ORDER BY f.priority DESC, f.execution_time
+            LIMIT 1
+        ) c
+        WHERE w.lock_key IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM {schema}.jobs h
+                          WHERE h.lock_key = w.lock_key AND h.status = 'running')
+        LIMIT max_jobs
+    ), candidates AS MATERIALIZED (
+        SELECT f.job_id, f.queue, f.task_name, f.lock_key, f.priority, f.execution_time
+        FROM free_work f
+        UNION ALL
+        SELECT w.job_id, w.queue, w.task_name, w.lock_key, w.priority, w.execution_time
+        FROM keyed_window w WHERE NOT w.held
+        UNION ALL
+        SELECT w.job_id, w.queue, w.task_name, w.lock_key, w.priority, w.execution_time
+        FROM walked w
     ), one_per_key AS (
         SELECT c.*, row_number() OVER (PARTITION BY c.queue
                                        ORDER BY c.priority DESC, c.execution_time) AS queue_rank

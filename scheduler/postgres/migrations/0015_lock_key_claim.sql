@@ -1,0 +1,24 @@
+-- Jobs behind a held lock key (issue 21): a claim reads O(max_jobs) index entries whatever
+-- waits under the keys that running jobs hold.
+--
+-- Before, claim_flow_jobs() read each (queue, task, priority) range of jobs_task_claim_idx
+-- in due order and skipped, row by row, every job whose key a running job held: a key held
+-- by a job with a million pending successors cost a read of all of them on every claim,
+-- before the free work due after them (3.5 s per claim at 1M).
+--
+-- jobs_task_claim_idx now separates unkeyed from keyed rows inside each (queue, task) pair,
+-- so the claim reads unkeyed work in its own range, never passing a keyed row, and keyed
+-- work in another, at most a bounded window of it in due order (claim_flow_jobs.sql). The
+-- pair stays the index's leading columns: fail_unrunnable_jobs skips through it by pair.
+-- Rebuilding it holds a SHARE lock on jobs (enqueues and claims wait) for one scan of the
+-- table, as building it did.
+DROP INDEX {schema}.jobs_task_claim_idx;
+CREATE INDEX jobs_task_claim_idx
+    ON {schema}.jobs (queue, task_name, (lock_key IS NOT NULL), priority, execution_time)
+    WHERE status = 'pending';
+-- When that window is all jobs of held keys, the claim walks the distinct keys of pending
+-- jobs instead (one probe per key, skipping each held key whatever waits under it) and
+-- takes each free key's first job in the order the claim ranks a key's jobs.
+CREATE INDEX jobs_lock_key_claim_idx
+    ON {schema}.jobs (lock_key, priority DESC, execution_time)
+    WHERE status = 'pending' AND lock_key IS NOT NULL;
