@@ -323,6 +323,42 @@ async def test_work_due_after_a_held_keys_long_backlog_is_claimed(
     assert await running(pool, migrated, "lock_key = 'hot'") == 1
 
 
+async def test_walks_over_the_keys_take_every_free_key_in_turn(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    store = PostgresJobStore(pool, migrated)
+    q = quote_identifier(migrated)
+    holder, owner = await workers(store, 2, ["default"])
+    await _held_key_backlog(pool, migrated, holder, 300)  # fills every window of a claim
+    await pool.execute(
+        f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time)"
+        " SELECT $1, k, now() - interval '1 hour' + n * interval '1 second'"
+        " FROM unnest(ARRAY['k1', 'k2', 'k3', 'k4']) AS k, generate_series(1, 2) AS n",
+        TASK,
+    )
+    taken: list[list[str]] = []
+    for _ in range(3):
+        claimed = await claim(store, owner, [TASK], 2, 0.0, ["default"])
+        ids = [job.lease.job_id for job in claimed]
+        taken.append(
+            sorted(
+                await pool.fetchval(
+                    f"SELECT array_agg(lock_key) FROM {q}.jobs WHERE job_id = ANY($1::text[])",
+                    ids,
+                )
+            )
+        )
+        # Done at once: each key is free again for the next claim.
+        await pool.execute(
+            f"UPDATE {q}.jobs SET status = 'succeeded', lease_owner = NULL,"
+            " finished_at = now() WHERE job_id = ANY($1::text[])",
+            ids,
+        )
+    # The second walk goes on after the first, the third round from the start: the first
+    # keys in key order do not take every claim.
+    assert taken == [["k1", "k2"], ["k3", "k4"], ["k1", "k2"]]
+
+
 async def _claim_buffers(pool: asyncpg.Pool, schema: str, owner: uuid.UUID) -> int:
     """Shared buffers one flow claim of 10 touches (run under EXPLAIN ANALYZE, rolled back)."""
     import json

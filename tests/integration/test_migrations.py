@@ -90,6 +90,7 @@ async def test_migrations_built_schema_has_the_expected_tables(
         "job_attempts",
         "job_dependencies",
         "jobs",
+        "lock_key_walk",
         "queues",
         "schedules",
         "schema_functions",

@@ -29,12 +29,19 @@ CREATE OR REPLACE FUNCTION {schema}.claim_flow_jobs(
     starts_in double precision, due_epoch double precision, controlled boolean,
     retry_in double precision, problem text
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- The walk over the keys (a recursive query) inflates the planner's estimate of the claim
+-- statement: enough to JIT-compile it (more than a second per claim), and to make the plan
+-- cache re-plan it on every call (2.5 ms, more than running it) rather than keep the plan
+-- it made once. The claim is a handful of index probes whatever the parameters.
+SET jit = off SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
     clock timestamptz;
     -- How many keyed jobs per range the claim reads in due order before it walks the keys.
     window_size integer;
+    -- How many keys one walk visits at most (see key_walk).
+    walk_limit constant integer := 1000;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION USING ERRCODE = '25000', MESSAGE = format(
@@ -142,32 +149,45 @@ BEGIN
         GROUP BY w.queue, w.task_name, w.priority
         HAVING max(w.range_rows) >= window_size AND count(*) FILTER (WHERE NOT w.held) < max_jobs
         LIMIT 1
-    ), key_walk(lock_key) AS (
-        -- The distinct keys of pending jobs, smallest first, one index probe each
-        -- (jobs_lock_key_claim_idx); read only as far as `walked` needs.
-        (SELECT j.lock_key FROM {schema}.jobs j
-         WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
-           AND EXISTS (SELECT 1 FROM walk_needed)
-         ORDER BY j.lock_key LIMIT 1)
+    ), key_walk AS (
+        -- The keys of pending jobs in key order, one index probe each
+        -- (jobs_lock_key_claim_idx), starting after the key the last walk stopped at
+        -- (lock_key_walk) and going round to the first key after the last, each with its
+        -- first job (priority, then due time) of this worker's open queues and tasks among
+        -- the key's first 100 pending jobs, unless a running job holds the key. A walk stops
+        -- once max_jobs are found, after walk_limit keys, or back where it started; the next
+        -- goes on from there, so every key is visited in turn.
+        SELECT s.after_key AS lock_key, s.after_key AS start_key, false AS wrapped,
+               0 AS depth, 0 AS found, NULL::text AS job_id, NULL::text AS queue,
+               NULL::text AS task_name, NULL::smallint AS priority,
+               NULL::timestamptz AS execution_time
+        FROM {schema}.lock_key_walk s
+        WHERE EXISTS (SELECT 1 FROM walk_needed)
         UNION ALL
-        SELECT (SELECT j.lock_key FROM {schema}.jobs j
-                WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
-                  AND j.lock_key > w.lock_key
-                ORDER BY j.lock_key LIMIT 1)
-        FROM key_walk w WHERE w.lock_key IS NOT NULL
-    ), walked AS (
-        -- Each free key's first job (priority, then due time) of this worker's open queues
-        -- and tasks, among the key's first 100 pending jobs, until max_jobs are found: a
-        -- walk visits the held keys (no more than the jobs running) and keys with nothing
-        -- for this worker, then stops.
-        SELECT c.*
+        SELECT n.lock_key, w.start_key, n.wrapped, w.depth + 1,
+               w.found + (h.job_id IS NOT NULL)::integer,
+               h.job_id, h.queue, h.task_name, h.priority, h.execution_time
         FROM key_walk w
         CROSS JOIN LATERAL (
+            SELECT (SELECT j.lock_key FROM {schema}.jobs j
+                    WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+                      AND j.lock_key > coalesce(w.lock_key, '')
+                    ORDER BY j.lock_key LIMIT 1) AS lock_key
+        ) a
+        CROSS JOIN LATERAL (
+            SELECT coalesce(a.lock_key, CASE WHEN NOT w.wrapped THEN
+                       (SELECT j.lock_key FROM {schema}.jobs j
+                        WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
+                        ORDER BY j.lock_key LIMIT 1) END) AS lock_key,
+                   w.wrapped OR a.lock_key IS NULL AS wrapped
+        ) n
+        LEFT JOIN LATERAL (
             SELECT f.* FROM (
-                SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority,
-                       j.execution_time
+                SELECT j.job_id, j.queue, j.task_name, j.priority, j.execution_time
                 FROM {schema}.jobs j
-                WHERE j.status = 'pending' AND j.lock_key = w.lock_key
+                WHERE j.status = 'pending' AND j.lock_key = n.lock_key
+                  AND NOT EXISTS (SELECT 1 FROM {schema}.jobs h
+                                  WHERE h.lock_key = n.lock_key AND h.status = 'running')
                 ORDER BY j.priority DESC, j.execution_time
                 LIMIT 100
             ) f
@@ -177,11 +197,18 @@ BEGIN
               AND f.execution_time > '-infinity'
             ORDER BY f.priority DESC, f.execution_time
             LIMIT 1
-        ) c
-        WHERE w.lock_key IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM {schema}.jobs h
-                          WHERE h.lock_key = w.lock_key AND h.status = 'running')
-        LIMIT max_jobs
+        ) h ON true
+        WHERE w.found < max_jobs AND w.depth < walk_limit AND n.lock_key IS NOT NULL
+          AND NOT (n.wrapped AND n.lock_key > coalesce(w.start_key, ''))
+    ), walk_moved AS (
+        -- The next walk starts after the last key this one visited.
+        UPDATE {schema}.lock_key_walk s SET after_key = l.lock_key
+        FROM (SELECT w.lock_key FROM key_walk w WHERE w.depth > 0
+              ORDER BY w.depth DESC LIMIT 1) l
+        RETURNING 1
+    ), walked AS (
+        SELECT w.job_id, w.queue, w.task_name, w.lock_key, w.priority, w.execution_time
+        FROM key_walk w WHERE w.job_id IS NOT NULL
     ), candidates AS MATERIALIZED (
         SELECT f.job_id, f.queue, f.task_name, f.lock_key, f.priority, f.execution_time
         FROM free_work f

@@ -22,3 +22,11 @@ CREATE INDEX jobs_task_claim_idx
 CREATE INDEX jobs_lock_key_claim_idx
     ON {schema}.jobs (lock_key, priority DESC, execution_time)
     WHERE status = 'pending' AND lock_key IS NOT NULL;
+-- Where the last walk stopped: a walk visits a bounded number of keys, and the next goes on
+-- after the last, so every key is visited in turn. One row, written only by the claim
+-- (which runs as the schema's owner, under the fleet-wide flow lock).
+CREATE TABLE {schema}.lock_key_walk (
+    only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    after_key text
+);
+INSERT INTO {schema}.lock_key_walk DEFAULT VALUES;
