@@ -124,30 +124,48 @@ BEGIN
             ORDER BY j.execution_time
             LIMIT max_jobs
         ) c
-    ), keyed_window AS MATERIALIZED (
-        -- Keyed work in due order, at most `window_size` rows per range, each marked if a
-        -- running job holds its key: a held key's successors cost at most the window,
-        -- however many wait.
-        SELECT c.*, EXISTS (SELECT 1 FROM {schema}.jobs h
-                            WHERE h.lock_key = c.lock_key AND h.status = 'running') AS held,
-               count(*) OVER (PARTITION BY c.queue, c.task_name, c.priority) AS range_rows
+    ), keyed_work AS MATERIALIZED (
+        -- Keyed work in due order, free keys' jobs only, read no further than `window_size`
+        -- rows per range: a held key's successors cost at most the window, however many
+        -- wait. Each row's key is looked up among the running jobs as it is read, and the
+        -- read stops at max_jobs free ones.
+        SELECT c.*
         FROM ranges r
         CROSS JOIN LATERAL (
-            SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority, j.execution_time
-            FROM {schema}.jobs j
-            WHERE j.status = 'pending' AND j.queue = r.queue AND j.task_name = r.task_name
-              AND j.lock_key IS NOT NULL AND j.priority = r.priority
-              AND j.execution_time <= now() + make_interval(secs => lead)
-              AND j.execution_time > '-infinity'
-            ORDER BY j.execution_time
-            LIMIT window_size
+            SELECT w.* FROM (
+                SELECT j.job_id, j.queue, j.task_name, j.lock_key, j.priority,
+                       j.execution_time
+                FROM {schema}.jobs j
+                WHERE j.status = 'pending' AND j.queue = r.queue
+                  AND j.task_name = r.task_name AND j.lock_key IS NOT NULL
+                  AND j.priority = r.priority
+                  AND j.execution_time <= now() + make_interval(secs => lead)
+                  AND j.execution_time > '-infinity'
+                ORDER BY j.execution_time
+                LIMIT window_size
+            ) w
+            WHERE NOT EXISTS (SELECT 1 FROM {schema}.jobs h
+                              WHERE h.lock_key = w.lock_key AND h.status = 'running')
+            LIMIT max_jobs
         ) c
     ), walk_needed AS (
-        -- A full window with fewer than max_jobs free rows in it may hide free keys' work
-        -- due after the held keys' backlog.
-        SELECT 1 FROM keyed_window w
-        GROUP BY w.queue, w.task_name, w.priority
-        HAVING max(w.range_rows) >= window_size AND count(*) FILTER (WHERE NOT w.held) < max_jobs
+        -- A range whose window was full, all but fewer than max_jobs of it held keys' jobs,
+        -- may hide free keys' work due after the held keys' backlog. Only asked while a
+        -- running job holds a key, and of ranges the window left short.
+        SELECT 1 FROM ranges r
+        WHERE EXISTS (SELECT 1 FROM {schema}.jobs h
+                      WHERE h.status = 'running' AND h.lock_key IS NOT NULL)
+          AND (SELECT count(*) FROM keyed_work k
+               WHERE k.queue = r.queue AND k.task_name = r.task_name
+                 AND k.priority = r.priority) < max_jobs
+          AND EXISTS (SELECT 1 FROM {schema}.jobs j
+                      WHERE j.status = 'pending' AND j.queue = r.queue
+                        AND j.task_name = r.task_name AND j.lock_key IS NOT NULL
+                        AND j.priority = r.priority
+                        AND j.execution_time <= now() + make_interval(secs => lead)
+                        AND j.execution_time > '-infinity'
+                      ORDER BY j.execution_time
+                      OFFSET window_size - 1 LIMIT 1)
         LIMIT 1
     ), key_walk AS (
         -- The keys of pending jobs in key order, one index probe each
@@ -213,8 +231,8 @@ BEGIN
         SELECT f.job_id, f.queue, f.task_name, f.lock_key, f.priority, f.execution_time
         FROM free_work f
         UNION ALL
-        SELECT w.job_id, w.queue, w.task_name, w.lock_key, w.priority, w.execution_time
-        FROM keyed_window w WHERE NOT w.held
+        SELECT k.job_id, k.queue, k.task_name, k.lock_key, k.priority, k.execution_time
+        FROM keyed_work k
         UNION ALL
         SELECT w.job_id, w.queue, w.task_name, w.lock_key, w.priority, w.execution_time
         FROM walked w
