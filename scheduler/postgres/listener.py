@@ -140,6 +140,8 @@ class Listener:
                 # frozen server): only a round trip with a deadline tells.
                 with anyio.fail_after(self._check_timeout):
                     await conn.fetchval("SELECT 1")
+                if self.hears_itself is None:  # the first check could not be made
+                    await self._check_delivery(conn)
         except anyio.get_cancelled_exc_class():
             # The scheduler is stopping and the connection is healthy: hand it back (the
             # pool's reset UNLISTENs). Aborting it would leave asyncpg a failed future
@@ -179,7 +181,18 @@ class Listener:
         notification before it answers its next statement, so one round trip on `conn`
         after the NOTIFY committed tells (the wait allows for a slow delivery)."""
         self._probe_heard.clear()
-        await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, self._probe)
+        with anyio.move_on_after(self._check_timeout) as waited:
+            await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, self._probe)
+        if waited.cancelled_caught:
+            # The pool had no free connection (or the server did not answer) in time:
+            # unknown, not unheard. The next health check of this connection asks again.
+            logger.info(
+                "could not check within %ss whether notifications reach the listener;"
+                " checking again in %ss",
+                self._check_timeout,
+                self._check_interval,
+            )
+            return
         with anyio.fail_after(self._check_timeout):  # no answer: a frozen connection
             await conn.fetchval("SELECT 1")
         with anyio.move_on_after(self._check_timeout):

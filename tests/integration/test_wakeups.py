@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import datetime, timedelta
 from functools import partial
 
+import anyio
 import asyncpg
+import pytest
 
 from scheduler import JobRequest, JobStatus
+from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import quote_identifier
 from tests.conftest import SchedulerFactory
 from tests.support import jobs
-from tests.support.db import has_status, holds, unique_schema, wait_until
+from tests.support.db import TEST_DSN, has_status, holds, unique_schema, wait_until
 
 NO_POLLING = {"poll_interval": 3600.0}
 
@@ -91,3 +96,37 @@ async def test_polling_alone_delivers_when_notify_is_unavailable(
         await wait_until(lambda: holds(len(jobs.calls(key)) == 5), timeout=10)
         for job_id in ids:
             await wait_until(partial(has_status, worker, job_id, JobStatus.SUCCEEDED))
+
+
+async def test_a_delivery_check_without_a_free_pool_connection_is_made_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The listener checks that its own notifications come back by sending one through
+    the pool. A pool with no free connection must not hold the listener up without a
+    deadline, nor make it conclude that notifications are lost: it checks again later."""
+    caplog.set_level(logging.INFO, logger="scheduler.listener")
+    pool = await asyncpg.create_pool(TEST_DSN, min_size=0, max_size=2)
+    unheard: list[bool] = []
+    listener = Listener(
+        pool,
+        f"check_{uuid.uuid4().hex}",
+        on_due=lambda _: None,
+        on_schedule=lambda _: None,
+        on_cancel=lambda _: None,
+        on_reconnect=lambda: None,
+        check_interval=0.2,
+        check_timeout=0.3,
+        on_unheard=lambda: unheard.append(True),
+    )
+    try:
+        held = await pool.acquire()  # the listener's LISTEN takes the other one
+        async with anyio.create_task_group() as tg:
+            await tg.start(listener.run)
+            await wait_until(lambda: holds("could not check" in caplog.text))
+            assert listener.hears_itself is None and not unheard
+            await pool.release(held)
+            await wait_until(lambda: holds(listener.hears_itself is True))
+            assert not unheard
+            tg.cancel_scope.cancel()
+    finally:
+        pool.terminate()  # a failed check may leave `held` out: close() would wait for it
