@@ -64,7 +64,12 @@ def min_pool_size(listen: bool) -> int:
 
 def check_pool_size(pool: Any, listen: bool) -> None:
     """Raise ConfigurationError if `pool` is too small for a started scheduler."""
-    size = pool.get_max_size()
+    check_max_size(pool.get_max_size(), listen)
+
+
+def check_max_size(size: int, listen: bool) -> None:
+    """Raise ConfigurationError if a pool of `size` is too small for a started scheduler
+    (the CLI asks before it connects)."""
     needed = min_pool_size(listen)
     if size >= needed:
         return
@@ -72,6 +77,7 @@ def check_pool_size(pool: Any, listen: bool) -> None:
         f"a started scheduler needs a pool of at least {needed} connections (one listens"
         f" for wake-ups), this one has max_size={size}; create the pool with a larger"
         " max_size, or run without a listener on a pool of one: Scheduler(...,"
-        " listen=False), which polls every poll_interval (a producer that never starts"
+        " listen=False) or `scheduler worker --no-listen`, which polls every"
+        " poll_interval (a producer that never starts"
         " can use a pool of one either way)"
     )

@@ -26,6 +26,7 @@ from scheduler.error_text import error_line
 from scheduler.errors import InvalidDsnError
 from scheduler.flow import Limits
 from scheduler.operations import FINISHED, OperationError
+from scheduler.poll_only import check_max_size
 from scheduler.postgres import migrate as migrations
 from scheduler.postgres.dsn import normalize_dsn
 from scheduler.postgres.sql import quote_identifier, validate_schema_name
@@ -73,6 +74,8 @@ async def run(options: argparse.Namespace) -> int:
         settings = worker_settings(options)
         settings.pop("listen_dsn", None)  # a connection, not a setting: checked on use
         SchedulerConfig.from_options(**settings)  # refuses a bad value (exit 2)
+        if options.pool_size is not None:
+            check_max_size(options.pool_size, settings.get("listen", True))
         if options.metrics_port is not None:
             check_can_listen(
                 options.metrics_address, options.metrics_port, "--metrics-port or --metrics-address"

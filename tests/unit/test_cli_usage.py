@@ -66,6 +66,8 @@ def assert_one_line(result: tuple[int, str, str], code: int, fragment: str) -> N
         (["enqueue", "rm -rf /"], "'rm -rf /' may contain only letters"),
         (["enqueue", "m:f", "--queue", ""], "queue"),
         (["worker", "--import", "tests.support.cli_tasks", "--concurrency", "0"], ">= 1"),
+        # Found only after connecting, when the scheduler started on its pool.
+        (["worker", "--import", "tests.support.cli_tasks", "--pool-size", "1"], "--no-listen"),
     ],
 )
 def test_bad_option_values_of_every_command_are_one_line(
