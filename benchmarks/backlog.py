@@ -31,9 +31,9 @@ The ratio of each size's figure to the same condition's 10k figure is the result
 for the drain rate is the issue's target; buffers per claim should not grow).
 
     python -m benchmarks.backlog [--sizes 10000,100000,1000000] [--claims 50]
-        [--only NAME_SUBSTRING] [--no-drain]
+        [--only NAME_SUBSTRING] [--no-drain] [--repeats N]
 
-Prints one JSON line per result, then a table.
+Prints one JSON line per result, then a table of the medians over the repeats.
 """
 
 from __future__ import annotations
@@ -326,6 +326,27 @@ async def run(
         await drop(pool, schema)
 
 
+def medians(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (condition, backlog): the median of each figure over the repeats."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["condition"], r["backlog"]), []).append(r)
+    merged = []
+    for (condition, backlog), group in groups.items():
+        record: dict[str, Any] = {"condition": condition, "backlog": backlog, "runs": len(group)}
+        for name in (
+            "claim_buffers_mean",
+            "claim_ms_p99",
+            "drain_jobs_per_s",
+            "drain_claim_ms_p99",
+        ):
+            values = [r[name] for r in group if r.get(name) is not None]
+            if values:
+                record[name] = round(statistics.median(values), 2)
+        merged.append(record)
+    return merged
+
+
 def table(records: list[dict[str, Any]]) -> str:
     lines = [
         "| condition | backlog | buffers/claim | vs 10k | claim ms p99 | drain jobs/s"
@@ -333,7 +354,7 @@ def table(records: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     base: dict[str, dict[str, Any]] = {}
-    for r in records:
+    for r in medians(records):
         first = base.setdefault(r["condition"], r)
         rate, base_rate = r.get("drain_jobs_per_s"), first.get("drain_jobs_per_s")
         lines.append(
@@ -353,6 +374,13 @@ async def main() -> None:
     parser.add_argument("--claims", type=int, default=50)
     parser.add_argument("--only", default="", help="run the conditions whose name has this")
     parser.add_argument("--no-drain", action="store_true", help="claim cost only")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run each condition and size this many times, sizes interleaved; the table"
+        " shows the medians (a drain of 10,000 jobs lasts about a second)",
+    )
     options = parser.parse_args()
     sizes = [int(s) for s in options.sizes.split(",")]
     pool = await asyncpg.create_pool(DSN, min_size=2, max_size=14)
@@ -362,10 +390,12 @@ async def main() -> None:
         for condition in CONDITIONS:
             if options.only not in condition.name:
                 continue
-            for size in sizes:
-                record = await run(pool, condition, size, options.claims, not options.no_drain)
-                emit(record)
-                records.append(record)
+            for repeat in range(options.repeats):
+                for size in sizes:
+                    record = await run(pool, condition, size, options.claims, not options.no_drain)
+                    record["repeat"] = repeat
+                    emit(record)
+                    records.append(record)
     finally:
         await pool.close()
     print()

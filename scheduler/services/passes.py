@@ -14,6 +14,10 @@ from contextlib import contextmanager
 import anyio
 
 PASS_SHIELD_SECONDS = 10.0
+#: A replica runs a fleet-wide pass (the orphan sweep, housekeeping, pruning) when no
+#: replica did in this share of its interval: with one replica, every interval; with
+#: many, about once per interval for the whole fleet.
+FLEET_PASS_SHARE = 0.9
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The pruner: deletes finished jobs older than the retention period, in small batches so
-no single statement holds many locks."""
+no single statement holds many locks. A pass is taken fleet-wide (as the reaper's): N
+replicas prune as often as one, whichever of them takes the pass."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 import anyio
 
-from scheduler.services.passes import uninterrupted
+from scheduler.services.passes import FLEET_PASS_SHARE, uninterrupted
 from scheduler.store import JobStore
 
 logger = logging.getLogger("scheduler.pruner")
@@ -33,8 +34,12 @@ class Pruner:
     async def run(self) -> None:
         while True:
             try:
+                deleted = 0
                 with uninterrupted("a pruning pass"):
-                    deleted = await self.run_once()
+                    if await self._store.take_fleet_pass(
+                        "prune", FLEET_PASS_SHARE * self._interval
+                    ):
+                        deleted = await self.run_once()
                 if deleted:
                     logger.info("pruned %d finished job(s)", deleted)
             except Exception as exc:

@@ -9,16 +9,13 @@ import logging
 
 import anyio
 
-from scheduler.services.passes import uninterrupted
+from scheduler.services.passes import FLEET_PASS_SHARE, uninterrupted
 from scheduler.store import JobStore
 
 logger = logging.getLogger("scheduler.reaper")
 
 #: Forgetting dead workers and failing unrunnable jobs happen on every 4th sweep only.
 HOUSEKEEPING_EVERY = 4
-#: A replica sweeps when no replica did in this share of the interval: with one replica,
-#: every sweep; with many, about one sweep per interval for the whole fleet.
-FLEET_PASS_SHARE = 0.9
 
 
 class Reaper:

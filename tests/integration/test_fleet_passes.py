@@ -1,6 +1,6 @@
-"""Fleet-wide passes: the orphan sweep and housekeeping run about once per interval for
-the whole fleet, not once per replica, so what the fleet's sweeps read does not grow with
-the square of its size (issue 21, item 3)."""
+"""Fleet-wide passes: the orphan sweep, housekeeping and pruning run about once per
+interval for the whole fleet, not once per replica, so what the fleet's sweeps read does
+not grow with the square of its size (issue 21, item 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import anyio
 import asyncpg
 
 from scheduler.postgres.store import PostgresJobStore
-from scheduler.services.reaper import FLEET_PASS_SHARE, Reaper
+from scheduler.services.passes import FLEET_PASS_SHARE
+from scheduler.services.pruner import Pruner
+from scheduler.services.reaper import Reaper
 from tests.support.db import wait_until
 
 
@@ -26,15 +28,23 @@ async def test_a_pass_is_taken_once_per_interval_by_the_whole_fleet(
 
 
 class CountingStore(PostgresJobStore):
-    """Records the database time of each orphan sweep it runs."""
+    """Records the database time of each orphan sweep and pruning pass it runs."""
 
     sweeps: list[float]
+    prunes: list[float]
 
-    async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
-        self.sweeps.append(
+    async def now(self) -> float:
+        return float(
             await self.pool.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
         )
+
+    async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
+        self.sweeps.append(await self.now())
         return await super().reap_orphans(limit, orphan_retries)
+
+    async def prune_finished_jobs(self, older_than_seconds: float, limit: int) -> int:
+        self.prunes.append(await self.now())
+        return await super().prune_finished_jobs(older_than_seconds, limit)
 
 
 async def test_replicas_reapers_share_one_sweep_per_interval(
@@ -62,4 +72,27 @@ async def test_replicas_reapers_share_one_sweep_per_interval(
     gaps = [later - earlier for earlier, later in itertools.pairwise(ordered)]
     # The pass is taken by the database clock before the sweep reads it: allow the few ms
     # between the two reads.
+    assert min(gaps) >= FLEET_PASS_SHARE * interval - 0.05, gaps
+
+
+async def test_replicas_pruners_share_one_pass_per_interval(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """As the sweeps: four replicas' pruners (interval 0.2 s) prune about once per interval
+    for the whole fleet, whoever prunes."""
+    interval = 0.2
+    stores = [CountingStore(pool, migrated) for _ in range(4)]
+    prunes: list[float] = []
+    for store in stores:
+        store.prunes = prunes
+    async with anyio.create_task_group() as replicas:
+        for store in stores:
+            replicas.start_soon(Pruner(store, retention=3600, interval=interval).run)
+
+        async def six_passes() -> bool:
+            return len(prunes) >= 6
+
+        await wait_until(six_passes, timeout=30)
+        replicas.cancel_scope.cancel()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(prunes))]
     assert min(gaps) >= FLEET_PASS_SHARE * interval - 0.05, gaps
