@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from benchmarks.profile_drain import machine_busy_seconds
 from benchmarks.run import (
     CONCURRENCY,
     DSN,
@@ -50,17 +53,44 @@ async def time_claims(connection: asyncpg.Connection[Any]) -> None:
     connection.add_query_logger(log)
 
 
-async def drain(pool: asyncpg.Pool[Any], jobs: int, listen_dsn: str) -> float:
-    """W2: one scheduler drains `jobs` due no-op jobs; jobs/s."""
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc; 0 elsewhere)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bouncer_pid(bouncer: PgBouncer) -> int | None:
+    pidfile = bouncer.dir / "pgbouncer.pid"
+    return int(pidfile.read_text()) if pidfile.exists() else None
+
+
+#: CPU seconds spent during the drains: the whole machine's and the pooler's.
+CPU: dict[str, float] = {"machine": 0.0, "pgbouncer": 0.0}
+
+
+async def drain(
+    pool: asyncpg.Pool[Any], jobs: int, listen_dsn: str, pooler: int | None = None
+) -> float:
+    """W2: one scheduler drains `jobs` due no-op jobs; jobs/s. Adds the CPU the machine
+    and the pooler process `pooler` spent meanwhile to CPU."""
     scheduler = await fresh_scheduler(pool, listen_dsn=listen_dsn)
     schema = scheduler.config.schema
     try:
         await insert_due_jobs(pool, schema, jobs)
         await pool.execute(f"ANALYZE {quote_identifier(schema)}.jobs")
+        machine, pooled = machine_busy_seconds(), process_cpu_seconds(pooler)
         started = time.perf_counter()
         async with scheduler:
             await poll_until_drained(pool, schema)
-        return jobs / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        CPU["machine"] += machine_busy_seconds() - machine
+        CPU["pgbouncer"] += process_cpu_seconds(pooler) - pooled
+        return jobs / elapsed
     finally:
         await drop(pool, schema)
 
@@ -98,7 +128,9 @@ async def main(jobs: int, count: int, repeats: int) -> None:
             )
             try:
                 CLAIM_TRIPS.clear()
-                rates = [await drain(pool, jobs, DSN) for _ in range(repeats)]
+                CPU.update(machine=0.0, pgbouncer=0.0)
+                pooler = bouncer_pid(bouncer) if route == "pgbouncer" else None
+                rates = [await drain(pool, jobs, DSN, pooler) for _ in range(repeats)]
                 trips = sorted(CLAIM_TRIPS)
                 p99s = [percentile(await latency(pool, count, DSN), 0.99) for _ in range(repeats)]
             finally:
@@ -110,6 +142,10 @@ async def main(jobs: int, count: int, repeats: int) -> None:
             claims = {
                 "claims_per_job": round(len(trips) / (jobs * repeats), 4),
                 "claim_round_trip_ms_median": round(trips[len(trips) // 2] * 1000, 2),
+                # Every process on the machine (client, server, pooler) and the pooler alone,
+                # per job drained: on two cores the pooler's share is taken from the others.
+                "machine_cpu_us_per_job": round(CPU["machine"] / (jobs * repeats) * 1e6, 1),
+                "pgbouncer_cpu_us_per_job": round(CPU["pgbouncer"] / (jobs * repeats) * 1e6, 1),
             }
             print(
                 json.dumps({"route": route, "W2": rates, "W3_p99_ms": p99s, **claims}), flush=True
