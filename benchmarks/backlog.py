@@ -63,6 +63,14 @@ DRAINED = 10_000
 CLAIM_SIZE = 10
 WARM_UP_CLAIMS = 5
 NOOP = task_name_for(noop)
+#: A job id as `schedule()` and the SQL API make them: time-ordered (UUID version 7, the
+#: first 48 bits the time in ms). Random UUIDs put each job's index entries on a page of
+#: its own, which at 1M pending tripled the WAL per job (benchmarks/backlog_wal.py).
+TIME_ORDERED_ID = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING"
+    " substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)"
+    " FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid::text"
+)
 #: The task of the backlogs that can never start (an empty rate bucket).
 STUCK = task_name_for(record_latency)
 
@@ -149,7 +157,7 @@ async def fill(
     key = {"none": "NULL", "distinct": "'key-' || n", "shared": "'hot'"}[condition.keys]
     await pool.execute(
         f"INSERT INTO {q}.jobs (job_id, task_name, queue, lock_key, execution_time)"
-        f" SELECT gen_random_uuid()::text, $1, $2, {key},"
+        f" SELECT {TIME_ORDERED_ID}, $1, $2, {key},"
         "        now() - interval '1 day' + n * interval '1 microsecond'"
         " FROM generate_series(1, $3) AS n",
         condition.task,
@@ -159,7 +167,7 @@ async def fill(
     if condition.beside:
         await pool.execute(
             f"INSERT INTO {q}.jobs (job_id, task_name, execution_time)"
-            " SELECT gen_random_uuid()::text, $1, now() - interval '1 minute'"
+            f" SELECT {TIME_ORDERED_ID}, $1, now() - interval '1 minute'"
             "        + n * interval '1 microsecond'"
             " FROM generate_series(1, $2) AS n",
             NOOP,

@@ -69,7 +69,16 @@ BEGIN
     request.run_at := coalesce(request.run_at, now() + coalesce(request.delay, interval '0'));
     request.delay := NULL;
     IF request.job_id IS NULL THEN
-        request.job_id := gen_random_uuid()::text;
+        -- Time-ordered (UUID version 7), as the Python client's ids (scheduler/ids.py): the
+        -- first 48 bits are the Unix time in ms, so jobs enqueued together share primary-key
+        -- pages, and each one's claim and outcome do not dirty (and log whole, after a
+        -- checkpoint) a page of its own. The version bits of a random UUID turned to 7.
+        request.job_id := encode(set_bit(set_bit(
+            overlay(uuid_send(gen_random_uuid())
+                    PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp())
+                                                     * 1000)::bigint) FROM 3)
+                    FROM 1 FOR 6),
+            52, 1), 53, 1), 'hex')::uuid::text;
     ELSIF request.job_id = '' OR length(request.job_id) > 255 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = prefix || format(
             'job_id must be a text of 1 to 255 characters, got %L', left(request.job_id, 300));
