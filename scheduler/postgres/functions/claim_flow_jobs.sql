@@ -41,7 +41,7 @@ DECLARE
     -- How many keyed jobs per range the claim reads in due order before it walks the keys.
     window_size integer;
     -- How many keys one walk visits at most (see key_walk).
-    walk_limit constant integer := 1000;
+    walk_limit constant integer := 100;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION USING ERRCODE = '25000', MESSAGE = format(
@@ -171,10 +171,11 @@ BEGIN
         -- The keys of pending jobs in key order, one index probe each
         -- (jobs_lock_key_claim_idx), starting after the key the last walk stopped at
         -- (lock_key_walk) and going round to the first key after the last, each with its
-        -- first job (priority, then due time) of this worker's open queues and tasks among
-        -- the key's first 100 pending jobs, unless a running job holds the key. A walk stops
-        -- once max_jobs are found, after walk_limit keys, or back where it started; the next
-        -- goes on from there, so every key is visited in turn.
+        -- first due job (priority, then due time) of this worker's open queues and tasks,
+        -- among the key's first 100 due jobs of each priority, unless a running job holds
+        -- the key. A walk stops once max_jobs are found, after walk_limit keys, or back
+        -- where it started; the next goes on from there, so every key is visited in turn.
+        -- (OFFSET 0 keeps each lateral a subquery, probed once per key.)
         SELECT s.after_key AS lock_key, s.after_key AS start_key, false AS wrapped,
                0 AS depth, 0 AS found, NULL::text AS job_id, NULL::text AS queue,
                NULL::text AS task_name, NULL::smallint AS priority,
@@ -191,6 +192,7 @@ BEGIN
                     WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
                       AND j.lock_key > coalesce(w.lock_key, '')
                     ORDER BY j.lock_key LIMIT 1) AS lock_key
+            OFFSET 0
         ) a
         CROSS JOIN LATERAL (
             SELECT coalesce(a.lock_key, CASE WHEN NOT w.wrapped THEN
@@ -198,21 +200,26 @@ BEGIN
                         WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
                         ORDER BY j.lock_key LIMIT 1) END) AS lock_key,
                    w.wrapped OR a.lock_key IS NULL AS wrapped
+            OFFSET 0
         ) n
         LEFT JOIN LATERAL (
-            SELECT f.* FROM (
+            SELECT f.*
+            FROM unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS p(priority)
+            CROSS JOIN LATERAL (
                 SELECT j.job_id, j.queue, j.task_name, j.priority, j.execution_time
                 FROM {schema}.jobs j
                 WHERE j.status = 'pending' AND j.lock_key = n.lock_key
+                  AND j.priority = p.priority
+                  AND j.execution_time <= now() + make_interval(secs => lead)
+                  AND j.execution_time > '-infinity'
+                  -- Asked before the scan: a held key costs this probe, not its jobs.
                   AND NOT EXISTS (SELECT 1 FROM {schema}.jobs h
                                   WHERE h.lock_key = n.lock_key AND h.status = 'running')
-                ORDER BY j.priority DESC, j.execution_time
+                ORDER BY j.execution_time
                 LIMIT 100
             ) f
             WHERE f.queue = ANY (ARRAY(SELECT oq.queue FROM open_queues oq))
               AND f.task_name = ANY (ARRAY(SELECT unnest(ot.names) FROM open_tasks ot))
-              AND f.execution_time <= now() + make_interval(secs => lead)
-              AND f.execution_time > '-infinity'
             ORDER BY f.priority DESC, f.execution_time
             LIMIT 1
         ) h ON true

@@ -10,15 +10,16 @@
 -- so the claim reads unkeyed work in its own range, never passing a keyed row, and keyed
 -- work in another, at most a bounded window of it in due order (claim_flow_jobs.sql). The
 -- pair stays the index's leading columns: fail_unrunnable_jobs skips through it by pair.
--- Rebuilding it holds a SHARE lock on jobs (enqueues and claims wait) for one scan of the
--- table, as building it did.
-DROP INDEX {schema}.jobs_task_claim_idx;
-CREATE INDEX jobs_task_claim_idx
+-- The new indexes are built first, under a SHARE lock on jobs (writes wait, reads do
+-- not) for one scan of the table each; the old index is dropped and the new one takes its
+-- name last, since a DROP INDEX holds an ACCESS EXCLUSIVE lock (reads wait too) until the
+-- migration commits.
+CREATE INDEX jobs_task_claim_idx_0015
     ON {schema}.jobs (queue, task_name, (lock_key IS NOT NULL), priority, execution_time)
     WHERE status = 'pending';
 -- When that window is all jobs of held keys, the claim walks the distinct keys of pending
 -- jobs instead (one probe per key, skipping each held key whatever waits under it) and
--- takes each free key's first job in the order the claim ranks a key's jobs.
+-- takes each free key's first due job in the order the claim ranks a key's jobs.
 CREATE INDEX jobs_lock_key_claim_idx
     ON {schema}.jobs (lock_key, priority DESC, execution_time)
     WHERE status = 'pending' AND lock_key IS NOT NULL;
@@ -30,3 +31,5 @@ CREATE TABLE {schema}.lock_key_walk (
     after_key text
 );
 INSERT INTO {schema}.lock_key_walk DEFAULT VALUES;
+DROP INDEX {schema}.jobs_task_claim_idx;
+ALTER INDEX {schema}.jobs_task_claim_idx_0015 RENAME TO jobs_task_claim_idx;
