@@ -403,6 +403,22 @@ async def test_a_walk_over_many_keys_with_nothing_due_stays_cheap(
     assert buffers < 4_000, buffers
 
 
+async def test_keyed_work_of_a_task_the_replica_does_not_run_leaves_it_on_the_plain_claim(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """Found in review: any due keyed job in a replica's queue sent it through the
+    serialised claim, one of a task it does not run (or nobody runs) included."""
+    store = PostgresJobStore(pool, migrated)
+    [owner] = await workers(store, 1, ["default"])
+    await enqueue(pool, migrated, 1, task=OTHER, lock_key="theirs")
+    await enqueue(pool, migrated, 2)
+    plain = await store.claim_jobs(owner, [TASK], 10, 0.0, ["default"])
+    assert (len(plain.claimed), plain.flow) == (2, False)
+    await enqueue(pool, migrated, 1, lock_key="ours")
+    plain = await store.claim_jobs(owner, [TASK], 10, 0.0, ["default"])
+    assert (plain.claimed, plain.flow) == ([], True)
+
+
 async def _claim_buffers(pool: asyncpg.Pool, schema: str, owner: uuid.UUID) -> int:
     """Shared buffers one call of claim_flow_jobs() for 10 jobs touches (under EXPLAIN
     ANALYZE, rolled back), the second of two on one connection: the first plans the

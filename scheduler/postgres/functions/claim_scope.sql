@@ -1,7 +1,8 @@
 -- What the plain claim (queries.sql claim_jobs) may take: of `queue_names`, the queues
 -- neither paused nor limited; of `task_names`, the tasks without limits; and whether work
 -- under flow control may wait for this worker (a limited queue or task of its, or a due
--- job with a lock key in an open queue), which claim_flow_jobs() then takes. STABLE: it
+-- job with a lock key of one of its tasks in an open queue), which claim_flow_jobs() then
+-- takes. STABLE: it
 -- reads with the claim's snapshot. A plpgsql function keeps its plans across calls, so
 -- the claim pays no planning for this on the hot path. A queue or task whose limit row is
 -- out of bounds (limits_problem()) is not open to the plain claim: it sends the worker
@@ -56,6 +57,23 @@ BEGIN
                               AND j.queue = oq.queue
                               AND j.execution_time <= now() + make_interval(secs => lead)
                             LIMIT 1) l);
+        IF flow THEN
+            -- Due keyed work waits in these queues (one probe per queue, above): is any of
+            -- it of a task this worker runs? Keyed work of other tasks must not send it
+            -- through the serialised claim (one probe per queue, task and priority, in the
+            -- keyed range of jobs_task_claim_idx).
+            flow := EXISTS (SELECT 1 FROM unnest(open_queues) AS oq(queue)
+                            CROSS JOIN unnest(open_tasks) AS tn(task_name)
+                            CROSS JOIN unnest(ARRAY[20, 10, 5, 1]::smallint[]) AS p(priority)
+                            CROSS JOIN LATERAL (
+                                SELECT 1 FROM {schema}.jobs j
+                                WHERE j.status = 'pending' AND j.queue = oq.queue
+                                  AND j.task_name = tn.task_name
+                                  AND j.lock_key IS NOT NULL AND j.priority = p.priority
+                                  AND j.execution_time
+                                      <= now() + make_interval(secs => lead)
+                                LIMIT 1) l);
+        END IF;
     END IF;
     open_queues := coalesce(open_queues, '{}');
     open_tasks := coalesce(open_tasks, '{}');
