@@ -85,14 +85,20 @@ async def test_a_node_worker_shares_the_queue_and_its_jobs_survive_a_sigkill(
             async def node_is_busy() -> bool:
                 # Jobs whose code has started (their row is written), not only claimed: a
                 # claim commits a moment before its jobs start, longer on a busy machine.
+                # And a job it finished is recorded succeeded under its attempt: its code
+                # ends a moment before the outcome commits, and a SIGKILL between the two
+                # leaves the node no final attempt of its own.
                 row = await pool.fetchrow(
-                    f"SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,"
-                    "        count(*) FILTER (WHERE finished_at IS NULL) AS running"
-                    f" FROM {q}.executions WHERE worker_id = $1",
+                    f"SELECT count(*) FILTER (WHERE e.finished_at IS NOT NULL"
+                    "                        AND j.status = 'succeeded'"
+                    "                        AND j.attempts = e.attempt) AS recorded,"
+                    "        count(*) FILTER (WHERE e.finished_at IS NULL) AS running"
+                    f" FROM {q}.executions e JOIN {q}.jobs j USING (job_id)"
+                    " WHERE e.worker_id = $1",
                     node.worker_id,
                 )
                 assert row is not None
-                return bool(row["finished"] >= 1 and row["running"] >= 3)
+                return bool(row["recorded"] >= 1 and row["running"] >= 3)
 
             await wait_until(node_is_busy, message="the node worker to run jobs")
             node.process.send_signal(signal.SIGKILL)

@@ -31,11 +31,13 @@ async def test_three_replicas_share_300_jobs_and_survive_a_sigkill(
         job_ids = [await producer.schedule(side_jobs.work, args=(0.2,)) for _ in range(300)]
 
         async def victim_is_busy() -> bool:
+            # Jobs whose code has started (its row is written), not only claimed: a claim
+            # commits a moment before its jobs start, and a SIGKILL in between cuts none.
             return (
                 await _count(
                     pool,
-                    f"SELECT count(*) FROM {q}.jobs WHERE status = 'running' AND lease_owner = $1",
-                    victim.worker_id,
+                    f"SELECT count(*) FROM {q}.executions WHERE pid = $1 AND finished_at IS NULL",
+                    victim.pid,
                 )
                 >= 3
             )
