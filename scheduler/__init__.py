@@ -39,6 +39,9 @@ from scheduler.executors.http import HTTP_TASK, http_request
 from scheduler.extensions import Extension, QueueDepth, ReplicaState
 from scheduler.flow import Limits, QueueStats, TaskLimits
 from scheduler.health import Health
+from scheduler.limits import Limit, StoredLimit
+from scheduler.limits.concurrency import ConcurrencyLimit
+from scheduler.limits.rate import RateLimit
 from scheduler.middleware import AttemptInfo, CallNext, Middleware
 from scheduler.models import (
     Attempt,
@@ -79,6 +82,7 @@ __all__ = [
     "CallNext",
     "CoalescePolicy",
     "ConfigurationError",
+    "ConcurrencyLimit",
     "ConflictResolution",
     "HTTP_TASK",
     "Health",
@@ -105,6 +109,7 @@ __all__ = [
     "JobPriority",
     "JobRequest",
     "JobStatus",
+    "Limit",
     "Limits",
     "Middleware",
     "OrTrigger",
@@ -112,6 +117,7 @@ __all__ = [
     "PoolExhaustedError",
     "QueueDepth",
     "QueueStats",
+    "RateLimit",
     "ReplicaState",
     "RetryBackoff",
     "Schedule",
@@ -131,6 +137,7 @@ __all__ = [
     "SchemaTooNewError",
     "StatementCacheError",
     "TaskNotNameableError",
+    "StoredLimit",
     "TaskLimits",
     "TaskNotRegisteredError",
     "Trigger",

@@ -1,20 +1,22 @@
 """Fleet-wide flow control, the Python side: the records `Scheduler.queue_stats()` and
-`Scheduler.task_limits()` return and the checks of the limits one sets. The limits live in
-the database (tables `queues` and `task_limits`) and the claim enforces them there."""
+`Scheduler.task_limits()` return, and `set_queue_limits()`'s limits. The limits live in the
+database (table `limits`, a row per kind; their kinds in scheduler/limits/) and the claim
+enforces them there."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from scheduler.bounds import INT32_MAX, MAX_SECONDS, MAX_SECONDS_TEXT, MIN_RATE_PERIOD
-from scheduler.errors import ConfigurationError
+from scheduler.limits import Limit
+from scheduler.limits.concurrency import ConcurrencyLimit
+from scheduler.limits.rate import RateLimit
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Fleet-wide limits of a queue or a task; None means no limit of that kind.
+    """The concurrency and rate limits of a queue or a task (`set_queue_limits()`); None
+    means no limit of that kind. Every kind's limits: `QueueStats.all_limits`.
 
     concurrency_limit  at most this many run at once (1: serialized dispatch).
     rate_limit         at most this many start per `rate_period` seconds on average, and
@@ -42,8 +44,11 @@ class QueueStats:
     paused: bool
     limits: Limits
     #: Why its limits cannot be enforced (a row out of bounds, written by hand or before
-    #: migration 0011): its jobs wait until set_queue_limits() fixes it. None: no problem.
+    #: migration 0011, or of a kind this release lacks): its jobs wait until the limit is
+    #: set again or removed. None: no problem.
     problem: str | None = None
+    #: Every limit of the queue, of every kind (`limits` shows two of them).
+    all_limits: tuple[Limit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,10 @@ class TaskLimits:
     task_name: str
     running: int
     limits: Limits
-    #: As QueueStats.problem: the task's jobs wait until set_task_limits() fixes it.
+    #: As QueueStats.problem: the task's jobs wait until its limits are fixed.
     problem: str | None = None
+    #: Every limit of the task, of every kind.
+    all_limits: tuple[Limit, ...] = ()
 
 
 def validate_limits(
@@ -63,37 +70,20 @@ def validate_limits(
     rate_period: float | timedelta,
     rate_burst: int,
 ) -> Limits:
-    """The limits to store, or `ConfigurationError` saying what to pass instead."""
-    _optional_count("concurrency_limit", concurrency_limit, "to stop a queue, pause it")
-    _optional_count("rate_limit", rate_limit, "")
+    """The limits to store, or `ConfigurationError` saying what to pass instead. The rate's
+    period and burst are checked even without a rate_limit, so a typo is not stored."""
+    if concurrency_limit is not None:
+        ConcurrencyLimit(concurrency_limit)
     period = rate_period.total_seconds() if isinstance(rate_period, timedelta) else rate_period
-    if (
-        isinstance(period, bool)
-        or not isinstance(period, (int, float))
-        or not math.isfinite(period)
-        or not MIN_RATE_PERIOD <= period <= MAX_SECONDS
-    ):
-        raise ConfigurationError(
-            f"rate_period must be seconds from {MIN_RATE_PERIOD} (1 ms) to {MAX_SECONDS:.0f}"
-            f" ({MAX_SECONDS_TEXT}), or a timedelta in that range, got {rate_period!r}"
-        )
-    if (
-        isinstance(rate_burst, bool)
-        or not isinstance(rate_burst, int)
-        or not 1 <= rate_burst <= INT32_MAX
-    ):
-        raise ConfigurationError(
-            f"rate_burst must be an integer from 1 to {INT32_MAX}, got {rate_burst!r}"
-        )
-    return Limits(concurrency_limit, rate_limit, float(period), rate_burst)
+    rate = RateLimit(1 if rate_limit is None else rate_limit, period, rate_burst)
+    return Limits(concurrency_limit, rate_limit, rate.rate_period, rate.rate_burst)
 
 
-def _optional_count(name: str, value: object, hint: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
-        extra = f"; {hint}" if hint else ""
-        raise ConfigurationError(
-            f"{name} must be None (no limit) or an integer from 1 to {INT32_MAX},"
-            f" got {value!r}{extra}"
-        )
+def legacy_kinds(limits: Limits) -> tuple[Limit, ...]:
+    """`limits` as the limit kinds they set (the rows set_queue_limits() writes)."""
+    kinds: list[Limit] = []
+    if limits.concurrency_limit is not None:
+        kinds.append(ConcurrencyLimit(limits.concurrency_limit))
+    if limits.rate_limit is not None:
+        kinds.append(RateLimit(limits.rate_limit, limits.rate_period, limits.rate_burst))
+    return tuple(kinds)

@@ -30,6 +30,7 @@ from scheduler.executors import http
 from scheduler.extensions import Extension
 from scheduler.flow import QueueStats, TaskLimits, validate_limits
 from scheduler.health import Health
+from scheduler.limits import Limit, StoredLimit, limit_scope
 from scheduler.middleware import Middleware
 from scheduler.models import (
     Attempt,
@@ -602,6 +603,39 @@ class Scheduler:
         that kind; both None removes them); see `Limits`."""
         limits = validate_limits(concurrency_limit, rate_limit, rate_period, rate_burst)
         await self._store.set_task_limits(self._tasks.resolve(func).name, limits)
+
+    async def set_limit(
+        self, limit: Limit, *, queue: str | None = None, task_name: str | None = None
+    ) -> None:
+        """Set one limit on `queue` or on the task `task_name` (in every queue), replacing
+        the limit of the same kind there: `ConcurrencyLimit`, `RateLimit`, or any other
+        kind (scheduler/limits/). It applies to every claim that starts after this returns.
+        A kind the database has no functions for is refused (`ConfigurationError`)."""
+        if not isinstance(limit, Limit) or isinstance(limit, StoredLimit):
+            raise ConfigurationError(
+                f"limit must be a limit kind such as ConcurrencyLimit(5), got {limit!r}"
+            )
+        scope, name = self._limit_scope(queue, task_name)
+        await self._store.set_limit(scope, name, limit.kind, limit.settings())
+
+    async def remove_limit(
+        self, kind: type[Limit], *, queue: str | None = None, task_name: str | None = None
+    ) -> None:
+        """Remove the limit of `kind` (e.g. `RateLimit`) from `queue` or the task
+        `task_name`; nothing happens when there is none."""
+        if not (isinstance(kind, type) and issubclass(kind, Limit)) or not kind.__dict__.get(
+            "kind"
+        ):
+            raise ConfigurationError(f"kind must be a limit kind such as RateLimit, got {kind!r}")
+        scope, name = self._limit_scope(queue, task_name)
+        await self._store.set_limit(scope, name, kind.kind, None)
+
+    @staticmethod
+    def _limit_scope(queue: str | None, task_name: str | None) -> tuple[str, str]:
+        scope, name = limit_scope(queue, task_name)
+        if scope == "queue":
+            name = validation.validate_queue_name(name, ConfigurationError)
+        return scope, name
 
     async def queue_stats(self) -> list[QueueStats]:
         """Every queue with jobs waiting or running, or with settings: its backlog,

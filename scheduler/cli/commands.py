@@ -24,7 +24,7 @@ from scheduler.cli.worker import (
 from scheduler.config import SchedulerConfig, default_schema
 from scheduler.error_text import error_line
 from scheduler.errors import InvalidDsnError
-from scheduler.flow import Limits
+from scheduler.flow import Limits, QueueStats, TaskLimits, legacy_kinds
 from scheduler.operations import FINISHED, OperationError
 from scheduler.poll_only import check_max_size
 from scheduler.postgres import migrate as migrations
@@ -345,6 +345,11 @@ async def print_schedules(scheduler: Scheduler, *, as_json: bool) -> None:
 FLOW_COMMANDS = ("queues", "pause-queue", "resume-queue", "queue-limits", "task-limits")
 
 
+def _flow_json(record: QueueStats | TaskLimits) -> dict[str, object]:
+    """A queue's or task's record as JSON: every limit as its kind and settings."""
+    return dataclasses.asdict(record) | {"all_limits": [x.as_row() for x in record.all_limits]}
+
+
 async def run_flow_command(scheduler: Scheduler, options: argparse.Namespace) -> int:
     """queues, pause-queue, resume-queue, queue-limits, task-limits."""
     if options.command == "queues":
@@ -354,8 +359,8 @@ async def run_flow_command(scheduler: Scheduler, options: argparse.Namespace) ->
             print(
                 _json(
                     {
-                        "queues": [dataclasses.asdict(q) for q in queues],
-                        "tasks": [dataclasses.asdict(t) for t in tasks],
+                        "queues": [_flow_json(q) for q in queues],
+                        "tasks": [_flow_json(t) for t in tasks],
                     }
                 )
             )
@@ -365,12 +370,14 @@ async def run_flow_command(scheduler: Scheduler, options: argparse.Namespace) ->
             state = "paused" if queue.paused else "active"
             print(
                 f"{queue.queue:<30} {queue.due_now:>7} {queue.future:>7} {queue.running:>7}"
-                f" {state:<7} {describe_limits(queue.limits)}"
+                f" {state:<7} {describe_limits(queue.all_limits)}"
             )
             if queue.problem is not None:
                 print(f"  limits not enforced, jobs wait: {queue.problem}")
         for task in tasks:
-            print(f"task {task.task_name}: {task.running} running, {describe_limits(task.limits)}")
+            print(
+                f"task {task.task_name}: {task.running} running, {describe_limits(task.all_limits)}"
+            )
             if task.problem is not None:
                 print(f"  limits not enforced, jobs wait: {task.problem}")
     elif options.command == "pause-queue":
@@ -394,7 +401,7 @@ async def run_flow_command(scheduler: Scheduler, options: argparse.Namespace) ->
             rate_period=limits.rate_period,
             rate_burst=limits.rate_burst,
         )
-        print(f"limits of {target}: {describe_limits(limits)}")
+        print(f"limits of {target}: {describe_limits(legacy_kinds(limits))}")
     return 0
 
 

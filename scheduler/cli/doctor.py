@@ -47,7 +47,7 @@ RUNTIME_TABLES = (
     "job_attempts",
     "job_dependencies",
     "queues",
-    "task_limits",
+    "limits",
 )
 RUNTIME_FUNCTIONS = (
     "claim_jobs",

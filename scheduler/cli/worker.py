@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from scheduler.executors.http import HTTP_TASK
-from scheduler.flow import Limits
+from scheduler.limits import Limit
 from scheduler.operations import OperationError
 from scheduler.scheduler import Scheduler
 from scheduler.tasks import default_registry
@@ -133,12 +133,12 @@ async def describe_worker(scheduler: Scheduler, pool: asyncpg.Pool[Any]) -> str:
         tasks.append(HTTP_TASK)
     served = set(scheduler.queues)
     queue_limits = [
-        f"{q.queue}{' (paused)' if q.paused else ''}: {describe_limits(q.limits)}"
+        f"{q.queue}{' (paused)' if q.paused else ''}: {describe_limits(q.all_limits)}"
         for q in await scheduler.queue_stats()
-        if q.queue in served and (q.paused or describe_limits(q.limits) != "none")
+        if q.queue in served and (q.paused or q.all_limits)
     ]
     task_limits = [
-        f"{t.task_name}: {describe_limits(t.limits)}"
+        f"{t.task_name}: {describe_limits(t.all_limits)}"
         for t in await scheduler.task_limits()
         if t.task_name in tasks
     ]
@@ -154,10 +154,5 @@ async def describe_worker(scheduler: Scheduler, pool: asyncpg.Pool[Any]) -> str:
     return "\n".join(lines)
 
 
-def describe_limits(limits: Limits) -> str:
-    parts = []
-    if limits.concurrency_limit is not None:
-        parts.append(f"concurrency {limits.concurrency_limit}")
-    if limits.rate_limit is not None:
-        parts.append(f"rate {limits.rate_limit}/{limits.rate_period:g}s burst {limits.rate_burst}")
-    return ", ".join(parts) or "none"
+def describe_limits(limits: tuple[Limit, ...]) -> str:
+    return ", ".join(limit.describe() for limit in limits) or "none"

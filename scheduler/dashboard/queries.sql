@@ -50,13 +50,14 @@ GROUP BY queue, task_name
 ORDER BY queue, task_name
 
 -- queue_settings --
--- Queues that were paused or limited (a small table: one row per such queue), and why
--- their limits cannot be enforced (NULL: they can; see migration 0011).
-SELECT queue, paused, concurrency_limit, rate_limit, rate_period, rate_burst,
-       {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
-           AS problem
-FROM {schema}.queues
-ORDER BY queue
+-- Queues that were paused or limited (small tables: a row per such queue and per limit),
+-- and why their limits cannot be enforced (NULL: they can).
+SELECT coalesce(q.queue, s.name) AS queue, coalesce(q.paused, false) AS paused,
+       s.concurrency_limit, s.rate_limit, coalesce(s.rate_period, 1) AS rate_period,
+       coalesce(s.rate_burst, 1) AS rate_burst, s.problem
+FROM {schema}.queues q
+FULL JOIN (SELECT * FROM {schema}.scope_limits WHERE scope = 'queue') s ON s.name = q.queue
+ORDER BY 1
 
 -- live_worker_count --
 -- How many replicas hold a live lease.

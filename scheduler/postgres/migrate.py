@@ -175,6 +175,7 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
         # Read before a migration drops a function whose signature changes: its successor
         # gets the same rights back once the function files are applied.
         held = await _function_grants(conn, schema)
+        readers = await _relation_readers(conn, schema)
         for migration in known_migrations():
             if migration.version <= version:
                 continue
@@ -194,6 +195,7 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
         grants = await _dropped_grants(conn, held)
         if applied or recorded != AppliedFunctions(shipped.revision, shipped.checksum):
             await _apply_functions(conn, schema, shipped, grants)
+            await _give_back_reads(conn, schema, readers)
     return applied
 
 
@@ -238,6 +240,43 @@ async def _function_grants(conn: AnyConnection, schema: str) -> list[tuple[int, 
         quote_identifier(schema),
     )
     return [(row["oid"], row["proname"], row["grantee"]) for row in rows]
+
+
+async def _relation_readers(conn: AnyConnection, schema: str) -> list[tuple[int, str, int]]:
+    """(relation oid, name, role oid) for every SELECT right a role other than the owner and
+    PUBLIC holds on a table or view of the schema."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT c.oid, c.relname, a.grantee FROM pg_class c"
+        " CROSS JOIN LATERAL aclexplode(c.relacl) a"
+        " WHERE c.relnamespace = $1::regnamespace AND a.privilege_type = 'SELECT'"
+        "   AND a.grantee <> 0 AND a.grantee <> c.relowner",
+        quote_identifier(schema),
+    )
+    return [(row["oid"], row["relname"], row["grantee"]) for row in rows]
+
+
+async def _give_back_reads(
+    conn: AnyConnection, schema: str, readers: list[tuple[int, str, int]]
+) -> None:
+    """A view a migration dropped so a table could change (and the function files created
+    again), or a table that became a view of the same name, may be read again by the roles
+    that could read it before: a dashboard's role keeps reading queue_stats."""
+    if not readers:
+        return
+    missing = await conn.fetch(
+        "SELECT format('GRANT SELECT ON %s TO %I', c.oid::regclass, r.rolname) AS statement"
+        " FROM unnest($2::oid[], $3::name[], $4::oid[]) AS g(old, relname, grantee)"
+        " JOIN pg_roles r ON r.oid = g.grantee"
+        " JOIN pg_class c ON c.relname = g.relname AND c.relnamespace = $1::regnamespace"
+        " WHERE c.relkind = 'v' AND c.oid <> g.old"
+        "   AND NOT has_table_privilege(g.grantee, c.oid, 'SELECT')",
+        quote_identifier(schema),
+        [oid for oid, _, _ in readers],
+        [name for _, name, _ in readers],
+        [grantee for _, _, grantee in readers],
+    )
+    for row in missing:
+        await conn.execute(row["statement"])
 
 
 async def _dropped_grants(

@@ -675,6 +675,10 @@ SELECT {schema}.set_queue_limits($1, $2, $3, $4, $5)
 -- Replace a task's limits (NULL: none).
 SELECT {schema}.set_task_limits($1, $2, $3, $4, $5)
 
+-- set_limit --
+-- Set one limit of a kind, or remove it (NULL settings).
+SELECT {schema}.set_limit($1, $2, $3, $4::jsonb)
+
 -- queue_stats --
 -- Every queue with work or settings, for `scheduler queues` and Scheduler.queues().
 SELECT * FROM {schema}.queue_stats ORDER BY queue
@@ -689,12 +693,10 @@ WHERE j.status = 'pending' AND j.execution_time <= now() AND j.execution_time > 
 GROUP BY j.queue
 
 -- task_limits --
--- Every task with limits, and why they cannot be enforced (NULL: they can; migration 0011).
-SELECT task_name, concurrency_limit, rate_limit, rate_period, rate_burst,
+-- Every task with limits, and why they cannot be enforced (NULL: they can).
+SELECT t.*,
        (SELECT count(*) FROM {schema}.jobs j
-        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running,
-       {schema}.limits_problem(concurrency_limit, rate_limit, rate_period, rate_burst)
-           AS problem
+        WHERE j.status = 'running' AND j.task_name = t.task_name)::integer AS running
 FROM {schema}.task_limits t ORDER BY task_name
 
 -- unserved_tasks --

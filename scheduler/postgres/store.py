@@ -14,6 +14,7 @@ import asyncpg
 
 from scheduler.dependencies import dependency_order
 from scheduler.errors import (
+    ConfigurationError,
     InvalidJobError,
     JobAlreadyExistsError,
     JobConflictError,
@@ -27,6 +28,7 @@ from scheduler.errors import (
 )
 from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.limits import Limit, limit_from_row
 from scheduler.models import (
     Attempt,
     AttemptOutcome,
@@ -714,6 +716,7 @@ class PostgresJobStore:
                 paused=row["paused"],
                 limits=_limits_from_row(row),
                 problem=row["problem"],
+                all_limits=_all_limits(row),
             )
             for row in rows
         ]
@@ -727,9 +730,21 @@ class PostgresJobStore:
                 running=row["running"],
                 limits=_limits_from_row(row),
                 problem=row["problem"],
+                all_limits=_all_limits(row),
             )
             for row in rows
         ]
+
+    async def set_limit(
+        self, scope: str, name: str, kind: str, settings: dict[str, object] | None
+    ) -> None:
+        encoded = None if settings is None else json.dumps(settings)
+        with _schema_guard(self.schema):
+            try:
+                await self._db.execute(self.q.set_limit, scope, name, kind, encoded)
+            except asyncpg.InvalidParameterValueError as error:
+                # The database's word on the kind (its settings, or no such kind there).
+                raise ConfigurationError(error.args[0] if error.args else str(error)) from None
 
     # -- maintenance ------------------------------------------------------------------
     async def reap_orphans(self, limit: int, orphan_retries: int) -> int:
@@ -849,6 +864,12 @@ def _limits_from_row(row: asyncpg.Record) -> Limits:
         rate_limit=row["rate_limit"],
         rate_period=row["rate_period"] if row["rate_period"] is not None else 1.0,
         rate_burst=row["rate_burst"] if row["rate_burst"] is not None else 1,
+    )
+
+
+def _all_limits(row: asyncpg.Record) -> tuple[Limit, ...]:
+    return tuple(
+        limit_from_row(item["kind"], item["settings"]) for item in json.loads(row["limits"] or "[]")
     )
 
 

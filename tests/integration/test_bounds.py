@@ -2,12 +2,16 @@
 
 `set_queue_limits("x", rate_limit=5, rate_period=1e-310)` used to be accepted, after which
 every claim of every replica working queue `x` failed with a float overflow. Now the API
-refuses it (Python: ConfigurationError; SQL: 22023) and writes nothing, the tables refuse
-it (CHECK), and a row that holds it anyway (written by hand, or before migration 0011) only
-pauses its queue or task, with the reason in queue_stats(), task_limits() and the log."""
+refuses it (Python: ConfigurationError; SQL: 22023) and writes nothing, and a limit row that
+holds it anyway (written by hand, or before migration 0011) only pauses its queue or task,
+with the reason in queue_stats(), task_limits() and the log. Since 0016 a limit is a row of
+`limits` whose settings are JSON the table does not check (it knows no kind): the kind's
+problem function judges them, in set_limit() and in every claim."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import math
 import uuid
@@ -33,13 +37,24 @@ PROBLEM_LOG = "out-of-range limit row"
 BAD_PERIODS = [1e-310, 0.0009, 0.0, -1.0, math.nan, math.inf, -math.inf, 31557600000.5]
 
 
-async def drop_new_checks(pool: asyncpg.Pool, schema: str) -> None:
-    """Let the test write rows as a hand (or a release before 0011) could."""
-    q = quote_identifier(schema)
-    await pool.execute(f"ALTER TABLE {q}.queues DROP CONSTRAINT queues_rate_period_bounds")
+async def write_limit(
+    pool: asyncpg.Pool, schema: str, scope: str, name: str, kind: str, settings: str
+) -> None:
+    """A limit row as a hand could write it, past set_limit()'s checks."""
     await pool.execute(
-        f"ALTER TABLE {q}.task_limits DROP CONSTRAINT task_limits_rate_period_bounds"
+        f"INSERT INTO {quote_identifier(schema)}.limits (scope, name, kind, settings, state)"
+        " VALUES ($1, $2, $3, $4::jsonb,"
+        " jsonb_build_object('tokens', 0, 'refilled_at', extract(epoch FROM now()) - 3600))",
+        scope,
+        name,
+        kind,
+        settings,
     )
+
+
+# The issue's row, with a bucket that last refilled an hour ago: its refill is
+# 3600 * 5 / 1e-310, which overflowed in every claim.
+ISSUE_ROW = '{"rate_limit": 5, "rate_period": 1e-310, "rate_burst": 1}'
 
 
 async def test_a_bad_limit_row_pauses_only_its_queue_and_task_with_the_reason_shown(
@@ -49,19 +64,10 @@ async def test_a_bad_limit_row_pauses_only_its_queue_and_task_with_the_reason_sh
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="scheduler.store")
-    q = quote_identifier(migrated)
-    await drop_new_checks(pool, migrated)
-    # The issue's row, with a bucket that last refilled an hour ago: its refill is
-    # 3600 * 5 / 1e-310, which overflowed in every claim.
-    await pool.execute(
-        f"INSERT INTO {q}.queues (queue, rate_limit, rate_period, tokens, refilled_at)"
-        " VALUES ('x', 5, 1e-310, 0, now() - interval '1 hour')"
-    )
-    await pool.execute(
-        f"INSERT INTO {q}.task_limits (task_name, concurrency_limit, rate_period)"
-        " VALUES ($1, 3, 'NaN')",
-        OTHER,
-    )
+    await write_limit(pool, migrated, "queue", "x", "rate", ISSUE_ROW)
+    await write_limit(pool, migrated, "task", OTHER, "concurrency", '{"concurrency_limit": 3}')
+    rate = '{"rate_limit": 5, "rate_period": "NaN", "rate_burst": 1}'
+    await write_limit(pool, migrated, "task", OTHER, "rate", rate)
     key = f"bounds-{uuid.uuid4().hex}"
     scheduler = make_scheduler(tasks=[jobs.record, jobs.record_sync], queues=["default", "x"])
     await scheduler.start()
@@ -91,6 +97,7 @@ async def test_a_bad_limit_row_pauses_only_its_queue_and_task_with_the_reason_sh
     # Fixed through the API, the queue's and the task's jobs run.
     await scheduler.set_queue_limits("x", rate_limit=5, rate_period=1)
     await scheduler.set_task_limits(OTHER, concurrency_limit=3)
+    assert all(t.problem is None for t in await scheduler.task_limits())
     for job_id in (governed_queue, governed_task):
         await wait_until(partial(has_status, scheduler, job_id, JobStatus.SUCCEEDED))
     assert all(s.problem is None for s in await scheduler.queue_stats())
@@ -102,11 +109,7 @@ async def test_the_sql_worker_protocol_claims_past_a_bad_limit_row(
     """claim_jobs() of a foreign worker goes through claim_flow_jobs(): the bad row of
     queue x neither fails it nor lets x's job out."""
     q = quote_identifier(migrated)
-    await drop_new_checks(pool, migrated)
-    await pool.execute(
-        f"INSERT INTO {q}.queues (queue, rate_limit, rate_period, tokens, refilled_at)"
-        " VALUES ('x', 5, 1e-310, 0, now() - interval '1 hour')"
-    )
+    await write_limit(pool, migrated, "queue", "x", "rate", ISSUE_ROW)
     held = await pool.fetchval(f"SELECT {q}.schedule_job($1, queue => 'x')", TASK)
     free = await pool.fetchval(f"SELECT {q}.schedule_job($1)", TASK)
     worker = await pool.fetchval(f"SELECT {q}.register_worker(ARRAY[$1])", TASK)
@@ -123,33 +126,93 @@ async def test_the_sql_worker_protocol_claims_past_a_bad_limit_row(
     assert "rate_period" in problem
 
 
-async def test_bucket_tokens_never_fails_whatever_a_row_holds(
+#: Settings a hand could write: every bound's neighbours, wrong types, missing keys.
+HOSTILE_RATE_SETTINGS = [
+    '{"rate_limit": 5, "rate_period": 1e-310, "rate_burst": 1}',
+    '{"rate_limit": 5, "rate_period": "NaN", "rate_burst": 1}',
+    '{"rate_limit": 5, "rate_period": 1e400, "rate_burst": 1}',
+    '{"rate_limit": 0, "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": 2147483648, "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": 1e400, "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": 1.5, "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": "5", "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": 5, "rate_period": 1, "rate_burst": -1}',
+    '{"rate_limit": 5, "rate_period": 1, "rate_burst": null}',
+    '{"rate_limit": 5, "rate_period": [1], "rate_burst": 1}',
+    '{"rate_limit": 5}',
+    "{}",
+    "[]",
+    "5",
+]
+#: States a hand could write; the bucket's own are {"tokens": t, "refilled_at": epoch}.
+HOSTILE_STATES = [
+    None,
+    "{}",
+    "[]",
+    '{"tokens": "x", "refilled_at": 0}',
+    '{"tokens": 1e400, "refilled_at": 0}',
+    '{"tokens": -1e400, "refilled_at": -1e400}',
+    '{"tokens": 0.5, "refilled_at": 1e20}',
+    '{"tokens": 0.5, "refilled_at": -1e20}',
+    '{"tokens": 3.5, "refilled_at": 0}',
+    '{"tokens": -1, "refilled_at": 4102444800}',
+]
+GOOD_RATE_SETTINGS: list[dict[str, float]] = [
+    {"rate_limit": 2**31 - 1, "rate_period": 0.001, "rate_burst": 2**31 - 1},
+    {"rate_limit": 1, "rate_period": 31557600000, "rate_burst": 1},
+    {"rate_limit": 5, "rate_period": 1, "rate_burst": 3},
+]
+
+
+async def test_a_rate_bucket_never_fails_whatever_a_row_holds(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
-    """Every combination of hostile stored values: no error, a finite result in
-    [0, burst] (or NULL without a rate limit)."""
+    """Hostile settings get a problem (not an error); in-bounds settings with any state
+    give a finite room in [0, burst], a spend and a wait, never an error."""
     q = quote_identifier(migrated)
-    rows = await pool.fetch(
-        f"SELECT t, r::text, l, p, b, {q}.bucket_tokens(t, r, l, p, b, now()) AS tokens"
-        " FROM unnest($1::float8[]) AS t,"
-        " unnest(ARRAY[NULL, 'infinity', '-infinity', '4713-01-01 BC', '294276-12-31',"
-        "              now() - interval '1 hour', now() + interval '1 hour']::timestamptz[])"
-        "   AS r,"
-        " unnest($2::integer[]) AS l, unnest($3::float8[]) AS p,"
-        " unnest($4::integer[]) AS b",
-        [None, 0.0, -1.0, 1e308, -1e308, math.nan, math.inf, -math.inf, 3.5],
-        [None, 1, 5, 2**31 - 1, 0, -5],
-        [*BAD_PERIODS, 0.001, 1.0, 31557600000.0, None],
-        [1, 2**31 - 1, 0, -1],
-    )
-    assert rows
-    for row in rows:
-        tokens = row["tokens"]
-        if row["l"] is None:
-            assert tokens is None
-            continue
-        assert tokens is not None and math.isfinite(tokens), dict(row)
-        assert 0 <= tokens <= max(row["b"], 0), dict(row)
+    for hostile in HOSTILE_RATE_SETTINGS:
+        problem = await pool.fetchval(f"SELECT {q}.limit_problem('rate', $1::jsonb)", hostile)
+        assert problem is not None, hostile
+    for settings, state in itertools.product(GOOD_RATE_SETTINGS, HOSTILE_STATES):
+        args = (json.dumps(settings), state)
+        assert await pool.fetchval(f"SELECT {q}.limit_problem('rate', $1::jsonb)", args[0]) is None
+        row = await pool.fetchrow(
+            f"SELECT {q}.limit_room('rate', $1::jsonb, $2::jsonb, 0, now()) AS room,"
+            f" {q}.limit_spend('rate', $1::jsonb, $2::jsonb, 1, now())::text AS spent,"
+            f" {q}.limit_wait('rate', $1::jsonb, $2::jsonb, now()) AS wait",
+            *args,
+        )
+        assert row is not None
+        assert math.isfinite(row["room"]) and 0 <= row["room"] <= settings["rate_burst"], row
+        assert row["wait"] is None or (math.isfinite(row["wait"]) and row["wait"] > 0), row
+        spent = json.loads(row["spent"])
+        assert math.isfinite(spent["tokens"]) and math.isfinite(spent["refilled_at"]), row
+
+
+async def test_a_limit_of_a_kind_this_schema_lacks_pauses_its_queue_with_the_reason(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """A row a newer release wrote, of a kind with no functions here: its queue waits,
+    the others run, and the reason says what to do; set_limit() refuses that kind."""
+    q = quote_identifier(migrated)
+    await write_limit(pool, migrated, "queue", "x", "quota", '{"per_day": 10}')
+    scheduler = make_scheduler(tasks=[jobs.record], queues=["default", "x"])
+    await scheduler.start()
+    held = await scheduler.schedule(jobs.record, args=("kind",), queue="x")
+    free = await scheduler.schedule(jobs.record, args=("kind",))
+    await wait_until(partial(has_status, scheduler, free, JobStatus.SUCCEEDED))
+    job = await scheduler.get_job(held)
+    assert job is not None and job.status is JobStatus.PENDING
+    stats = {s.queue: s for s in await scheduler.queue_stats()}
+    assert stats["x"].problem is not None and "no limit kind 'quota'" in stats["x"].problem
+    assert [type(x).__name__ for x in stats["x"].all_limits] == ["StoredLimit"]
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="no limit kind 'quota'"):
+        await pool.execute(f"SELECT {q}.set_limit('queue', 'y', 'quota', '{{}}')")
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="no limit kind"):
+        await pool.execute(f"SELECT {q}.set_limit('queue', 'y', 'x); DROP TABLE jobs; --', '{{}}')")
+    # Removing the row lets the queue's job run.
+    await pool.execute(f"SELECT {q}.set_limit('queue', 'x', 'quota', NULL)")
+    await wait_until(partial(has_status, scheduler, held, JobStatus.SUCCEEDED))
 
 
 @pytest.mark.parametrize("period", BAD_PERIODS)
@@ -167,20 +230,14 @@ async def test_an_out_of_range_rate_period_is_refused_everywhere_and_writes_noth
             await pool.execute(
                 f"SELECT {q}.{function}($1, rate_limit => 5, rate_period => $2)", name, period
             )
-    # The tables refuse it too, whatever writes them.
-    with pytest.raises(asyncpg.CheckViolationError):
+    with pytest.raises(asyncpg.InvalidParameterValueError, match=r"from 0\.001"):
         await pool.execute(
-            f"INSERT INTO {q}.queues (queue, rate_limit, rate_period) VALUES ('x', 5, $1)",
-            period,
-        )
-    with pytest.raises(asyncpg.CheckViolationError):
-        await pool.execute(
-            f"INSERT INTO {q}.task_limits (task_name, rate_limit, rate_period) VALUES ($1, 5, $2)",
-            TASK,
+            f"SELECT {q}.set_limit('queue', 'x', 'rate', jsonb_build_object('rate_limit', 5,"
+            " 'rate_period', $1::float8, 'rate_burst', 1))",
             period,
         )
     assert await pool.fetchval(f"SELECT count(*) FROM {q}.queues") == 0
-    assert await pool.fetchval(f"SELECT count(*) FROM {q}.task_limits") == 0
+    assert await pool.fetchval(f"SELECT count(*) FROM {q}.limits") == 0
 
 
 async def test_the_bounds_themselves_are_accepted(
@@ -233,13 +290,13 @@ async def test_the_sql_api_refuses_out_of_range_numbers_with_22023_and_writes_no
     )
     before = await pool.fetchval(
         f"SELECT (SELECT count(*) FROM {q}.workers) + (SELECT count(*) FROM {q}.schedules)"
-        f" + (SELECT count(*) FROM {q}.queues) + (SELECT count(*) FROM {q}.task_limits)"
+        f" + (SELECT count(*) FROM {q}.queues) + (SELECT count(*) FROM {q}.limits)"
     )
     with pytest.raises(asyncpg.InvalidParameterValueError, match=fragment):
         await pool.execute(f"SELECT {q}.{call}")
     after = await pool.fetchval(
         f"SELECT (SELECT count(*) FROM {q}.workers) + (SELECT count(*) FROM {q}.schedules)"
-        f" + (SELECT count(*) FROM {q}.queues) + (SELECT count(*) FROM {q}.task_limits)"
+        f" + (SELECT count(*) FROM {q}.queues) + (SELECT count(*) FROM {q}.limits)"
     )
     assert after == before == 0
     assert await pool.fetchval(f"SELECT status FROM {q}.jobs WHERE job_id = 'j'") == "failed"
@@ -248,8 +305,9 @@ async def test_the_sql_api_refuses_out_of_range_numbers_with_22023_and_writes_no
 async def test_a_database_holding_a_bad_row_upgrades_and_keeps_claiming(
     pool: asyncpg.Pool, schema: str, make_scheduler: SchedulerFactory
 ) -> None:
-    """A row 0010 accepted (rate_period => 1e-310) does not stop migration 0011: its
-    CHECK is NOT VALID, and the claim treats the row as paused with a reason."""
+    """A row 0010 accepted (rate_period => 1e-310) does not stop migration 0011 (its CHECK
+    is NOT VALID) nor 0016 (it becomes a rate limit row as it was), and the claim treats
+    the row as paused with a reason."""
     q = quote_identifier(schema)
     async with pool.acquire() as conn:
         # The last release's schema, built as its migrate did (commit d82bdda).
@@ -265,7 +323,10 @@ async def test_a_database_holding_a_bad_row_upgrades_and_keeps_claiming(
         )
     scheduler = make_scheduler(tasks=[jobs.record], queues=["default", "x"])
     assert await scheduler.migrate() == [m.version for m in migrations.known_migrations()][10:]
-    assert await pool.fetchval(f"SELECT rate_period FROM {q}.queues WHERE queue = 'x'") == (1e-310)
+    settings = await pool.fetchval(
+        f"SELECT settings::text FROM {q}.limits WHERE (scope, name) = ('queue', 'x')"
+    )
+    assert json.loads(settings)["rate_period"] == 1e-310
     await scheduler.start()
     held = await scheduler.schedule(jobs.record, args=("upgrade",), queue="x")
     free = await scheduler.schedule(jobs.record, args=("upgrade",))

@@ -716,9 +716,9 @@ async def test_queues_show_why_a_limit_row_is_not_enforced(pool: asyncpg.Pool, s
     refused = cli("queue-limits", "mail", "--rate", "5", "--per", "0.0001", schema=schema)
     assert refused.returncode == 2 and "rate_period must be seconds from 0.001" in refused.stderr
     q = quote_identifier(schema)
-    await pool.execute(f"ALTER TABLE {q}.queues DROP CONSTRAINT queues_rate_period_bounds")
     await pool.execute(
-        f"INSERT INTO {q}.queues (queue, rate_limit, rate_period) VALUES ('mail', 5, 1e-310)"
+        f"INSERT INTO {q}.limits (scope, name, kind, settings) VALUES ('queue', 'mail', 'rate',"
+        """ '{"rate_limit": 5, "rate_period": 1e-310, "rate_burst": 1}')"""
     )
     listed = cli("queues", schema=schema)
     assert "limits not enforced, jobs wait: rate_period must be seconds" in listed.stdout

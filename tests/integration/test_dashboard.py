@@ -408,11 +408,11 @@ async def test_the_overview_shows_why_a_queues_limits_are_not_enforced(
     """Issue 19: a limit row out of bounds (by hand, or from before migration 0011)
     pauses its queue's jobs; the overview says so and why."""
     q = quote_identifier(migrated)
-    await pool.execute(f"ALTER TABLE {q}.queues DROP CONSTRAINT queues_rate_period_bounds")
     await pool.execute(
-        f"INSERT INTO {q}.queues (queue, rate_limit, rate_period) VALUES ('mail', 5, 1e-310)"
+        f"INSERT INTO {q}.limits (scope, name, kind, settings) VALUES ('queue', 'mail', 'rate',"
+        """ '{"rate_limit": 5, "rate_period": 1e-310, "rate_burst": 1}')"""
     )
-    await pool.execute(f"INSERT INTO {q}.queues (queue, concurrency_limit) VALUES ('ok', 2)")
+    await pool.execute(f"SELECT {q}.set_queue_limits('ok', concurrency_limit => 2)")
     dashboard = client()
     by_queue = {q["name"]: q for q in (await dashboard.get("/api/overview")).json()["queues"]}
     assert "rate_period must be seconds" in by_queue["mail"]["problem"]

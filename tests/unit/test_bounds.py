@@ -44,9 +44,10 @@ def test_the_sql_bounds_are_the_python_bounds() -> None:
     assert f"{MAX_SECONDS:.0f}" in text
     assert f"{MIN_RATE_PERIOD}" in text
     assert f"BETWEEN 1 AND {MAX_PAYLOAD_BYTES}" in text
-    limits = function_text("limits_problem")  # what the claims and check_limits() refuse
-    assert str(INT32_MAX) in limits
-    assert f"{MIN_RATE_PERIOD}" in limits and f"{MAX_SECONDS:.0f}" in limits
+    # What the claims and set_limit() refuse.
+    assert str(INT32_MAX) in function_text("limit_count_problem")
+    rate = function_text("limit_rate")
+    assert f"{MIN_RATE_PERIOD}" in rate and f"{MAX_SECONDS:.0f}" in rate
     assert f"{MAX_SECONDS:.0f}" in function_text("add_schedule")
 
 

@@ -5,9 +5,13 @@
 -- worker_id, claimed_at stamped), and one 'flow' row whose `controlled` says whether limits
 -- or lock keys still concern this worker's queues and tasks, and whose `retry_in` is the
 -- seconds until a rate limit that held work back has a token again (NULL: none did). Rows of
--- kind 'problem' name a limit row of this worker's queues or tasks that is out of bounds
--- (limits_problem()), whose work the claim skips, as if paused, instead of letting its
--- arithmetic fail every claim.
+-- kind 'problem' name a limit of this worker's queues or tasks that cannot be enforced
+-- (limit_problem(): out of bounds, or a kind this schema has no functions for), whose work
+-- the claim skips, as if paused, instead of letting its arithmetic fail every claim.
+--
+-- Limits are rows of a kind (table `limits`); the claim names no kind: it asks each row's
+-- kind how many jobs may start (limit_room()) and what the starts cost (limit_spend()),
+-- through the dispatchers of limit_problem.sql.
 --
 -- Callers are serialised by a transaction-scoped advisory lock; the claim statement runs
 -- after it with its own snapshot (READ COMMITTED), so it sees every earlier claim that
@@ -70,34 +74,41 @@ BEGIN
     RETURN QUERY
     WITH RECURSIVE running AS MATERIALIZED (
         SELECT r.queue, r.task_name FROM {schema}.jobs r WHERE r.status = 'running'
+    ), limit_rows AS MATERIALIZED (
+        -- This worker's queues' and tasks' limits, each kind asked through its functions
+        -- (limit_problem.sql): why it cannot be enforced, else how many may start now.
+        SELECT l.scope, l.name, l.kind, l.settings, l.state, p.problem,
+               CASE WHEN p.problem IS NULL THEN floor({schema}.limit_room(
+                   l.kind, l.settings, l.state,
+                   (SELECT count(*) FROM running r
+                    WHERE l.name = CASE l.scope WHEN 'queue' THEN r.queue
+                                                ELSE r.task_name END),
+                   clock)) END AS room
+        FROM {schema}.limits l
+        CROSS JOIN LATERAL (SELECT {schema}.limit_problem(l.kind, l.settings) AS problem) p
+        WHERE (l.scope = 'queue' AND l.name = ANY (queue_names))
+           OR (l.scope = 'task' AND l.name = ANY (task_names))
     ), queue_room AS MATERIALIZED (
-        SELECT q.queue, q.paused, q.rate_limit, q.rate_period,
-               {schema}.limits_problem(q.concurrency_limit, q.rate_limit, q.rate_period,
-                                       q.rate_burst) AS problem,
-               q.concurrency_limit - (SELECT count(*) FROM running r WHERE r.queue = q.queue)
-                   AS slots,
-               {schema}.bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_period,
-                                      q.rate_burst, clock) AS tokens
-        FROM {schema}.queues q WHERE q.queue = ANY (queue_names)
+        -- A queue's room: the least of its limits' (NULL: unbounded).
+        SELECT qn.queue, coalesce(q.paused, false) AS paused,
+               (SELECT min(l.room) FROM limit_rows l
+                WHERE l.scope = 'queue' AND l.name = qn.queue) AS room,
+               (SELECT string_agg(l.problem, '; ' ORDER BY l.kind) FROM limit_rows l
+                WHERE l.scope = 'queue' AND l.name = qn.queue) AS problem
+        FROM unnest(queue_names) AS qn(queue)
+        LEFT JOIN {schema}.queues q ON q.queue = qn.queue
     ), task_room AS MATERIALIZED (
-        SELECT t.task_name, t.rate_limit, t.rate_period,
-               {schema}.limits_problem(t.concurrency_limit, t.rate_limit, t.rate_period,
-                                       t.rate_burst) AS problem,
-               t.concurrency_limit
-                   - (SELECT count(*) FROM running r WHERE r.task_name = t.task_name) AS slots,
-               {schema}.bucket_tokens(t.tokens, t.refilled_at, t.rate_limit, t.rate_period,
-                                      t.rate_burst, clock) AS tokens
-        FROM {schema}.task_limits t WHERE t.task_name = ANY (task_names)
+        SELECT l.name AS task_name, min(l.room) AS room,
+               string_agg(l.problem, '; ' ORDER BY l.kind) AS problem
+        FROM limit_rows l WHERE l.scope = 'task'
+        GROUP BY l.name
     ), open_queues AS (
-        SELECT qn.queue FROM unnest(queue_names) AS qn(queue)
-        WHERE NOT EXISTS (SELECT 1 FROM queue_room r WHERE r.queue = qn.queue
-                          AND (r.paused OR r.problem IS NOT NULL
-                               OR least(r.slots, floor(r.tokens)) <= 0))
+        SELECT r.queue FROM queue_room r
+        WHERE NOT r.paused AND r.problem IS NULL AND (r.room IS NULL OR r.room > 0)
     ), open_tasks AS (
         SELECT array(SELECT tn FROM unnest(task_names) AS tn
                      WHERE NOT EXISTS (SELECT 1 FROM task_room r WHERE r.task_name = tn
-                                       AND (r.problem IS NOT NULL
-                                            OR least(r.slots, floor(r.tokens)) <= 0)))
+                                       AND (r.problem IS NOT NULL OR r.room <= 0)))
                AS names
     ), ranges AS MATERIALIZED (
         SELECT oq.queue, tn.task_name, p.priority
@@ -254,13 +265,11 @@ BEGIN
         SELECT c.*, row_number() OVER (PARTITION BY c.task_name
                                        ORDER BY c.priority DESC, c.execution_time) AS task_rank
         FROM one_per_key c LEFT JOIN queue_room r ON r.queue = c.queue
-        WHERE least(r.slots, floor(r.tokens)) IS NULL
-           OR c.queue_rank <= least(r.slots, floor(r.tokens))
+        WHERE r.room IS NULL OR c.queue_rank <= r.room
     ), picked AS (
         SELECT c.job_id, c.priority, c.execution_time
         FROM within_queue c LEFT JOIN task_room r ON r.task_name = c.task_name
-        WHERE least(r.slots, floor(r.tokens)) IS NULL
-           OR c.task_rank <= least(r.slots, floor(r.tokens))
+        WHERE r.room IS NULL OR c.task_rank <= r.room
         ORDER BY c.priority DESC, c.execution_time
         LIMIT max_jobs
     ), locked AS (
@@ -284,26 +293,32 @@ BEGIN
                   j.attempts, j.failures, j.max_retries, j.timeout_seconds,
                   greatest(extract(epoch FROM j.execution_time - clock), 0)::float8 AS starts_in,
                   extract(epoch FROM j.execution_time)::float8 AS due_epoch
-    ), queue_left AS (
-        SELECT s.*, s.available - s.spent AS tokens
-        FROM (SELECT r.queue, r.rate_limit, r.rate_period, r.tokens AS available,
-                     (SELECT count(*) FROM claimed c WHERE c.queue = r.queue) AS spent
-              FROM queue_room r
-              WHERE r.rate_limit IS NOT NULL AND NOT r.paused AND r.problem IS NULL) s
-    ), task_left AS (
-        SELECT s.*, s.available - s.spent AS tokens
-        FROM (SELECT r.task_name, r.rate_limit, r.rate_period, r.tokens AS available,
-                     (SELECT count(*) FROM claimed c WHERE c.task_name = r.task_name) AS spent
-              FROM task_room r WHERE r.rate_limit IS NOT NULL AND r.problem IS NULL) s
-    ), queue_spent AS (
-        -- Only buckets that paid for a start are written: an untouched one refills on
-        -- paper (bucket_tokens) and its row is not churned by every claim.
-        UPDATE {schema}.queues q SET tokens = l.tokens, refilled_at = clock
-        FROM queue_left l WHERE q.queue = l.queue AND l.spent > 0
-        RETURNING 1
-    ), task_spent AS (
-        UPDATE {schema}.task_limits t SET tokens = l.tokens, refilled_at = clock
-        FROM task_left l WHERE t.task_name = l.task_name AND l.spent > 0
+    ), spent AS MATERIALIZED (
+        -- What starting the claimed jobs costs each limit (of an open queue), as its kind
+        -- records it (a rate limit's bucket loses a token per start), and how long until
+        -- time alone gives it room again.
+        SELECT s.*, {schema}.limit_wait(s.kind, s.settings, s.after, clock) AS wait
+        FROM (SELECT l.scope, l.name, l.kind, l.settings, l.state,
+                     CASE WHEN c.started > 0
+                          THEN {schema}.limit_spend(l.kind, l.settings, l.state, c.started,
+                                                    clock)
+                          ELSE l.state END AS after
+              FROM limit_rows l
+              CROSS JOIN LATERAL (
+                  SELECT count(*) AS started FROM claimed c
+                  WHERE l.name = CASE l.scope WHEN 'queue' THEN c.queue
+                                              ELSE c.task_name END) c
+              WHERE l.problem IS NULL
+                AND NOT EXISTS (SELECT 1 FROM queue_room r
+                                WHERE l.scope = 'queue' AND r.queue = l.name AND r.paused)
+             ) s
+    ), recorded AS (
+        -- Only state that changed is written: a limit that nothing started under, or a
+        -- kind that keeps no state, is not churned by every claim.
+        UPDATE {schema}.limits l SET state = s.after
+        FROM spent s
+        WHERE (l.scope, l.name, l.kind) = (s.scope, s.name, s.kind)
+          AND s.after IS DISTINCT FROM s.state
         RETURNING 1
     )
     SELECT 'claimed'::text, c.job_id, c.task_name, c.args, c.kwargs, c.attempts, c.failures,
@@ -313,18 +328,16 @@ BEGIN
     UNION ALL
     SELECT 'flow'::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            EXISTS (SELECT 1 FROM queue_room r
-                   WHERE (NOT r.paused AND (r.slots IS NOT NULL OR r.rate_limit IS NOT NULL))
+                   WHERE (NOT r.paused
+                          AND EXISTS (SELECT 1 FROM limit_rows l
+                                      WHERE l.scope = 'queue' AND l.name = r.queue))
                       OR r.problem IS NOT NULL)
            OR EXISTS (SELECT 1 FROM task_room)
            OR EXISTS (SELECT 1 FROM candidates c WHERE c.lock_key IS NOT NULL)
            OR EXISTS (SELECT 1 FROM unnest(queue_names) AS qn(queue), {schema}.jobs j
                       WHERE j.status = 'pending' AND j.lock_key IS NOT NULL
                         AND j.queue = qn.queue AND j.execution_time <= now()),
-           (SELECT min((1 - w.tokens) * w.rate_period / w.rate_limit)
-            FROM (SELECT l.tokens, l.rate_period, l.rate_limit FROM queue_left l
-                  UNION ALL
-                  SELECT l.tokens, l.rate_period, l.rate_limit FROM task_left l) w
-            WHERE w.tokens < 1),
+           (SELECT min(s.wait) FROM spent s),
            NULL::text
     UNION ALL
     -- One row per limit row this worker's claim skipped because it is out of bounds.

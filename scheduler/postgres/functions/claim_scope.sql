@@ -5,7 +5,7 @@
 -- takes. STABLE: it
 -- reads with the claim's snapshot. A plpgsql function keeps its plans across calls, so
 -- the claim pays no planning for this on the hot path. A queue or task whose limit row is
--- out of bounds (limits_problem()) is not open to the plain claim: it sends the worker
+-- out of bounds (limit_problem()) is not open to the plain claim: it sends the worker
 -- through claim_flow_jobs(), which reports the problem. `lead` is clamped to an hour, so
 -- now() + lead cannot overflow.
 CREATE OR REPLACE FUNCTION {schema}.claim_scope(
@@ -16,38 +16,26 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 BEGIN
     lead := least(greatest(coalesce(lead, 0), 0), 3600);
     IF NOT EXISTS (SELECT 1 FROM {schema}.queues) AND NOT EXISTS (
-        SELECT 1 FROM {schema}.task_limits
+        SELECT 1 FROM {schema}.limits
     ) THEN
         open_queues := queue_names;  -- nothing is paused or limited anywhere
         open_tasks := task_names;
         flow := false;
     ELSE
+        -- A limit row of any kind, in bounds or not, is the serialised claim's to apply.
         SELECT array_agg(qn ORDER BY qn) INTO open_queues FROM unnest(queue_names) AS qn
-        WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn
-                          AND (q.paused OR q.concurrency_limit IS NOT NULL
-                               OR q.rate_limit IS NOT NULL
-                               OR {schema}.limits_problem(q.concurrency_limit, q.rate_limit,
-                                                          q.rate_period, q.rate_burst)
-                                  IS NOT NULL));
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.queue = qn AND q.paused)
+          AND NOT EXISTS (SELECT 1 FROM {schema}.limits l
+                          WHERE l.scope = 'queue' AND l.name = qn);
         SELECT array_agg(tn) INTO open_tasks FROM unnest(task_names) AS tn
-        WHERE NOT EXISTS (SELECT 1 FROM {schema}.task_limits t WHERE t.task_name = tn
-                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL
-                               OR {schema}.limits_problem(t.concurrency_limit, t.rate_limit,
-                                                          t.rate_period, t.rate_burst)
-                                  IS NOT NULL));
-        flow := EXISTS (SELECT 1 FROM {schema}.queues q
-                        WHERE q.queue = ANY (queue_names)
-                          AND ((NOT q.paused AND (q.concurrency_limit IS NOT NULL
-                                                  OR q.rate_limit IS NOT NULL))
-                               OR {schema}.limits_problem(q.concurrency_limit, q.rate_limit,
-                                                          q.rate_period, q.rate_burst)
-                                  IS NOT NULL))
-             OR EXISTS (SELECT 1 FROM {schema}.task_limits t
-                        WHERE t.task_name = ANY (task_names)
-                          AND (t.concurrency_limit IS NOT NULL OR t.rate_limit IS NOT NULL
-                               OR {schema}.limits_problem(t.concurrency_limit, t.rate_limit,
-                                                          t.rate_period, t.rate_burst)
-                                  IS NOT NULL));
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.limits l
+                          WHERE l.scope = 'task' AND l.name = tn);
+        flow := EXISTS (SELECT 1 FROM {schema}.limits l
+                        WHERE l.scope = 'queue' AND l.name = ANY (queue_names)
+                          AND NOT EXISTS (SELECT 1 FROM {schema}.queues q
+                                          WHERE q.queue = l.name AND q.paused))
+             OR EXISTS (SELECT 1 FROM {schema}.limits l
+                        WHERE l.scope = 'task' AND l.name = ANY (task_names));
     END IF;
     IF NOT flow THEN
         flow := EXISTS (SELECT 1 FROM unnest(open_queues) AS oq(queue)

@@ -8,8 +8,8 @@ BEGIN
     EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO ' || grantee;
     EXECUTE 'GRANT SELECT ON {schema}.task_stats, {schema}.running_jobs,'
             ' {schema}.stalled_jobs, {schema}.recent_failures, {schema}.schedule_status,'
-            ' {schema}.live_workers, {schema}.attempt_history, {schema}.queue_stats TO '
-            || grantee;
+            ' {schema}.live_workers, {schema}.attempt_history, {schema}.queue_stats,'
+            ' {schema}.scope_limits, {schema}.task_limits TO ' || grantee;
     EXECUTE 'GRANT EXECUTE ON FUNCTION {schema}.job_request, {schema}.check_job_request,'
             ' {schema}.schedule_jobs, {schema}.schedule_job, {schema}.cancel_job,'
             ' {schema}.add_dependencies TO ' || grantee;

@@ -1,7 +1,7 @@
--- Every queue that has jobs waiting or running or a row in `queues`: depth (pending and
--- due now), future (pending, due later), running, paused and its limits; `problem`: why its
--- limits cannot be enforced (its jobs wait until set_queue_limits() fixes them), NULL when
--- none.
+-- Every queue that has jobs waiting or running, is paused or has limits: depth (pending
+-- and due now), future (pending, due later), running, paused and its limits (scope_limits);
+-- `problem`: why its limits cannot be enforced (its jobs wait until they are fixed), NULL
+-- when none.
 CREATE OR REPLACE VIEW {schema}.queue_stats AS
 WITH counts AS (
     SELECT j.queue,
@@ -10,12 +10,17 @@ WITH counts AS (
            count(*) FILTER (WHERE j.status = 'running') AS running
     FROM {schema}.jobs j WHERE j.status IN ('pending', 'running')
     GROUP BY j.queue
+), settings AS (
+    SELECT coalesce(q.queue, s.name) AS queue, q.paused, s.concurrency_limit, s.rate_limit,
+           s.rate_period, s.rate_burst, s.problem, s.limits
+    FROM {schema}.queues q
+    FULL JOIN (SELECT * FROM {schema}.scope_limits WHERE scope = 'queue') s
+        ON s.name = q.queue
 )
-SELECT coalesce(q.queue, c.queue) AS queue,
+SELECT coalesce(s.queue, c.queue) AS queue,
        coalesce(c.due_now, 0) AS due_now, coalesce(c.future, 0) AS future,
-       coalesce(c.running, 0) AS running, coalesce(q.paused, false) AS paused,
-       q.concurrency_limit, q.rate_limit, q.rate_period, q.rate_burst,
-       CASE WHEN q.queue IS NOT NULL  -- a queue without a row has no limits to check
-            THEN {schema}.limits_problem(q.concurrency_limit, q.rate_limit, q.rate_period,
-                                         q.rate_burst) END AS problem
-FROM {schema}.queues q FULL JOIN counts c ON c.queue = q.queue;
+       coalesce(c.running, 0) AS running, coalesce(s.paused, false) AS paused,
+       s.concurrency_limit, s.rate_limit, coalesce(s.rate_period, 1) AS rate_period,
+       coalesce(s.rate_burst, 1) AS rate_burst, s.problem,
+       coalesce(s.limits, '[]') AS limits
+FROM settings s FULL JOIN counts c ON c.queue = s.queue;
