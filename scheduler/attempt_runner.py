@@ -28,9 +28,9 @@ from scheduler.executors.process import ProcessJobError, ProcessPool
 from scheduler.interrupt import MoveOnAt, uncancel
 from scheduler.models import JobStatus
 from scheduler.observing import Observability
-from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
+from scheduler.outcomes import CancelReason, Failed, Interrupted, Outcome, Snoozed, Succeeded
 from scheduler.retry_backoff import RetryBackoff
-from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.serialization import DEFAULT_MAX_PAYLOAD_BYTES, decode_arguments, encode_result
 from scheduler.store import JobStore, Success
 from scheduler.task_definition import TaskDefinition

@@ -49,8 +49,9 @@ class PrometheusMetrics(Extension):
     """Metric names (with `namespace`, default "scheduler"):
 
     - `scheduler_attempts_total{task, queue, outcome}`: attempts that ended on this
-      replica; outcome is succeeded, retried, failed, snoozed, released, lease_lost or
-      cancelled.
+      replica; outcome is the name of the event that ended it in lower case (succeeded,
+      retried, failed, snoozed, released, lease_lost, cancelled: the `EventKind` each
+      outcome reports).
     - `scheduler_jobs_scheduled_total{task, queue}`: jobs this process scheduled.
     - `scheduler_schedule_fires_total{schedule}`: slots this replica fired.
     - `scheduler_job_run_seconds{task, queue}`: how long the job's code ran.

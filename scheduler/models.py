@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 from uuid import UUID
 
+# AttemptOutcome lives with the outcome classes, which say how each is recorded; this
+# module keeps the name it always exported.
+from scheduler.outcomes import AttemptOutcome as AttemptOutcome
 from scheduler.triggers import Trigger
 
 
@@ -173,28 +176,6 @@ class Job:
     @property
     def is_finished(self) -> bool:
         return self.status.is_terminal
-
-
-class AttemptOutcome(str, enum.Enum):
-    """How one attempt of a job ended (`Attempt.outcome`)."""
-
-    SUCCEEDED = "succeeded"
-    #: The job raised: spends one of `max_retries`.
-    FAILED = "failed"
-    #: The job ran past its timeout: spends one of `max_retries`.
-    TIMED_OUT = "timed out"
-    #: `cancel_job()` interrupted it.
-    CANCELLED = "cancelled"
-    #: Its worker stopped heartbeating; a peer's sweep took the job back (spends one of
-    #: `orphan_retries`).
-    LEASE_LOST = "lease lost"
-    #: Its worker shut down before it finished and gave it back (spends nothing).
-    RELEASED = "released"
-    #: Its live worker held it without running it (a lost claim reply, an outcome it could
-    #: not write) and gave it back (spends one of `orphan_retries`).
-    HANDED_BACK = "handed back"
-    #: The job asked to run again later (`Snooze`; spends nothing).
-    SNOOZED = "snoozed"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from scheduler.events import EventBus, EventHandler, EventKind, JobEvent
 from scheduler.extensions import ContextInjector, Extension, QueueDepth
 from scheduler.health import Health
 from scheduler.middleware import AttemptInfo, Middleware, run_chain, validate_middleware
-from scheduler.outcomes import Failed, Interrupted, Outcome, Snoozed, Succeeded
+from scheduler.outcomes import NOT_WRITTEN, Outcome
 from scheduler.recurring import SlotJob
-from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.store import NewJob
 from scheduler.task_definition import TaskDefinition
 
@@ -177,32 +177,23 @@ class Observability:
         return await run_chain(layers, info, job)
 
     def attempt_ended(self, entry: RunningJob, outcome: Outcome, written: bool) -> None:
-        """After the attempt's outcome was written (or could not be): one ending event."""
+        """After the attempt's outcome was written (or could not be): one ending event, the
+        one the outcome reports."""
         if not self.events:
             return
-        error: str | None = None
-        parts = None
-        if not written:
-            kind = EventKind.LEASE_LOST
-        elif isinstance(outcome, Succeeded):
-            kind = EventKind.SUCCEEDED
-        elif isinstance(outcome, Failed):
-            error = outcome.error
-            parts = outcome.parts
-            # As fail_job decides (a cancel request arriving meanwhile aside).
-            retries_left = entry.claimed.failures + 1 <= entry.claimed.max_retries
-            kind = EventKind.RETRIED if retries_left else EventKind.FAILED
-        elif isinstance(outcome, Snoozed):
-            kind = EventKind.SNOOZED
-        elif isinstance(outcome, Interrupted):
-            kind = _INTERRUPTIONS[outcome.reason]
-        else:  # pragma: no cover - every outcome is listed above
-            return
+        claimed = entry.claimed
+        report = (
+            outcome.report(retries_left=claimed.failures + 1 <= claimed.max_retries)
+            if written
+            else NOT_WRITTEN
+        )
         started = self._started.pop(entry, None)
         run_time = None if started is None else monotonic() - started
-        event = self._event(kind, entry, error=error, run_time=run_time)
-        if parts is not None:
-            event = dataclasses.replace(event, error_type=parts.type, error_message=parts.message)
+        event = self._event(report.kind, entry, error=report.error, run_time=run_time)
+        if report.parts is not None:
+            event = dataclasses.replace(
+                event, error_type=report.parts.type, error_message=report.parts.message
+            )
         self.events.emit(event)
 
     @staticmethod
@@ -245,14 +236,6 @@ class Observability:
                 extension.on_queue_depth(depths)
             except Exception:
                 logger.exception("extension %r failed on queue depths; ignored", extension)
-
-
-_INTERRUPTIONS = {
-    CancelReason.REQUESTED: EventKind.CANCELLED,
-    CancelReason.SHUTDOWN: EventKind.RELEASED,
-    CancelReason.LEASE_LOST: EventKind.LEASE_LOST,
-    CancelReason.NOT_STARTED: EventKind.RELEASED,
-}
 
 
 def _decode_context(stored: str | None, job_id: str) -> dict[str, str]:

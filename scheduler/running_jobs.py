@@ -9,7 +9,6 @@ and both must be counted and cancelled on their own.
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,15 +16,8 @@ from time import monotonic
 from uuid import UUID, uuid4
 
 from scheduler.context import StopSignal
+from scheduler.outcomes import CancelReason
 from scheduler.store import AttemptKey, ClaimedJob
-
-
-class CancelReason(enum.Enum):
-    REQUESTED = "cancelled on request while running"
-    SHUTDOWN = "released: its worker shut down before the attempt finished"
-    LEASE_LOST = "its worker lost the lease"
-    NOT_STARTED = "released unstarted: it waited too long for a free slot"
-
 
 #: Claim ahead (prefetch) only while jobs hold a slot this long on average or less...
 PREFETCH_MAX_MEAN_RUN = 0.05

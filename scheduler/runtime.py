@@ -21,9 +21,10 @@ from scheduler.config import SchedulerConfig
 from scheduler.executors.process import ProcessPool
 from scheduler.health import Health
 from scheduler.observing import Observability
+from scheduler.outcomes import CancelReason
 from scheduler.postgres.listener import Listener
 from scheduler.postgres.sql import channel_for
-from scheduler.running_jobs import CancelReason, RunningJob, RunningJobs, WorkerIdentity
+from scheduler.running_jobs import RunningJob, RunningJobs, WorkerIdentity
 from scheduler.services.claiming import Claims
 from scheduler.services.completions import CompletionBatcher
 from scheduler.services.dispatcher import Dispatcher

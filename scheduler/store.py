@@ -1,5 +1,9 @@
 """The storage port: everything the scheduler's services need from a database, and the
-records that cross it. The PostgreSQL adapter in `scheduler.postgres` implements it."""
+records that cross it. The PostgreSQL adapter in `scheduler.postgres` implements it.
+
+`Lease` (lease.py) and `AttemptEnd` (outcomes.py, with the outcomes that build it) are
+defined below this module so those can use them without importing it; they are exported
+from here as well."""
 
 from __future__ import annotations
 
@@ -10,27 +14,18 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from scheduler.error_text import ErrorParts
 from scheduler.extensions import QueueDepth
 from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.lease import Lease as Lease
 from scheduler.models import (
     Attempt,
-    AttemptOutcome,
     ConflictResolution,
     Job,
     JobStatus,
     Schedule,
 )
+from scheduler.outcomes import AttemptEnd as AttemptEnd
 from scheduler.recurring import FiringPass, FirstFire, StoredDueSchedule
-
-
-@dataclass(frozen=True)
-class Lease:
-    """Names one attempt: every write an attempt makes is conditional on all three."""
-
-    job_id: str
-    owner: UUID
-    attempt: int
 
 
 @dataclass(frozen=True)
@@ -38,24 +33,6 @@ class Success(Lease):
     """A successful attempt and what it returned, encoded (None: store no result)."""
 
     result_json: str | None = None
-
-
-@dataclass(frozen=True)
-class AttemptEnd:
-    """How one attempt ended, as the store records it: `outcome` decides what the job
-    becomes (see `end_attempts` in the PostgreSQL adapter's functions for the table)."""
-
-    lease: Lease
-    outcome: AttemptOutcome
-    #: A success's return value, encoded (None: store no result).
-    result_json: str | None = None
-    #: The text kept as the job's last error: a traceback, or the reason for a cancel or a
-    #: release (cut to `MAX_ERROR_LENGTH`).
-    error: str | None = None
-    #: The error's type and message (None: the store derives them from `error`).
-    parts: ErrorParts | None = None
-    #: Seconds until a failed attempt's retry, or until a snoozed job runs again.
-    delay: float = 0.0
 
 
 @dataclass(frozen=True)

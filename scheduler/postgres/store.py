@@ -39,6 +39,7 @@ from scheduler.models import (
     JobStatus,
     Schedule,
 )
+from scheduler.outcomes import Succeeded
 from scheduler.postgres.connection import (
     AnyConnection,
     BoundedPool,
@@ -592,7 +593,7 @@ class PostgresJobStore:
     async def record_successes(self, successes: Sequence[Success]) -> set[str]:
         """Successes with no claim to carry them: end_attempts() on its own."""
         ended = await self.end_attempts(
-            [AttemptEnd(s, AttemptOutcome.SUCCEEDED, result_json=s.result_json) for s in successes]
+            [Succeeded(s.result_json).ending(s, retry_delay=0.0) for s in successes]
         )
         return set(ended)
 

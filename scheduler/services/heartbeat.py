@@ -24,7 +24,8 @@ from uuid import UUID
 
 import anyio
 
-from scheduler.running_jobs import PREFETCH_MAX_WAIT, CancelReason, RunningJobs, WorkerIdentity
+from scheduler.outcomes import CancelReason
+from scheduler.running_jobs import PREFETCH_MAX_WAIT, RunningJobs, WorkerIdentity
 from scheduler.services.loop_backoff import LoopBackoff
 from scheduler.services.passes import uninterrupted
 from scheduler.store import AttemptKey, JobStore

@@ -4,7 +4,7 @@
 every claim of every replica working queue `x` failed with a float overflow. Now the API
 refuses it (Python: ConfigurationError; SQL: 22023) and writes nothing, and a limit row that
 holds it anyway (written by hand, or before migration 0011) only pauses its queue or task,
-with the reason in queue_stats(), task_limits() and the log. Since 0016 a limit is a row of
+with the reason in queue_stats(), task_limits() and the log. Since 0017 a limit is a row of
 `limits` whose settings are JSON the table does not check (it knows no kind): the kind's
 problem function judges them, in set_limit() and in every claim."""
 
@@ -306,7 +306,7 @@ async def test_a_database_holding_a_bad_row_upgrades_and_keeps_claiming(
     pool: asyncpg.Pool, schema: str, make_scheduler: SchedulerFactory
 ) -> None:
     """A row 0010 accepted (rate_period => 1e-310) does not stop migration 0011 (its CHECK
-    is NOT VALID) nor 0016 (it becomes a rate limit row as it was), and the claim treats
+    is NOT VALID) nor 0017 (it becomes a rate limit row as it was), and the claim treats
     the row as paused with a reason."""
     q = quote_identifier(schema)
     async with pool.acquire() as conn:

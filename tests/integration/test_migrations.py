@@ -216,7 +216,7 @@ async def test_the_schema_agreement_catches_a_function_that_differs(
 
 
 RECORD = "tests.support.jobs:record"
-# (queues and task_limits: their limits became rows of `limits` in 0016, checked apart.)
+# (queues and task_limits: their limits became rows of `limits` in 0017, checked apart.)
 TABLES = (
     "jobs",
     "workers",

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import pytest
 
+from scheduler.outcomes import CancelReason
 from scheduler.running_jobs import (
     PREFETCH_MAX_MEAN_RUN,
-    CancelReason,
     RunningJob,
     RunningJobs,
 )

@@ -1,7 +1,9 @@
 -- End a batch of attempts, each with its outcome: the one write by which a job leaves
 -- 'running'. Everything that ends an attempt comes here: the claims (successes ride in the
 -- claim's commit), the runner's other outcomes, the SQL worker protocol (complete_job,
--- fail_job, release_job), the heartbeat's hand-back and the orphan sweep.
+-- fail_job, release_job, unregister_worker), the heartbeat's hand-back and the orphan
+-- sweep. A new outcome is its name in `known_outcomes`, its branches here and its class
+-- in scheduler/outcomes.py.
 --
 -- Fenced here and only here: an attempt changes its job only while the row is 'running'
 -- under that owner with that attempt number (the fencing token). A stale one changes
@@ -44,6 +46,12 @@ CREATE OR REPLACE FUNCTION {schema}.end_attempts(
 ) RETURNS TABLE (job_id text, attempt integer, owner uuid, task_name text, status text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
+DECLARE
+    -- Every outcome's name, listed here only: the history table does not constrain it, as
+    -- this function writes every history row (see the table above for each one's branch).
+    known_outcomes CONSTANT text[] := ARRAY['succeeded', 'failed', 'timed out', 'cancelled',
+                                            'released', 'snoozed', 'lease lost',
+                                            'handed back'];
 BEGIN
     IF coalesce(cardinality(job_ids), 0) = 0 THEN
         RETURN;  -- the claim calls this on every pass: nothing to end costs no statement
@@ -70,12 +78,10 @@ BEGIN
             MESSAGE = 'end_attempts: an attempt (job id, owner, attempt number) appears twice';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(outcomes) AS o(outcome)
-               WHERE o.outcome IS NULL OR o.outcome NOT IN (
-                   'succeeded', 'failed', 'timed out', 'cancelled', 'released', 'snoozed',
-                   'lease lost', 'handed back')) THEN
+               WHERE o.outcome IS NULL OR o.outcome <> ALL (known_outcomes)) THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
-            'end_attempts: an outcome must be one of succeeded, failed, timed out, cancelled,'
-            ' released, snoozed, lease lost, handed back; got %s', outcomes);
+            'end_attempts: an outcome must be one of %s; got %s',
+            array_to_string(known_outcomes, ', '), outcomes);
     END IF;
     RETURN QUERY
     WITH ending AS (
