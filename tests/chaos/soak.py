@@ -19,7 +19,10 @@ str(), megabytes); they must end failed like any other failing job. Some jobs sn
 on the first: it must never start before the first succeeded, and must end cancelled
 without running when the first did not succeed. Some jobs have lock keys, one key with a
 backlog longer than the claim's due-order window: jobs sharing a key must never run at
-the same time (a fault that could have cost the holder its lease aside).
+the same time (a fault that could have cost the holder its lease aside). Some go to a queue
+with a concurrency limit and a rate limit (rows of `limits`, enforced by the serialised
+claim through the kinds' functions): more of its jobs than the limit must never run at
+once (the same faults aside).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ KIND_WEIGHTS = {
     "snooze": 6,
     "pair": 8,
     "keyed": 8,
+    "limited": 8,
     **{kind: 1 for kind in side_jobs.UNRECORDABLE},
 }
 #: The lock keys of "keyed" jobs; HOT_KEY's backlog, enqueued at the start, is longer than
@@ -76,6 +80,10 @@ KIND_WEIGHTS = {
 KEYS = ("key-a", "key-b", "key-c", "key-d", "key-e")
 HOT_KEY = "key-hot"
 HOT_BACKLOG = 300
+#: The queue of "limited" jobs: at most LIMITED_RUNNING of them run at once, fleet-wide,
+#: and they start at 20/s at most (the bucket's arithmetic and its writes under faults).
+LIMITED_QUEUE = "limited"
+LIMITED_RUNNING = 2
 #: Kinds whose every attempt raises: they can only end failed.
 ALWAYS_FAILING = frozenset({"fail", *side_jobs.UNRECORDABLE})
 #: What the checker reads of each job, in one place.
@@ -141,6 +149,10 @@ class Fleet:
                         str(LEASE_TIME),
                         "--schedule",
                         SLOT_DECLARATION,
+                        "--queue",
+                        "default",
+                        "--queue",
+                        LIMITED_QUEUE,
                     )
                 except RuntimeError:
                     self.replicas[i] = None  # the database may be restarting: next round
@@ -159,6 +171,9 @@ class Fleet:
 
 async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> None:
     rng = random.Random(seed)
+    await scheduler.set_queue_limits(
+        LIMITED_QUEUE, concurrency_limit=LIMITED_RUNNING, rate_limit=20, rate_burst=5
+    )
     await enqueue_hot_key(scheduler, run, rng)
     while time.time() < stop_at:
         kind = rng.choices(list(KIND_WEIGHTS), list(KIND_WEIGHTS.values()))[0]
@@ -174,6 +189,7 @@ async def produce(scheduler: Scheduler, run: Run, stop_at: float, seed: int) -> 
                 delay=rng.uniform(0.5, 5) if kind == "delayed" else None,
                 max_retries=rng.choice([1, 2]) if kind == "flaky" else rng.choice([0, 1, 2]),
                 lock_key=key,
+                queue=LIMITED_QUEUE if kind == "limited" else None,
             )
         except CONNECTION_ERRORS:
             run.schedule_errors += 1  # not acknowledged: no promise made
@@ -327,6 +343,40 @@ def check(
             )
     violations.extend(check_expired_identities(run, attempts))
     violations.extend(check_lock_keys(run, by_job))
+    violations.extend(check_limited_queue(run, by_job))
+    return violations
+
+
+def check_limited_queue(run: Run, by_job: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """No attempt of the limited queue started while LIMITED_RUNNING others ran whose
+    leases no fault could have cost (a killed, stopped or frozen holder, or a database
+    restart, between its start and this one's: the database may have taken that attempt
+    back, and then it no longer counted)."""
+    runs = sorted(
+        (
+            r
+            for job_id, info in run.acknowledged.items()
+            if info["kind"] == "limited"
+            for r in by_job.get(job_id, [])
+        ),
+        key=lambda r: r["started_at"],
+    )
+    violations = []
+    for i, later in enumerate(runs):
+        later_start = later["started_at"].timestamp()
+        running = []
+        for earlier in runs[:i]:
+            end = attempt_end(earlier)
+            if end is not None and end.timestamp() <= later_start:
+                continue
+            if not _lease_could_be_lost(earlier, later_start, run.faults):
+                running.append(earlier)
+        if len(running) >= LIMITED_RUNNING:
+            violations.append(
+                f"{later['job_id']}: started while {len(running)} jobs of queue"
+                f" {LIMITED_QUEUE!r} ran (limit {LIMITED_RUNNING}) with no fault to explain it"
+                f" [{', '.join(str(r['job_id']) for r in running)}]"
+            )
     return violations
 
 
@@ -480,13 +530,7 @@ def check_overlaps(
         start, later_start = earlier["started_at"].timestamp(), later["started_at"].timestamp()
         if end is not None and end.timestamp() <= later_start:
             continue  # one after the other
-        explained = any(
-            _outage_between(fault, start, later_start)
-            if fault.kind == "restart_db"
-            else start < fault.at <= later_start and fault.pid == earlier["pid"]
-            for fault in faults
-        )
-        if not explained:
+        if not _lease_could_be_lost(earlier, later_start, faults):
             near = [
                 f"{fault.kind}@{fault.at - start:+.2f}s(pid {fault.pid})"
                 for fault in faults
@@ -499,6 +543,20 @@ def check_overlaps(
                 f" faults near: {', '.join(near) or 'none'}]"
             )
     return violations
+
+
+def _lease_could_be_lost(
+    earlier: Mapping[str, Any], later_start: float, faults: Sequence[Fault]
+) -> bool:
+    """Whether a fault between `earlier`'s start and `later_start` could have cost its
+    lease: its replica killed, stopped or frozen, or the database restarted."""
+    start = earlier["started_at"].timestamp()
+    return any(
+        _outage_between(fault, start, later_start)
+        if fault.kind == "restart_db"
+        else start < fault.at <= later_start and fault.pid == earlier["pid"]
+        for fault in faults
+    )
 
 
 def check_expired_identities(run: Run, attempts: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -251,3 +251,39 @@ def test_a_snooze_failed_by_an_outage_that_left_no_attempt_row_is_excused() -> N
     assert check(run_with(restart, kind="snooze"), {"j": failed_once}, history) == []
     [violation] = check(run_with(kind="snooze"), {"j": failed_once}, history)
     assert "snooze counted as a failure" in violation
+
+
+def limited_run(*faults: Fault) -> tuple[Run, dict[str, dict[str, Any]]]:
+    run = Run()
+    for job_id in ("a", "b", "c"):
+        run.acknowledged[job_id] = {"kind": "limited"}
+    run.faults.extend(faults)
+    return run, {job_id: job() for job_id in ("a", "b", "c")}
+
+
+def limited_attempt(job_id: str, pid: int, start: float, end: float) -> dict[str, Any]:
+    return attempt(1, pid, start, end) | {"job_id": job_id}
+
+
+def test_more_jobs_of_the_limited_queue_than_its_limit_at_once_are_a_violation() -> None:
+    run, jobs = limited_run()
+    history = [
+        limited_attempt("a", 10, 0, 5),
+        limited_attempt("b", 11, 1, 5),
+        limited_attempt("c", 12, 2, 3),
+    ]
+    [violation] = check(run, jobs, history)
+    assert "'limited'" in violation and violation.startswith("c:")
+    # Two at once is the limit: one after the other is fine.
+    history[2] = limited_attempt("c", 12, 5, 6)
+    assert check(run, jobs, history) == []
+
+
+def test_a_fault_of_a_holder_explains_one_more_limited_job() -> None:
+    run, jobs = limited_run(fault("freeze", 1.5, 10))
+    history = [
+        limited_attempt("a", 10, 0, 5),
+        limited_attempt("b", 11, 1, 5),
+        limited_attempt("c", 12, 2, 3),
+    ]
+    assert check(run, jobs, history) == []
