@@ -133,6 +133,7 @@ class Fleet:
         self.dsn = dsn
         self.replicas: list[Replica | None] = [None] * count
         self.identities = identities
+        self.last_error: RuntimeError | None = None
 
     def ensure_running(self) -> None:
         for i, replica in enumerate(self.replicas):
@@ -154,8 +155,9 @@ class Fleet:
                         "--queue",
                         LIMITED_QUEUE,
                     )
-                except RuntimeError:
+                except RuntimeError as error:
                     self.replicas[i] = None  # the database may be restarting: next round
+                    self.last_error = error
                 else:
                     self.replicas[i] = started
                     self.identities[started.worker_id] = started.pid
@@ -644,6 +646,8 @@ async def main() -> int:
         await scheduler.migrate()
         await pool.execute(side_jobs.side_table_sql(SCHEMA))
         fleet.ensure_running()
+        if not fleet.live():  # no fault yet: a replica that cannot start never will
+            raise RuntimeError(f"no replica started: {fleet.last_error}")
         stop_at = started + options.minutes * 60
         await asyncio.gather(
             produce(scheduler, run, stop_at, options.seed),

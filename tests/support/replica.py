@@ -60,6 +60,13 @@ async def main() -> None:
         help="declare a schedule of side_jobs.work: JSON with id, trigger (as to_json()),"
         " seconds, and any of coalesce, max_running, misfire_grace_time",
     )
+    parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        default=None,
+        help="a queue to work (repeatable; default: the Scheduler's)",
+    )
     parser.add_argument("--poll-only", action="store_true", help="Scheduler(listen=False)")
     parser.add_argument("--pool-max", type=int, default=0, help="default: concurrency + 4")
     parser.add_argument("--application-name", default="", help="of the scheduler's pool")
@@ -96,6 +103,7 @@ async def main() -> None:
         **intervals,
         process_pool_size=options.process_pool,
         listen=not options.poll_only,
+        queues=options.queues,
         tasks=[
             side_jobs.work,
             side_jobs.fail_slowly_on_first_attempt,
