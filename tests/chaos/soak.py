@@ -716,6 +716,13 @@ async def main() -> int:
                 if info.get("key") is not None and j in jobs
             )
         ),
+        "limited_final_status": dict(
+            Counter(
+                jobs[j]["status"]
+                for j, info in run.acknowledged.items()
+                if info["kind"] == "limited" and j in jobs
+            )
+        ),
         "unrecordable_jobs": len(unrecordable),
         "unrecordable_by_kind": dict(Counter(run.acknowledged[j]["kind"] for j in unrecordable)),
         "unrecordable_final_status": dict(
