@@ -135,6 +135,8 @@ HOSTILE_RATE_SETTINGS = [
     '{"rate_limit": 2147483648, "rate_period": 1, "rate_burst": 1}',
     '{"rate_limit": 1e400, "rate_period": 1, "rate_burst": 1}',
     '{"rate_limit": 1.5, "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": 5.0, "rate_period": 1, "rate_burst": 1}',
+    '{"rate_limit": 5, "rate_period": 1, "rate_burst": 1, "rate_limt": 5}',
     '{"rate_limit": "5", "rate_period": 1, "rate_burst": 1}',
     '{"rate_limit": 5, "rate_period": 1, "rate_burst": -1}',
     '{"rate_limit": 5, "rate_period": 1, "rate_burst": null}',
@@ -156,6 +158,18 @@ HOSTILE_STATES = [
     '{"tokens": 0.5, "refilled_at": -1e20}',
     '{"tokens": 3.5, "refilled_at": 0}',
     '{"tokens": -1, "refilled_at": 4102444800}',
+    '{"tokens": -1e300, "refilled_at": 0}',
+]
+#: Concurrency settings a hand could write.
+HOSTILE_CONCURRENCY_SETTINGS = [
+    '{"concurrency_limit": 0}',
+    '{"concurrency_limit": 5.0}',
+    '{"concurrency_limit": 2147483648}',
+    '{"concurrency_limit": "5"}',
+    '{"concurrency_limit": null}',
+    '{"concurrency_limit": 5, "concurency_limit": 1}',
+    '{"limit": 5}',
+    "[5]",
 ]
 GOOD_RATE_SETTINGS: list[dict[str, float]] = [
     {"rate_limit": 2**31 - 1, "rate_period": 0.001, "rate_burst": 2**31 - 1},
@@ -170,14 +184,27 @@ async def test_a_rate_bucket_never_fails_whatever_a_row_holds(
     """Hostile settings get a problem (not an error); in-bounds settings with any state
     give a finite room in [0, burst], a spend and a wait, never an error."""
     q = quote_identifier(migrated)
-    for hostile in HOSTILE_RATE_SETTINGS:
-        problem = await pool.fetchval(f"SELECT {q}.limit_problem('rate', $1::jsonb)", hostile)
+    hostile_rows = [("rate", x) for x in HOSTILE_RATE_SETTINGS]
+    hostile_rows += [("concurrency", x) for x in HOSTILE_CONCURRENCY_SETTINGS]
+    for kind, hostile in hostile_rows:
+        problem = await pool.fetchval(f"SELECT {q}.limit_problem($1, $2::jsonb)", kind, hostile)
         assert problem is not None, hostile
+        # The claim's question gets "cannot say", never an error, for any of them.
+        room = await pool.fetchval(
+            f"SELECT ({q}.limit_rooms($1, ARRAY[$2::jsonb], ARRAY[NULL::jsonb], ARRAY[0::bigint],"
+            " now()))[1]",
+            kind,
+            hostile,
+        )
+        assert math.isnan(room), (hostile, room)
+        with pytest.raises(asyncpg.InvalidParameterValueError):
+            await pool.execute(f"SELECT {q}.set_limit('queue', 'q', $1, $2::jsonb)", kind, hostile)
     for settings, state in itertools.product(GOOD_RATE_SETTINGS, HOSTILE_STATES):
         args = (json.dumps(settings), state)
         assert await pool.fetchval(f"SELECT {q}.limit_problem('rate', $1::jsonb)", args[0]) is None
         row = await pool.fetchrow(
-            f"SELECT {q}.limit_room('rate', $1::jsonb, $2::jsonb, 0, now()) AS room,"
+            f"SELECT ({q}.limit_rooms('rate', ARRAY[$1::jsonb], ARRAY[$2::jsonb], ARRAY[0::bigint],"
+            " now()))[1] AS room,"
             f" {q}.limit_spend('rate', $1::jsonb, $2::jsonb, 1, now())::text AS spent,"
             f" {q}.limit_wait('rate', $1::jsonb, $2::jsonb, now()) AS wait",
             *args,
@@ -187,6 +214,28 @@ async def test_a_rate_bucket_never_fails_whatever_a_row_holds(
         assert row["wait"] is None or (math.isfinite(row["wait"]) and row["wait"] > 0), row
         spent = json.loads(row["spent"])
         assert math.isfinite(spent["tokens"]) and math.isfinite(spent["refilled_at"]), row
+
+
+async def test_a_count_written_as_a_decimal_pauses_only_its_queue(
+    pool: asyncpg.Pool, migrated: str, make_scheduler: SchedulerFactory
+) -> None:
+    """{"concurrency_limit": 5.0} equals 5 but is no integer literal: it used to pass the
+    check and then fail the cast of every claim of the queue's workers, and queue_stats
+    for everyone. It is a problem of its row now."""
+    await write_limit(pool, migrated, "queue", "x", "concurrency", '{"concurrency_limit": 5.0}')
+    rate = '{"rate_limit": 2.0, "rate_period": 1, "rate_burst": 1}'
+    await write_limit(pool, migrated, "queue", "y", "rate", rate)
+    scheduler = make_scheduler(tasks=[jobs.record], queues=["default", "x", "y"])
+    await scheduler.start()
+    held = [await scheduler.schedule(jobs.record, args=("dec",), queue=q) for q in ("x", "y")]
+    free = await scheduler.schedule(jobs.record, args=("dec",))
+    await wait_until(partial(has_status, scheduler, free, JobStatus.SUCCEEDED))
+    for job_id in held:
+        job = await scheduler.get_job(job_id)
+        assert job is not None and job.status is JobStatus.PENDING
+    stats = {s.queue: s for s in await scheduler.queue_stats()}
+    assert "must be an integer" in (stats["x"].problem or "")
+    assert "must be an integer" in (stats["y"].problem or "")
 
 
 async def test_a_limit_of_a_kind_this_schema_lacks_pauses_its_queue_with_the_reason(

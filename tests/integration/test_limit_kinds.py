@@ -156,6 +156,53 @@ async def test_new_settings_start_the_bucket_afresh_and_the_same_keep_it(
     assert await pool.fetchval(f"SELECT state FROM {q}.limits") is None
 
 
+BROKEN_KIND_SQL = """
+CREATE OR REPLACE FUNCTION {schema}.limit_broken_problem(settings jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::text $$;
+CREATE OR REPLACE FUNCTION {schema}.limit_broken_room(
+    settings jsonb, state jsonb, running bigint, at timestamptz
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$ SELECT 1 / (($1 ->> 'zero')::float8) $$;
+CREATE OR REPLACE FUNCTION {schema}.limit_broken_spend(
+    settings jsonb, state jsonb, started bigint, at timestamptz
+) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT $2 $$;
+CREATE OR REPLACE FUNCTION {schema}.limit_broken_wait(
+    settings jsonb, state jsonb, at timestamptz
+) RETURNS double precision LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::float8 $$;
+"""
+
+
+async def test_a_kind_whose_function_fails_pauses_only_its_queue(
+    pool: asyncpg.Pool, migrated: str
+) -> None:
+    """One bad kind (its room function divides by zero) stops only the work it governs:
+    the claim goes on for the other queues, and the queue's problem says so."""
+    q = quote_identifier(migrated)
+    await pool.execute(render(BROKEN_KIND_SQL, migrated))
+    await pool.execute(
+        f"INSERT INTO {q}.limits (scope, name, kind, settings)"
+        """ VALUES ('queue', 'metered', 'broken', '{"zero": 0}')"""
+    )
+    await enqueue(pool, migrated, 3, "metered")
+    await enqueue(pool, migrated, 2, "default")
+    store = PostgresJobStore(pool, migrated)
+    owner = uuid.uuid4()
+    await store.register_worker(owner, "host", 1, [TASK], 30, ["default", "metered"])
+    claimed = await claim(store, owner, [TASK], 10, 0.0, ["default", "metered"])
+    assert len(claimed) == 2
+    problem = await pool.fetchval(f"SELECT problem FROM {q}.queue_stats WHERE queue = 'metered'")
+    assert problem is None  # its settings are fine: the view asks only limit_problem()
+    rows = await pool.fetch(
+        f"SELECT kind, problem FROM {q}.claim_flow_jobs($1, ARRAY[$2], ARRAY['metered'], 10)"
+        " WHERE kind = 'problem'",
+        owner,
+        TASK,
+    )
+    assert [r["problem"] for r in rows] == [
+        "queue 'metered': limit kind 'broken' could not say how many may start"
+    ]
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

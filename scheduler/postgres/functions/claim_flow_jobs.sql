@@ -10,8 +10,9 @@
 -- the claim skips, as if paused, instead of letting its arithmetic fail every claim.
 --
 -- Limits are rows of a kind (table `limits`); the claim names no kind: it asks each row's
--- kind how many jobs may start (limit_room()) and what the starts cost (limit_spend()),
--- through the dispatchers of limit_problem.sql.
+-- kind how many jobs may start (limit_rooms()) and what the starts cost (limit_spend()),
+-- through the dispatchers of limit_problem.sql: one statement per kind among this
+-- worker's queues' and tasks' limits, and one for each limit that jobs started under.
 --
 -- Callers are serialised by a transaction-scoped advisory lock; the claim statement runs
 -- after it with its own snapshot (READ COMMITTED), so it sees every earlier claim that
@@ -74,20 +75,38 @@ BEGIN
     RETURN QUERY
     WITH RECURSIVE running AS MATERIALIZED (
         SELECT r.queue, r.task_name FROM {schema}.jobs r WHERE r.status = 'running'
-    ), limit_rows AS MATERIALIZED (
-        -- This worker's queues' and tasks' limits, each kind asked through its functions
-        -- (limit_problem.sql): why it cannot be enforced, else how many may start now.
-        SELECT l.scope, l.name, l.kind, l.settings, l.state, p.problem,
-               CASE WHEN p.problem IS NULL THEN floor({schema}.limit_room(
-                   l.kind, l.settings, l.state,
-                   (SELECT count(*) FROM running r
-                    WHERE l.name = CASE l.scope WHEN 'queue' THEN r.queue
-                                                ELSE r.task_name END),
-                   clock)) END AS room
+    ), limit_base AS MATERIALIZED (
+        -- This worker's queues' and tasks' limits, each with its scope's running jobs.
+        SELECT l.scope, l.name, l.kind, l.settings, l.state,
+               (SELECT count(*) FROM running r
+                WHERE l.name = CASE l.scope WHEN 'queue' THEN r.queue
+                                            ELSE r.task_name END) AS running
         FROM {schema}.limits l
-        CROSS JOIN LATERAL (SELECT {schema}.limit_problem(l.kind, l.settings) AS problem) p
         WHERE (l.scope = 'queue' AND l.name = ANY (queue_names))
            OR (l.scope = 'task' AND l.name = ANY (task_names))
+    ), limit_rooms AS MATERIALIZED (
+        -- How many may start under each limit, asked of its kind's functions in one
+        -- statement per kind (limit_rooms(); NaN: it cannot say).
+        SELECT u.scope, u.name, k.kind, u.settings, u.state, u.room
+        FROM (SELECT b.kind, array_agg(b.scope ORDER BY b.scope, b.name) AS scopes,
+                     array_agg(b.name ORDER BY b.scope, b.name) AS names,
+                     array_agg(b.settings ORDER BY b.scope, b.name) AS settings,
+                     array_agg(b.state ORDER BY b.scope, b.name) AS states,
+                     array_agg(b.running ORDER BY b.scope, b.name) AS running
+              FROM limit_base b GROUP BY b.kind) k
+        CROSS JOIN LATERAL unnest(
+            k.scopes, k.names, k.settings, k.states,
+            {schema}.limit_rooms(k.kind, k.settings, k.states, k.running, clock))
+            AS u(scope, name, settings, state, room)
+    ), limit_rows AS MATERIALIZED (
+        -- A limit whose kind cannot say is a problem, limit_problem() says why.
+        SELECT r.scope, r.name, r.kind, r.settings, r.state,
+               CASE WHEN r.room = 'NaN' THEN coalesce(
+                   {schema}.limit_problem(r.kind, r.settings),
+                   format('limit kind %L could not say how many may start', r.kind))
+               END AS problem,
+               CASE WHEN r.room <> 'NaN' THEN floor(r.room) END AS room
+        FROM limit_rooms r
     ), queue_room AS MATERIALIZED (
         -- A queue's room: the least of its limits' (NULL: unbounded).
         SELECT qn.queue, coalesce(q.paused, false) AS paused,
@@ -294,11 +313,12 @@ BEGIN
                   greatest(extract(epoch FROM j.execution_time - clock), 0)::float8 AS starts_in,
                   extract(epoch FROM j.execution_time)::float8 AS due_epoch
     ), spent AS MATERIALIZED (
-        -- What starting the claimed jobs costs each limit (of an open queue), as its kind
-        -- records it (a rate limit's bucket loses a token per start), and how long until
-        -- time alone gives it room again.
-        SELECT s.*, {schema}.limit_wait(s.kind, s.settings, s.after, clock) AS wait
-        FROM (SELECT l.scope, l.name, l.kind, l.settings, l.state,
+        -- What starting the claimed jobs costs each limit of an open queue or task, as its
+        -- kind records it (a rate limit's bucket loses a token per start), and, for a
+        -- limit the starts left without room, how long until time alone gives it some.
+        SELECT s.*, CASE WHEN s.room - s.started < 1
+                         THEN {schema}.limit_wait(s.kind, s.settings, s.after, clock) END AS wait
+        FROM (SELECT l.scope, l.name, l.kind, l.settings, l.state, l.room, c.started,
                      CASE WHEN c.started > 0
                           THEN {schema}.limit_spend(l.kind, l.settings, l.state, c.started,
                                                     clock)
@@ -308,17 +328,21 @@ BEGIN
                   SELECT count(*) AS started FROM claimed c
                   WHERE l.name = CASE l.scope WHEN 'queue' THEN c.queue
                                               ELSE c.task_name END) c
-              WHERE l.problem IS NULL
-                AND NOT EXISTS (SELECT 1 FROM queue_room r
-                                WHERE l.scope = 'queue' AND r.queue = l.name AND r.paused)
+              WHERE NOT EXISTS (SELECT 1 FROM queue_room r
+                                WHERE l.scope = 'queue' AND r.queue = l.name
+                                  AND (r.paused OR r.problem IS NOT NULL))
+                AND NOT EXISTS (SELECT 1 FROM task_room r
+                                WHERE l.scope = 'task' AND r.task_name = l.name
+                                  AND r.problem IS NOT NULL)
              ) s
     ), recorded AS (
         -- Only state that changed is written: a limit that nothing started under, or a
-        -- kind that keeps no state, is not churned by every claim.
+        -- kind that keeps no state, is not churned by every claim. Nor is a limit whose
+        -- settings set_limit() changed since this statement read them (which reset it).
         UPDATE {schema}.limits l SET state = s.after
         FROM spent s
         WHERE (l.scope, l.name, l.kind) = (s.scope, s.name, s.kind)
-          AND s.after IS DISTINCT FROM s.state
+          AND l.settings = s.settings AND s.after IS DISTINCT FROM s.state
         RETURNING 1
     )
     SELECT 'claimed'::text, c.job_id, c.task_name, c.args, c.kwargs, c.attempts, c.failures,

@@ -3,8 +3,10 @@
 -- running jobs are the count, an orphaned attempt included until it leaves 'running'.
 CREATE OR REPLACE FUNCTION {schema}.limit_concurrency_problem(settings jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT {schema}.limit_count_problem('concurrency_limit', $1 -> 'concurrency_limit',
-                                        'to stop a queue, pause it')
+    SELECT coalesce(
+        {schema}.limit_keys_problem($1, ARRAY['concurrency_limit']),
+        {schema}.limit_count_problem('concurrency_limit', $1 -> 'concurrency_limit',
+                                     'to stop a queue, pause it'))
 $$;
 
 CREATE OR REPLACE FUNCTION {schema}.limit_concurrency_room(

@@ -12,7 +12,7 @@
 --       seconds until time alone gives room again, NULL when it has room or only
 --       finishing jobs give it.
 --
--- limit_problem(), limit_room(), limit_spend() and limit_wait() call a row's kind by name,
+-- limit_problem(), limit_rooms(), limit_spend() and limit_wait() call a row's kind by name,
 -- so the claim, set_limit() and the views name no kind. limit_problem() is asked first: it
 -- also says when a row's kind has no functions (a row written for a newer release), and
 -- the claim skips such a scope's work as it skips settings out of bounds.
@@ -36,5 +36,8 @@ BEGIN
     EXECUTE format('SELECT {schema}.%I($1)', 'limit_' || kind || '_problem')
         INTO problem USING settings;
     RETURN problem;
+EXCEPTION WHEN OTHERS THEN
+    -- A kind's function that fails on some settings is a problem of that row alone.
+    RETURN format('limit kind %L failed on these settings: %s', kind, SQLERRM);
 END
 $$;

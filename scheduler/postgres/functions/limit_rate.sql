@@ -12,6 +12,7 @@ DECLARE
     period jsonb := settings -> 'rate_period';
 BEGIN
     RETURN coalesce(
+        {schema}.limit_keys_problem(settings, ARRAY['rate_limit', 'rate_period', 'rate_burst']),
         {schema}.limit_count_problem('rate_limit', settings -> 'rate_limit', NULL),
         {schema}.limit_count_problem('rate_burst', settings -> 'rate_burst', NULL),
         CASE WHEN jsonb_typeof(period) IS DISTINCT FROM 'number'
@@ -21,8 +22,9 @@ BEGIN
 END
 $$;
 
--- The tokens in the bucket at `at`: what it held when last spent, refilled since, at most
--- rate_burst; a state that is not two finite numbers counts as a full bucket.
+-- The tokens in the bucket at `at`: what it held when last spent (clamped to [0, burst]),
+-- refilled since, at most rate_burst; a state without two numbers, or with a refill time
+-- no clock reads (written by hand), counts as a full bucket.
 CREATE OR REPLACE FUNCTION {schema}.limit_rate_tokens(
     settings jsonb, state jsonb, at timestamptz
 ) RETURNS double precision
@@ -33,14 +35,15 @@ DECLARE
     refilled_at double precision;
 BEGIN
     IF jsonb_typeof(state -> 'tokens') IS DISTINCT FROM 'number'
-       OR jsonb_typeof(state -> 'refilled_at') IS DISTINCT FROM 'number'
-       -- (so the casts below cannot overflow, whatever was written by hand)
-       OR abs((state ->> 'tokens')::numeric) > 1e15
-       OR abs((state ->> 'refilled_at')::numeric) > 1e12
-       OR NOT isfinite(at) THEN
+       OR jsonb_typeof(state -> 'refilled_at') IS DISTINCT FROM 'number' OR NOT isfinite(at)
+    THEN
         RETURN burst;
     END IF;
-    tokens := least(greatest((state ->> 'tokens')::float8, 0), burst);
+    -- (bounded as numeric first, so the casts below cannot overflow whatever was written)
+    IF abs((state ->> 'refilled_at')::numeric) > 1e12 THEN
+        RETURN burst;
+    END IF;
+    tokens := least(greatest((state ->> 'tokens')::numeric, 0), burst::numeric)::float8;
     refilled_at := (state ->> 'refilled_at')::float8;
     RETURN least(burst,
                  tokens + least(greatest(extract(epoch FROM at)::float8 - refilled_at, 0)
@@ -60,8 +63,10 @@ CREATE OR REPLACE FUNCTION {schema}.limit_rate_spend(
     settings jsonb, state jsonb, started bigint, at timestamptz
 ) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object('tokens', {schema}.limit_rate_tokens($1, $2, $4) - $3,
-                              'refilled_at', extract(epoch FROM $4)::float8)
+    -- As numeric: a float8 would be written by float8out, which the session's
+    -- extra_float_digits can round.
+    SELECT jsonb_build_object('tokens', ({schema}.limit_rate_tokens($1, $2, $4) - $3)::numeric,
+                              'refilled_at', trim_scale(extract(epoch FROM $4)))
 $$;
 
 CREATE OR REPLACE FUNCTION {schema}.limit_rate_wait(

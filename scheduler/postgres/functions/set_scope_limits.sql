@@ -7,8 +7,14 @@ CREATE OR REPLACE FUNCTION {schema}.set_scope_limits(
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     concurrency jsonb := jsonb_build_object('concurrency_limit', concurrency_limit);
-    rate jsonb := jsonb_build_object('rate_limit', coalesce(rate_limit, 1),
-                                     'rate_period', rate_period, 'rate_burst', rate_burst);
+    -- rate_period as numeric (exact, whatever the session's extra_float_digits), or as
+    -- text when JSON cannot hold it (NaN, infinities), which the rate kind refuses.
+    rate jsonb := jsonb_build_object(
+        'rate_limit', coalesce(rate_limit, 1),
+        'rate_period', CASE WHEN rate_period::text IN ('NaN', 'Infinity', '-Infinity')
+                            THEN to_jsonb(rate_period::text)
+                            ELSE to_jsonb(rate_period::numeric) END,
+        'rate_burst', rate_burst);
     problem text := coalesce(
         CASE WHEN concurrency_limit IS NOT NULL
              THEN {schema}.limit_problem('concurrency', concurrency) END,

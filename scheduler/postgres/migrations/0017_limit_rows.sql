@@ -31,16 +31,22 @@ SELECT 'task', t.task_name, 'concurrency', jsonb_build_object('concurrency_limit
        t.updated_at
 FROM {schema}.task_limits t WHERE t.concurrency_limit IS NOT NULL;
 
--- A float8 JSON cannot hold (NaN, an infinity) becomes its text, which the rate kind's
+-- Numbers go as numeric (float8 text would follow the session's extra_float_digits); a
+-- float8 JSON cannot hold (NaN, an infinity) becomes its text, which the rate kind's
 -- problem function refuses, as the claim refused such a column before.
 INSERT INTO {schema}.limits (scope, name, kind, settings, state, updated_at)
 SELECT s.scope, s.name, 'rate',
        jsonb_build_object('rate_limit', s.rate_limit,
-                          'rate_period', s.rate_period, 'rate_burst', s.rate_burst),
+                          'rate_period', CASE WHEN s.rate_period::text IN ('NaN', 'Infinity',
+                                                                           '-Infinity')
+                                              THEN to_jsonb(s.rate_period::text)
+                                              ELSE to_jsonb(s.rate_period::numeric) END,
+                          'rate_burst', s.rate_burst),
        CASE WHEN s.tokens IS NOT NULL AND s.refilled_at IS NOT NULL AND isfinite(s.refilled_at)
                  AND s.tokens::text NOT IN ('NaN', 'Infinity', '-Infinity')
-            THEN jsonb_build_object('tokens', s.tokens,
-                                    'refilled_at', extract(epoch FROM s.refilled_at)::float8) END,
+            THEN jsonb_build_object('tokens', s.tokens::numeric,
+                                    'refilled_at', trim_scale(extract(epoch FROM s.refilled_at)))
+       END,
        s.updated_at
 FROM (SELECT 'queue' AS scope, q.queue AS name, q.rate_limit, q.rate_period, q.rate_burst,
              q.tokens, q.refilled_at, q.updated_at
