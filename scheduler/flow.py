@@ -87,3 +87,15 @@ def legacy_kinds(limits: Limits) -> tuple[Limit, ...]:
     if limits.rate_limit is not None:
         kinds.append(RateLimit(limits.rate_limit, limits.rate_period, limits.rate_burst))
     return tuple(kinds)
+
+
+def legacy_limits(limits: tuple[Limit, ...]) -> Limits:
+    """The concurrency and rate limits among `limits`, as `Limits` shows them."""
+    concurrency = next((x for x in limits if isinstance(x, ConcurrencyLimit)), None)
+    rate = next((x for x in limits if isinstance(x, RateLimit)), None)
+    return Limits(
+        concurrency_limit=None if concurrency is None else concurrency.concurrency_limit,
+        rate_limit=None if rate is None else rate.rate_limit,
+        rate_period=1.0 if rate is None else rate.rate_period,
+        rate_burst=1 if rate is None else rate.rate_burst,
+    )

@@ -174,8 +174,8 @@ async def migrate(conn: AnyConnection, schema: str) -> list[int]:
         _refuse_newer_functions(recorded, schema)
         # Read before a migration drops a function whose signature changes: its successor
         # gets the same rights back once the function files are applied.
-        held = await _function_grants(conn, schema)
-        readers = await _relation_readers(conn, schema)
+        held = await _held_rights(conn, schema, "functions")
+        readers = await _held_rights(conn, schema, "relations")
         for migration in known_migrations():
             if migration.version <= version:
                 continue
@@ -229,30 +229,29 @@ async def _create_functions_table(conn: AnyConnection, quoted: str) -> None:
         )
 
 
-async def _function_grants(conn: AnyConnection, schema: str) -> list[tuple[int, str, int]]:
-    """(function oid, function name, role oid) for every EXECUTE right a role other than the
-    owner and PUBLIC holds on a function of the schema."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT p.oid, p.proname, a.grantee FROM pg_proc p"
-        " CROSS JOIN LATERAL aclexplode(p.proacl) a"
-        " WHERE p.pronamespace = $1::regnamespace AND a.privilege_type = 'EXECUTE'"
-        "   AND a.grantee <> 0 AND a.grantee <> p.proowner",
-        quote_identifier(schema),
-    )
-    return [(row["oid"], row["proname"], row["grantee"]) for row in rows]
+#: The rights migrate gives back after a migration drops what holds them: per catalog, its
+#: name, namespace, owner and ACL columns, and the right.
+_RIGHTS = {
+    "functions": ("pg_proc", "proname", "pronamespace", "proowner", "proacl", "EXECUTE"),
+    "relations": ("pg_class", "relname", "relnamespace", "relowner", "relacl", "SELECT"),
+}
 
 
-async def _relation_readers(conn: AnyConnection, schema: str) -> list[tuple[int, str, int]]:
-    """(relation oid, name, role oid) for every SELECT right a role other than the owner and
-    PUBLIC holds on a table or view of the schema."""
+async def _held_rights(
+    conn: AnyConnection, schema: str, catalog: str
+) -> list[tuple[int, str, int]]:
+    """(oid, name, role oid) for every right of `catalog`'s kind (EXECUTE on functions,
+    SELECT on tables and views) that a role other than the owner and PUBLIC holds on an
+    object of the schema."""
+    table, name, namespace, owner, acl, right = _RIGHTS[catalog]
     rows = await conn.fetch(
-        "SELECT DISTINCT c.oid, c.relname, a.grantee FROM pg_class c"
-        " CROSS JOIN LATERAL aclexplode(c.relacl) a"
-        " WHERE c.relnamespace = $1::regnamespace AND a.privilege_type = 'SELECT'"
-        "   AND a.grantee <> 0 AND a.grantee <> c.relowner",
+        f"SELECT DISTINCT o.oid, o.{name} AS name, a.grantee FROM pg_catalog.{table} o"
+        f" CROSS JOIN LATERAL aclexplode(o.{acl}) a"
+        f" WHERE o.{namespace} = $1::regnamespace AND a.privilege_type = '{right}'"
+        f"   AND a.grantee <> 0 AND a.grantee <> o.{owner}",
         quote_identifier(schema),
     )
-    return [(row["oid"], row["relname"], row["grantee"]) for row in rows]
+    return [(row["oid"], row["name"], row["grantee"]) for row in rows]
 
 
 async def _give_back_reads(

@@ -27,7 +27,7 @@ from scheduler.errors import (
     UnknownDependencyError,
 )
 from scheduler.extensions import QueueDepth
-from scheduler.flow import Limits, QueueStats, TaskLimits
+from scheduler.flow import Limits, QueueStats, TaskLimits, legacy_limits
 from scheduler.limits import Limit, limit_from_row
 from scheduler.models import (
     Attempt,
@@ -715,9 +715,9 @@ class PostgresJobStore:
                 future=row["future"],
                 running=row["running"],
                 paused=row["paused"],
-                limits=_limits_from_row(row),
+                limits=legacy_limits(limits := _all_limits(row)),
                 problem=row["problem"],
-                all_limits=_all_limits(row),
+                all_limits=limits,
             )
             for row in rows
         ]
@@ -729,9 +729,9 @@ class PostgresJobStore:
             TaskLimits(
                 task_name=row["task_name"],
                 running=row["running"],
-                limits=_limits_from_row(row),
+                limits=legacy_limits(limits := _all_limits(row)),
                 problem=row["problem"],
-                all_limits=_all_limits(row),
+                all_limits=limits,
             )
             for row in rows
         ]
@@ -857,15 +857,6 @@ def _unique_violation_error(job: NewJob, exc: asyncpg.UniqueViolationError) -> J
 
 def _limit_values(limits: Limits) -> tuple[int | None, int | None, float, int]:
     return (limits.concurrency_limit, limits.rate_limit, limits.rate_period, limits.rate_burst)
-
-
-def _limits_from_row(row: asyncpg.Record) -> Limits:
-    return Limits(
-        concurrency_limit=row["concurrency_limit"],
-        rate_limit=row["rate_limit"],
-        rate_period=row["rate_period"] if row["rate_period"] is not None else 1.0,
-        rate_burst=row["rate_burst"] if row["rate_burst"] is not None else 1,
-    )
 
 
 def _all_limits(row: asyncpg.Record) -> tuple[Limit, ...]:

@@ -266,16 +266,20 @@ async def test_jobs_sharing_a_lock_key_never_run_together_whatever_their_task(
         )
 
 
-async def _held_key_backlog(pool: asyncpg.Pool, schema: str, owner: uuid.UUID, size: int) -> None:
-    """A key 'hot' held by a running job of `owner`, with `size` pending successors due
-    before anything else in the table."""
+async def _behind_a_held_key(
+    pool: asyncpg.Pool, schema: str, size: int
+) -> tuple[PostgresJobStore, uuid.UUID]:
+    """A key 'hot' held by a running job of one worker, with `size` pending successors due
+    before anything else in the table; the store and the other worker, which claims."""
+    store = PostgresJobStore(pool, schema)
+    holder, owner = await workers(store, 2, ["default"])
     q = quote_identifier(schema)
     await pool.execute(
         f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time, status, lease_owner,"
         "                       attempts)"
         " VALUES ($1, 'hot', now() - interval '3 days', 'running', $2, 1)",
         TASK,
-        owner,
+        holder,
     )
     await pool.execute(
         f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time)"
@@ -284,17 +288,16 @@ async def _held_key_backlog(pool: asyncpg.Pool, schema: str, owner: uuid.UUID, s
         TASK,
         size,
     )
+    return store, owner
 
 
 async def test_work_due_after_a_held_keys_long_backlog_is_claimed(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
-    store = PostgresJobStore(pool, migrated)
     q = quote_identifier(migrated)
-    holder, owner = await workers(store, 2, ["default"])
     # More successors than the claim reads in due order (max_jobs + 100), so only the walk
     # over the keys finds the free keys' work.
-    await _held_key_backlog(pool, migrated, holder, 500)
+    store, owner = await _behind_a_held_key(pool, migrated, 500)
     await pool.execute(
         f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time, priority) VALUES"
         "  ($1, 'free-b', now() - interval '1 hour', 5),"
@@ -326,10 +329,8 @@ async def test_work_due_after_a_held_keys_long_backlog_is_claimed(
 async def test_walks_over_the_keys_take_every_free_key_in_turn(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
-    store = PostgresJobStore(pool, migrated)
     q = quote_identifier(migrated)
-    holder, owner = await workers(store, 2, ["default"])
-    await _held_key_backlog(pool, migrated, holder, 300)  # fills every window of a claim
+    store, owner = await _behind_a_held_key(pool, migrated, 300)  # fills every window of a claim
     await pool.execute(
         f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time)"
         " SELECT $1, k, now() - interval '1 hour' + n * interval '1 second'"
@@ -364,10 +365,8 @@ async def test_a_keys_due_job_behind_its_many_later_ones_of_higher_priority_is_c
 ) -> None:
     """Found in review: the walk read a key's first 100 jobs by priority whatever their due
     time, so 100 high-priority jobs due tomorrow hid the key's job due an hour ago."""
-    store = PostgresJobStore(pool, migrated)
     q = quote_identifier(migrated)
-    holder, owner = await workers(store, 2, ["default"])
-    await _held_key_backlog(pool, migrated, holder, 500)
+    store, owner = await _behind_a_held_key(pool, migrated, 500)
     await pool.execute(
         f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time, priority)"
         " SELECT $1, 'kx', now() + interval '1 day', 20 FROM generate_series(1, 100)",
@@ -387,10 +386,8 @@ async def test_a_walk_over_many_keys_with_nothing_due_stays_cheap(
 ) -> None:
     """While held keys fill the claim's window, every claim walks the keys; 2,000 keys with
     nothing due must cost it a bounded read (walk_limit keys), not all of them."""
-    store = PostgresJobStore(pool, migrated)
     q = quote_identifier(migrated)
-    holder, owner = await workers(store, 2, ["default"])
-    await _held_key_backlog(pool, migrated, holder, 500)
+    _, owner = await _behind_a_held_key(pool, migrated, 500)
     await pool.execute(
         f"INSERT INTO {q}.jobs (task_name, lock_key, execution_time)"
         " SELECT $1, 'later-' || n, now() + interval '1 day' FROM generate_series(1, 2000) n",
@@ -450,10 +447,8 @@ async def _claim_buffers(pool: asyncpg.Pool, schema: str, owner: uuid.UUID) -> i
 async def test_a_claim_reads_no_more_behind_a_held_key_of_20000_jobs_than_of_1000(
     pool: asyncpg.Pool, migrated: str
 ) -> None:
-    store = PostgresJobStore(pool, migrated)
     q = quote_identifier(migrated)
-    holder, owner = await workers(store, 2, ["default"])
-    await _held_key_backlog(pool, migrated, holder, 1_000)
+    _, owner = await _behind_a_held_key(pool, migrated, 1_000)
     await enqueue(pool, migrated, 20)  # the work the claim finds, due after the backlog
     await pool.execute(f"VACUUM ANALYZE {q}.jobs")
     small = await _claim_buffers(pool, migrated, owner)
