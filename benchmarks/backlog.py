@@ -111,7 +111,9 @@ async def _empty_bucket(pool: asyncpg.Pool[Any], q: str) -> None:
         f"SELECT {q}.set_task_limits($1, rate_limit => 1, rate_period => 86400)", STUCK
     )
     await pool.execute(
-        f"UPDATE {q}.task_limits SET tokens = 0, refilled_at = now() WHERE task_name = $1", STUCK
+        f"UPDATE {q}.limits SET state = jsonb_build_object('tokens', 0, 'refilled_at',"
+        " extract(epoch FROM now())) WHERE (scope, name, kind) = ('task', $1, 'rate')",
+        STUCK,
     )
 
 

@@ -1,7 +1,7 @@
 """What flow control costs in the claim, with each kind of limit on but set high enough
 never to bind (issue 11), beside the same run with none:
 
-    none                               no row in `queues` or `task_limits`
+    none                               no row in `queues` or `limits`
     queue concurrency limit            the jobs' queue limited to 1,000 running
     task concurrency limit             the task limited to 1,000 running
     a lock key on every job            each job its own key (no two share one)
